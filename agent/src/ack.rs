@@ -1,0 +1,229 @@
+//! Acknowledgement tracking: which lines of which file Kafka has confirmed.
+//!
+//! Owns one *slot* per file being read. The reader opens a slot for a file, the output registers
+//! each event's end offset in send order, and delivery reports (on librdkafka's thread) mark them
+//! done. Invariant: a slot's `acked` offset only ever moves to the end of the highest *contiguous*
+//! done event, so the registry never records an offset past a line that is still in flight, even
+//! when acknowledgements arrive out of order (several partitions).
+
+use crate::fingerprint::{FileId, Fingerprint};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// What the registry needs to know about a slot's file.
+#[derive(Debug, Clone)]
+pub struct SlotFile {
+    pub input: String,
+    pub path: PathBuf,
+    pub id: FileId,
+    pub fingerprint: Fingerprint,
+}
+
+#[derive(Debug)]
+struct Slot {
+    file: SlotFile,
+    /// Everything before this offset is acknowledged (or was already when the slot opened).
+    acked: u64,
+    /// End offsets in send order, with their done flag.
+    pending: VecDeque<(u64, bool)>,
+    /// A newer slot took over this file (after truncation): its offsets are no longer reported.
+    superseded: bool,
+}
+
+/// The contiguous acknowledged offset of one file, as the registry stores it.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    pub file: SlotFile,
+    pub offset: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct AckTracker {
+    slots: Mutex<Vec<Option<Slot>>>,
+}
+
+/// Most files tracked at once; slot numbers must fit the delivery opaque (see [`pack`]).
+pub const MAX_SLOTS: usize = 1 << 15;
+
+/// Packs a slot and an end offset into the integer that rides along with a Kafka record.
+pub fn pack(slot: u32, end_offset: u64) -> usize {
+    debug_assert!(end_offset < (1 << 48));
+    ((slot as usize) << 48) | end_offset as usize
+}
+
+pub fn unpack(opaque: usize) -> (u32, u64) {
+    ((opaque >> 48) as u32, (opaque & ((1 << 48) - 1)) as u64)
+}
+
+impl AckTracker {
+    /// Opens a slot for a file whose bytes before `offset` need no more acknowledgement.
+    pub fn open(&self, file: SlotFile, offset: u64) -> Option<u32> {
+        let mut slots = self.slots.lock().unwrap();
+        let slot = Slot { file, acked: offset, pending: VecDeque::new(), superseded: false };
+        if let Some(i) = slots.iter().position(Option::is_none) {
+            slots[i] = Some(slot);
+            return Some(i as u32);
+        }
+        if slots.len() >= MAX_SLOTS {
+            return None;
+        }
+        slots.push(Some(slot));
+        Some((slots.len() - 1) as u32)
+    }
+
+    /// Updates the identity the registry will record for a slot (path after rename, longer fingerprint).
+    pub fn update_file(&self, slot: u32, f: impl FnOnce(&mut SlotFile)) {
+        if let Some(Some(s)) = self.slots.lock().unwrap().get_mut(slot as usize) {
+            f(&mut s.file);
+        }
+    }
+
+    /// Stops reporting a slot's offsets (a newer slot owns the file); it is freed once drained.
+    pub fn supersede(&self, slot: u32) {
+        if let Some(Some(s)) = self.slots.lock().unwrap().get_mut(slot as usize) {
+            s.superseded = true;
+        }
+    }
+
+    /// Records that an event ending at `end_offset` is about to be sent.
+    pub fn register(&self, slot: u32, end_offset: u64) {
+        if let Some(Some(s)) = self.slots.lock().unwrap().get_mut(slot as usize) {
+            s.pending.push_back((end_offset, false));
+        }
+    }
+
+    /// Registers an event that needs no delivery (skipped or dropped line): done at once.
+    pub fn register_done(&self, slot: u32, end_offset: u64) {
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(Some(s)) = slots.get_mut(slot as usize) {
+            s.pending.push_back((end_offset, true));
+            advance(s);
+        }
+    }
+
+    /// Marks the event ending at `end_offset` as delivered.
+    pub fn done(&self, slot: u32, end_offset: u64) {
+        let mut slots = self.slots.lock().unwrap();
+        let Some(Some(s)) = slots.get_mut(slot as usize) else { return };
+        // Offsets within a slot increase in send order, so the entry can be found by bisection.
+        if let Ok(i) = s.pending.binary_search_by_key(&end_offset, |(o, _)| *o) {
+            s.pending[i].1 = true;
+            advance(s);
+        }
+    }
+
+    /// The slot's contiguous acknowledged offset and whether nothing is in flight.
+    pub fn acked(&self, slot: u32) -> Option<(u64, bool)> {
+        let slots = self.slots.lock().unwrap();
+        slots.get(slot as usize)?.as_ref().map(|s| (s.acked, s.pending.is_empty()))
+    }
+
+    /// Frees a slot whose events are all acknowledged; returns false (and keeps it) otherwise.
+    pub fn close_if_drained(&self, slot: u32) -> bool {
+        let mut slots = self.slots.lock().unwrap();
+        match slots.get_mut(slot as usize) {
+            Some(entry @ Some(_)) if entry.as_ref().is_some_and(|s| s.pending.is_empty()) => {
+                *entry = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees superseded slots that have drained.
+    pub fn reap_superseded(&self) {
+        let mut slots = self.slots.lock().unwrap();
+        for entry in slots.iter_mut() {
+            if entry.as_ref().is_some_and(|s| s.superseded && s.pending.is_empty()) {
+                *entry = None;
+            }
+        }
+    }
+
+    /// Current watermarks of all live, non-superseded slots.
+    pub fn watermarks(&self) -> Vec<Watermark> {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .iter()
+            .flatten()
+            .filter(|s| !s.superseded)
+            .map(|s| Watermark { file: s.file.clone(), offset: s.acked })
+            .collect()
+    }
+
+    /// Events registered and not yet acknowledged, over all slots.
+    pub fn in_flight(&self) -> usize {
+        self.slots.lock().unwrap().iter().flatten().map(|s| s.pending.iter().filter(|p| !p.1).count()).sum()
+    }
+}
+
+fn advance(s: &mut Slot) {
+    while let Some(&(end, true)) = s.pending.front() {
+        s.acked = end;
+        s.pending.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> SlotFile {
+        SlotFile {
+            input: "i".into(),
+            path: "/a".into(),
+            id: FileId { dev: 1, ino: 2 },
+            fingerprint: Fingerprint::default(),
+        }
+    }
+
+    #[test]
+    fn watermark_moves_only_over_contiguous_acks() {
+        let t = AckTracker::default();
+        let s = t.open(file(), 100).unwrap();
+        for end in [110, 120, 130] {
+            t.register(s, end);
+        }
+        t.done(s, 120);
+        assert_eq!(t.acked(s), Some((100, false)), "110 is still in flight");
+        t.done(s, 110);
+        assert_eq!(t.acked(s), Some((120, false)));
+        t.done(s, 130);
+        assert_eq!(t.acked(s), Some((130, true)));
+        assert_eq!(t.watermarks()[0].offset, 130);
+    }
+
+    #[test]
+    fn skipped_events_advance_in_order() {
+        let t = AckTracker::default();
+        let s = t.open(file(), 0).unwrap();
+        t.register(s, 10);
+        t.register_done(s, 20);
+        assert_eq!(t.acked(s), Some((0, false)));
+        t.done(s, 10);
+        assert_eq!(t.acked(s), Some((20, true)));
+    }
+
+    #[test]
+    fn slots_are_reused_only_when_drained_and_superseded_ones_are_hidden() {
+        let t = AckTracker::default();
+        let a = t.open(file(), 0).unwrap();
+        t.register(a, 5);
+        assert!(!t.close_if_drained(a));
+        t.supersede(a);
+        assert!(t.watermarks().is_empty());
+        let b = t.open(file(), 0).unwrap();
+        assert_ne!(a, b);
+        t.done(a, 5);
+        t.reap_superseded();
+        let c = t.open(file(), 0).unwrap();
+        assert_eq!(c, a, "the drained superseded slot is free again");
+    }
+
+    #[test]
+    fn opaque_round_trips() {
+        let o = pack(12_345, (1 << 48) - 7);
+        assert_eq!(unpack(o), (12_345, (1 << 48) - 7));
+    }
+}

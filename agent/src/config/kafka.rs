@@ -1,0 +1,474 @@
+//! `output.kafka`: Filebeat's key names, resolved into librdkafka properties.
+//!
+//! Invariant: [`KafkaConfig::client_properties`] is the only place that turns settings into
+//! librdkafka properties, and a key of the `librdkafka` pass-through map may not set a property
+//! that a named setting already sets (validation refuses it). Secrets are never printed: `Debug`
+//! masks them.
+
+use super::{invalid, ByteSize, HumanDuration, Invalid};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const DEFAULT_REQUIRED_ACKS: i8 = 1;
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 4;
+pub const DEFAULT_MAX_MESSAGE_BYTES: ByteSize = ByteSize(1_000_000);
+pub const DEFAULT_BULK_MAX_SIZE: usize = 2048;
+pub const DEFAULT_BULK_FLUSH_FREQUENCY: HumanDuration = HumanDuration::from_millis(10);
+pub const DEFAULT_CLIENT_ID: &str = "agent";
+pub const DEFAULT_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
+pub const DEFAULT_BROKER_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
+pub const DEFAULT_METADATA_REFRESH: HumanDuration = HumanDuration::from_secs(600);
+pub const DEFAULT_BACKOFF_INIT: HumanDuration = HumanDuration::from_secs(1);
+pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(60);
+pub const DEFAULT_GROUP_EVENTS: usize = 1;
+
+/// Properties the agent relies on for its guarantees; the pass-through map may not touch them.
+const RESERVED_PROPERTIES: &[&str] = &["message.timeout.ms", "delivery.report.only.error", "enable.idempotence"];
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub hosts: Vec<String>,
+    /// Topic, or a format string such as `logs-%{[fields.service]}`.
+    pub topic: String,
+    /// Optional record key, a format string.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub partition: Partitioning,
+    #[serde(default = "d_acks")]
+    pub required_acks: i8,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "d_level")]
+    pub compression_level: i32,
+    #[serde(default = "d_max_message_bytes")]
+    pub max_message_bytes: ByteSize,
+    #[serde(default = "d_bulk_max_size")]
+    pub bulk_max_size: usize,
+    #[serde(default = "d_bulk_flush_frequency")]
+    pub bulk_flush_frequency: HumanDuration,
+    #[serde(default = "d_client_id")]
+    pub client_id: String,
+    #[serde(default = "d_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default = "d_broker_timeout")]
+    pub broker_timeout: HumanDuration,
+    #[serde(default)]
+    pub metadata: MetadataConfig,
+    #[serde(default)]
+    pub backoff: KafkaBackoff,
+    #[serde(default)]
+    pub codec: Codec,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub sasl: SaslConfig,
+    #[serde(default)]
+    pub ssl: SslConfig,
+    /// Any other librdkafka property, passed through as is.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+fn d_acks() -> i8 {
+    DEFAULT_REQUIRED_ACKS
+}
+fn d_level() -> i32 {
+    DEFAULT_COMPRESSION_LEVEL
+}
+fn d_max_message_bytes() -> ByteSize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+fn d_bulk_max_size() -> usize {
+    DEFAULT_BULK_MAX_SIZE
+}
+fn d_bulk_flush_frequency() -> HumanDuration {
+    DEFAULT_BULK_FLUSH_FREQUENCY
+}
+fn d_client_id() -> String {
+    DEFAULT_CLIENT_ID.to_string()
+}
+fn d_timeout() -> HumanDuration {
+    DEFAULT_TIMEOUT
+}
+fn d_broker_timeout() -> HumanDuration {
+    DEFAULT_BROKER_TIMEOUT
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("hosts", &self.hosts)
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("required_acks", &self.required_acks)
+            .field("compression", &self.compression)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "*****"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How records are spread over the topic's partitions.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Partitioning {
+    /// The agent picks partitions in turn from the topic's metadata.
+    RoundRobin(RoundRobin),
+    /// librdkafka hashes the key (murmur2, as the Java client does); keyless records go to a random partition.
+    Hash(HashPartitioning),
+    /// librdkafka picks a random partition per record.
+    Random(HashPartitioning),
+}
+
+impl Default for Partitioning {
+    fn default() -> Self {
+        Partitioning::RoundRobin(RoundRobin::default())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoundRobin {
+    /// Only use partitions whose leader broker is currently up.
+    #[serde(default)]
+    pub reachable_only: bool,
+    /// Consecutive events sent to one partition before moving to the next.
+    #[serde(default = "d_group_events")]
+    pub group_events: usize,
+}
+impl Default for RoundRobin {
+    fn default() -> Self {
+        Self { reachable_only: false, group_events: DEFAULT_GROUP_EVENTS }
+    }
+}
+fn d_group_events() -> usize {
+    DEFAULT_GROUP_EVENTS
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HashPartitioning {}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    #[default]
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn librdkafka_name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// What a record's value is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Codec {
+    /// Filebeat-compatible JSON document.
+    #[default]
+    Json,
+    /// The line's bytes, unchanged (what Kafka Connect's FileStream source sends).
+    Raw,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    #[serde(default = "d_metadata_refresh")]
+    pub refresh_frequency: HumanDuration,
+}
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self { refresh_frequency: d_metadata_refresh() }
+    }
+}
+fn d_metadata_refresh() -> HumanDuration {
+    DEFAULT_METADATA_REFRESH
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaBackoff {
+    #[serde(default = "d_backoff_init")]
+    pub init: HumanDuration,
+    #[serde(default = "d_backoff_max")]
+    pub max: HumanDuration,
+}
+impl Default for KafkaBackoff {
+    fn default() -> Self {
+        Self { init: d_backoff_init(), max: d_backoff_max() }
+    }
+}
+fn d_backoff_init() -> HumanDuration {
+    DEFAULT_BACKOFF_INIT
+}
+fn d_backoff_max() -> HumanDuration {
+    DEFAULT_BACKOFF_MAX
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; PLAIN when `username` is set and this is not.
+    #[serde(default)]
+    pub mechanism: Option<String>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SslConfig {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub certificate_authorities: Vec<String>,
+    #[serde(default)]
+    pub certificate: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_passphrase: Option<String>,
+    /// `full` (default) or `none`.
+    #[serde(default)]
+    pub verification_mode: Option<String>,
+}
+
+impl fmt::Debug for SslConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SslConfig")
+            .field("enabled", &self.enabled)
+            .field("certificate_authorities", &self.certificate_authorities)
+            .field("key_passphrase", &self.key_passphrase.as_ref().map(|_| "*****"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SslConfig {
+    fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(!self.certificate_authorities.is_empty() || self.certificate.is_some())
+    }
+}
+
+impl KafkaConfig {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        let k = |s: &str| format!("output.kafka.{s}");
+        if self.hosts.is_empty() {
+            return Err(invalid(k("hosts"), "needs at least one broker address"));
+        }
+        if self.topic.trim().is_empty() {
+            return Err(invalid(k("topic"), "must not be empty"));
+        }
+        crate::event::Format::parse(&self.topic).map_err(|e| invalid(k("topic"), e))?;
+        if let Some(key) = &self.key {
+            crate::event::Format::parse(key).map_err(|e| invalid(k("key"), e))?;
+        }
+        if ![0, 1, -1].contains(&self.required_acks) {
+            return Err(invalid(k("required_acks"), "must be 0, 1 or -1"));
+        }
+        self.validate_compression_level()?;
+        if self.max_message_bytes.0 < 1000 {
+            return Err(invalid(k("max_message_bytes"), "must be at least 1000"));
+        }
+        if self.bulk_max_size == 0 {
+            return Err(invalid(k("bulk_max_size"), "must be at least 1"));
+        }
+        if let Partitioning::RoundRobin(rr) = &self.partition {
+            if rr.group_events == 0 {
+                return Err(invalid(k("partition.round_robin.group_events"), "must be at least 1"));
+            }
+        }
+        if let Some(m) = &self.sasl.mechanism {
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                return Err(invalid(k("sasl.mechanism"), "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
+            }
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(invalid(k("password"), "username and password must be set together"));
+        }
+        if let Some(v) = &self.ssl.verification_mode {
+            if v != "full" && v != "none" {
+                return Err(invalid(k("ssl.verification_mode"), "must be full or none"));
+            }
+        }
+        if self.ssl.certificate_authorities.len() > 1 {
+            return Err(invalid(
+                k("ssl.certificate_authorities"),
+                "give one CA bundle file (concatenate the certificates)",
+            ));
+        }
+        self.validate_pass_through()
+    }
+
+    fn validate_compression_level(&self) -> Result<(), Invalid> {
+        let range = match self.compression {
+            Compression::Gzip => -1..=9,
+            Compression::Lz4 => 0..=12,
+            Compression::Zstd => -1..=22,
+            Compression::None | Compression::Snappy => -1..=0,
+        };
+        // Filebeat's default level (4) only applies to gzip; other codecs take their own default.
+        if self.compression != Compression::Gzip && self.compression_level == DEFAULT_COMPRESSION_LEVEL {
+            return Ok(());
+        }
+        if !range.contains(&self.compression_level) {
+            return Err(invalid(
+                "output.kafka.compression_level",
+                format!("must be in {}..={} for {:?}", range.start(), range.end(), self.compression),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_pass_through(&self) -> Result<(), Invalid> {
+        let named = self.named_properties();
+        for key in self.librdkafka.keys() {
+            let at = format!("output.kafka.librdkafka.{key}");
+            if RESERVED_PROPERTIES.contains(&key.as_str()) {
+                return Err(invalid(at, "is managed by the agent for its delivery guarantees"));
+            }
+            if named.contains_key(key) {
+                return Err(invalid(at, "conflicts with a named setting of output.kafka that sets the same property"));
+            }
+        }
+        Ok(())
+    }
+
+    /// librdkafka properties for the producer: named settings first, then the pass-through map.
+    pub fn client_properties(&self) -> BTreeMap<String, String> {
+        let mut p = self.named_properties();
+        for (k, v) in &self.librdkafka {
+            p.insert(k.clone(), v.clone());
+        }
+        // Retriable errors are retried for as long as it takes: the files on disk are the buffer.
+        p.insert("message.timeout.ms".into(), "0".into());
+        p
+    }
+
+    fn named_properties(&self) -> BTreeMap<String, String> {
+        let ms = |d: HumanDuration| d.0.as_millis().to_string();
+        let mut p = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            p.insert(k.to_string(), v);
+        };
+        set("bootstrap.servers", self.hosts.join(","));
+        set("client.id", self.client_id.clone());
+        set("acks", self.required_acks.to_string());
+        set("compression.codec", self.compression.librdkafka_name().into());
+        if self.compression != Compression::None
+            && (self.compression == Compression::Gzip || self.compression_level != DEFAULT_COMPRESSION_LEVEL)
+        {
+            set("compression.level", self.compression_level.to_string());
+        }
+        set("message.max.bytes", (self.max_message_bytes.0 + 1024).max(1_000_000).to_string());
+        set("batch.num.messages", self.bulk_max_size.to_string());
+        set("linger.ms", ms(self.bulk_flush_frequency));
+        set("socket.timeout.ms", ms(self.timeout));
+        set("request.timeout.ms", ms(self.broker_timeout));
+        set("topic.metadata.refresh.interval.ms", ms(self.metadata.refresh_frequency));
+        set("retry.backoff.ms", ms(self.backoff.init));
+        set("retry.backoff.max.ms", ms(self.backoff.max));
+        set(
+            "partitioner",
+            match self.partition {
+                Partitioning::Hash(_) => "murmur2_random",
+                _ => "random",
+            }
+            .into(),
+        );
+        self.security_properties(&mut p);
+        p
+    }
+
+    fn security_properties(&self, p: &mut BTreeMap<String, String>) {
+        let sasl = self.username.is_some();
+        let ssl = self.ssl.is_enabled();
+        let protocol = match (sasl, ssl) {
+            (false, false) => "plaintext",
+            (false, true) => "ssl",
+            (true, false) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        p.insert("security.protocol".into(), protocol.into());
+        if let (Some(user), Some(pass)) = (&self.username, &self.password) {
+            p.insert("sasl.mechanism".into(), self.sasl.mechanism.clone().unwrap_or_else(|| "PLAIN".into()));
+            p.insert("sasl.username".into(), user.clone());
+            p.insert("sasl.password".into(), pass.clone());
+        }
+        if ssl {
+            if let Some(ca) = self.ssl.certificate_authorities.first() {
+                p.insert("ssl.ca.location".into(), ca.clone());
+            }
+            if let Some(c) = &self.ssl.certificate {
+                p.insert("ssl.certificate.location".into(), c.clone());
+            }
+            if let Some(k) = &self.ssl.key {
+                p.insert("ssl.key.location".into(), k.clone());
+            }
+            if let Some(k) = &self.ssl.key_passphrase {
+                p.insert("ssl.key.password".into(), k.clone());
+            }
+            let verify = self.ssl.verification_mode.as_deref() != Some("none");
+            p.insert("enable.ssl.certificate.verification".into(), verify.to_string());
+        }
+    }
+}
+
+/// Property names whose values must never be logged.
+pub fn is_secret_property(name: &str) -> bool {
+    name.contains("password") || name.contains("secret")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn kafka(extra: &str) -> Result<Config, String> {
+        let text = format!("output:\n  kafka:\n    hosts: [h:9092]\n    topic: t\n{extra}");
+        Config::from_str_at(&text, Path::new("a.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pass_through_conflicting_with_named_setting_is_refused() {
+        let err = kafka("    librdkafka:\n      acks: \"all\"\n").unwrap_err();
+        assert!(err.contains("output.kafka.librdkafka.acks"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+        let ok = kafka("    librdkafka:\n      queue.buffering.max.kbytes: \"2048\"\n").unwrap();
+        assert_eq!(ok.output.kafka.client_properties()["queue.buffering.max.kbytes"], "2048");
+    }
+
+    #[test]
+    fn sasl_and_ssl_resolve_to_librdkafka_properties_and_mask_secrets() {
+        let c = kafka("    username: u\n    password: hunter2\n    sasl:\n      mechanism: SCRAM-SHA-512\n    ssl:\n      certificate_authorities: [/ca.pem]\n").unwrap();
+        let p = c.output.kafka.client_properties();
+        assert_eq!(p["security.protocol"], "sasl_ssl");
+        assert_eq!(p["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!(p["ssl.ca.location"], "/ca.pem");
+        assert!(!format!("{:?}", c.output.kafka).contains("hunter2"));
+    }
+
+    #[test]
+    fn acks_and_levels_are_checked() {
+        assert!(kafka("    required_acks: 2\n").unwrap_err().contains("required_acks"));
+        assert!(kafka("    compression_level: 12\n").unwrap_err().contains("compression_level"));
+        assert!(kafka("    compression: lz4\n").is_ok());
+        let c = kafka("    compression: none\n").unwrap();
+        assert!(!c.output.kafka.client_properties().contains_key("compression.level"));
+    }
+}

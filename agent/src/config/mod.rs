@@ -1,0 +1,597 @@
+//! The configuration file: schema, defaults, validation.
+//!
+//! Owns the mapping from YAML to typed settings. Invariants it keeps:
+//! - every key of the file is known (`deny_unknown_fields` everywhere), and an error names the key
+//!   path and, where it can be found, the line;
+//! - every default is a named constant below and is shown in `config.example.yml` (a test parses
+//!   that file, so it cannot drift);
+//! - a loaded `Config` has passed [`Config::validate`], so the rest of the agent never re-checks.
+//!
+//! Key names follow Filebeat's where the concept is the same (`paths`, `exclude_files`,
+//! `output.kafka.hosts`, `required_acks`, ...). Dotted keys must be written as nested maps.
+
+mod kafka;
+mod units;
+
+pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
+pub use units::{parse_byte_size, ByteSize, HumanDuration};
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Where the registry lives unless `path.data` or `--path.data` says otherwise.
+pub const DEFAULT_PATH_DATA: &str = "/var/lib/agent";
+/// How often acknowledged offsets are written to disk (Filebeat's `registry.flush`).
+pub const DEFAULT_REGISTRY_FLUSH: HumanDuration = HumanDuration::from_secs(1);
+/// Registry entries of files not seen for this long are removed.
+pub const DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER: HumanDuration = HumanDuration::from_secs(72 * 3600);
+/// Longest line kept; the rest of the line is discarded and the event flagged (Filebeat: 10 MiB).
+pub const DEFAULT_MAX_BYTES: ByteSize = ByteSize::mib(10);
+/// Fallback rescan of the globs when file notifications are missed.
+pub const DEFAULT_CHECK_INTERVAL: HumanDuration = HumanDuration::from_secs(10);
+/// An open file that produced nothing for this long is closed (reopened when it grows).
+pub const DEFAULT_CLOSE_INACTIVE: HumanDuration = HumanDuration::from_secs(300);
+/// First and longest wait between two reads of a file that is at its end.
+pub const DEFAULT_BACKOFF_INIT: HumanDuration = HumanDuration::from_millis(100);
+pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(1);
+/// Most files held open at once by the reader; idle files are closed first.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
+/// Bytes of encoded events waiting between the reader and the output.
+pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(32);
+/// Time allowed at shutdown to deliver what was read; shorter than the unit's TimeoutStopSec.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(15);
+pub const DEFAULT_LOG_KEEPFILES: usize = 7;
+pub const DEFAULT_LOG_NAME: &str = "agent";
+pub const DEFAULT_METRICS_PERIOD: HumanDuration = HumanDuration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}{line}: {message}", line = line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Invalid { path: PathBuf, key: String, line: Option<usize>, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Overrides `host.name` in events (Filebeat's `name`).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub path: PathConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub inputs: Vec<InputConfig>,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    pub output: OutputConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    #[serde(default = "d_shutdown_timeout")]
+    pub shutdown_timeout: HumanDuration,
+}
+
+fn d_shutdown_timeout() -> HumanDuration {
+    DEFAULT_SHUTDOWN_TIMEOUT
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathConfig {
+    #[serde(default = "d_path_data")]
+    pub data: PathBuf,
+}
+impl Default for PathConfig {
+    fn default() -> Self {
+        Self { data: d_path_data() }
+    }
+}
+fn d_path_data() -> PathBuf {
+    PathBuf::from(DEFAULT_PATH_DATA)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    #[serde(default = "d_registry_flush")]
+    pub flush: HumanDuration,
+    #[serde(default = "d_clean_removed_after")]
+    pub clean_removed_after: HumanDuration,
+}
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { flush: d_registry_flush(), clean_removed_after: d_clean_removed_after() }
+    }
+}
+fn d_registry_flush() -> HumanDuration {
+    DEFAULT_REGISTRY_FLUSH
+}
+fn d_clean_removed_after() -> HumanDuration {
+    DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    pub id: String,
+    /// Only `filestream` exists; accepted so Filebeat input blocks paste in unchanged.
+    #[serde(rename = "type", default)]
+    pub input_type: InputType,
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub exclude_files: Vec<String>,
+    #[serde(default)]
+    pub parsers: Vec<ParserConfig>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub fields_under_root: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "d_max_bytes", alias = "message_max_bytes")]
+    pub max_bytes: ByteSize,
+    #[serde(default)]
+    pub line_terminator: LineTerminator,
+    #[serde(default)]
+    pub start_position: StartPosition,
+    #[serde(default = "d_check_interval")]
+    pub check_interval: HumanDuration,
+    #[serde(default)]
+    pub close: CloseConfig,
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_max_bytes() -> ByteSize {
+    DEFAULT_MAX_BYTES
+}
+fn d_check_interval() -> HumanDuration {
+    DEFAULT_CHECK_INTERVAL
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    #[default]
+    Filestream,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LineTerminator {
+    /// LF ends a line; a CR right before it is removed too (CRLF files).
+    #[default]
+    Auto,
+    /// LF ends a line; a CR before it is kept as part of the line.
+    LineFeed,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    /// Files with no registry entry are read from their first byte.
+    #[default]
+    Beginning,
+    /// Files already present at start-up with no registry entry are read from their end;
+    /// files that appear later are still read from their first byte.
+    End,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ParserConfig {
+    Ndjson(NdjsonConfig),
+}
+
+/// Filebeat's `ndjson` parser options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonConfig {
+    /// Where the decoded object goes: `""` (the event root, the default) or a field name.
+    #[serde(default)]
+    pub target: String,
+    /// Decoded keys replace the agent's own fields (`@timestamp`, `message`, ...) on conflict.
+    #[serde(default)]
+    pub overwrite_keys: bool,
+    /// An invalid line becomes an event with the raw line and `error.message`/`error.type`.
+    #[serde(default = "d_true")]
+    pub add_error_key: bool,
+    /// The decoded key whose value becomes `message`.
+    #[serde(default)]
+    pub message_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseConfig {
+    #[serde(default)]
+    pub on_state_change: CloseOnStateChange,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseOnStateChange {
+    #[serde(default = "d_close_inactive")]
+    pub inactive: HumanDuration,
+}
+impl Default for CloseOnStateChange {
+    fn default() -> Self {
+        Self { inactive: d_close_inactive() }
+    }
+}
+fn d_close_inactive() -> HumanDuration {
+    DEFAULT_CLOSE_INACTIVE
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    #[serde(default = "d_backoff_init")]
+    pub init: HumanDuration,
+    #[serde(default = "d_backoff_max")]
+    pub max: HumanDuration,
+}
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self { init: d_backoff_init(), max: d_backoff_max() }
+    }
+}
+fn d_backoff_init() -> HumanDuration {
+    DEFAULT_BACKOFF_INIT
+}
+fn d_backoff_max() -> HumanDuration {
+    DEFAULT_BACKOFF_MAX
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default)]
+    pub mem: MemQueueConfig,
+    #[serde(default = "d_max_open_files")]
+    pub max_open_files: usize,
+}
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { mem: MemQueueConfig::default(), max_open_files: d_max_open_files() }
+    }
+}
+fn d_max_open_files() -> usize {
+    DEFAULT_MAX_OPEN_FILES
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemQueueConfig {
+    #[serde(default = "d_queue_max_bytes")]
+    pub max_bytes: ByteSize,
+}
+impl Default for MemQueueConfig {
+    fn default() -> Self {
+        Self { max_bytes: d_queue_max_bytes() }
+    }
+}
+fn d_queue_max_bytes() -> ByteSize {
+    DEFAULT_QUEUE_MAX_BYTES
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default)]
+    pub level: LogLevel,
+    #[serde(default = "d_true")]
+    pub to_stderr: bool,
+    #[serde(default)]
+    pub to_files: bool,
+    #[serde(default)]
+    pub files: LogFilesConfig,
+    #[serde(default)]
+    pub metrics: LogMetricsConfig,
+}
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::default(),
+            to_stderr: true,
+            to_files: false,
+            files: LogFilesConfig::default(),
+            metrics: LogMetricsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    #[serde(alias = "warn")]
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilesConfig {
+    /// Directory of the agent's own log files; defaults to `<path.data>/logs`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default = "d_log_name")]
+    pub name: String,
+    #[serde(default = "d_keepfiles")]
+    pub keepfiles: usize,
+}
+impl Default for LogFilesConfig {
+    fn default() -> Self {
+        Self { path: None, name: d_log_name(), keepfiles: d_keepfiles() }
+    }
+}
+fn d_log_name() -> String {
+    DEFAULT_LOG_NAME.to_string()
+}
+fn d_keepfiles() -> usize {
+    DEFAULT_LOG_KEEPFILES
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogMetricsConfig {
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    #[serde(default = "d_metrics_period")]
+    pub period: HumanDuration,
+}
+impl Default for LogMetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true, period: d_metrics_period() }
+    }
+}
+fn d_metrics_period() -> HumanDuration {
+    DEFAULT_METRICS_PERIOD
+}
+
+/// A validation failure before it is tied to a file: the key path and what is wrong.
+pub(crate) struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid { key: key.into(), message: message.into() }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_str_at(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: explain_parse_error(&e.to_string()),
+        })?;
+        config.validate().map_err(|inv| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, &inv.key),
+            key: inv.key,
+            message: inv.message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        let mut ids = HashSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let at = |k: &str| format!("inputs[{i}].{k}");
+            if input.id.trim().is_empty() {
+                return Err(invalid(at("id"), "must not be empty"));
+            }
+            if !ids.insert(input.id.as_str()) {
+                return Err(invalid(at("id"), format!("duplicate input id {:?}; ids must be unique", input.id)));
+            }
+            if input.paths.is_empty() {
+                return Err(invalid(at("paths"), "needs at least one glob"));
+            }
+            for (j, p) in input.paths.iter().enumerate() {
+                glob::Pattern::new(p)
+                    .map_err(|e| invalid(format!("inputs[{i}].paths[{j}]"), format!("invalid glob {p:?}: {e}")))?;
+            }
+            for (j, r) in input.exclude_files.iter().enumerate() {
+                regex::bytes::Regex::new(r)
+                    .map_err(|e| invalid(format!("inputs[{i}].exclude_files[{j}]"), format!("invalid regex: {e}")))?;
+            }
+            if input.max_bytes.0 == 0 {
+                return Err(invalid(at("max_bytes"), "must be greater than 0"));
+            }
+            if input.parsers.len() > 1 {
+                return Err(invalid(at("parsers"), "only one parser (ndjson) is supported"));
+            }
+            if input.backoff.init > input.backoff.max {
+                return Err(invalid(at("backoff.init"), "must not be greater than backoff.max"));
+            }
+            if input.check_interval.0.is_zero() {
+                return Err(invalid(at("check_interval"), "must be greater than 0"));
+            }
+        }
+        if self.registry.flush.0.is_zero() {
+            return Err(invalid("registry.flush", "must be greater than 0 (offsets are flushed on this timer)"));
+        }
+        if self.queue.max_open_files < 2 {
+            return Err(invalid("queue.max_open_files", "must be at least 2"));
+        }
+        if self.queue.mem.max_bytes.0 < 64 * 1024 {
+            return Err(invalid("queue.mem.max_bytes", "must be at least 64KiB"));
+        }
+        if self.logging.files.keepfiles < 1 {
+            return Err(invalid("logging.files.keepfiles", "must be at least 1"));
+        }
+        self.output.kafka.validate()
+    }
+}
+
+/// Adds a hint to serde's message where Filebeat habits trip the schema.
+fn explain_parse_error(message: &str) -> String {
+    if message.contains("unknown field `") && message.split('`').nth(1).is_some_and(|k| k.contains('.')) {
+        format!("{message} (write dotted keys as nested maps: `output.kafka:` becomes `output:` then `  kafka:`)")
+    } else {
+        message.to_string()
+    }
+}
+
+/// Best-effort line number (1-based) of a key path like `inputs[1].paths[0]` in YAML text written in
+/// block style. Used to point at the line of a validation error; `None` when it cannot be found.
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0usize;
+    let mut min_indent = 0usize;
+    let mut found = 0usize;
+    for seg in key.split('.') {
+        let (name, index) = match seg.find('[') {
+            Some(b) => (&seg[..b], seg[b + 1..seg.len() - 1].parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let (line_no, indent) = find_key_line(&lines, from, min_indent, name)?;
+        from = line_no + 1;
+        found = line_no + 1;
+        min_indent = indent + 1;
+        if let Some(n) = index {
+            let (item_line, item_indent) = find_list_item(&lines, from, indent, n)?;
+            // The item's own keys start after "- ", on the same line or deeper.
+            from = item_line;
+            found = item_line + 1;
+            min_indent = item_indent;
+        }
+    }
+    Some(found)
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+fn find_key_line(lines: &[&str], from: usize, min_indent: usize, name: &str) -> Option<(usize, usize)> {
+    for (i, line) in lines.iter().enumerate().skip(from) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = indent_of(line);
+        let body = trimmed.trim_start_matches("- ");
+        let key_indent = indent + (trimmed.len() - body.len());
+        if key_indent < min_indent && i > from {
+            return None;
+        }
+        if body.starts_with(&format!("{name}:")) || body.starts_with(&format!("\"{name}\":")) {
+            return Some((i, key_indent));
+        }
+    }
+    None
+}
+
+fn find_list_item(lines: &[&str], from: usize, parent_indent: usize, n: usize) -> Option<(usize, usize)> {
+    let mut seen = 0;
+    let mut item_indent = None;
+    for (i, line) in lines.iter().enumerate().skip(from) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = indent_of(line);
+        if indent <= parent_indent && !trimmed.starts_with("- ") {
+            return None;
+        }
+        let is_item = trimmed.starts_with("- ") || trimmed == "-";
+        // Only items of this list count, not those of lists nested in its items.
+        if is_item && *item_indent.get_or_insert(indent) == indent {
+            if seen == n {
+                return Some((i, indent + 2));
+            }
+            seen += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "inputs:\n  - id: a\n    paths: [/tmp/x/*.log]\noutput:\n  kafka:\n    hosts: [127.0.0.1:9092]\n    topic: logs\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_str_at(text, Path::new("agent.yml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.registry.flush, DEFAULT_REGISTRY_FLUSH);
+        assert_eq!(c.inputs[0].max_bytes, DEFAULT_MAX_BYTES);
+        assert_eq!(c.output.kafka.required_acks, 1);
+        assert_eq!(c.output.kafka.compression, Compression::Gzip);
+        assert_eq!(c.output.kafka.compression_level, 4);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = MINIMAL.replace("    paths:", "    pathz: [a]\n    paths:");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("pathz"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let text = MINIMAL.replace("topic: logs", "topic: logs\n    required_acks: lots");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("required_acks"), "{err}");
+        assert!(err.contains("line 8"), "{err}");
+    }
+
+    #[test]
+    fn dotted_filebeat_key_gets_a_hint() {
+        let err = parse("output.kafka:\n  hosts: [a]\n").unwrap_err().to_string();
+        assert!(err.contains("nested maps"), "{err}");
+    }
+
+    #[test]
+    fn validation_error_names_key_and_line() {
+        let text = MINIMAL.to_string();
+        let text = text.replace("inputs:\n", "inputs:\n  - id: a\n    paths: [/y]\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("inputs[1].id (line 4)"), "{err}");
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
+    #[test]
+    fn line_of_key_walks_nested_lists() {
+        let text = "a: 1\ninputs:\n  - id: x\n    paths:\n      - p1\n  - id: y\n    paths:\n      - p2\n      - p3\n";
+        assert_eq!(line_of_key(text, "inputs[1].id"), Some(6));
+        assert_eq!(line_of_key(text, "inputs[1].paths"), Some(7));
+        assert_eq!(line_of_key(text, "inputs[1].paths[1]"), Some(9));
+        assert_eq!(line_of_key(text, "nothing"), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! Value types used in the configuration: human durations (`5m`, `250ms`) and byte sizes
+//! (`10MiB`, `1000000`). Each parses from YAML strings (and byte sizes from integers too), so a
+//! Filebeat user can write what they wrote there.
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::time::Duration;
+
+/// A duration written the way Filebeat writes them: `10s`, `5m`, `250ms`, `1h 30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn from_millis(ms: u64) -> Self {
+        Self(Duration::from_millis(ms))
+    }
+    pub const fn from_secs(s: u64) -> Self {
+        Self(Duration::from_secs(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. 250ms, 10s, 5m")))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A byte count: a plain integer or a number with a unit (`KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const fn mib(n: u64) -> Self {
+        Self(n << 20)
+    }
+}
+
+/// Parses `"10MiB"`, `"1 GB"`, `"512"`.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid byte size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("invalid byte size unit {other:?} in {s:?}; use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("byte size {s:?} is too large"))
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => parse_byte_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_and_without_units() {
+        assert_eq!(parse_byte_size("512").unwrap(), 512);
+        assert_eq!(parse_byte_size("10MiB").unwrap(), 10 << 20);
+        assert_eq!(parse_byte_size("1 GB").unwrap(), 1_000_000_000);
+        assert!(parse_byte_size("12 parsecs").is_err());
+        assert!(parse_byte_size("").is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_filebeat() {
+        let d: HumanDuration = serde_yaml_ng::from_str("250ms").unwrap();
+        assert_eq!(d.0, Duration::from_millis(250));
+        let d: HumanDuration = serde_yaml_ng::from_str("5m").unwrap();
+        assert_eq!(d.0, Duration::from_secs(300));
+        assert!(serde_yaml_ng::from_str::<HumanDuration>("soon").is_err());
+    }
+}

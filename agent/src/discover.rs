@@ -1,0 +1,266 @@
+//! Discovery: which files each input's globs match, now.
+//!
+//! Owns the inotify watcher (the `notify` crate) and the rescan timers. It sends the reader a full
+//! list of matching files per input (a *scan*) every `check_interval`, and at once (debounced) when a
+//! watched directory reports a created, removed or renamed entry; writes to a file are forwarded as
+//! *pokes* so the reader reads them without waiting for its poll backoff. Invariant: a scan lists
+//! every regular file matching the input's globs and not excluded, once per (device, inode); the
+//! reader treats a file missing from a scan as renamed away or deleted.
+
+use crate::fingerprint::FileId;
+use notify::{EventKind, RecursiveMode, Watcher};
+use regex::bytes::Regex;
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A file that matched an input's globs.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub path: PathBuf,
+    pub id: FileId,
+    pub size: u64,
+}
+
+#[derive(Debug)]
+pub enum DiscoverMsg {
+    /// Every file input `input` matches now. `initial` marks the scan made at start-up.
+    Scan { input: usize, files: Vec<Found>, initial: bool },
+    /// Something was written to this path.
+    Poke(PathBuf),
+}
+
+/// One input's file selection.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pub input_id: String,
+    pub globs: Vec<String>,
+    pub exclude: Vec<Regex>,
+    pub check_interval: Duration,
+}
+
+impl Selector {
+    /// Lists the matching files. Unreadable directories and vanished entries are skipped.
+    pub fn scan(&self) -> Vec<Found> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for g in &self.globs {
+            let Ok(paths) = glob::glob(g) else { continue };
+            for path in paths.flatten() {
+                if self.exclude.iter().any(|r| r.is_match(path.as_os_str().as_bytes())) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let id = FileId::of(&meta);
+                if seen.insert(id) {
+                    out.push(Found { path, id, size: meta.len() });
+                }
+            }
+        }
+        out
+    }
+
+    /// Directories to watch for this input: the fixed prefix of each glob, and whether the glob
+    /// continues below it (then the watch is recursive).
+    fn watch_roots(&self) -> Vec<(PathBuf, RecursiveMode)> {
+        self.globs
+            .iter()
+            .map(|g| {
+                let mut root = PathBuf::new();
+                let mut comps = Path::new(g).components().peekable();
+                while let Some(c) = comps.next() {
+                    let s = c.as_os_str().to_string_lossy();
+                    if s.contains(['*', '?', '[']) || comps.peek().is_none() {
+                        break;
+                    }
+                    root.push(c);
+                }
+                let depth = Path::new(g).components().count() - root.components().count();
+                let mode = if depth > 1 { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+                (root, mode)
+            })
+            .collect()
+    }
+}
+
+/// Runs discovery until `stop` is set. Sends on `tx`, blocking for scans, dropping pokes when full.
+pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<AtomicBool>) {
+    let (ev_tx, ev_rx) = mpsc::sync_channel::<notify::Event>(4096);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            // Dropping an event when full is fine: the periodic rescan catches up.
+            let _ = ev_tx.try_send(ev);
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "file notifications unavailable; relying on periodic rescans"))
+    .ok();
+    let mut watched: HashSet<PathBuf> = HashSet::new();
+    let mut next_scan: Vec<Instant> = vec![Instant::now(); selectors.len()];
+    let mut initial = vec![true; selectors.len()];
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        for (i, sel) in selectors.iter().enumerate() {
+            if now < next_scan[i] {
+                continue;
+            }
+            if let Some(w) = watcher.as_mut() {
+                watch_new_roots(w, sel, &mut watched);
+            }
+            let files = sel.scan();
+            if initial[i] && files.is_empty() {
+                tracing::warn!(input = %sel.input_id, globs = ?sel.globs, "no file matches yet; files will be picked up when they appear");
+            }
+            if tx.send(DiscoverMsg::Scan { input: i, files, initial: initial[i] }).is_err() {
+                return;
+            }
+            initial[i] = false;
+            next_scan[i] = now + sel.check_interval;
+        }
+        let wait =
+            next_scan.iter().min().map_or(Duration::from_millis(200), |t| t.saturating_duration_since(Instant::now()));
+        let mut pokes = HashSet::new();
+        match ev_rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+            Ok(ev) => handle_event(ev, &selectors, &mut next_scan, &mut pokes),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(Duration::from_millis(200))),
+        }
+        while let Ok(ev) = ev_rx.try_recv() {
+            handle_event(ev, &selectors, &mut next_scan, &mut pokes);
+        }
+        // A busy file produces an event per write; forward each path once per drain.
+        for p in pokes {
+            if let Err(TrySendError::Disconnected(_)) = tx.try_send(DiscoverMsg::Poke(p)) {
+                return;
+            }
+        }
+    }
+}
+
+fn watch_new_roots(w: &mut notify::RecommendedWatcher, sel: &Selector, watched: &mut HashSet<PathBuf>) {
+    for (root, mode) in sel.watch_roots() {
+        if watched.contains(&root) || !root.is_dir() {
+            continue;
+        }
+        match w.watch(&root, mode) {
+            Ok(()) => {
+                watched.insert(root);
+            }
+            Err(e) => {
+                tracing::debug!(dir = %root.display(), error = %e, "cannot watch directory; rescans still find its files")
+            }
+        }
+    }
+}
+
+/// Directory changes trigger a rescan of the inputs watching there (debounced by 20 ms, so a
+/// rename followed by a create is seen in one scan); data writes are forwarded as pokes.
+fn handle_event(ev: notify::Event, selectors: &[Selector], next_scan: &mut [Instant], pokes: &mut HashSet<PathBuf>) {
+    match ev.kind {
+        EventKind::Modify(notify::event::ModifyKind::Data(_)) => pokes.extend(ev.paths),
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
+            let soon = Instant::now() + Duration::from_millis(20);
+            for (i, sel) in selectors.iter().enumerate() {
+                let concerned = ev.paths.iter().any(|p| sel.watch_roots().iter().any(|(root, _)| p.starts_with(root)));
+                if concerned && next_scan[i] > soon {
+                    next_scan[i] = soon;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Receives discovery messages; a thin alias so the reader's signature reads clearly.
+pub type DiscoverRx = Receiver<DiscoverMsg>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selector(dir: &Path, globs: &[&str], exclude: &[&str]) -> Selector {
+        Selector {
+            input_id: "t".into(),
+            globs: globs.iter().map(|g| dir.join(g).to_string_lossy().into_owned()).collect(),
+            exclude: exclude.iter().map(|r| Regex::new(r).unwrap()).collect(),
+            check_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn scan_matches_globs_recursively_and_honours_exclusions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("top.log"), b"x").unwrap();
+        std::fs::write(dir.path().join("a/b/deep.log"), b"x").unwrap();
+        std::fs::write(dir.path().join("a/skip.log.gz"), b"x").unwrap();
+        std::fs::write(dir.path().join("a/other.txt"), b"x").unwrap();
+        let sel = selector(dir.path(), &["**/*.log*"], &[r"\.gz$"]);
+        let mut names: Vec<String> =
+            sel.scan().iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, vec!["deep.log", "top.log"]);
+    }
+
+    #[test]
+    fn a_file_matched_by_two_globs_is_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.log"), b"x").unwrap();
+        let sel = selector(dir.path(), &["*.log", "x.*"], &[]);
+        assert_eq!(sel.scan().len(), 1);
+    }
+
+    #[test]
+    fn glob_matching_nothing_is_an_empty_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(selector(dir.path(), &["missing/*.log"], &[]).scan().is_empty());
+    }
+
+    #[test]
+    fn watch_roots_stop_at_the_first_wildcard() {
+        let sel = Selector {
+            input_id: "t".into(),
+            globs: vec!["/var/log/app/*.log".into(), "/srv/**/x.log".into()],
+            exclude: vec![],
+            check_interval: Duration::from_secs(1),
+        };
+        let roots = sel.watch_roots();
+        assert_eq!(roots[0], (PathBuf::from("/var/log/app"), RecursiveMode::NonRecursive));
+        assert_eq!(roots[1], (PathBuf::from("/srv"), RecursiveMode::Recursive));
+    }
+
+    #[test]
+    fn new_file_is_reported_within_a_second_by_notification() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sel = selector(dir.path(), &["*.log"], &[]);
+        sel.check_interval = Duration::from_secs(3600);
+        let (tx, rx) = mpsc::sync_channel(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let h = std::thread::spawn(move || run(vec![sel], tx, s2));
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            DiscoverMsg::Scan { files, initial: true, .. } => assert!(files.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("new.log"), b"hello\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut found = false;
+        while let Ok(msg) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if let DiscoverMsg::Scan { files, .. } = msg {
+                found |= files.iter().any(|f| f.path.ends_with("new.log"));
+            }
+            if found {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert!(found, "the new file was not reported within a second (check_interval is an hour)");
+    }
+}

@@ -1,0 +1,439 @@
+//! Events: what a decoded line becomes on the wire, and the `%{[field]}` format strings that pick
+//! its topic and key.
+//!
+//! Owns the event shape. Invariants: the JSON codec always produces one valid JSON object per line
+//! with Filebeat's field names (`@timestamp`, `message`, `log.offset`, `log.file.path`, `host.name`,
+//! `input.type`, `agent.*`, `ecs.version`, `fields`, `tags`); the raw codec sends the line's bytes
+//! unchanged. `log.offset` is the byte offset of the line's first byte, as in Filebeat.
+
+use crate::config::{Codec, InputConfig, NdjsonConfig};
+use crate::decode::Decoded;
+use serde_json::{Map, Value};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const ECS_VERSION: &str = "8.0.0";
+pub const AGENT_TYPE: &str = "agent";
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One record ready for the output.
+#[derive(Debug)]
+pub struct Event {
+    /// Ack-tracker slot of the file the line came from.
+    pub slot: u32,
+    /// Offset just past the line (its newline included): where reading resumes once acknowledged.
+    pub end_offset: u64,
+    pub topic: Arc<str>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// False for a line that produces no record (skipped or dropped, and counted): only its
+    /// offset travels, so the file's acknowledged offset can move past it.
+    pub deliver: bool,
+}
+
+impl Event {
+    /// Bytes this event holds in memory (for the byte-bounded queue).
+    pub fn size(&self) -> usize {
+        self.payload.len() + self.key.as_ref().map_or(0, Vec::len) + 64
+    }
+}
+
+/// A parsed `%{[a.b]}` format string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Format {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Field(String),
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(start) = rest.find("%{") {
+            if start > 0 {
+                parts.push(Part::Lit(rest[..start].to_string()));
+            }
+            let end = rest[start..].find('}').ok_or_else(|| format!("unclosed %{{ in format string {s:?}"))?;
+            let inner = rest[start + 2..start + end].trim();
+            let field = inner
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .ok_or_else(|| format!("write fields as %{{[name]}} in format string {s:?}"))?;
+            if field.is_empty() {
+                return Err(format!("empty field name in format string {s:?}"));
+            }
+            parts.push(Part::Field(field.to_string()));
+            rest = &rest[start + end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(Format { parts })
+    }
+
+    /// The text when the format has no field reference.
+    pub fn as_static(&self) -> Option<String> {
+        match self.parts.as_slice() {
+            [] => Some(String::new()),
+            [Part::Lit(s)] => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Renders with `lookup`; `Err(field)` names the first field the event does not have.
+    pub fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Field(f) => out.push_str(&lookup(f).ok_or_else(|| f.clone())?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Looks a dotted path up in a JSON object: `a.b.c` as nested keys, or a literal dotted key.
+pub fn lookup_path(map: &Map<String, Value>, path: &str) -> Option<String> {
+    if let Some(v) = map.get(path) {
+        return value_text(v);
+    }
+    let (head, tail) = path.split_once('.')?;
+    match map.get(head)? {
+        Value::Object(inner) => lookup_path(inner, tail),
+        _ => None,
+    }
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null | Value::Object(_) | Value::Array(_) => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Identity of this agent process, shared by all inputs.
+#[derive(Debug, Clone)]
+pub struct AgentMeta {
+    pub host_name: String,
+    pub agent_id: String,
+    pub ephemeral_id: String,
+}
+
+/// Everything an input adds to each of its events, prepared once.
+#[derive(Debug)]
+pub struct EventTemplate {
+    codec: Codec,
+    /// The constant part of every JSON event, starting with `,"input"` and without the closing `}`.
+    json_tail: String,
+    /// The same constant fields as a JSON object, for the ndjson path and format lookups.
+    base: Map<String, Value>,
+}
+
+impl EventTemplate {
+    pub fn new(input: &InputConfig, codec: Codec, agent: &AgentMeta) -> EventTemplate {
+        let mut base = Map::new();
+        base.insert("input".into(), serde_json::json!({"type": "filestream"}));
+        base.insert("host".into(), serde_json::json!({"name": agent.host_name}));
+        base.insert(
+            "agent".into(),
+            serde_json::json!({
+                "type": AGENT_TYPE, "name": agent.host_name, "version": AGENT_VERSION,
+                "id": agent.agent_id, "ephemeral_id": agent.ephemeral_id,
+            }),
+        );
+        base.insert("ecs".into(), serde_json::json!({"version": ECS_VERSION}));
+        if !input.fields.is_empty() {
+            let fields: Map<String, Value> = input.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if input.fields_under_root {
+                base.extend(fields);
+            } else {
+                base.insert("fields".into(), Value::Object(fields));
+            }
+        }
+        if !input.tags.is_empty() {
+            base.insert("tags".into(), serde_json::json!(input.tags));
+        }
+        let mut json_tail = String::new();
+        for (k, v) in &base {
+            let _ = write!(json_tail, ",{}:{}", Value::String(k.clone()), v);
+        }
+        EventTemplate { codec, json_tail, base }
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Looks up a field of an event built from this template (for topic and key formats).
+    pub fn lookup(&self, decoded: &Decoded<'_>, path: &str, file: &str) -> Option<String> {
+        match (path, decoded) {
+            ("message", Decoded::Plain(s)) | ("message", Decoded::Invalid { raw: s, .. }) => Some(s.to_string()),
+            ("log.file.path", _) => Some(file.to_string()),
+            (_, Decoded::Object(m)) => lookup_path(m, path).or_else(|| lookup_path(&self.base, path)),
+            _ => lookup_path(&self.base, path),
+        }
+    }
+
+    /// Encodes one line's event into `out` (cleared first).
+    pub fn encode(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        match (self.codec, decoded) {
+            (Codec::Raw, _) => out.extend_from_slice(line.raw),
+            (Codec::Json, Decoded::Plain(msg)) => self.encode_plain(line, &msg, None, out),
+            (Codec::Json, Decoded::Invalid { raw, error }) => self.encode_plain(line, &raw, Some(&error), out),
+            (Codec::Json, Decoded::Object(obj)) => self.encode_object(line, obj, out),
+        }
+    }
+
+    /// The fast path: plain lines are written as JSON text directly, without building a tree.
+    fn encode_plain(&self, line: &LineCtx<'_>, message: &str, error: Option<&str>, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"@timestamp\":\"");
+        out.extend_from_slice(line.timestamp.as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        write_json_str(out, message);
+        let _ = write!(VecWriter(out), ",\"log\":{{\"offset\":{},\"file\":{{\"path\":", line.offset);
+        write_json_str(out, line.path);
+        out.push(b'}');
+        if line.truncated {
+            out.extend_from_slice(b",\"flags\":[\"truncated\"]");
+        }
+        out.push(b'}');
+        if let Some(err) = error {
+            out.extend_from_slice(b",\"error\":{\"type\":\"json\",\"message\":");
+            write_json_str(out, err);
+            out.push(b'}');
+        }
+        out.extend_from_slice(self.json_tail.as_bytes());
+        out.push(b'}');
+    }
+
+    fn encode_object(&self, line: &LineCtx<'_>, decoded: Map<String, Value>, out: &mut Vec<u8>) {
+        let cfg = line.ndjson.expect("object events come from ndjson inputs");
+        let mut ev = self.base.clone();
+        ev.insert("@timestamp".into(), Value::String(line.timestamp.to_string()));
+        let mut log = serde_json::json!({"offset": line.offset, "file": {"path": line.path}});
+        if line.truncated {
+            log["flags"] = serde_json::json!(["truncated"]);
+        }
+        ev.insert("log".into(), log);
+        if let Some(Value::String(m)) = cfg.message_key.as_ref().and_then(|k| decoded.get(k)) {
+            ev.insert("message".into(), Value::String(m.clone()));
+        }
+        if cfg.target.is_empty() {
+            for (k, v) in decoded {
+                if cfg.overwrite_keys || !ev.contains_key(&k) {
+                    ev.insert(k, v);
+                }
+            }
+        } else {
+            ev.insert(cfg.target.clone(), Value::Object(decoded));
+        }
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &ev);
+    }
+}
+
+/// Per-line facts the encoder needs besides the decoded content.
+pub struct LineCtx<'a> {
+    pub raw: &'a [u8],
+    pub offset: u64,
+    pub path: &'a str,
+    pub truncated: bool,
+    pub timestamp: &'a str,
+    pub ndjson: Option<&'a NdjsonConfig>,
+}
+
+struct VecWriter<'a>(&'a mut Vec<u8>);
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 escaping).
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, as Filebeat writes `@timestamp`.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, dd) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z", sod / 3600, sod % 3600 / 60, sod % 60, d.subsec_millis())
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    fn input(extra: &str) -> InputConfig {
+        let text =
+            format!("inputs:\n  - id: web\n    paths: [/x]\n{extra}output:\n  kafka:\n    hosts: [h]\n    topic: t\n");
+        Config::from_str_at(&text, std::path::Path::new("a.yml")).unwrap().inputs.remove(0)
+    }
+
+    fn agent() -> AgentMeta {
+        AgentMeta { host_name: "web-1".into(), agent_id: "id-1".into(), ephemeral_id: "eph-1".into() }
+    }
+
+    fn ctx<'a>(raw: &'a [u8], ndjson: Option<&'a NdjsonConfig>) -> LineCtx<'a> {
+        LineCtx {
+            raw,
+            offset: 42,
+            path: "/var/log/a \"b\".log",
+            truncated: false,
+            timestamp: "2026-01-02T03:04:05.006Z",
+            ndjson,
+        }
+    }
+
+    #[test]
+    fn plain_json_event_has_filebeat_fields() {
+        let t = EventTemplate::new(&input("    fields: {env: prod}\n    tags: [a]\n"), Codec::Json, &agent());
+        let mut out = Vec::new();
+        t.encode(&ctx(b"x", None), Decoded::Plain(Cow::Borrowed("he said \"hi\"\t\u{1}")), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["@timestamp"], "2026-01-02T03:04:05.006Z");
+        assert_eq!(v["message"], "he said \"hi\"\t\u{1}");
+        assert_eq!(v["log"]["offset"], 42);
+        assert_eq!(v["log"]["file"]["path"], "/var/log/a \"b\".log");
+        assert_eq!(v["host"]["name"], "web-1");
+        assert_eq!(v["input"]["type"], "filestream");
+        assert_eq!(v["agent"]["id"], "id-1");
+        assert_eq!(v["ecs"]["version"], ECS_VERSION);
+        assert_eq!(v["fields"]["env"], "prod");
+        assert_eq!(v["tags"][0], "a");
+    }
+
+    #[test]
+    fn fields_under_root_and_truncation_flag() {
+        let t =
+            EventTemplate::new(&input("    fields: {env: prod}\n    fields_under_root: true\n"), Codec::Json, &agent());
+        let mut out = Vec::new();
+        let mut c = ctx(b"x", None);
+        c.truncated = true;
+        t.encode(&c, Decoded::Plain(Cow::Borrowed("m")), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["env"], "prod");
+        assert_eq!(v["log"]["flags"][0], "truncated");
+    }
+
+    #[test]
+    fn raw_codec_sends_bytes_unchanged() {
+        let t = EventTemplate::new(&input(""), Codec::Raw, &agent());
+        let mut out = Vec::new();
+        t.encode(&ctx(b"\xffraw line", None), Decoded::Plain(Cow::Borrowed("ignored")), &mut out);
+        assert_eq!(out, b"\xffraw line");
+    }
+
+    #[test]
+    fn ndjson_merges_at_root_or_under_target() {
+        let t = EventTemplate::new(&input(""), Codec::Json, &agent());
+        let obj = |s: &str| match serde_json::from_str(s).unwrap() {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let mut out = Vec::new();
+        let root = NdjsonConfig { message_key: Some("msg".into()), ..NdjsonConfig::default() };
+        t.encode(&ctx(b"", Some(&root)), Decoded::Object(obj(r#"{"msg":"hi","host":"x","lvl":1}"#)), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["message"], "hi");
+        assert_eq!(v["lvl"], 1);
+        assert_eq!(v["host"]["name"], "web-1", "agent field kept without overwrite_keys");
+
+        let over = NdjsonConfig { overwrite_keys: true, ..NdjsonConfig::default() };
+        t.encode(&ctx(b"", Some(&over)), Decoded::Object(obj(r#"{"host":"x"}"#)), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["host"], "x");
+
+        let target = NdjsonConfig { target: "json".into(), ..NdjsonConfig::default() };
+        t.encode(&ctx(b"", Some(&target)), Decoded::Object(obj(r#"{"a":1}"#)), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["json"]["a"], 1);
+    }
+
+    #[test]
+    fn invalid_json_event_carries_raw_line_and_error() {
+        let t = EventTemplate::new(&input(""), Codec::Json, &agent());
+        let mut out = Vec::new();
+        let d = Decoded::Invalid { raw: Cow::Borrowed("{oops"), error: "key must be a string".into() };
+        t.encode(&ctx(b"{oops", None), d, &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["message"], "{oops");
+        assert_eq!(v["error"]["type"], "json");
+        assert_eq!(v["error"]["message"], "key must be a string");
+    }
+
+    #[test]
+    fn format_strings_render_fields() {
+        let f = Format::parse("logs-%{[fields.svc]}-%{[level]}").unwrap();
+        assert_eq!(f.as_static(), None);
+        let m = match serde_json::json!({"fields": {"svc": "api"}, "level": "warn"}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        assert_eq!(f.render(|p| lookup_path(&m, p)).unwrap(), "logs-api-warn");
+        assert_eq!(Format::parse("%{[nope]}").unwrap().render(|p| lookup_path(&m, p)), Err("nope".into()));
+        assert_eq!(Format::parse("plain").unwrap().as_static().as_deref(), Some("plain"));
+        assert!(Format::parse("x-%{fields.a}").is_err());
+        assert!(Format::parse("x-%{[a]").is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_millis() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339_millis(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+}

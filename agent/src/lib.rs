@@ -1,0 +1,39 @@
+//! A small, fast, crash-safe file shipper: tails globbed log and JSON-lines files and delivers
+//! every line to Kafka at least once, remembering per file how far it got.
+//!
+//! ```text
+//! discover ──► tail ──► decode ──► queue ──► output ──► ack ──► registry
+//! (globs,      (one      (line |    (bounded   (kafka)    (per-file   (offsets on disk,
+//!  rescan,      file's    json)      by bytes:             contiguous  atomic write)
+//!  notify)      state)               backpressure)         watermark)
+//! ```
+//!
+//! Guarantees:
+//! - **At-least-once.** A line's offset is done when Kafka acknowledged it (per `required_acks`).
+//!   The registry advances per file only to the highest contiguous done offset. After a clean stop
+//!   nothing is lost and nothing is sent twice; after `kill -9` nothing is lost and duplicates are
+//!   bounded by the last registry flush window (`registry.flush`, 1 s by default).
+//! - **Atomic registry writes** (temp file, fsync, rename, directory fsync); a corrupt registry
+//!   stops start-up with an error naming the file.
+//! - **File identity** is device + inode checked against a fingerprint of the first bytes, so
+//!   rotation (rename, copytruncate, deletion) and inode reuse are handled; small files are
+//!   shipped at once.
+//! - **Backpressure, not loss**: a slow Kafka fills the byte-bounded queue and the reader waits.
+//! - **Bad input is contained**: each kind is logged once per file and counted in [`metrics`].
+//!
+//! Threads: `discover` (globs + inotify), `reader` (all files, synchronous hot loop over 64 KiB
+//! reads), `output` (queue → librdkafka), librdkafka's own threads (compression, delivery reports
+//! → [`ack`]), `registry` (periodic atomic writes). Modules are listed in data-flow order.
+
+pub mod ack;
+pub mod config;
+pub mod decode;
+pub mod discover;
+pub mod event;
+pub mod fingerprint;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
+pub mod queue;
+pub mod registry;
+pub mod tail;

@@ -1,0 +1,182 @@
+//! The `agent` command line: run the pipeline, or check a config or the Kafka connection.
+
+use agent::config::{Config, LogLevel, LoggingConfig};
+use agent::pipeline::{self, RunOptions};
+use agent::registry::Recovery;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "agent", version, about = "Tails log files and ships every line to Kafka, at least once")]
+struct Cli {
+    /// Configuration file.
+    #[arg(short = 'c', long, global = true, default_value = "agent.yml")]
+    config: PathBuf,
+    /// Overrides `path.data` (registry and agent id).
+    #[arg(long = "path.data", global = true)]
+    path_data: Option<PathBuf>,
+    /// When the registry is corrupt, start anyway reading every file from its beginning or its end.
+    #[arg(long, value_enum)]
+    registry_recovery: Option<RecoveryArg>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Checks the configuration or the output.
+    Test {
+        #[command(subcommand)]
+        what: TestWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TestWhat {
+    /// Loads and validates the configuration; exits non-zero with the key and line on error.
+    Config,
+    /// Connects to Kafka and reports the topic's partitions and leaders.
+    Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum RecoveryArg {
+    Beginning,
+    End,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(&cli.config)?;
+    if let Some(p) = cli.path_data {
+        config.path.data = p;
+    }
+    match cli.command {
+        Some(Command::Test { what: TestWhat::Config }) => {
+            println!(
+                "Config OK: {} input(s), output kafka {}",
+                config.inputs.len(),
+                config.output.kafka.hosts.join(",")
+            );
+            Ok(())
+        }
+        Some(Command::Test { what: TestWhat::Output }) => {
+            print!("{}", agent::output::kafka::test_output(&config.output.kafka)?);
+            Ok(())
+        }
+        None => run_agent(config, cli.registry_recovery),
+    }
+}
+
+fn run_agent(config: Config, recovery: Option<RecoveryArg>) -> anyhow::Result<()> {
+    let _log_guard = init_logging(&config.logging, &config.path.data)?;
+    raise_fd_limit();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let opts = RunOptions {
+        registry_recovery: recovery.map(|r| match r {
+            RecoveryArg::Beginning => Recovery::Beginning,
+            RecoveryArg::End => Recovery::End,
+        }),
+    };
+    let worker = {
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(config, opts, shutdown))?
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(wait_for_signal(&shutdown, &worker))?;
+    let summary = worker.join().map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
+    tracing::info!(unacknowledged = summary.unacknowledged, "exiting");
+    Ok(())
+}
+
+/// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself).
+async fn wait_for_signal(
+    shutdown: &AtomicBool,
+    worker: &std::thread::JoinHandle<anyhow::Result<pipeline::Summary>>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = hup.recv() => tracing::warn!("SIGHUP received: config reload is not supported yet; restart to apply changes"),
+            _ = tick.tick() => if worker.is_finished() { break; },
+        }
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+fn init_logging(
+    cfg: &LoggingConfig,
+    data: &Path,
+) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let level = match cfg.level {
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Warning => tracing::Level::WARN,
+        LogLevel::Error => tracing::Level::ERROR,
+    };
+    let mut guard = None;
+    let file_writer = if cfg.to_files {
+        let dir = cfg.files.path.clone().unwrap_or_else(|| data.join("logs"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create log directory {}", dir.display()))?;
+        let appender = tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix(&cfg.files.name)
+            .filename_suffix("log")
+            .max_log_files(cfg.files.keepfiles)
+            .build(&dir)
+            .with_context(|| format!("cannot open log files in {}", dir.display()))?;
+        let (w, g) = tracing_appender::non_blocking(appender);
+        guard = Some(g);
+        Some(w)
+    } else {
+        None
+    };
+    let writer = match (cfg.to_stderr, file_writer) {
+        (true, Some(f)) => BoxMakeWriter::new(std::io::stderr.and(f)),
+        (false, Some(f)) => BoxMakeWriter::new(f),
+        (_, None) => BoxMakeWriter::new(std::io::stderr),
+    };
+    // Plain lines (no colours) under systemd/journald and in files.
+    let ansi = cfg.to_stderr && !cfg.to_files && std::env::var_os("JOURNAL_STREAM").is_none() && is_tty_stderr();
+    tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_ansi(ansi).with_target(false).init();
+    Ok(guard)
+}
+
+fn is_tty_stderr() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(2) == 1 }
+}
+
+/// Raises the soft open-files limit to the hard limit: one descriptor per tailed file.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write to and read from the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Counters of what the agent did and what it skipped.
+//!
+//! Owns the process's counters; every stage holds an `Arc<Metrics>` and only ever adds. Invariant:
+//! every line that does not reach Kafka unchanged (truncated, dropped, failed, replaced bytes) is
+//! counted here, so a skip is never silent. Non-zero counters are logged every
+//! `logging.metrics.period` and once more at shutdown.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Metrics {
+            /// Name and value of every counter.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Bytes read from files.
+    bytes_read,
+    /// Lines read from files.
+    lines_read,
+    /// Events handed to the Kafka producer.
+    events_published,
+    /// Events Kafka acknowledged.
+    events_acked,
+    /// Empty lines not shipped (JSON codec, as Filebeat does).
+    lines_skipped_empty,
+    /// Lines cut at `max_bytes`.
+    lines_truncated,
+    /// Lines with invalid UTF-8 (replaced by U+FFFD in JSON events).
+    lines_invalid_utf8,
+    /// ndjson lines that were not a JSON object (shipped with the raw line and an error).
+    lines_invalid_json,
+    /// Events larger than `max_message_bytes`, dropped.
+    events_dropped_oversize,
+    /// Events whose topic or key format named a field the event lacks, dropped.
+    events_dropped_format,
+    /// Events Kafka refused for good (logged with the topic).
+    events_failed,
+    /// Deliveries retried after a retriable error.
+    events_retried,
+    /// Files opened.
+    files_opened,
+    /// Files closed (inactive, removed or renamed away).
+    files_closed,
+    /// Files that shrank below the read offset (copytruncate) and were read again from 0.
+    files_truncated,
+    /// Files whose inode was reused by new content (fingerprint mismatch).
+    files_inode_reused,
+    /// Files that could not be opened or read (permissions, vanished).
+    file_errors,
+    /// Registry writes.
+    registry_writes,
+    /// Registry writes that failed.
+    registry_write_errors,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// `name=value` pairs of the non-zero counters, for a log line.
+    pub fn summary(&self) -> String {
+        self.snapshot()
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_only_non_zero_counters() {
+        let m = Metrics::default();
+        Metrics::add(&m.lines_read, 3);
+        Metrics::inc(&m.lines_truncated);
+        assert_eq!(m.summary(), "lines_read=3 lines_truncated=1");
+    }
+}

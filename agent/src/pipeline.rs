@@ -1,0 +1,252 @@
+//! Wiring: builds every stage, starts their threads, and runs the shutdown sequence.
+//!
+//! Owns the threads and the shutdown order (decide, tell everyone, wait):
+//! 1. stop reading (discovery and reader stop; the reader hands over its last batch);
+//! 2. close the queue: the output drains what is queued into the producer;
+//! 3. flush the producer until the drain deadline (`shutdown_timeout`); whatever is not
+//!    acknowledged by then stays unacknowledged and is read again after restart;
+//! 4. write the registry one last time (acknowledged offsets only) and return.
+//!
+//! Invariant: the registry thread is the registry's only owner once the run has started, and
+//! the final write happens after the output has stopped, so it records every acknowledgement.
+
+use crate::ack::AckTracker;
+use crate::config::Config;
+use crate::discover::{self, Selector};
+use crate::event::AgentMeta;
+use crate::metrics::Metrics;
+use crate::output::kafka::{describe, KafkaOutput};
+use crate::queue::Queue;
+use crate::registry::{Recovery, Registry};
+use crate::tail::input::InputRt;
+use crate::tail::{Reader, ReaderParts};
+use anyhow::Context as _;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Command-line choices that affect a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// How to start when the registry is corrupt; `None` refuses to start.
+    pub registry_recovery: Option<Recovery>,
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct Summary {
+    pub metrics: Arc<Metrics>,
+    /// Events sent but not acknowledged by the drain deadline (read again after restart).
+    pub unacknowledged: usize,
+}
+
+/// Runs the agent until `shutdown` is set, then stops in order.
+pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+    let data = config.path.data.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create path.data {}", data.display()))?;
+    let _lock = lock_data_dir(&data)?;
+    let agent = agent_meta(&config, &data)?;
+    let opened = Registry::open(&data.join("registry"), opts.registry_recovery)?;
+    let known = opened.registry.entries().clone();
+    tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
+
+    let metrics = Arc::new(Metrics::default());
+    let tracker = Arc::new(AckTracker::default());
+    let queue = Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize));
+    let kafka = &config.output.kafka;
+    tracing::info!(properties = %describe(kafka), "kafka producer settings");
+    let mut output = KafkaOutput::new(kafka, tracker.clone(), metrics.clone())?;
+
+    let enabled: Vec<_> = config.inputs.iter().filter(|i| i.enabled).cloned().collect();
+    if enabled.is_empty() {
+        tracing::warn!("no enabled input: nothing to read");
+    }
+    let selectors = enabled.iter().map(selector).collect::<Vec<_>>();
+    let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent)).collect();
+
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let abort_output = Arc::new(AtomicBool::new(false));
+    let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let (tx, rx) = mpsc::sync_channel(1024);
+    let discover = spawn("discover", {
+        let s = stop_reading.clone();
+        move || discover::run(selectors, tx, s)
+    });
+    let reader = Reader::new(ReaderParts {
+        inputs,
+        known,
+        recovered: opened.recovered,
+        tracker: tracker.clone(),
+        queue: queue.clone(),
+        metrics: metrics.clone(),
+        rx,
+        stop: stop_reading.clone(),
+        max_open_files: config.queue.max_open_files,
+    });
+    let reader = spawn("reader", move || reader.run());
+    let output = spawn("output", {
+        let (queue, abort, deadline) = (queue.clone(), abort_output.clone(), deadline.clone());
+        move || {
+            output.run(&queue, &abort);
+            let until = *deadline.get().unwrap_or(&Instant::now());
+            output.drain(until, &abort)
+        }
+    });
+    let stop_registry = Arc::new(AtomicBool::new(false));
+    let registry = spawn("registry", {
+        let (tracker, metrics, stop, cfg) = (tracker.clone(), metrics.clone(), stop_registry.clone(), config.clone());
+        move || registry_loop(opened.registry, &tracker, &metrics, &cfg, &stop)
+    });
+    tracing::info!(inputs = config.inputs.len(), data = %data.display(), "agent started");
+
+    while !shutdown.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let until = Instant::now() + config.shutdown_timeout.0;
+    let _ = deadline.set(until);
+    tracing::info!(timeout = %config.shutdown_timeout, "stopping: no more reading, draining to Kafka");
+    stop_reading.store(true, Ordering::Relaxed);
+    join(reader, "reader");
+    join(discover, "discover");
+    queue.close();
+    let watchdog = spawn("deadline", {
+        let abort = abort_output.clone();
+        move || {
+            while Instant::now() < until && !abort.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            abort.store(true, Ordering::Relaxed);
+        }
+    });
+    let unacknowledged = output.join().unwrap_or_else(|_| {
+        tracing::error!("output thread panicked");
+        tracker.in_flight()
+    });
+    abort_output.store(true, Ordering::Relaxed);
+    join(watchdog, "deadline");
+    stop_registry.store(true, Ordering::Relaxed);
+    join(registry, "registry");
+    if unacknowledged > 0 {
+        tracing::warn!(
+            unacknowledged,
+            "drain deadline reached: unacknowledged events will be read again after restart"
+        );
+    }
+    tracing::info!(metrics = %metrics.summary(), "stopped");
+    Ok(Summary { metrics, unacknowledged })
+}
+
+fn selector(input: &crate::config::InputConfig) -> Selector {
+    Selector {
+        input_id: input.id.clone(),
+        globs: input.paths.clone(),
+        exclude: input.exclude_files.iter().map(|r| regex::bytes::Regex::new(r).expect("validated")).collect(),
+        check_interval: input.check_interval.0,
+    }
+}
+
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    thread::Builder::new().name(name.to_string()).spawn(f).expect("spawn thread")
+}
+
+fn join<T>(h: JoinHandle<T>, name: &str) {
+    if h.join().is_err() {
+        tracing::error!(thread = name, "thread panicked");
+    }
+}
+
+/// Writes acknowledged offsets every `registry.flush`, logs metrics every period, and writes once
+/// more when stopped.
+fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics, cfg: &Config, stop: &AtomicBool) {
+    let flush = cfg.registry.flush.0;
+    let mut last_metrics = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        registry.update(&tracker.watermarks(), SystemTime::now(), cfg.registry.clean_removed_after.0);
+        match registry.write() {
+            Ok(()) => Metrics::inc(&metrics.registry_writes),
+            Err(e) => {
+                Metrics::inc(&metrics.registry_write_errors);
+                tracing::error!(error = %e, "registry write failed; offsets will be written at the next flush");
+            }
+        }
+        if stopping {
+            return;
+        }
+        if cfg.logging.metrics.enabled && last_metrics.elapsed() >= cfg.logging.metrics.period.0 {
+            last_metrics = Instant::now();
+            tracing::info!(metrics = %metrics.summary(), "metrics");
+        }
+        let until = Instant::now() + flush;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(20).min(flush));
+        }
+    }
+}
+
+/// Takes an exclusive lock on `<path.data>/agent.lock`, so two agents never share a registry.
+fn lock_data_dir(data: &Path) -> anyhow::Result<File> {
+    let path = data.join("agent.lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    anyhow::ensure!(rc == 0, "path.data {} is in use by another agent (lock {} held)", data.display(), path.display());
+    Ok(f)
+}
+
+/// Host name and agent ids; the agent id persists in `<path.data>/agent.id`.
+fn agent_meta(config: &Config, data: &Path) -> anyhow::Result<AgentMeta> {
+    let id_path = data.join("agent.id");
+    let agent_id = match std::fs::read_to_string(&id_path) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let id = random_uuid();
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&id_path)
+                .with_context(|| format!("cannot write {}", id_path.display()))?;
+            f.write_all(id.as_bytes())?;
+            f.sync_all()?;
+            id
+        }
+    };
+    let host_name = config.name.clone().unwrap_or_else(host_name);
+    Ok(AgentMeta { host_name, agent_id, ephemeral_id: random_uuid() })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A random (version 4) UUID from the kernel's random source.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    if File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
+        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        b = (t ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}

@@ -1,0 +1,274 @@
+//! The registry: per-file identity and acknowledged offset, on disk.
+//!
+//! Owns `<path.data>/registry/registry.json`. Invariants:
+//! - a write is atomic: the new content goes to `registry.json.tmp`, is fsynced, renamed over
+//!   `registry.json`, and the directory is fsynced, so a crash leaves either the old or the new
+//!   file, never a torn one (a leftover `.tmp` is discarded at start-up, with a log line);
+//! - an offset written here is always a contiguous acknowledged offset (it comes from
+//!   [`crate::ack::AckTracker::watermarks`]);
+//! - a registry that cannot be parsed stops start-up with an error naming the file; it is never
+//!   silently reset. `--registry-recovery=beginning|end` is the operator's explicit way out.
+//!
+//! On-disk format (UTF-8 JSON, one object):
+//! ```text
+//! {"version":1,
+//!  "entries":[{"input":"<input id>","path":"<last path seen>","dev":<u64>,"ino":<u64>,
+//!              "fp_len":<bytes fingerprinted>,"fp_hash":<u64 FNV-1a of those bytes>,
+//!              "offset":<u64 next byte to read>,"last_seen":<unix seconds>}, ...]}
+//! ```
+//! An entry is keyed by (input, dev, ino); entries not seen for `registry.clean_removed_after`
+//! are dropped at the next write.
+
+use crate::ack::Watermark;
+use crate::fingerprint::{FileId, Fingerprint};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+pub const FORMAT_VERSION: u32 = 1;
+const FILE_NAME: &str = "registry.json";
+const TMP_NAME: &str = "registry.json.tmp";
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error(
+        "registry {path} is corrupt ({reason}); fix or move it away, or start with --registry-recovery=beginning|end"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("registry {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// What to do when the registry cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Read every file from its first byte (duplicates what was already shipped).
+    Beginning,
+    /// Read every file from its current end (loses what was not yet shipped).
+    End,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub input: String,
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub fp_len: u64,
+    pub fp_hash: u64,
+    pub offset: u64,
+    pub last_seen: u64,
+}
+
+impl Entry {
+    pub fn id(&self) -> FileId {
+        FileId { dev: self.dev, ino: self.ino }
+    }
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint { len: self.fp_len, hash: self.fp_hash }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    version: u32,
+    entries: Vec<Entry>,
+}
+
+pub type Key = (String, FileId);
+
+#[derive(Debug)]
+pub struct Registry {
+    dir: PathBuf,
+    entries: HashMap<Key, Entry>,
+}
+
+/// What [`Registry::open`] found.
+#[derive(Debug)]
+pub struct Opened {
+    pub registry: Registry,
+    /// Set when the registry was corrupt and the operator chose how to start instead.
+    pub recovered: Option<Recovery>,
+}
+
+impl Registry {
+    /// Loads the registry under `dir` (created if missing).
+    pub fn open(dir: &Path, recovery: Option<Recovery>) -> Result<Opened, RegistryError> {
+        let io_err = |source| RegistryError::Io { path: dir.to_path_buf(), source };
+        fs::create_dir_all(dir).map_err(io_err)?;
+        let tmp = dir.join(TMP_NAME);
+        if tmp.exists() {
+            tracing::warn!(path = %tmp.display(), "discarding a registry temp file left by an interrupted write");
+            fs::remove_file(&tmp).map_err(io_err)?;
+        }
+        let path = dir.join(FILE_NAME);
+        let mut registry = Registry { dir: dir.to_path_buf(), entries: HashMap::new() };
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened { registry, recovered: None }),
+            Err(source) => return Err(RegistryError::Io { path, source }),
+        };
+        match parse(&text) {
+            Ok(entries) => {
+                registry.entries = entries.into_iter().map(|e| ((e.input.clone(), e.id()), e)).collect();
+                Ok(Opened { registry, recovered: None })
+            }
+            Err(reason) => match recovery {
+                Some(r) => {
+                    tracing::error!(path = %path.display(), %reason, recovery = ?r, "registry is corrupt; starting over as the operator chose");
+                    Ok(Opened { registry, recovered: Some(r) })
+                }
+                None => Err(RegistryError::Corrupt { path, reason }),
+            },
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    pub fn entries(&self) -> &HashMap<Key, Entry> {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Applies the current watermarks (marking their files as seen now) and drops entries not
+    /// seen for `max_age`.
+    pub fn update(&mut self, marks: &[Watermark], now: SystemTime, max_age: Duration) {
+        let now_s = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        for m in marks {
+            let key = (m.file.input.clone(), m.file.id);
+            let e = Entry {
+                input: m.file.input.clone(),
+                path: m.file.path.clone(),
+                dev: m.file.id.dev,
+                ino: m.file.id.ino,
+                fp_len: m.file.fingerprint.len,
+                fp_hash: m.file.fingerprint.hash,
+                offset: m.offset,
+                last_seen: now_s,
+            };
+            self.entries.insert(key, e);
+        }
+        let cutoff = now_s.saturating_sub(max_age.as_secs());
+        self.entries.retain(|_, e| e.last_seen >= cutoff);
+    }
+
+    /// Writes the registry atomically (temp file, fsync, rename, directory fsync).
+    pub fn write(&self) -> Result<(), RegistryError> {
+        let mut entries: Vec<&Entry> = self.entries.values().collect();
+        entries.sort_by(|a, b| (&a.input, &a.path, a.ino).cmp(&(&b.input, &b.path, b.ino)));
+        let body = serde_json::to_vec(&serde_json::json!({"version": FORMAT_VERSION, "entries": entries}))
+            .expect("registry entries serialize");
+        let tmp = self.dir.join(TMP_NAME);
+        let io_err = |source| RegistryError::Io { path: tmp.clone(), source };
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err)?;
+        f.write_all(&body).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+        drop(f);
+        fs::rename(&tmp, self.path()).map_err(io_err)?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        Ok(())
+    }
+}
+
+fn parse(text: &[u8]) -> Result<Vec<Entry>, String> {
+    let disk: OnDisk = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    if disk.version != FORMAT_VERSION {
+        return Err(format!("unsupported format version {} (this agent reads {FORMAT_VERSION})", disk.version));
+    }
+    Ok(disk.entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::SlotFile;
+
+    fn mark(ino: u64, offset: u64) -> Watermark {
+        Watermark {
+            file: SlotFile {
+                input: "in".into(),
+                path: format!("/logs/{ino}.log").into(),
+                id: FileId { dev: 7, ino },
+                fingerprint: Fingerprint { len: 10, hash: 99 },
+            },
+            offset,
+        }
+    }
+
+    #[test]
+    fn round_trip_through_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
+        r.update(&[mark(1, 100), mark(2, 200)], SystemTime::now(), Duration::from_secs(60));
+        r.write().unwrap();
+        let again = Registry::open(dir.path(), None).unwrap().registry;
+        assert_eq!(again.len(), 2);
+        let e = &again.entries()[&("in".to_string(), FileId { dev: 7, ino: 2 })];
+        assert_eq!(e.offset, 200);
+        assert_eq!(e.fingerprint(), Fingerprint { len: 10, hash: 99 });
+        assert!(!dir.path().join(TMP_NAME).exists());
+    }
+
+    #[test]
+    fn leftover_temp_file_is_discarded_and_the_real_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
+        r.update(&[mark(1, 100)], SystemTime::now(), Duration::from_secs(60));
+        r.write().unwrap();
+        fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"entr").unwrap();
+        let again = Registry::open(dir.path(), None).unwrap().registry;
+        assert_eq!(again.len(), 1);
+        assert!(!dir.path().join(TMP_NAME).exists());
+    }
+
+    #[test]
+    fn corrupt_registry_is_an_error_unless_recovery_is_chosen() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), b"{garbage").unwrap();
+        let err = Registry::open(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("registry.json"), "{err}");
+        assert!(err.contains("corrupt"), "{err}");
+        let opened = Registry::open(dir.path(), Some(Recovery::End)).unwrap();
+        assert_eq!(opened.recovered, Some(Recovery::End));
+        assert!(opened.registry.is_empty());
+    }
+
+    #[test]
+    fn entries_not_seen_for_too_long_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        r.update(&[mark(1, 1), mark(2, 2)], t0, Duration::from_secs(3600));
+        // An hour and a bit later only file 2 is still seen.
+        r.update(&[mark(2, 3)], t0 + Duration::from_secs(3700), Duration::from_secs(3600));
+        assert_eq!(r.len(), 1);
+        assert!(r.entries().contains_key(&("in".to_string(), FileId { dev: 7, ino: 2 })));
+    }
+
+    #[test]
+    fn registry_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open(dir.path(), None).unwrap().registry;
+        r.write().unwrap();
+        let mode = fs::metadata(r.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -1,0 +1,197 @@
+//! Splitting a file's byte stream into lines.
+//!
+//! Owns the carry-over of a partial line between reads. Invariants: a line is emitted only once its
+//! LF has been read (a partial last line waits); a line never holds more than `max_bytes` bytes
+//! (the rest up to the LF is discarded and the line flagged truncated), so memory per file is
+//! bounded; every emitted line carries the file offset of its first byte and the offset just past
+//! its LF, so offsets stay exact whatever was cut.
+
+use crate::config::LineTerminator;
+
+/// One complete line, borrowed from the read buffer or the carry buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The line without its terminator (CR removed too in `auto` mode).
+    pub bytes: &'a [u8],
+    /// Offset of the line's first byte.
+    pub offset: u64,
+    /// Offset just past the LF: where the next line starts.
+    pub end_offset: u64,
+    /// Bytes beyond `max_bytes` were discarded.
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+pub struct LineSplitter {
+    carry: Vec<u8>,
+    /// Offset of the first byte of the line being assembled.
+    line_start: u64,
+    /// Offset of the next byte to be fed.
+    stream_pos: u64,
+    /// The current line went past `max_bytes`; its remaining bytes are being skipped.
+    overflow: bool,
+    max_bytes: usize,
+    terminator: LineTerminator,
+}
+
+impl LineSplitter {
+    pub fn new(start_offset: u64, max_bytes: usize, terminator: LineTerminator) -> LineSplitter {
+        LineSplitter {
+            carry: Vec::new(),
+            line_start: start_offset,
+            stream_pos: start_offset,
+            overflow: false,
+            max_bytes,
+            terminator,
+        }
+    }
+
+    /// Offset where the partial line (if any) starts: everything before it has been emitted.
+    pub fn line_start(&self) -> u64 {
+        self.line_start
+    }
+
+    /// Offset of the next byte to read from the file.
+    pub fn stream_pos(&self) -> u64 {
+        self.stream_pos
+    }
+
+    /// Forgets any partial line and restarts at `offset` (after truncation).
+    pub fn reset(&mut self, offset: u64) {
+        self.carry = Vec::new();
+        self.line_start = offset;
+        self.stream_pos = offset;
+        self.overflow = false;
+    }
+
+    /// Feeds the next bytes of the file (read at `stream_pos()`) and calls `emit` for each
+    /// complete line.
+    pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+        let mut pos = 0usize;
+        while let Some(found) = memchr::memchr(b'\n', &chunk[pos..]) {
+            let nl = pos + found;
+            let end_offset = self.stream_pos + nl as u64 + 1;
+            if self.carry.is_empty() && !self.overflow {
+                // Fast path: the whole line is inside this chunk, emit it without copying.
+                let whole = &chunk[pos..nl];
+                let truncated = whole.len() > self.max_bytes;
+                let bytes = strip_cr(self.terminator, &whole[..whole.len().min(self.max_bytes)], truncated);
+                emit(Line { bytes, offset: self.line_start, end_offset, truncated });
+            } else {
+                self.append(&chunk[pos..nl]);
+                let truncated = self.overflow;
+                let bytes = strip_cr(self.terminator, &self.carry, truncated);
+                emit(Line { bytes, offset: self.line_start, end_offset, truncated });
+                self.carry.clear();
+                self.overflow = false;
+            }
+            self.line_start = end_offset;
+            pos = nl + 1;
+        }
+        self.append(&chunk[pos..]);
+        self.stream_pos += chunk.len() as u64;
+        if self.carry.capacity() > 4 * 1024 * 1024 && self.carry.is_empty() {
+            // Give back the memory a single huge line needed.
+            self.carry = Vec::new();
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let room = self.max_bytes - self.carry.len();
+        if bytes.len() > room {
+            self.overflow = true;
+        }
+        self.carry.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+/// Removes the CR of a CRLF ending in `auto` mode (not when the line was cut: its end is gone).
+fn strip_cr(terminator: LineTerminator, bytes: &[u8], truncated: bool) -> &[u8] {
+    match (terminator, bytes.last()) {
+        (LineTerminator::Auto, Some(b'\r')) if !truncated => &bytes[..bytes.len() - 1],
+        _ => bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Got = Vec<(Vec<u8>, u64, u64, bool)>;
+
+    fn run(s: &mut LineSplitter, chunks: &[&[u8]]) -> Got {
+        let mut got = Vec::new();
+        for c in chunks {
+            s.feed(c, |l| got.push((l.bytes.to_vec(), l.offset, l.end_offset, l.truncated)));
+        }
+        got
+    }
+
+    #[test]
+    fn complete_lines_with_offsets() {
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let got = run(&mut s, &[b"ab\ncde\n"]);
+        assert_eq!(got, vec![(b"ab".to_vec(), 0, 3, false), (b"cde".to_vec(), 3, 7, false)]);
+        assert_eq!(s.line_start(), 7);
+    }
+
+    #[test]
+    fn partial_line_waits_for_its_newline() {
+        let mut s = LineSplitter::new(10, 100, LineTerminator::Auto);
+        assert!(run(&mut s, &[b"hel"]).is_empty());
+        assert_eq!(s.line_start(), 10);
+        assert_eq!(s.stream_pos(), 13);
+        let got = run(&mut s, &[b"lo", b"\nx"]);
+        assert_eq!(got, vec![(b"hello".to_vec(), 10, 16, false)]);
+        assert_eq!(s.line_start(), 16);
+    }
+
+    #[test]
+    fn crlf_is_stripped_in_auto_and_kept_in_line_feed_mode() {
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        assert_eq!(run(&mut s, &[b"a\r\n"])[0].0, b"a");
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        assert_eq!(run(&mut s, &[b"a\r", b"\n"])[0], (b"a".to_vec(), 0, 3, false));
+        let mut s = LineSplitter::new(0, 100, LineTerminator::LineFeed);
+        assert_eq!(run(&mut s, &[b"a\r\n"])[0].0, b"a\r");
+    }
+
+    #[test]
+    fn long_lines_are_truncated_but_offsets_stay_exact() {
+        let mut s = LineSplitter::new(0, 4, LineTerminator::Auto);
+        let got = run(&mut s, &[b"0123456789\nok\n"]);
+        assert_eq!(got, vec![(b"0123".to_vec(), 0, 11, true), (b"ok".to_vec(), 11, 14, false)]);
+        // Across chunks, the carry never grows past max_bytes.
+        let mut s = LineSplitter::new(0, 4, LineTerminator::Auto);
+        let got = run(&mut s, &[b"01", b"2345", b"6789", b"\nz\n"]);
+        assert_eq!(got, vec![(b"0123".to_vec(), 0, 11, true), (b"z".to_vec(), 11, 13, false)]);
+        assert!(s.carry.capacity() < 64);
+    }
+
+    #[test]
+    fn ten_megabyte_line_is_cut_to_max_bytes() {
+        let max = 1024 * 1024;
+        let mut s = LineSplitter::new(0, max, LineTerminator::Auto);
+        let big = vec![b'x'; 10 * 1024 * 1024];
+        let mut got = Vec::new();
+        for c in big.chunks(64 * 1024) {
+            s.feed(c, |l| got.push((l.bytes.len(), l.end_offset, l.truncated)));
+        }
+        s.feed(b"\n", |l| got.push((l.bytes.len(), l.end_offset, l.truncated)));
+        assert_eq!(got, vec![(max, 10 * 1024 * 1024 + 1, true)]);
+    }
+
+    #[test]
+    fn invalid_utf8_and_binary_bytes_pass_through_untouched() {
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let got = run(&mut s, &[b"\xff\x00\xfe\n"]);
+        assert_eq!(got[0].0, b"\xff\x00\xfe");
+    }
+
+    #[test]
+    fn empty_lines_are_lines() {
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let got = run(&mut s, &[b"\n\n"]);
+        assert_eq!(got, vec![(vec![], 0, 1, false), (vec![], 1, 2, false)]);
+    }
+}
