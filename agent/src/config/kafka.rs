@@ -35,7 +35,8 @@ pub struct KafkaConfig {
     /// Optional record key, a format string.
     #[serde(default)]
     pub key: Option<String>,
-    #[serde(default)]
+    /// `round_robin: {...}`, `hash: {}` or `random: {}`, as in Filebeat.
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map")]
     pub partition: Partitioning,
     #[serde(default = "d_acks")]
     pub required_acks: i8,

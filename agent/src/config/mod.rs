@@ -128,7 +128,8 @@ pub struct InputConfig {
     pub paths: Vec<String>,
     #[serde(default)]
     pub exclude_files: Vec<String>,
-    #[serde(default)]
+    /// Written as Filebeat does: `- ndjson: {...}` (a one-key map per parser).
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
     pub parsers: Vec<ParserConfig>,
     #[serde(default)]
     pub fields: BTreeMap<String, serde_json::Value>,

@@ -1,0 +1,161 @@
+//! Shared helpers: a running in-process agent, reading a topic back, writing log files.
+
+use agent::config::Config;
+use agent::pipeline::{self, RunOptions, Summary};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// An agent pipeline running in this process (the library, not the binary).
+pub struct RunningAgent {
+    shutdown: Arc<AtomicBool>,
+    handle: Option<JoinHandle<anyhow::Result<Summary>>>,
+}
+
+impl RunningAgent {
+    pub fn start(config_text: &str) -> RunningAgent {
+        Self::start_with(config_text, RunOptions::default())
+    }
+
+    pub fn start_with(config_text: &str, opts: RunOptions) -> RunningAgent {
+        let config = Config::from_str_at(config_text, Path::new("test.yml")).expect("test config is valid");
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let s = shutdown.clone();
+        let handle = std::thread::spawn(move || pipeline::run(config, opts, s));
+        RunningAgent { shutdown, handle: Some(handle) }
+    }
+
+    /// Stops cleanly (the same path SIGTERM takes) and returns the run's summary.
+    pub fn stop(mut self) -> Summary {
+        self.shutdown.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().expect("pipeline thread").expect("pipeline run")
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+impl Record {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.value).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).expect("record is JSON")
+    }
+}
+
+/// Reads a topic from the beginning of every partition until `expected` records have arrived
+/// (and a short quiet period passed, to catch extras) or `timeout`.
+pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "it-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut quiet_until: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if let Some(q) = quiet_until {
+            if Instant::now() >= q {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(Record {
+                partition: m.partition(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            }),
+            Some(Err(e)) => eprintln!("consume error: {e}"),
+            None => {}
+        }
+        if out.len() >= expected && quiet_until.is_none() {
+            quiet_until = Some(Instant::now() + Duration::from_millis(500));
+        }
+    }
+    out
+}
+
+/// Counts of each distinct record value.
+pub fn tally(records: &[Record]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in records {
+        *m.entry(r.text()).or_insert(0) += 1;
+    }
+    m
+}
+
+pub fn append_lines(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l);
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes()).unwrap();
+}
+
+/// `prefix-0` .. `prefix-(n-1)`.
+pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Waits until `cond` holds or panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A config for tests: one input over `globs`, raw codec unless `extra_output` says otherwise.
+pub fn config(
+    data: &Path,
+    globs: &[PathBuf],
+    bootstrap: &str,
+    topic: &str,
+    extra_input: &str,
+    extra_output: &str,
+) -> String {
+    let paths: Vec<String> = globs.iter().map(|g| format!("\"{}\"", g.display())).collect();
+    format!(
+        "path:\n  data: \"{data}\"\nregistry:\n  flush: 200ms\nshutdown_timeout: 10s\nlogging:\n  metrics:\n    enabled: false\n\
+inputs:\n  - id: it\n    paths: [{paths}]\n    check_interval: 200ms\n    backoff:\n      init: 10ms\n      max: 100ms\n{extra_input}\
+output:\n  kafka:\n    hosts: [\"{bootstrap}\"]\n    topic: {topic}\n    bulk_flush_frequency: 5ms\n{extra_output}",
+        data = data.display(),
+        paths = paths.join(", "),
+    )
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary (as ripgrep does), real files on a real file system and a real
+//! Kafka-protocol broker (librdkafka's mock cluster in process; tansu as a process for the
+//! end-to-end tests that run the `agent` binary).
+
+mod common;
+mod e2e;
+mod mock;

@@ -1,0 +1,375 @@
+//! The pipeline against librdkafka's mock cluster: every line read back from the topic.
+
+use crate::common::*;
+use agent::metrics::Metrics;
+use rdkafka::mocking::MockCluster;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let c = MockCluster::new(3).expect("mock cluster");
+    c.create_topic(topic, partitions, 1).expect("create topic");
+    c
+}
+
+fn assert_exactly_once(records: &[Record], expected: &[String]) {
+    let got = tally(records);
+    let missing: Vec<&String> = expected.iter().filter(|l| !got.contains_key(*l)).take(5).collect();
+    assert!(missing.is_empty(), "missing lines, e.g. {missing:?} ({} of {} arrived)", got.len(), expected.len());
+    let dups: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated lines, e.g. {dups:?}");
+    let want: HashSet<&String> = expected.iter().collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains(k)).take(5).collect();
+    assert!(extra.is_empty(), "unexpected records, e.g. {extra:?}");
+}
+
+#[test]
+fn several_files_with_many_lines_arrive_once_each() {
+    let kc = cluster("many", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut expected = Vec::new();
+    for f in 0..4 {
+        let lines = numbered(&format!("file{f}"), 0..3000);
+        append_lines(&logs.join(format!("app{f}.log")), lines.clone());
+        expected.extend(lines);
+    }
+    let cfg = config(
+        &dir.path().join("data"),
+        &[logs.join("*.log")],
+        &kc.bootstrap_servers(),
+        "many",
+        "",
+        "    codec: raw\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "many", 3, expected.len(), T);
+    let summary = agent.stop();
+    assert_exactly_once(&got, &expected);
+    assert_eq!(Metrics::get(&summary.metrics.events_acked), expected.len() as u64);
+    assert_eq!(summary.unacknowledged, 0);
+}
+
+#[test]
+fn clean_stop_and_restart_delivers_every_line_exactly_once() {
+    let kc = cluster("restart", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let data = dir.path().join("data");
+    let first = numbered("a", 0..5000);
+    append_lines(&log, first.clone());
+    let cfg = config(&data, &[log.clone()], &kc.bootstrap_servers(), "restart", "", "    codec: raw\n");
+    let agent = RunningAgent::start(&cfg);
+    // Stop in the middle of a stream: lines keep being written while the agent runs.
+    let second = numbered("b", 0..3000);
+    for chunk in second.chunks(500) {
+        append_lines(&log, chunk.to_vec());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.stop();
+    // Written while the agent is stopped: must arrive after the restart.
+    let third = numbered("c", 0..2000);
+    append_lines(&log, third.clone());
+    let agent = RunningAgent::start(&cfg);
+    let expected: Vec<String> = first.into_iter().chain(second).chain(third).collect();
+    let got = consume(&kc.bootstrap_servers(), "restart", 2, expected.len(), T);
+    agent.stop();
+    assert_exactly_once(&got, &expected);
+}
+
+#[test]
+fn rotation_truncation_deletion_and_new_files_all_arrive() {
+    let kc = cluster("rotate", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let cfg = config(
+        &dir.path().join("data"),
+        &[logs.join("*.log*")],
+        &kc.bootstrap_servers(),
+        "rotate",
+        "",
+        "    codec: raw\n",
+    );
+    let renamed = logs.join("renamed.log");
+    let copytrunc = logs.join("copytrunc.log");
+    let deleted = logs.join("deleted.log");
+    append_lines(&renamed, numbered("r1", 0..200));
+    append_lines(&copytrunc, numbered("t1", 0..200));
+    append_lines(&deleted, numbered("d1", 0..200));
+    let agent = RunningAgent::start(&cfg);
+    let bs = kc.bootstrap_servers();
+    wait_for("first lines", T, || consume(&bs, "rotate", 1, 600, Duration::from_secs(2)).len() >= 600);
+
+    // rename + create: the old file gets more lines after the rename (the writer still has it open).
+    std::fs::rename(&renamed, logs.join("renamed.log.1")).unwrap();
+    append_lines(&logs.join("renamed.log.1"), numbered("r2", 0..100));
+    append_lines(&renamed, numbered("r3", 0..100));
+    // copytruncate: copy away (outside the glob), truncate, write again.
+    std::fs::copy(&copytrunc, dir.path().join("copytrunc.saved")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&copytrunc).unwrap().set_len(0).unwrap();
+    append_lines(&copytrunc, numbered("t2", 0..50));
+    // deletion right after a last write: the tail of the file is still read.
+    append_lines(&deleted, numbered("d2", 0..100));
+    std::fs::remove_file(&deleted).unwrap();
+    // a file created after start
+    append_lines(&logs.join("late.log"), numbered("n", 0..100));
+
+    let expected: Vec<String> = ["r1:200", "t1:200", "d1:200", "d2:100", "r2:100", "r3:100", "t2:50", "n:100"]
+        .iter()
+        .flat_map(|spec| {
+            let (p, n) = spec.split_once(':').unwrap();
+            numbered(p, 0..n.parse().unwrap())
+        })
+        .collect();
+    let got = consume(&bs, "rotate", 1, expected.len(), T);
+    let summary = agent.stop();
+    let tallied = tally(&got);
+    for l in &expected {
+        assert!(tallied.contains_key(l), "missing {l}");
+    }
+    assert!(Metrics::get(&summary.metrics.files_truncated) >= 1, "copytruncate was counted");
+}
+
+#[test]
+fn round_robin_spreads_evenly_over_partitions() {
+    let kc = cluster("rr", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("rr.log");
+    append_lines(&log, numbered("x", 0..3000));
+    let cfg = config(&dir.path().join("data"), &[log], &kc.bootstrap_servers(), "rr", "", "    codec: raw\n");
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "rr", 3, 3000, T);
+    agent.stop();
+    assert_eq!(got.len(), 3000);
+    for p in 0..3 {
+        assert_eq!(got.iter().filter(|r| r.partition == p).count(), 1000, "partition {p}");
+    }
+}
+
+#[test]
+fn group_events_sends_runs_to_one_partition() {
+    let kc = cluster("grp", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("g.log");
+    append_lines(&log, numbered("g", 0..400));
+    let extra = "    codec: raw\n    partition:\n      round_robin:\n        group_events: 100\n";
+    let cfg = config(&dir.path().join("data"), &[log], &kc.bootstrap_servers(), "grp", "", extra);
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "grp", 2, 400, T);
+    agent.stop();
+    let p0: HashSet<String> = got.iter().filter(|r| r.partition == 0).map(Record::text).collect();
+    // Lines 0-99 and 200-299 on one partition, 100-199 and 300-399 on the other.
+    let first_run: HashSet<String> = numbered("g", 0..100).into_iter().chain(numbered("g", 200..300)).collect();
+    let second_run: HashSet<String> = numbered("g", 100..200).into_iter().chain(numbered("g", 300..400)).collect();
+    assert!(p0 == first_run || p0 == second_run, "partition 0 got {} lines not in runs of 100", p0.len());
+}
+
+#[test]
+fn every_required_acks_setting_delivers() {
+    for acks in ["0", "1", "-1"] {
+        let topic = format!("acks{}", acks.replace('-', "m"));
+        let kc = cluster(&topic, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let lines = numbered(&topic, 0..500);
+        append_lines(&log, lines.clone());
+        let extra = format!("    codec: raw\n    required_acks: {acks}\n");
+        let cfg = config(&dir.path().join("data"), &[log], &kc.bootstrap_servers(), &topic, "", &extra);
+        let agent = RunningAgent::start(&cfg);
+        let got = consume(&kc.bootstrap_servers(), &topic, 1, lines.len(), T);
+        agent.stop();
+        assert_exactly_once(&got, &lines);
+    }
+}
+
+#[test]
+fn json_events_have_filebeat_fields_and_ndjson_errors_are_kept() {
+    let kc = cluster("json", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.json");
+    std::fs::write(&log, "{\"msg\":\"one\",\"level\":\"info\"}\nnot json at all\n{\"msg\":\"two\"}\r\n").unwrap();
+    let input =
+        "    fields: {service: api}\n    tags: [edge]\n    parsers:\n      - ndjson:\n          message_key: msg\n";
+    let cfg = config(&dir.path().join("data"), &[log.clone()], &kc.bootstrap_servers(), "json", input, "");
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "json", 1, 3, T);
+    let summary = agent.stop();
+    assert_eq!(got.len(), 3);
+    let evs: Vec<serde_json::Value> = got.iter().map(Record::json).collect();
+    let one = evs.iter().find(|e| e["message"] == "one").expect("first event");
+    assert_eq!(one["level"], "info");
+    assert_eq!(one["log"]["offset"], 0);
+    assert_eq!(one["log"]["file"]["path"], log.display().to_string());
+    assert_eq!(one["fields"]["service"], "api");
+    assert_eq!(one["tags"][0], "edge");
+    assert_eq!(one["input"]["type"], "filestream");
+    assert!(one["@timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(one["agent"]["id"].is_string() && one["host"]["name"].is_string() && one["ecs"]["version"].is_string());
+    let bad = evs.iter().find(|e| e["message"] == "not json at all").expect("invalid line kept");
+    assert_eq!(bad["error"]["type"], "json");
+    assert!(evs.iter().any(|e| e["message"] == "two"), "CRLF line decoded");
+    assert_eq!(Metrics::get(&summary.metrics.lines_invalid_json), 1);
+}
+
+#[test]
+fn topic_and_key_format_strings_route_events() {
+    let kc = MockCluster::new(1).unwrap();
+    kc.create_topic("logs-api", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("f.json");
+    std::fs::write(&log, "{\"svc\":\"api\",\"id\":\"k1\"}\n{\"id\":\"k2\"}\n{\"svc\":\"api\",\"id\":\"k3\"}\n")
+        .unwrap();
+    let input = "    parsers:\n      - ndjson: {}\n";
+    let cfg = config(
+        &dir.path().join("data"),
+        &[log],
+        &kc.bootstrap_servers(),
+        "\"logs-%{[svc]}\"",
+        input,
+        "    key: \"%{[id]}\"\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "logs-api", 1, 2, T);
+    let summary = agent.stop();
+    let keys: Vec<Vec<u8>> = got.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(keys, vec![b"k1".to_vec(), b"k3".to_vec()]);
+    assert_eq!(Metrics::get(&summary.metrics.events_dropped_format), 1, "the event without svc is dropped and counted");
+}
+
+#[test]
+fn bad_input_is_contained_and_counted() {
+    let kc = cluster("bad", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    // Binary garbage with a few newlines, a 10 MB line, and a normal file next to them.
+    let garbage: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(logs.join("garbage.log"), &garbage).unwrap();
+    let mut big = vec![b'x'; 10 * 1024 * 1024];
+    big.extend_from_slice(b"\nafter-big\n");
+    std::fs::write(logs.join("big.log"), &big).unwrap();
+    append_lines(&logs.join("good.log"), numbered("good", 0..100));
+    let input = "    max_bytes: 64KiB\n";
+    let cfg = config(&dir.path().join("data"), &[logs.join("*.log")], &kc.bootstrap_servers(), "bad", input, "");
+    let agent = RunningAgent::start(&cfg);
+    let expected_good = numbered("good", 0..100);
+    let bs = kc.bootstrap_servers();
+    let mut got = Vec::new();
+    wait_for("good lines and the line after the big one", T, || {
+        got = consume(&bs, "bad", 1, 1, Duration::from_secs(2));
+        let msgs: HashSet<String> =
+            got.iter().map(|r| r.json()["message"].as_str().unwrap_or("").to_string()).collect();
+        expected_good.iter().all(|l| msgs.contains(l)) && msgs.contains("after-big")
+    });
+    let summary = agent.stop();
+    let truncated: Vec<serde_json::Value> =
+        got.iter().map(Record::json).filter(|e| e["log"]["flags"][0] == "truncated").collect();
+    assert_eq!(truncated.len(), 1, "the 10 MB line arrives once, truncated and flagged");
+    assert_eq!(truncated[0]["message"].as_str().unwrap().len(), 64 * 1024);
+    assert!(Metrics::get(&summary.metrics.lines_invalid_utf8) > 0, "garbage counted as invalid UTF-8");
+    assert_eq!(Metrics::get(&summary.metrics.lines_truncated), 1);
+}
+
+#[test]
+fn glob_matching_nothing_picks_up_files_created_later() {
+    let kc = cluster("later", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("not-yet");
+    let cfg = config(
+        &dir.path().join("data"),
+        &[logs.join("*.log")],
+        &kc.bootstrap_servers(),
+        "later",
+        "",
+        "    codec: raw\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::create_dir(&logs).unwrap();
+    append_lines(&logs.join("x.log"), numbered("later", 0..10));
+    let got = consume(&kc.bootstrap_servers(), "later", 1, 10, T);
+    agent.stop();
+    assert_exactly_once(&got, &numbered("later", 0..10));
+}
+
+#[test]
+fn start_position_end_skips_existing_content_only() {
+    let kc = cluster("end", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("old.log");
+    append_lines(&log, numbered("old", 0..50));
+    let cfg = config(
+        &dir.path().join("data"),
+        &[dir.path().join("*.log")],
+        &kc.bootstrap_servers(),
+        "end",
+        "    start_position: end\n",
+        "    codec: raw\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    std::thread::sleep(Duration::from_millis(600));
+    append_lines(&log, numbered("new", 0..20));
+    append_lines(&dir.path().join("fresh.log"), numbered("fresh", 0..5));
+    let expected: Vec<String> = numbered("new", 0..20).into_iter().chain(numbered("fresh", 0..5)).collect();
+    let got = consume(&kc.bootstrap_servers(), "end", 1, expected.len(), T);
+    agent.stop();
+    assert_exactly_once(&got, &expected);
+}
+
+#[test]
+fn a_thousand_files_at_once_with_few_descriptors() {
+    let kc = cluster("thousand", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut expected = Vec::new();
+    for f in 0..1000 {
+        let lines = numbered(&format!("f{f}"), 0..5);
+        append_lines(&logs.join(format!("{f}.log")), lines.clone());
+        expected.extend(lines);
+    }
+    // Far fewer descriptors than files: idle files must be closed and others opened in turn.
+    let cfg = config(
+        &dir.path().join("data"),
+        &[logs.join("*.log")],
+        &kc.bootstrap_servers(),
+        "thousand",
+        "",
+        "    codec: raw\n",
+    )
+    .replace("logging:", "queue:\n  max_open_files: 64\nlogging:");
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "thousand", 2, expected.len(), Duration::from_secs(60));
+    let summary = agent.stop();
+    assert_exactly_once(&got, &expected);
+    assert!(Metrics::get(&summary.metrics.files_closed) > 0, "descriptors were recycled");
+}
+
+#[test]
+fn registry_is_written_and_corrupt_registry_stops_start_up() {
+    let kc = cluster("reg", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("r.log");
+    append_lines(&log, numbered("r", 0..10));
+    let cfg = config(&data, &[log.clone()], &kc.bootstrap_servers(), "reg", "", "    codec: raw\n");
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "reg", 1, 10, T);
+    agent.stop();
+    let reg_path = data.join("registry/registry.json");
+    let reg: serde_json::Value = serde_json::from_slice(&std::fs::read(&reg_path).unwrap()).unwrap();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(reg["entries"][0]["offset"], size, "registry holds the acknowledged end of file");
+    assert_eq!(reg["entries"][0]["path"], log.display().to_string());
+
+    std::fs::write(&reg_path, b"{\"version\":1,\"entries\":[{\"inp").unwrap();
+    let config = agent::config::Config::from_str_at(&cfg, Path::new("t.yml")).unwrap();
+    let err =
+        agent::pipeline::run(config, Default::default(), std::sync::Arc::new(true.into())).unwrap_err().to_string();
+    assert!(err.contains("registry.json") && err.contains("corrupt"), "{err}");
+}
