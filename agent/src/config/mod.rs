@@ -5,7 +5,7 @@
 //!   path and, where it can be found, the line;
 //! - every default is a named constant below and is shown in `config.example.yml` (a test parses
 //!   that file, so it cannot drift);
-//! - a loaded `Config` has passed [`Config::validate`], so the rest of the agent never re-checks.
+//! - a loaded `Config` has passed validation (`Config::validate`), so the rest of the agent never re-checks.
 //!
 //! Key names follow Filebeat's where the concept is the same (`paths`, `exclude_files`,
 //! `output.kafka.hosts`, `required_acks`, ...). Dotted keys must be written as nested maps.

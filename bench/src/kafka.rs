@@ -1,0 +1,64 @@
+//! Kafka helpers for the harness: read a topic back (counting and sampling records) and the raw
+//! librdkafka producer used as the ceiling. Both use the same rdkafka build as the agent.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+/// What reading a topic back found.
+pub struct ReadBack {
+    pub records: u64,
+    pub bytes: u64,
+    /// Up to `sample` record values, in arrival order.
+    pub sample: Vec<Vec<u8>>,
+    /// When the last record arrived.
+    pub last_at: Option<Instant>,
+}
+
+/// Reads every partition from the beginning by explicit assignment (no consumer group: tansu's
+/// group support is not needed and the mock cluster's rebalance delay is avoided) until `expect`
+/// records arrived, nothing new came for `idle`, or `timeout` passed. `on_record` sees each value.
+pub fn read_back(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expect: u64,
+    idle: Duration,
+    timeout: Duration,
+    sample: usize,
+    mut on_record: impl FnMut(&[u8]),
+) -> anyhow::Result<ReadBack> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-readback")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let start = Instant::now();
+    let mut rb = ReadBack { records: 0, bytes: 0, sample: Vec::new(), last_at: None };
+    let mut last_progress = Instant::now();
+    while rb.records < expect && start.elapsed() < timeout && last_progress.elapsed() < idle {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let v = m.payload().unwrap_or_default();
+                rb.records += 1;
+                rb.bytes += v.len() as u64;
+                if rb.sample.len() < sample {
+                    rb.sample.push(v.to_vec());
+                }
+                on_record(v);
+                rb.last_at = Some(Instant::now());
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("read-back error: {e}"),
+            None => {}
+        }
+    }
+    Ok(rb)
+}

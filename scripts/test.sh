@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (README, and what CI runs): installs the test tools, then format, lints,
+# every test (unit, integration against librdkafka's mock cluster, end to end with the agent
+# binary and a tansu broker process), the benchmark's smoke run, and the docs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TANSU_BIN="$(scripts/install-tools.sh)"
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== all checks passed"
