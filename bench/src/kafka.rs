@@ -16,19 +16,25 @@ pub struct ReadBack {
     pub last_at: Option<Instant>,
 }
 
+/// Which topic to read back, and when to stop.
+pub struct ReadSpec<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub partitions: i32,
+    /// Stop once this many records arrived.
+    pub expect: u64,
+    /// Stop when nothing new arrived for this long.
+    pub idle: Duration,
+    pub timeout: Duration,
+    /// Keep up to this many record values.
+    pub sample: usize,
+}
+
 /// Reads every partition from the beginning by explicit assignment (no consumer group: tansu's
-/// group support is not needed and the mock cluster's rebalance delay is avoided) until `expect`
-/// records arrived, nothing new came for `idle`, or `timeout` passed. `on_record` sees each value.
-pub fn read_back(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    expect: u64,
-    idle: Duration,
-    timeout: Duration,
-    sample: usize,
-    mut on_record: impl FnMut(&[u8]),
-) -> anyhow::Result<ReadBack> {
+/// group support is not needed and the mock cluster's rebalance delay is avoided) until the
+/// spec says to stop. `on_record` sees each value.
+pub fn read_back(spec: &ReadSpec<'_>, mut on_record: impl FnMut(&[u8])) -> anyhow::Result<ReadBack> {
+    let ReadSpec { bootstrap, topic, partitions, expect, idle, timeout, sample } = *spec;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-readback")

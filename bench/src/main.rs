@@ -39,7 +39,16 @@ fn main() -> anyhow::Result<()> {
             let out = std::io::stdout();
             let mut out = out.lock();
             let t = Duration::from_secs(timeout);
-            let rb = kafka::read_back(&bootstrap, &topic, partitions, expect, t, t, 0, |v| {
+            let spec = kafka::ReadSpec {
+                bootstrap: &bootstrap,
+                topic: &topic,
+                partitions,
+                expect,
+                idle: t,
+                timeout: t,
+                sample: 0,
+            };
+            let rb = kafka::read_back(&spec, |v| {
                 let _ = out.write_all(v);
                 let _ = out.write_all(b"\n");
             })?;

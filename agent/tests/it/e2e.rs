@@ -105,7 +105,8 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_windo
     let lines: Vec<String> =
         (0..200_000).map(|i| format!("line-{i:06} GET /api/v1/items?id={i} HTTP/1.1 200 {}", i % 977)).collect();
     let cfg = dir.path().join("agent.yml");
-    let text = config(&data, &[log.clone()], &tansu.bootstrap, "crash", "", "    codec: raw\n").replace("200ms", "1s");
+    let text = config(&data, std::slice::from_ref(&log), &tansu.bootstrap, "crash", "", "    codec: raw\n")
+        .replace("200ms", "1s");
     std::fs::write(&cfg, text).unwrap();
     // The application keeps writing (5,000 lines every 50 ms) while the agent runs and is killed.
     let writer = {
@@ -164,7 +165,8 @@ fn sigterm_drains_writes_the_registry_and_exits_zero() {
     let data = dir.path().join("data");
     append_lines(&log, numbered("t", 0..20_000));
     let cfg = dir.path().join("agent.yml");
-    std::fs::write(&cfg, config(&data, &[log.clone()], &tansu.bootstrap, "term", "", "    codec: raw\n")).unwrap();
+    std::fs::write(&cfg, config(&data, std::slice::from_ref(&log), &tansu.bootstrap, "term", "", "    codec: raw\n"))
+        .unwrap();
     let mut agent = spawn_agent(&cfg);
     consume(&tansu.bootstrap, "term", 1, 20_000, Duration::from_secs(60));
     signal(&agent, libc::SIGTERM);

@@ -62,7 +62,7 @@ fn clean_stop_and_restart_delivers_every_line_exactly_once() {
     let data = dir.path().join("data");
     let first = numbered("a", 0..5000);
     append_lines(&log, first.clone());
-    let cfg = config(&data, &[log.clone()], &kc.bootstrap_servers(), "restart", "", "    codec: raw\n");
+    let cfg = config(&data, std::slice::from_ref(&log), &kc.bootstrap_servers(), "restart", "", "    codec: raw\n");
     let agent = RunningAgent::start(&cfg);
     // Stop in the middle of a stream: lines keep being written while the agent runs.
     let second = numbered("b", 0..3000);
@@ -195,7 +195,7 @@ fn json_events_have_filebeat_fields_and_ndjson_errors_are_kept() {
     std::fs::write(&log, "{\"msg\":\"one\",\"level\":\"info\"}\nnot json at all\n{\"msg\":\"two\"}\r\n").unwrap();
     let input =
         "    fields: {service: api}\n    tags: [edge]\n    parsers:\n      - ndjson:\n          message_key: msg\n";
-    let cfg = config(&dir.path().join("data"), &[log.clone()], &kc.bootstrap_servers(), "json", input, "");
+    let cfg = config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), "json", input, "");
     let agent = RunningAgent::start(&cfg);
     let got = consume(&kc.bootstrap_servers(), "json", 1, 3, T);
     let summary = agent.stop();
@@ -357,7 +357,7 @@ fn registry_is_written_and_corrupt_registry_stops_start_up() {
     let data = dir.path().join("data");
     let log = dir.path().join("r.log");
     append_lines(&log, numbered("r", 0..10));
-    let cfg = config(&data, &[log.clone()], &kc.bootstrap_servers(), "reg", "", "    codec: raw\n");
+    let cfg = config(&data, std::slice::from_ref(&log), &kc.bootstrap_servers(), "reg", "", "    codec: raw\n");
     let agent = RunningAgent::start(&cfg);
     consume(&kc.bootstrap_servers(), "reg", 1, 10, T);
     agent.stop();
