@@ -9,7 +9,8 @@
 //! - retriable failures are sent again (after `backoff.init`) for as long as it takes; librdkafka's
 //!   own `message.timeout.ms` is infinite, so this is the rare path;
 //! - nothing is dropped at shutdown: what is not acknowledged by the drain deadline stays
-//!   unacknowledged and is read again after restart.
+//!   unacknowledged and is read again after restart (records librdkafka purges when the producer
+//!   is dropped are never marked done).
 
 use super::partition::RoundRobin;
 use crate::ack::{pack, unpack, AckTracker};
@@ -80,6 +81,10 @@ impl ProducerContext for AgentContext {
                 Metrics::inc(&self.metrics.events_acked);
                 self.tracker.done(slot, end);
             }
+            Err((err, _)) if is_purged(err) => {
+                // Purged when the producer is dropped at shutdown: not delivered, so it stays
+                // unacknowledged and is read again after restart. Never counted as done.
+            }
             Err((err, msg)) if is_retriable(err) => {
                 Metrics::inc(&self.metrics.events_retried);
                 self.retries.lock().unwrap().push_back(Retry {
@@ -100,6 +105,10 @@ impl ProducerContext for AgentContext {
             }
         }
     }
+}
+
+fn is_purged(err: &KafkaError) -> bool {
+    matches!(err.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
 }
 
 fn is_retriable(err: &KafkaError) -> bool {

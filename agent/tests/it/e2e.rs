@@ -254,3 +254,27 @@ fn config_fixtures_pass_or_fail_with_key_and_line() {
     }
     assert!(checked >= 4);
 }
+
+#[test]
+fn logs_go_to_rotating_files_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("own-logs");
+    let cfg = dir.path().join("agent.yml");
+    let text = config(&dir.path().join("d"), &[dir.path().join("*.log")], "127.0.0.1:1", "t", "", "")
+        .replace("logging:\n", &format!("logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n    name: shipper\n    keepfiles: 3\n", logdir.display()));
+    std::fs::write(&cfg, text).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    wait_for("a log file", Duration::from_secs(10), || {
+        std::fs::read_dir(&logdir).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
+    let files: Vec<PathBuf> = std::fs::read_dir(&logdir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("shipper.") && name.ends_with(".log"), "{name}");
+    let content = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(content.contains("agent started") && content.contains("stopped"), "{content}");
+    assert!(!content.contains("\u{1b}["), "no colour codes in log files");
+}

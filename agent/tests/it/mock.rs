@@ -373,3 +373,200 @@ fn registry_is_written_and_corrupt_registry_stops_start_up() {
         agent::pipeline::run(config, Default::default(), std::sync::Arc::new(true.into())).unwrap_err().to_string();
     assert!(err.contains("registry.json") && err.contains("corrupt"), "{err}");
 }
+
+#[test]
+fn same_inode_with_new_content_is_read_from_the_start() {
+    let kc = cluster("reuse", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append_lines(&log, numbered("old", 0..100));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "reuse",
+        "",
+        "    codec: raw\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "reuse", 1, 100, T);
+    agent.stop();
+    // While stopped, the file is rewritten in place (same inode) with other, longer content: a
+    // stale offset would skip its first lines.
+    let fresh = numbered("brand-new-content", 0..200);
+    let mut text = fresh.join("\n");
+    text.push('\n');
+    std::fs::write(&log, text).unwrap();
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "reuse", 1, 300, T);
+    let summary = agent.stop();
+    let expected: Vec<String> = numbered("old", 0..100).into_iter().chain(fresh).collect();
+    assert_exactly_once(&got, &expected);
+    assert_eq!(Metrics::get(&summary.metrics.files_inode_reused), 1);
+}
+
+#[test]
+fn every_compression_codec_delivers() {
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        let kc = cluster(&topic, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("c.log");
+        let lines = numbered(&topic, 0..300);
+        append_lines(&log, lines.clone());
+        let extra = format!("    codec: raw\n    compression: {codec}\n");
+        let cfg =
+            config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), &topic, "", &extra);
+        let agent = RunningAgent::start(&cfg);
+        let got = consume(&kc.bootstrap_servers(), &topic, 1, lines.len(), T);
+        agent.stop();
+        assert_exactly_once(&got, &lines);
+    }
+}
+
+#[test]
+fn oversized_events_are_dropped_counted_and_do_not_block_the_file() {
+    let kc = cluster("size", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("s.log");
+    append_lines(&log, vec!["small-1".into(), "y".repeat(5000), "small-2".into()]);
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "size",
+        "",
+        "    codec: raw\n    max_message_bytes: 2000\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "size", 1, 2, T);
+    std::thread::sleep(Duration::from_millis(500));
+    let summary = agent.stop();
+    assert_exactly_once(&got, &["small-1".to_string(), "small-2".to_string()]);
+    assert_eq!(Metrics::get(&summary.metrics.events_dropped_oversize), 1);
+    let reg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/registry/registry.json")).unwrap()).unwrap();
+    assert_eq!(
+        reg["entries"][0]["offset"],
+        std::fs::metadata(&log).unwrap().len(),
+        "offset moved past the dropped line"
+    );
+}
+
+#[test]
+fn permanent_produce_errors_are_counted_and_the_file_moves_on() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let kc = cluster("perm-err", 1);
+    // The broker refuses the next produce requests for good (a permanent error).
+    kc.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("p.log");
+    append_lines(&log, numbered("first", 0..5));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "perm-err",
+        "",
+        "    codec: raw\n    bulk_max_size: 1\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    std::thread::sleep(Duration::from_secs(2));
+    append_lines(&log, numbered("later", 0..5));
+    let got = consume(&kc.bootstrap_servers(), "perm-err", 1, 5, T);
+    let summary = agent.stop();
+    let later: Vec<String> = numbered("later", 0..5);
+    let texts: HashSet<String> = got.iter().map(Record::text).collect();
+    assert!(later.iter().all(|l| texts.contains(l)), "lines after the refused ones still arrive: {texts:?}");
+    let failed = Metrics::get(&summary.metrics.events_failed);
+    assert!(failed >= 1, "refused events are counted");
+    assert_eq!(failed as usize + got.len(), 10, "every line is either delivered or counted as failed");
+}
+
+#[test]
+fn reachable_only_avoids_partitions_whose_leader_is_down() {
+    let kc = MockCluster::new(3).unwrap();
+    kc.create_topic("reach", 3, 1).unwrap();
+    for p in 0..3 {
+        kc.partition_leader("reach", p, Some(p + 1)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("r.log");
+    append_lines(&log, numbered("before", 0..30));
+    let extra = "    codec: raw\n    partition:\n      round_robin:\n        reachable_only: true\n";
+    let cfg = config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), "reach", "", extra);
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "reach", 3, 30, T);
+    kc.broker_down(2).unwrap();
+    // librdkafka's statistics (every second) report the broker down.
+    std::thread::sleep(Duration::from_secs(4));
+    let after = numbered("after", 0..60);
+    append_lines(&log, after.clone());
+    let got = consume(&kc.bootstrap_servers(), "reach", 3, 90, Duration::from_secs(20));
+    kc.broker_up(2).unwrap();
+    agent.stop();
+    let after_set: HashSet<&String> = after.iter().collect();
+    let after_got: Vec<&Record> = got.iter().filter(|r| after_set.contains(&r.text())).collect();
+    assert_eq!(after_got.len(), 60, "every line arrived while broker 2 was down");
+    assert!(after_got.iter().all(|r| r.partition != 1), "nothing was sent to the partition led by the down broker");
+}
+
+/// Regression: records librdkafka purged when the producer was dropped at shutdown were counted
+/// as permanent failures, which moved the registry past lines never delivered.
+#[test]
+fn shutdown_deadline_holds_when_kafka_is_down_and_nothing_is_lost() {
+    let kc = cluster("down", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("d.log");
+    append_lines(&log, numbered("up", 0..50));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "down",
+        "",
+        "    codec: raw\n",
+    )
+    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s");
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "down", 1, 50, T);
+    for b in 1..=3 {
+        kc.broker_down(b).unwrap();
+    }
+    append_lines(&log, numbered("while-down", 0..50));
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let summary = agent.stop();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "stop took {took:?} with a 2s drain deadline");
+    assert!(summary.unacknowledged > 0, "the lines sent while Kafka was down were not acknowledged");
+    for b in 1..=3 {
+        kc.broker_up(b).unwrap();
+    }
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "down", 1, 100, T);
+    agent.stop();
+    let texts: HashSet<String> = got.iter().map(Record::text).collect();
+    for l in numbered("up", 0..50).iter().chain(numbered("while-down", 0..50).iter()) {
+        assert!(texts.contains(l), "missing {l}");
+    }
+}
+
+#[test]
+fn corrupt_registry_with_recovery_end_ships_only_new_lines() {
+    let kc = cluster("recover", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("x.log");
+    append_lines(&log, numbered("old", 0..20));
+    std::fs::create_dir_all(data.join("registry")).unwrap();
+    std::fs::write(data.join("registry/registry.json"), b"\x00\x01 not json").unwrap();
+    let cfg = config(&data, std::slice::from_ref(&log), &kc.bootstrap_servers(), "recover", "", "    codec: raw\n");
+    let opts = agent::pipeline::RunOptions { registry_recovery: Some(agent::registry::Recovery::End) };
+    let agent = RunningAgent::start_with(&cfg, opts);
+    std::thread::sleep(Duration::from_millis(800));
+    append_lines(&log, numbered("new", 0..5));
+    let got = consume(&kc.bootstrap_servers(), "recover", 1, 5, T);
+    agent.stop();
+    assert_exactly_once(&got, &numbered("new", 0..5));
+}
