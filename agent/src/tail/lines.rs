@@ -96,6 +96,21 @@ impl LineSplitter {
         }
     }
 
+    /// Emits the partial last line (bytes after the last LF) as a line of its own, for a file that
+    /// can no longer grow (deleted, or renamed away and inactive). Returns whether there was one.
+    pub fn finish(&mut self, emit: impl FnOnce(Line<'_>)) -> bool {
+        if self.stream_pos == self.line_start {
+            return false;
+        }
+        let truncated = self.overflow;
+        let bytes = strip_cr(self.terminator, &self.carry, truncated);
+        emit(Line { bytes, offset: self.line_start, end_offset: self.stream_pos, truncated });
+        self.carry.clear();
+        self.overflow = false;
+        self.line_start = self.stream_pos;
+        true
+    }
+
     fn append(&mut self, bytes: &[u8]) {
         let room = self.max_bytes - self.carry.len();
         if bytes.len() > room {
@@ -186,6 +201,16 @@ mod tests {
         let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
         let got = run(&mut s, &[b"\xff\x00\xfe\n"]);
         assert_eq!(got[0].0, b"\xff\x00\xfe");
+    }
+
+    #[test]
+    fn finish_emits_the_partial_last_line_once() {
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        run(&mut s, &[b"a\nlast"]);
+        let mut got = Vec::new();
+        assert!(s.finish(|l| got.push((l.bytes.to_vec(), l.offset, l.end_offset))));
+        assert_eq!(got, vec![(b"last".to_vec(), 2, 6)]);
+        assert!(!s.finish(|_| panic!("nothing left")));
     }
 
     #[test]

@@ -363,6 +363,26 @@ impl Reader {
         }
     }
 
+    /// A file that is gone can no longer complete its last line: ship what there is.
+    fn ship_partial_line(&mut self, key: FileKey) {
+        let timestamp = rfc3339_millis(SystemTime::now());
+        let Reader { p, files, batch, .. } = self;
+        let f = files.get_mut(&key).expect("finished file exists");
+        let rt = &p.inputs[f.input];
+        let (slot, path) = (f.slot, f.path_str.clone());
+        let mut end = None;
+        f.splitter.finish(|line| {
+            let mut ctx = FileCtx { slot, path: &path, timestamp: &timestamp, warned: &mut f.warned };
+            batch.push(rt.event(&line, &mut ctx, &p.metrics));
+            end = Some(line.end_offset);
+        });
+        if let Some(end) = end {
+            tracing::info!(path = %f.path.display(), "shipped the last line of a finished file, which had no newline");
+            f.sent_upto = end;
+            self.flush_batch();
+        }
+    }
+
     fn flush_batch(&mut self) {
         if !self.batch.is_empty() {
             push(&self.p.queue, &self.p.stop, std::mem::take(&mut self.batch));
@@ -389,6 +409,7 @@ impl Reader {
             }
         }
         for key in finished {
+            self.ship_partial_line(key);
             let mut f = self.files.remove(&key).expect("finished file exists");
             if f.is_open() {
                 f.close();

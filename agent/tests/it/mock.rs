@@ -4,6 +4,7 @@ use crate::common::*;
 use agent::metrics::Metrics;
 use rdkafka::mocking::MockCluster;
 use std::collections::HashSet;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -113,19 +114,22 @@ fn rotation_truncation_deletion_and_new_files_all_arrive() {
     std::fs::copy(&copytrunc, dir.path().join("copytrunc.saved")).unwrap();
     std::fs::OpenOptions::new().write(true).open(&copytrunc).unwrap().set_len(0).unwrap();
     append_lines(&copytrunc, numbered("t2", 0..50));
-    // deletion right after a last write: the tail of the file is still read.
+    // deletion right after a last write: the tail of the file is still read, and its last line
+    // without a newline is shipped once the file is finished.
     append_lines(&deleted, numbered("d2", 0..100));
+    std::fs::OpenOptions::new().append(true).open(&deleted).unwrap().write_all(b"d-no-newline").unwrap();
     std::fs::remove_file(&deleted).unwrap();
     // a file created after start
     append_lines(&logs.join("late.log"), numbered("n", 0..100));
 
-    let expected: Vec<String> = ["r1:200", "t1:200", "d1:200", "d2:100", "r2:100", "r3:100", "t2:50", "n:100"]
+    let mut expected: Vec<String> = ["r1:200", "t1:200", "d1:200", "d2:100", "r2:100", "r3:100", "t2:50", "n:100"]
         .iter()
         .flat_map(|spec| {
             let (p, n) = spec.split_once(':').unwrap();
             numbered(p, 0..n.parse().unwrap())
         })
         .collect();
+    expected.push("d-no-newline".into());
     let got = consume(&bs, "rotate", 1, expected.len(), T);
     let summary = agent.stop();
     let tallied = tally(&got);
