@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README, and what CI runs): installs the test tools, then format, lints,
 # every test (unit, integration against librdkafka's mock cluster, end to end with the agent
-# binary and a tansu broker process), the benchmark's smoke run, and the docs.
+# binary and a tansu broker process), the benchmark's smoke run (bench/tests/smoke.rs: every
+# installed target delivers every line; no timing judged), and the docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TANSU_BIN="$(scripts/install-tools.sh)"
+scripts/install-peers.sh   # Kafka Connect jars and rsvg-convert, for the benchmark's smoke run
 export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --all --check

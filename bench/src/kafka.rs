@@ -68,3 +68,60 @@ pub fn read_back(spec: &ReadSpec<'_>, mut on_record: impl FnMut(&[u8])) -> anyho
     }
     Ok(rb)
 }
+
+/// Settings of the raw producer used as the ceiling.
+pub struct CeilingSpec<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub partitions: i32,
+    pub level: u32,
+    pub acks: i32,
+    pub batch: usize,
+    pub linger_ms: u64,
+}
+
+/// The ceiling: read each file, one record per line, explicit round robin over the partitions,
+/// the same librdkafka settings as the agent; nothing else (no offsets, no events).
+pub fn ceiling(spec: &CeilingSpec<'_>, files: &[std::path::PathBuf]) -> anyhow::Result<u64> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use std::io::BufRead;
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", spec.bootstrap)
+        .set("compression.codec", "gzip")
+        .set("compression.level", spec.level.to_string())
+        .set("acks", spec.acks.to_string())
+        .set("batch.num.messages", spec.batch.to_string())
+        .set("linger.ms", spec.linger_ms.to_string())
+        .set("message.timeout.ms", "0")
+        .create()?;
+    let mut sent = 0u64;
+    let mut line = Vec::with_capacity(1024);
+    for path in files {
+        let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            let partition = (sent % spec.partitions.max(1) as u64) as i32;
+            let mut rec = BaseRecord::<(), [u8]>::to(spec.topic).payload(&line[..]).partition(partition);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => anyhow::bail!("produce failed: {e}"),
+                }
+            }
+            sent += 1;
+        }
+    }
+    producer.flush(rdkafka::util::Timeout::Never)?;
+    Ok(sent)
+}

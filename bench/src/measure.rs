@@ -1,0 +1,356 @@
+//! Measuring one run of one target: start it, follow the topic until every line is in, stop it,
+//! collect its CPU time and peak RSS (`wait4` rusage of the target process), then confirm by
+//! fetching every record back (count, and a sample checked against the regenerated lines).
+//!
+//! Progress during the run is followed with high watermarks (cheap, so the read-back does not
+//! compete with the target for the 2 cores); completion is confirmed by fetching afterwards,
+//! because tansu's watermarks can lag the records it serves.
+
+use crate::broker::Broker;
+use crate::corpus::{self, Corpus};
+use crate::kafka::{read_back, ReadSpec};
+use crate::targets::{Input, Settings, Target, Tools};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub secs: f64,
+    pub bytes: u64,
+    pub lines: u64,
+    pub records: u64,
+    pub cpu_s: f64,
+    pub rss_kb: u64,
+    pub delay_p50_ms: Option<f64>,
+    pub delay_p99_ms: Option<f64>,
+    pub cpu_percent: Option<f64>,
+    pub resume_s: Option<f64>,
+    pub duplicates: Option<u64>,
+    pub complete: bool,
+    pub note: String,
+}
+
+impl Sample {
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.secs.max(1e-9)
+    }
+    pub fn cpu_s_per_gb(&self) -> f64 {
+        self.cpu_s / (self.bytes as f64 / 1e9).max(1e-12)
+    }
+}
+
+/// A started target process.
+pub struct Proc {
+    pid: i32,
+}
+
+pub struct Usage {
+    pub cpu_s: f64,
+    pub rss_kb: u64,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
+        let child = cmd.spawn()?;
+        Ok(Proc { pid: child.id() as i32 })
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; reaps the process and returns its resource usage.
+    pub fn stop(self, grace: Duration) -> Usage {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        loop {
+            let mut status = 0;
+            // SAFETY: zeroed rusage is a valid value to be overwritten by wait4.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            let flags = if Instant::now() < deadline { libc::WNOHANG } else { 0 };
+            if Instant::now() >= deadline {
+                // SAFETY: as above.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            }
+            // SAFETY: wait4 on our child with our own out-parameters.
+            let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut ru) };
+            if r == self.pid || r < 0 {
+                let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                return Usage { cpu_s: secs(ru.ru_utime) + secs(ru.ru_stime), rss_kb: ru.ru_maxrss as u64 };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Follows the topic's watermark until `expect` records, or until nothing new arrived for
+/// `stall`; returns the instant of the last progress seen (`since` if there was none) and the
+/// watermark.
+fn follow(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Instant) -> (Instant, u64) {
+    let (mut last, mut last_change, started) = (from, since, Instant::now());
+    loop {
+        let wm = ctx.broker.watermark(topic, ctx.settings.partitions);
+        if wm > last {
+            last = wm;
+            last_change = Instant::now();
+        }
+        // tansu's watermark can stay a few records short of what it serves: within 0.5% of the
+        // target and quiet for 2 s counts as done (the fetch-back then checks every line).
+        let nearly = wm as f64 >= expect as f64 * 0.995 && last_change.elapsed() > Duration::from_secs(2);
+        if wm >= expect || nearly || last_change.max(started).elapsed() > ctx.stall {
+            return (last_change, wm);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The line text inside a record value, for the codec the target uses.
+fn line_of(target: Target, value: &[u8]) -> Option<String> {
+    match target {
+        Target::AgentJson => {
+            let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+            v["message"].as_str().map(str::to_string)
+        }
+        _ => Some(String::from_utf8_lossy(value).into_owned()),
+    }
+}
+
+/// Fetches every record back: how many arrived, how many distinct lines, and whether the sample
+/// matches the regenerated corpus lines.
+fn verify(
+    broker: &Broker,
+    topic: &str,
+    s: &Settings,
+    target: Target,
+    corpus: &Corpus,
+    idle: Duration,
+) -> (u64, u64, bool) {
+    let mut seen = vec![false; corpus.lines as usize];
+    let mut distinct = 0u64;
+    let mut sample_ok = true;
+    let mut checked = 0;
+    let spec = ReadSpec {
+        bootstrap: &broker.bootstrap,
+        topic,
+        partitions: s.partitions,
+        expect: u64::MAX,
+        idle,
+        timeout: Duration::from_secs(600),
+        sample: 0,
+    };
+    let rb = read_back(&spec, |v| {
+        let Some(text) = line_of(target, v) else {
+            sample_ok = false;
+            return;
+        };
+        let Some(seq) = corpus::seq_of(&text) else {
+            sample_ok = false;
+            return;
+        };
+        if let Some(slot) = seen.get_mut(seq as usize) {
+            if !*slot {
+                *slot = true;
+                distinct += 1;
+            }
+        }
+        if checked < 1000 && seq % 97 == 0 {
+            checked += 1;
+            sample_ok &= text == corpus::line(corpus.kind, corpus.seed, seq);
+        }
+    });
+    (rb.map(|r| r.records).unwrap_or(0), distinct, sample_ok)
+}
+
+pub struct Ctx<'a> {
+    pub broker: &'a Broker,
+    pub tools: &'a Tools,
+    pub settings: &'a Settings,
+    pub work: &'a Path,
+    /// Nothing new in the topic for this long ends a run (incomplete if lines are missing).
+    pub stall: Duration,
+    /// The fetch-back ends when nothing new arrived for this long.
+    pub idle: Duration,
+}
+
+fn fresh_topic(ctx: &Ctx<'_>, label: &str) -> anyhow::Result<String> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+    let topic = format!("bench-{label}-{nanos}");
+    ctx.broker.create_topic(&topic, ctx.settings.partitions)?;
+    Ok(topic)
+}
+
+fn target_dir(ctx: &Ctx<'_>, target: Target, run: usize) -> anyhow::Result<std::path::PathBuf> {
+    let dir = ctx.work.join(format!("{target:?}-{run}").to_lowercase());
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Catch-up: the corpus exists before the target starts; time until every line is in Kafka.
+pub fn catch_up(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> anyhow::Result<Sample> {
+    let topic = fresh_topic(ctx, &format!("{target:?}").to_lowercase())?;
+    let dir = target_dir(ctx, target, run)?;
+    let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
+    let cmd = ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, ctx.settings, &dir);
+    let t0 = Instant::now();
+    let proc = Proc::spawn(cmd)?;
+    let (end, _) = follow(ctx, &topic, corpus.lines, 0, t0);
+    let secs = end.duration_since(t0).as_secs_f64();
+    let usage = proc.stop(Duration::from_secs(30));
+    let (records, distinct, sample_ok) = verify(ctx.broker, &topic, ctx.settings, target, corpus, ctx.idle);
+    let complete = distinct == corpus.lines && sample_ok;
+    Ok(Sample {
+        secs,
+        bytes: corpus.bytes,
+        lines: corpus.lines,
+        records,
+        cpu_s: usage.cpu_s,
+        rss_kb: usage.rss_kb,
+        duplicates: Some(records.saturating_sub(distinct)),
+        complete,
+        note: if complete {
+            String::new()
+        } else {
+            format!("{distinct} of {} lines, sample ok: {sample_ok}", corpus.lines)
+        },
+        ..Sample::default()
+    })
+}
+
+/// Restart in the middle: SIGTERM at half the lines, start again at once; time to resume and
+/// duplicates.
+pub fn restart(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> anyhow::Result<Sample> {
+    let topic = fresh_topic(ctx, &format!("restart-{target:?}").to_lowercase())?;
+    let dir = target_dir(ctx, target, run)?;
+    let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
+    let s = ctx.settings;
+    let t0 = Instant::now();
+    let first = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
+    let (first_end, _) = follow(ctx, &topic, corpus.lines / 2, 0, t0);
+    let u1 = first.stop(Duration::from_secs(30));
+    // What the clean stop drained is in; the restart resumes when anything new arrives.
+    let at_stop = ctx.broker.watermark(&topic, s.partitions);
+    let restarted = Instant::now();
+    let second = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
+    let mut resume = None;
+    while restarted.elapsed() < ctx.stall && at_stop < corpus.lines {
+        if ctx.broker.watermark(&topic, s.partitions) > at_stop {
+            resume = Some(restarted.elapsed().as_secs_f64());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (end, _) = follow(ctx, &topic, corpus.lines, at_stop, first_end);
+    let u2 = second.stop(Duration::from_secs(30));
+    let (records, distinct, sample_ok) = verify(ctx.broker, &topic, s, target, corpus, ctx.idle);
+    let complete = distinct == corpus.lines && sample_ok;
+    Ok(Sample {
+        secs: end.duration_since(t0).as_secs_f64(),
+        bytes: corpus.bytes,
+        lines: corpus.lines,
+        records,
+        cpu_s: u1.cpu_s + u2.cpu_s,
+        rss_kb: u1.rss_kb.max(u2.rss_kb),
+        resume_s: resume,
+        duplicates: Some(records.saturating_sub(distinct)),
+        complete,
+        note: if complete { String::new() } else { format!("{distinct} of {} lines", corpus.lines) },
+        ..Sample::default()
+    })
+}
+
+/// Live tail: a writer appends lines at `rate` bytes/s for `duration` while the target runs;
+/// each line carries its write time, so the read-back measures write-to-Kafka delay.
+pub fn live(
+    ctx: &Ctx<'_>,
+    target: Target,
+    corpus: &Corpus,
+    rate: u64,
+    duration: Duration,
+    run: usize,
+) -> anyhow::Result<Sample> {
+    let topic = fresh_topic(ctx, &format!("live-{target:?}").to_lowercase())?;
+    let dir = target_dir(ctx, target, run)?;
+    let file = dir.join("live.log");
+    std::fs::write(&file, b"")?;
+    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let s = ctx.settings;
+    let t0 = Instant::now();
+    let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (kind, seed) = (corpus.kind, corpus.seed);
+    let writer = std::thread::spawn(move || write_paced(&file, kind, seed, rate, duration));
+    let mut delays = Vec::new();
+    let spec = ReadSpec {
+        bootstrap: &ctx.broker.bootstrap,
+        topic: &topic,
+        partitions: s.partitions,
+        expect: u64::MAX,
+        idle: ctx.stall.min(Duration::from_secs(10)),
+        timeout: duration + Duration::from_secs(120),
+        sample: 0,
+    };
+    let rb = read_back(&spec, |v| {
+        if let Some(ts) = find_ts(v) {
+            delays.push((now_nanos().saturating_sub(ts)) as f64 / 1e6);
+        }
+    })?;
+    let (lines, bytes) = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    let wall = t0.elapsed().as_secs_f64();
+    let usage = proc.stop(Duration::from_secs(30));
+    delays.sort_by(f64::total_cmp);
+    let pct = |p: f64| delays.get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1))).copied();
+    Ok(Sample {
+        secs: duration.as_secs_f64(),
+        bytes,
+        lines,
+        records: rb.records,
+        cpu_s: usage.cpu_s,
+        rss_kb: usage.rss_kb,
+        delay_p50_ms: pct(0.5),
+        delay_p99_ms: pct(0.99),
+        cpu_percent: Some(100.0 * usage.cpu_s / wall),
+        complete: rb.records >= lines,
+        note: if rb.records >= lines { String::new() } else { format!("{} of {lines} records", rb.records) },
+        ..Sample::default()
+    })
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn find_ts(v: &[u8]) -> Option<u64> {
+    let i = v.windows(4).rposition(|w| w == b" ts=")?;
+    let digits: Vec<u8> = v[i + 4..].iter().copied().take_while(u8::is_ascii_digit).collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// Appends lines at `rate` bytes per second in 10 ms steps; returns (lines, bytes) written.
+fn write_paced(
+    file: &Path,
+    kind: corpus::Kind,
+    seed: u64,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<(u64, u64)> {
+    let mut f = std::fs::OpenOptions::new().append(true).open(file)?;
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut buf = String::new();
+    while start.elapsed() < duration {
+        let due = (rate as f64 * start.elapsed().as_secs_f64()) as u64;
+        buf.clear();
+        let ts = now_nanos();
+        while bytes + buf.len() as u64 <= due {
+            buf.push_str(&corpus::line(kind, seed, n));
+            buf.push_str(&format!(" ts={ts}\n"));
+            n += 1;
+        }
+        f.write_all(buf.as_bytes())?;
+        bytes += buf.len() as u64;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok((n, bytes))
+}

@@ -1,0 +1,353 @@
+//! The measured tools and how each is started with equivalent settings (same broker, topic,
+//! compression codec and level, acks, batch size; round robin or no key).
+//!
+//! A peer that is not installed is reported as skipped with the reason, never given a number.
+
+use crate::corpus::Corpus;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Target {
+    /// The agent with the raw codec (line bytes as they are).
+    AgentRaw,
+    /// The agent with the Filebeat-compatible JSON codec.
+    AgentJson,
+    /// A raw librdkafka producer (`bench ceiling`): read, one record per line, nothing else.
+    Ceiling,
+    /// Kafka Connect 3.9 FileStreamSource (standalone worker).
+    KafkaConnect,
+    Filebeat,
+    Vector,
+    FluentBit,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::AgentRaw => "agent (raw)",
+            Target::AgentJson => "agent (json)",
+            Target::Ceiling => "librdkafka ceiling",
+            Target::KafkaConnect => "Kafka Connect FileStream",
+            Target::Filebeat => "Filebeat",
+            Target::Vector => "Vector",
+            Target::FluentBit => "Fluent Bit",
+        }
+    }
+
+    pub const ALL: [Target; 7] = [
+        Target::AgentRaw,
+        Target::AgentJson,
+        Target::Ceiling,
+        Target::KafkaConnect,
+        Target::Filebeat,
+        Target::Vector,
+        Target::FluentBit,
+    ];
+}
+
+/// Settings every target gets.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub partitions: i32,
+    /// gzip level.
+    pub level: u32,
+    pub acks: i32,
+    pub batch: usize,
+    pub linger_ms: u64,
+}
+
+/// Where the tools are.
+pub struct Tools {
+    pub agent: PathBuf,
+    pub bench: PathBuf,
+    /// Kafka Connect classpath file (one jar per line), from `scripts/install-peers.sh`.
+    pub connect_classpath: Option<PathBuf>,
+    pub filebeat: Option<PathBuf>,
+    pub vector: Option<PathBuf>,
+    pub fluent_bit: Option<PathBuf>,
+}
+
+/// Finds a binary from an environment variable or on PATH.
+pub fn find_bin(env: &str, name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(p.into());
+    }
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}
+
+impl Tools {
+    pub fn discover(root: &Path) -> Tools {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+        let cp = root.join(".tools/kafka-connect/classpath.txt");
+        Tools {
+            agent: std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| dir.join("agent")),
+            bench: exe,
+            connect_classpath: cp.is_file().then_some(cp),
+            filebeat: find_bin("FILEBEAT_BIN", "filebeat"),
+            vector: find_bin("VECTOR_BIN", "vector"),
+            fluent_bit: find_bin("FLUENT_BIT_BIN", "fluent-bit"),
+        }
+    }
+
+    /// Why a target cannot run here, if it cannot.
+    pub fn skip_reason(&self, t: Target, corpus: &Corpus) -> Option<String> {
+        match t {
+            Target::AgentRaw | Target::AgentJson => {
+                (!self.agent.is_file()).then(|| format!("agent binary not found at {}", self.agent.display()))
+            }
+            Target::Ceiling => None,
+            Target::KafkaConnect if self.connect_classpath.is_none() => {
+                Some("skipped: not installed (scripts/install-peers.sh)".into())
+            }
+            Target::KafkaConnect if corpus.files.len() != 1 => {
+                Some("skipped: FileStreamSource reads a single file".into())
+            }
+            Target::KafkaConnect => None,
+            Target::Filebeat if self.filebeat.is_none() => Some("skipped: not installed (FILEBEAT_BIN or PATH)".into()),
+            Target::Vector if self.vector.is_none() => Some("skipped: not installed (VECTOR_BIN or PATH)".into()),
+            Target::FluentBit if self.fluent_bit.is_none() => {
+                Some("skipped: not installed (FLUENT_BIT_BIN or PATH)".into())
+            }
+            Target::Filebeat | Target::Vector | Target::FluentBit => None,
+        }
+    }
+
+    /// The command that runs target `t` on `files` (one glob or file list) into `topic`.
+    pub fn command(
+        &self,
+        t: Target,
+        files: &Input,
+        bootstrap: &str,
+        topic: &str,
+        s: &Settings,
+        work: &Path,
+    ) -> Command {
+        let mut cmd = match t {
+            Target::AgentRaw | Target::AgentJson => {
+                let codec = if t == Target::AgentRaw { "raw" } else { "json" };
+                let cfg = agent_config(files, bootstrap, topic, s, codec, work);
+                let mut c = Command::new(&self.agent);
+                c.args(["--config", cfg.to_str().unwrap()]);
+                c
+            }
+            Target::Ceiling => {
+                let mut c = Command::new(&self.bench);
+                c.arg("ceiling").args(["--bootstrap", bootstrap, "--topic", topic]);
+                c.args(["--partitions", &s.partitions.to_string(), "--level", &s.level.to_string()]);
+                c.args(["--acks", &s.acks.to_string(), "--batch", &s.batch.to_string()]);
+                c.args(["--linger-ms", &s.linger_ms.to_string()]);
+                c.args(files.paths.iter().map(|p| p.to_str().unwrap()));
+                c
+            }
+            Target::KafkaConnect => connect_command(self, files, bootstrap, topic, s, work),
+            Target::Filebeat => {
+                let cfg = filebeat_config(files, bootstrap, topic, s, work);
+                let mut c = Command::new(self.filebeat.as_ref().unwrap());
+                c.args(["-c", cfg.to_str().unwrap(), "--path.data", work.join("fb-data").to_str().unwrap(), "-e"]);
+                c
+            }
+            Target::Vector => {
+                let cfg = vector_config(files, bootstrap, topic, s, work);
+                let mut c = Command::new(self.vector.as_ref().unwrap());
+                c.args(["--config", cfg.to_str().unwrap(), "--quiet"]);
+                c
+            }
+            Target::FluentBit => {
+                let cfg = fluent_bit_config(files, bootstrap, topic, s, work);
+                let mut c = Command::new(self.fluent_bit.as_ref().unwrap());
+                c.args(["-c", cfg.to_str().unwrap()]);
+                c
+            }
+        };
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(work.join(format!("{t:?}.log"))).expect("target log file")));
+        cmd
+    }
+}
+
+/// What a target reads: a glob (for tailing tools) and the concrete files (for the ceiling).
+pub struct Input {
+    pub glob: String,
+    pub paths: Vec<PathBuf>,
+}
+
+fn write(work: &Path, name: &str, text: String) -> PathBuf {
+    let p = work.join(name);
+    std::fs::write(&p, text).expect("write target config");
+    p
+}
+
+fn agent_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, codec: &str, work: &Path) -> PathBuf {
+    let text = format!(
+        r#"path:
+  data: "{data}"
+logging:
+  level: warning
+  metrics:
+    enabled: false
+inputs:
+  - id: bench
+    paths: ["{glob}"]
+    check_interval: 1s
+output:
+  kafka:
+    hosts: ["{bootstrap}"]
+    topic: {topic}
+    codec: {codec}
+    compression: gzip
+    compression_level: {level}
+    required_acks: {acks}
+    bulk_max_size: {batch}
+    bulk_flush_frequency: {linger}ms
+"#,
+        data = work.join("agent-data").display(),
+        glob = files.glob,
+        level = s.level,
+        acks = s.acks,
+        batch = s.batch,
+        linger = s.linger_ms,
+    );
+    write(work, "agent.yml", text)
+}
+
+fn connect_command(tools: &Tools, files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path) -> Command {
+    let cp_file = tools.connect_classpath.as_ref().expect("checked by skip_reason");
+    let cp = std::fs::read_to_string(cp_file).expect("classpath").lines().collect::<Vec<_>>().join(":");
+    let plugins = work.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let acks = if s.acks == -1 { "all".to_string() } else { s.acks.to_string() };
+    let worker = format!(
+        r#"bootstrap.servers={bootstrap}
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.storage.StringConverter
+offset.storage.file.filename={offsets}
+offset.flush.interval.ms=10000
+plugin.path={plugins}
+plugin.discovery=service_load
+listeners=http://127.0.0.1:{port}
+producer.compression.type=gzip
+producer.compression.gzip.level={level}
+producer.acks={acks}
+producer.linger.ms={linger}
+producer.batch.size={batch_bytes}
+"#,
+        offsets = work.join("connect.offsets").display(),
+        plugins = plugins.display(),
+        level = s.level,
+        linger = s.linger_ms,
+        batch_bytes = 1 << 20,
+    );
+    let source = format!(
+        r#"name=bench-file-source
+connector.class=org.apache.kafka.connect.file.FileStreamSourceConnector
+tasks.max=1
+file={file}
+topic={topic}
+batch.size={batch}
+"#,
+        file = files.paths[0].display(),
+        batch = s.batch,
+    );
+    let w = write(work, "worker.properties", worker);
+    let src = write(work, "source.properties", source);
+    let mut c = Command::new("java");
+    c.args(["-cp", &cp, "org.apache.kafka.connect.cli.ConnectStandalone"]).arg(w).arg(src);
+    c
+}
+
+fn filebeat_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path) -> PathBuf {
+    let text = format!(
+        r#"filebeat.inputs:
+- type: filestream
+  id: bench
+  paths: ["{glob}"]
+  prospector.scanner.check_interval: 1s
+output.kafka:
+  hosts: ["{bootstrap}"]
+  topic: {topic}
+  partition.round_robin:
+    reachable_only: false
+  compression: gzip
+  compression_level: {level}
+  required_acks: {acks}
+  bulk_max_size: {batch}
+  codec.format:
+    string: '%{{[message]}}'
+logging.level: warning
+"#,
+        glob = files.glob,
+        level = s.level,
+        acks = s.acks,
+        batch = s.batch,
+    );
+    write(work, "filebeat.yml", text)
+}
+
+fn vector_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path) -> PathBuf {
+    let data = work.join("vector-data");
+    std::fs::create_dir_all(&data).expect("vector data dir");
+    let text = format!(
+        r#"data_dir = "{data}"
+[sources.f]
+type = "file"
+include = ["{glob}"]
+read_from = "beginning"
+[sinks.k]
+type = "kafka"
+inputs = ["f"]
+bootstrap_servers = "{bootstrap}"
+topic = "{topic}"
+compression = "gzip"
+encoding.codec = "text"
+[sinks.k.librdkafka_options]
+"compression.level" = "{level}"
+"acks" = "{acks}"
+"batch.num.messages" = "{batch}"
+"linger.ms" = "{linger}"
+"#,
+        data = data.display(),
+        glob = files.glob,
+        level = s.level,
+        acks = s.acks,
+        batch = s.batch,
+        linger = s.linger_ms,
+    );
+    write(work, "vector.toml", text)
+}
+
+fn fluent_bit_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path) -> PathBuf {
+    let text = format!(
+        r#"[SERVICE]
+    flush 1
+    log_level warn
+[INPUT]
+    name tail
+    path {glob}
+    read_from_head true
+    refresh_interval 1
+    db {db}
+[OUTPUT]
+    name kafka
+    match *
+    brokers {bootstrap}
+    topics {topic}
+    format raw
+    raw_log_key log
+    rdkafka.compression.codec gzip
+    rdkafka.compression.level {level}
+    rdkafka.request.required.acks {acks}
+    rdkafka.batch.num.messages {batch}
+    rdkafka.linger.ms {linger}
+"#,
+        glob = files.glob,
+        db = work.join("fluent-bit.db").display(),
+        level = s.level,
+        acks = s.acks,
+        batch = s.batch,
+        linger = s.linger_ms,
+    );
+    write(work, "fluent-bit.conf", text)
+}

@@ -1,0 +1,32 @@
+//! The benchmark's smoke run, as CI runs it: every installed target must deliver every line of a
+//! small corpus in every case (no timing is judged here; figures come from full runs).
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn smoke_run_delivers_every_line_for_every_installed_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The harness starts the agent binary: make sure this profile's build of it exists.
+    let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "agent"]).current_dir(&root).status().unwrap();
+    assert!(status.success());
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["run", "--smoke", "--cases", "catchup,many,live,restart", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "smoke run failed:\n{stderr}\n{}", String::from_utf8_lossy(&run.stdout));
+    let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
+    // The agent (both codecs) and the ceiling always run; peers run when installed.
+    for t in ["agent (raw)", "agent (json)", "librdkafka ceiling"] {
+        assert!(md.contains(&format!("| {t} |")), "{t} missing from\n{md}");
+    }
+    let measured = csv.lines().skip(1).filter(|l| l.contains(",true,")).count();
+    let incomplete = csv.lines().skip(1).filter(|l| l.contains(",false,")).count();
+    assert!(measured >= 9, "expected at least 9 measured samples:\n{csv}");
+    assert_eq!(incomplete, 0, "{csv}");
+    assert!(out.path().join("chart-catchup.svg").exists());
+}
