@@ -33,9 +33,10 @@ pub struct Event {
 }
 
 impl Event {
-    /// Bytes this event holds in memory (for the byte-bounded queue).
+    /// Bytes this event holds in memory (for the byte-bounded queue): allocations as allocated,
+    /// plus the struct itself.
     pub fn size(&self) -> usize {
-        self.payload.len() + self.key.as_ref().map_or(0, Vec::len) + 64
+        self.payload.capacity() + self.key.as_ref().map_or(0, Vec::capacity) + std::mem::size_of::<Event>()
     }
 }
 

@@ -13,6 +13,8 @@ use crate::targets::{Input, Settings, Target, Tools};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug, Default)]
@@ -41,9 +43,11 @@ impl Sample {
     }
 }
 
-/// A started target process.
+/// A started target process, with a sampler of its peak resident set.
 pub struct Proc {
     pid: i32,
+    peak_kb: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
 }
 
 pub struct Usage {
@@ -54,7 +58,19 @@ pub struct Usage {
 impl Proc {
     pub fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
         let child = cmd.spawn()?;
-        Ok(Proc { pid: child.id() as i32 })
+        let pid = child.id() as i32;
+        let (peak_kb, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (p, d) = (peak_kb.clone(), done.clone());
+        // The peak resident set is sampled from /proc (`VmHWM`) while the process lives. Not
+        // `wait4`'s `ru_maxrss`: Linux carries the pre-exec high-water mark of the forked harness
+        // (hundreds of MB) into it.
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                p.fetch_max(hwm_kb(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Ok(Proc { pid, peak_kb, done })
     }
 
     /// SIGTERM, then SIGKILL after `grace`; reaps the process and returns its resource usage.
@@ -74,12 +90,25 @@ impl Proc {
             // SAFETY: wait4 on our child with our own out-parameters.
             let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut ru) };
             if r == self.pid || r < 0 {
+                self.done.store(true, Ordering::Relaxed);
                 let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-                return Usage { cpu_s: secs(ru.ru_utime) + secs(ru.ru_stime), rss_kb: ru.ru_maxrss as u64 };
+                let rss_kb = self.peak_kb.load(Ordering::Relaxed);
+                return Usage { cpu_s: secs(ru.ru_utime) + secs(ru.ru_stime), rss_kb };
             }
+            self.peak_kb.fetch_max(hwm_kb(self.pid), Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Peak resident set (`VmHWM`) of a live process, in KiB; 0 once it has exited.
+fn hwm_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Follows the topic's watermark until `expect` records, or until nothing new arrived for

@@ -22,6 +22,11 @@ pub const DEFAULT_METADATA_REFRESH: HumanDuration = HumanDuration::from_secs(600
 pub const DEFAULT_BACKOFF_INIT: HumanDuration = HumanDuration::from_secs(1);
 pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(60);
 pub const DEFAULT_GROUP_EVENTS: usize = 1;
+/// librdkafka producer queue bounds set by the agent (overridable through `librdkafka`).
+pub const DEFAULT_PRODUCER_QUEUE_MESSAGES: usize = 16_384;
+pub const DEFAULT_PRODUCER_QUEUE_KBYTES: usize = 8_192;
+/// `worker: 0` (the default) means one producer per core, up to this many.
+pub const MAX_AUTO_WORKERS: usize = 4;
 
 /// Properties the agent relies on for its guarantees; the pass-through map may not touch them.
 const RESERVED_PROPERTIES: &[&str] = &["message.timeout.ms", "delivery.report.only.error", "enable.idempotence"];
@@ -48,6 +53,9 @@ pub struct KafkaConfig {
     pub max_message_bytes: ByteSize,
     #[serde(default = "d_bulk_max_size")]
     pub bulk_max_size: usize,
+    /// Producer instances (Filebeat's `worker`); 0 picks one per CPU core, at most 4.
+    #[serde(default)]
+    pub worker: usize,
     #[serde(default = "d_bulk_flush_frequency")]
     pub bulk_flush_frequency: HumanDuration,
     #[serde(default = "d_client_id")]
@@ -267,8 +275,19 @@ impl SslConfig {
 }
 
 impl KafkaConfig {
+    /// Producer instances to run.
+    pub fn workers(&self) -> usize {
+        match self.worker {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_AUTO_WORKERS),
+            n => n,
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         let k = |s: &str| format!("output.kafka.{s}");
+        if self.worker > 64 {
+            return Err(invalid(k("worker"), "must be at most 64"));
+        }
         if self.hosts.is_empty() {
             return Err(invalid(k("hosts"), "needs at least one broker address"));
         }
@@ -350,14 +369,27 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// librdkafka properties for the producer: named settings first, then the pass-through map.
+    /// librdkafka properties for the producer: the agent's defaults, the named settings, then the
+    /// pass-through map (which may override the defaults, not the named settings).
     pub fn client_properties(&self) -> BTreeMap<String, String> {
-        let mut p = self.named_properties();
+        let mut p = self.default_properties();
+        p.extend(self.named_properties());
         for (k, v) in &self.librdkafka {
             p.insert(k.clone(), v.clone());
         }
         // Retriable errors are retried for as long as it takes: the files on disk are the buffer.
         p.insert("message.timeout.ms".into(), "0".into());
+        p
+    }
+
+    /// librdkafka's own buffering defaults (100,000 messages, 1 GB) would hold far more than the
+    /// agent needs: the files on disk are the buffer. These bound its memory; enough records stay
+    /// in flight to fill `bulk_max_size` batches on every partition.
+    fn default_properties(&self) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        let messages = (self.bulk_max_size * 8).max(DEFAULT_PRODUCER_QUEUE_MESSAGES);
+        p.insert("queue.buffering.max.messages".into(), messages.to_string());
+        p.insert("queue.buffering.max.kbytes".into(), DEFAULT_PRODUCER_QUEUE_KBYTES.to_string());
         p
     }
 

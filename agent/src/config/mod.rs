@@ -39,7 +39,7 @@ pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(1);
 /// Most files held open at once by the reader; idle files are closed first.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
 /// Bytes of encoded events waiting between the reader and the output.
-pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(32);
+pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(8);
 /// Time allowed at shutdown to deliver what was read; shorter than the unit's TimeoutStopSec.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(15);
 pub const DEFAULT_LOG_KEEPFILES: usize = 7;
@@ -589,6 +589,7 @@ mod tests {
         assert_eq!((k.compression, k.compression_level), (Compression::default(), kafka::DEFAULT_COMPRESSION_LEVEL));
         assert_eq!(k.max_message_bytes, kafka::DEFAULT_MAX_MESSAGE_BYTES);
         assert_eq!(k.bulk_max_size, kafka::DEFAULT_BULK_MAX_SIZE);
+        assert_eq!(k.worker, 0);
         assert_eq!(k.bulk_flush_frequency, kafka::DEFAULT_BULK_FLUSH_FREQUENCY);
         assert_eq!(k.client_id, kafka::DEFAULT_CLIENT_ID);
         assert_eq!((k.timeout, k.broker_timeout), (kafka::DEFAULT_TIMEOUT, kafka::DEFAULT_BROKER_TIMEOUT));

@@ -160,7 +160,12 @@ struct TopicState {
 }
 
 pub struct KafkaOutput {
-    producer: ThreadedProducer<AgentContext>,
+    /// `worker` producer instances: each has its own broker threads, so compression (done on the
+    /// broker thread of the partition's leader) runs on several cores. A partition is always sent
+    /// through the same producer, which keeps per-partition order.
+    producers: Vec<ThreadedProducer<AgentContext>>,
+    /// For records without an explicit partition: the producer to use next.
+    next_producer: usize,
     partitioning: Partitioning,
     topics: HashMap<Arc<str>, TopicState>,
     refresh_every: Duration,
@@ -171,17 +176,23 @@ pub struct KafkaOutput {
 
 impl KafkaOutput {
     pub fn new(cfg: &KafkaConfig, tracker: Arc<AckTracker>, metrics: Arc<Metrics>) -> anyhow::Result<KafkaOutput> {
-        let ctx = AgentContext {
-            tracker: tracker.clone(),
-            metrics: metrics.clone(),
-            retries: Mutex::new(VecDeque::new()),
-            retry_backoff: cfg.backoff.init.0,
-            reachable: Mutex::new(HashMap::new()),
-            failed_topics: Mutex::new(HashSet::new()),
-        };
-        let producer: ThreadedProducer<AgentContext> = client_config(cfg).create_with_context(ctx)?;
+        let workers = cfg.workers();
+        let mut producers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let ctx = AgentContext {
+                tracker: tracker.clone(),
+                metrics: metrics.clone(),
+                retries: Mutex::new(VecDeque::new()),
+                retry_backoff: cfg.backoff.init.0,
+                reachable: Mutex::new(HashMap::new()),
+                failed_topics: Mutex::new(HashSet::new()),
+            };
+            producers.push(client_config(cfg).create_with_context(ctx)?);
+        }
+        tracing::info!(workers, "kafka producers created");
         Ok(KafkaOutput {
-            producer,
+            producers,
+            next_producer: 0,
             partitioning: cfg.partition.clone(),
             topics: HashMap::new(),
             refresh_every: cfg.metadata.refresh_frequency.0,
@@ -215,8 +226,10 @@ impl KafkaOutput {
         loop {
             self.send_retries(abort);
             let left = deadline.saturating_duration_since(Instant::now());
-            let _ = self.producer.flush(left.min(Duration::from_millis(100)));
-            let retries = self.producer.context().retries.lock().unwrap().len();
+            for p in &self.producers {
+                let _ = p.flush(left.min(Duration::from_millis(100)));
+            }
+            let retries: usize = self.producers.iter().map(|p| p.context().retries.lock().unwrap().len()).sum();
             let in_flight = self.tracker.in_flight();
             if (in_flight == 0 && retries == 0) || left.is_zero() || abort.load(Ordering::Relaxed) {
                 return in_flight;
@@ -233,7 +246,19 @@ impl KafkaOutput {
             let partition = self.choose_partition(&ev.topic);
             self.tracker.register(ev.slot, ev.end_offset);
             let opaque = pack(ev.slot, ev.end_offset);
-            self.send(&ev.topic, partition, ev.key.as_deref(), &ev.payload, opaque, abort);
+            let producer = self.producer_for(partition);
+            self.send(producer, &ev.topic, partition, ev.key.as_deref(), &ev.payload, opaque, abort);
+        }
+    }
+
+    /// The producer that owns `partition`; records without one go to each producer in turn.
+    fn producer_for(&mut self, partition: Option<i32>) -> usize {
+        match partition {
+            Some(p) => p.unsigned_abs() as usize % self.producers.len(),
+            None => {
+                self.next_producer = (self.next_producer + 1) % self.producers.len();
+                self.next_producer
+            }
         }
     }
 
@@ -245,7 +270,7 @@ impl KafkaOutput {
         }
         let reachable_only = rr_cfg.reachable_only;
         let reachable = if reachable_only {
-            self.producer.context().reachable.lock().unwrap().get(topic.as_ref()).cloned()
+            self.producers[0].context().reachable.lock().unwrap().get(topic.as_ref()).cloned()
         } else {
             None
         };
@@ -254,7 +279,7 @@ impl KafkaOutput {
     }
 
     fn fetch_partitions(&self, topic: &str) -> Vec<i32> {
-        match self.producer.client().fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+        match self.producers[0].client().fetch_metadata(Some(topic), METADATA_TIMEOUT) {
             Ok(md) => {
                 let mut p: Vec<i32> = md
                     .topics()
@@ -286,9 +311,11 @@ impl KafkaOutput {
         }
     }
 
-    /// Hands one record to librdkafka, waiting while its queue is full.
+    /// Hands one record to producer number `producer`, waiting while its queue is full.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
+        producer: usize,
         topic: &str,
         partition: Option<i32>,
         key: Option<&[u8]>,
@@ -304,7 +331,7 @@ impl KafkaOutput {
             rec = rec.partition(p);
         }
         loop {
-            match self.producer.send(rec) {
+            match self.producers[producer].send(rec) {
                 Ok(()) => {
                     Metrics::inc(&self.metrics.events_published);
                     return;
@@ -330,17 +357,19 @@ impl KafkaOutput {
 
     fn send_retries(&self, abort: &AtomicBool) {
         let now = Instant::now();
-        loop {
-            let next = {
-                let mut q = self.producer.context().retries.lock().unwrap();
-                match q.front() {
-                    Some(r) if r.not_before <= now => q.pop_front(),
-                    _ => None,
-                }
-            };
-            let Some(r) = next else { return };
-            let partition = (r.partition >= 0).then_some(r.partition);
-            self.send(&r.topic, partition, r.key.as_deref(), &r.payload, r.opaque, abort);
+        for (i, producer) in self.producers.iter().enumerate() {
+            loop {
+                let next = {
+                    let mut q = producer.context().retries.lock().unwrap();
+                    match q.front() {
+                        Some(r) if r.not_before <= now => q.pop_front(),
+                        _ => None,
+                    }
+                };
+                let Some(r) = next else { break };
+                let partition = (r.partition >= 0).then_some(r.partition);
+                self.send(i, &r.topic, partition, r.key.as_deref(), &r.payload, r.opaque, abort);
+            }
         }
     }
 }

@@ -68,8 +68,9 @@ impl InputRt {
         }
     }
 
-    /// Converts one line into an event.
-    pub fn event(&self, line: &Line<'_>, f: &mut FileCtx<'_>, m: &Metrics) -> Event {
+    /// Converts one line into an event. `scratch` is a reusable encoding buffer: the event's payload
+    /// is copied out of it at its exact size, so queued memory is what the queue's budget counts.
+    pub fn event(&self, line: &Line<'_>, f: &mut FileCtx<'_>, m: &Metrics, scratch: &mut Vec<u8>) -> Event {
         let skip = |slot| Event {
             slot,
             end_offset: line.end_offset,
@@ -110,7 +111,6 @@ impl InputRt {
                 return skip(f.slot);
             }
         };
-        let mut payload = Vec::with_capacity(line.bytes.len() + 384);
         let ctx = LineCtx {
             raw: line.bytes,
             offset: line.offset,
@@ -124,22 +124,29 @@ impl InputRt {
             (Decoded::Invalid { raw, .. }, Some(cfg)) if !cfg.add_error_key => Decoded::Plain(raw),
             (d, _) => d,
         };
-        self.template.encode(&ctx, decoded, &mut payload);
-        if payload.len() > self.max_message_bytes {
+        self.template.encode(&ctx, decoded, scratch);
+        if scratch.len() > self.max_message_bytes {
             Metrics::inc(&m.events_dropped_oversize);
             if !f.warned.oversize {
                 f.warned.oversize = true;
                 tracing::error!(
                     path = f.path,
                     offset = line.offset,
-                    bytes = payload.len(),
+                    bytes = scratch.len(),
                     max = self.max_message_bytes,
                     "event larger than max_message_bytes dropped (logged once per file)"
                 );
             }
             return skip(f.slot);
         }
-        Event { slot: f.slot, end_offset: line.end_offset, topic, key, payload, deliver: true }
+        Event {
+            slot: f.slot,
+            end_offset: line.end_offset,
+            topic,
+            key,
+            payload: scratch.as_slice().to_vec(),
+            deliver: true,
+        }
     }
 
     fn route(&self, d: &Decoded<'_>, path: &str) -> Result<(Arc<str>, Option<Vec<u8>>), String> {

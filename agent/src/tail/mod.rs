@@ -62,6 +62,8 @@ pub struct Reader {
     open_files: usize,
     batch: Batch,
     buf: Vec<u8>,
+    /// Encoding buffer reused for every event.
+    scratch: Vec<u8>,
     /// Slots of closed files, freed once their last sent offset is acknowledged.
     draining: Vec<(u32, u64)>,
     /// Paths that failed to open, so each is logged once until it works.
@@ -78,6 +80,7 @@ impl Reader {
             open_files: 0,
             batch: Batch::default(),
             buf: vec![0; 64 * 1024],
+            scratch: Vec::with_capacity(4096),
             draining: Vec::new(),
             failing: HashSet::new(),
             last_housekeeping: Instant::now(),
@@ -270,14 +273,14 @@ impl Reader {
             return false;
         }
         let timestamp = rfc3339_millis(SystemTime::now());
-        let Reader { p, files, batch, buf, .. } = self;
+        let Reader { p, files, batch, buf, scratch, .. } = self;
         let f = files.get_mut(&key).expect("due file exists");
         let rt = &p.inputs[f.input];
         let (slot, path) = (f.slot, f.path_str.clone());
         let mut sent_upto = f.sent_upto;
         let polled = f.poll(buf, |line, warned| {
             let mut ctx = FileCtx { slot, path: &path, timestamp: &timestamp, warned };
-            batch.push(rt.event(line, &mut ctx, &p.metrics));
+            batch.push(rt.event(line, &mut ctx, &p.metrics, scratch));
             sent_upto = line.end_offset;
             if batch.bytes >= BATCH_BYTES || batch.events.len() >= BATCH_EVENTS {
                 push(&p.queue, &p.stop, std::mem::take(batch));
@@ -366,14 +369,14 @@ impl Reader {
     /// A file that is gone can no longer complete its last line: ship what there is.
     fn ship_partial_line(&mut self, key: FileKey) {
         let timestamp = rfc3339_millis(SystemTime::now());
-        let Reader { p, files, batch, .. } = self;
+        let Reader { p, files, batch, scratch, .. } = self;
         let f = files.get_mut(&key).expect("finished file exists");
         let rt = &p.inputs[f.input];
         let (slot, path) = (f.slot, f.path_str.clone());
         let mut end = None;
         f.splitter.finish(|line| {
             let mut ctx = FileCtx { slot, path: &path, timestamp: &timestamp, warned: &mut f.warned };
-            batch.push(rt.event(&line, &mut ctx, &p.metrics));
+            batch.push(rt.event(&line, &mut ctx, &p.metrics, scratch));
             end = Some(line.end_offset);
         });
         if let Some(end) = end {
