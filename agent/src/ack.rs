@@ -163,6 +163,11 @@ fn advance(s: &mut Slot) {
         s.acked = end;
         s.pending.pop_front();
     }
+    // A burst (catch-up of a file) can leave a large deque behind; with thousands of files that
+    // capacity adds up, so give it back once the slot is idle.
+    if s.pending.is_empty() && s.pending.capacity() > 64 {
+        s.pending = VecDeque::new();
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +224,20 @@ mod tests {
         t.reap_superseded();
         let c = t.open(file(), 0).unwrap();
         assert_eq!(c, a, "the drained superseded slot is free again");
+    }
+
+    #[test]
+    fn drained_slot_gives_its_memory_back() {
+        let t = AckTracker::default();
+        let s = t.open(file(), 0).unwrap();
+        for end in 1..=5000 {
+            t.register(s, end);
+        }
+        for end in 1..=5000 {
+            t.done(s, end);
+        }
+        let slots = t.slots.lock().unwrap();
+        assert!(slots[s as usize].as_ref().unwrap().pending.capacity() <= 64);
     }
 
     #[test]

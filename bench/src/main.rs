@@ -247,35 +247,45 @@ fn run_case(
             Case::Live if t == Target::Ceiling => Some("skipped: the ceiling does not tail".into()),
             _ => ctx.tools.skip_reason(t, &corpus),
         };
-        let mut row = report::Row { case: case_key(case).into(), target: t, samples: Vec::new(), skipped: skip };
-        if row.skipped.is_none() {
-            let rates: Vec<f64> = if case == Case::Live { a.rate_mb.clone() } else { vec![0.0] };
-            for rate in rates {
-                for run in 0..a.runs {
-                    let s = match case {
-                        Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
-                        Case::Restart => measure::restart(ctx, t, &corpus, run),
-                        Case::Live => {
-                            measure::live(ctx, t, &corpus, (rate * 1e6) as u64, Duration::from_secs(a.duration_s), run)
-                        }
-                    }
-                    .with_context(|| format!("{} run {}", t.name(), run + 1))?;
-                    eprintln!(
-                        "   {} run {}: {:.1} MB/s, {:.1} CPU s, {:.1} MB peak RSS{}",
-                        t.name(),
-                        run + 1,
-                        s.mb_per_s(),
-                        s.cpu_s,
-                        s.rss_kb as f64 / 1024.0,
-                        if s.complete { String::new() } else { format!(" INCOMPLETE: {}", s.note) }
-                    );
-                    row.samples.push(s);
-                }
-            }
-        } else {
-            eprintln!("   {}: {}", t.name(), row.skipped.as_deref().unwrap_or(""));
+        if let Some(why) = skip {
+            eprintln!("   {}: {why}", t.name());
+            rows.push(report::Row {
+                case: case_key(case).into(),
+                target: t,
+                rate_mb: None,
+                samples: Vec::new(),
+                skipped: Some(why),
+            });
+            continue;
         }
-        rows.push(row);
+        let rates: Vec<Option<f64>> =
+            if case == Case::Live { a.rate_mb.iter().map(|r| Some(*r)).collect() } else { vec![None] };
+        for rate_mb in rates {
+            let mut row =
+                report::Row { case: case_key(case).into(), target: t, rate_mb, samples: Vec::new(), skipped: None };
+            for run in 0..a.runs {
+                let s = match case {
+                    Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
+                    Case::Restart => measure::restart(ctx, t, &corpus, run),
+                    Case::Live => {
+                        let rate = (rate_mb.unwrap_or(1.0) * 1e6) as u64;
+                        measure::live(ctx, t, &corpus, rate, Duration::from_secs(a.duration_s), run)
+                    }
+                }
+                .with_context(|| format!("{} run {}", t.name(), run + 1))?;
+                eprintln!(
+                    "   {} run {}: {:.1} MB/s, {:.1} CPU s, {:.1} MB peak RSS{}",
+                    t.name(),
+                    run + 1,
+                    s.mb_per_s(),
+                    s.cpu_s,
+                    s.rss_kb as f64 / 1024.0,
+                    if s.complete { String::new() } else { format!(" INCOMPLETE: {}", s.note) }
+                );
+                row.samples.push(s);
+            }
+            rows.push(row);
+        }
     }
     Ok((name, rows))
 }

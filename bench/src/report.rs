@@ -11,6 +11,8 @@ use std::path::Path;
 pub struct Row {
     pub case: String,
     pub target: Target,
+    /// Write rate of a live-tail row, MB/s.
+    pub rate_mb: Option<f64>,
     pub samples: Vec<Sample>,
     pub skipped: Option<String>,
 }
@@ -61,7 +63,7 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
     let mut out = String::new();
     match case {
         "live" => {
-            out.push_str("| target | written MB/s | CPU % | peak RSS MB | delay p50 ms | delay p99 ms | complete |\n|---|---|---|---|---|---|---|\n");
+            out.push_str("| target | write rate MB/s | CPU % | peak RSS MB | delay p50 ms | delay p99 ms | complete |\n|---|---|---|---|---|---|---|\n");
         }
         "restart" => {
             out.push_str("| target | MB/s median (min–max) | resume s | duplicates | peak RSS MB | complete |\n|---|---|---|---|---|---|\n");
@@ -89,7 +91,7 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
             "live" => format!(
                 "| {} | {} | {} | {} | {} | {} | {done} |",
                 r.target.name(),
-                opt(r.mbps(), 2),
+                opt(r.rate_mb, 1),
                 opt(r.med(|s| s.cpu_percent), 1),
                 opt(r.rss_mb(), 1),
                 opt(r.med(|s| s.delay_p50_ms), 1),
@@ -127,19 +129,20 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
 /// One CSV line per sample (and per skipped target).
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "case,target,run,mb_per_s,secs,bytes,lines,records,cpu_s,cpu_s_per_gb,peak_rss_kb,delay_p50_ms,delay_p99_ms,cpu_percent,resume_s,duplicates,complete,note\n",
+        "case,target,rate_mb,run,mb_per_s,secs,bytes,lines,records,cpu_s,cpu_s_per_gb,peak_rss_kb,delay_p50_ms,delay_p99_ms,cpu_percent,resume_s,duplicates,complete,note\n",
     );
     for r in rows {
         if let Some(why) = &r.skipped {
-            let _ = writeln!(out, "{},{},,,,,,,,,,,,,,,,\"{why}\"", r.case, r.target.name());
+            let _ = writeln!(out, "{},{},,,,,,,,,,,,,,,,,\"{why}\"", r.case, r.target.name());
         }
         for (i, s) in r.samples.iter().enumerate() {
             let o = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{},{},{},{:.3},{:.3},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},\"{}\"",
+                "{},{},{},{},{:.3},{:.3},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},\"{}\"",
                 r.case,
                 r.target.name(),
+                o(r.rate_mb),
                 i + 1,
                 s.mb_per_s(),
                 s.secs,
@@ -168,7 +171,7 @@ type Panel = (&'static str, f64, fn(&Row) -> f64);
 /// A two-panel horizontal bar chart: median MB/s and median peak RSS per measured target.
 pub fn svg(title: &str, rows: &[Row]) -> String {
     let measured: Vec<&Row> = rows.iter().filter(|r| r.skipped.is_none() && !r.samples.is_empty()).collect();
-    let (w, bar_h, gap, label_w, panel_w) = (900.0, 26.0, 10.0, 230.0, 300.0);
+    let (w, bar_h, gap, label_w, panel_w) = (1000.0, 26.0, 10.0, 230.0, 300.0);
     let h = 80.0 + measured.len() as f64 * (bar_h + gap);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
@@ -239,18 +242,21 @@ mod tests {
             Row {
                 case: "catchup".into(),
                 target: Target::Ceiling,
+                rate_mb: None,
                 samples: vec![sample(1.0, 1000), sample(2.0, 1000), sample(4.0, 1000)],
                 skipped: None,
             },
             Row {
                 case: "catchup".into(),
                 target: Target::AgentRaw,
+                rate_mb: None,
                 samples: vec![sample(2.0, 2048), sample(2.0, 4096), sample(10.0, 1024)],
                 skipped: None,
             },
             Row {
                 case: "catchup".into(),
                 target: Target::Filebeat,
+                rate_mb: None,
                 samples: vec![],
                 skipped: Some("skipped: not installed".into()),
             },

@@ -154,6 +154,17 @@ pub fn describe(cfg: &KafkaConfig) -> String {
         .join(" ")
 }
 
+/// One record on its way to a producer.
+struct Outgoing<'a> {
+    producer: usize,
+    topic: &'a str,
+    partition: Option<i32>,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    /// Slot and end offset, packed ([`pack`]).
+    opaque: usize,
+}
+
 struct TopicState {
     partitions: Vec<i32>,
     rr: RoundRobin,
@@ -247,7 +258,15 @@ impl KafkaOutput {
             self.tracker.register(ev.slot, ev.end_offset);
             let opaque = pack(ev.slot, ev.end_offset);
             let producer = self.producer_for(partition);
-            self.send(producer, &ev.topic, partition, ev.key.as_deref(), &ev.payload, opaque, abort);
+            let out = Outgoing {
+                producer,
+                topic: &ev.topic,
+                partition,
+                key: ev.key.as_deref(),
+                payload: &ev.payload,
+                opaque,
+            };
+            self.send(out, abort);
         }
     }
 
@@ -311,18 +330,9 @@ impl KafkaOutput {
         }
     }
 
-    /// Hands one record to producer number `producer`, waiting while its queue is full.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        producer: usize,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        opaque: usize,
-        abort: &AtomicBool,
-    ) {
+    /// Hands one record to its producer, waiting while that producer's queue is full.
+    fn send(&self, r: Outgoing<'_>, abort: &AtomicBool) {
+        let Outgoing { producer, topic, partition, key, payload, opaque } = r;
         let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
         if let Some(k) = key {
             rec = rec.key(k);
@@ -368,7 +378,15 @@ impl KafkaOutput {
                 };
                 let Some(r) = next else { break };
                 let partition = (r.partition >= 0).then_some(r.partition);
-                self.send(i, &r.topic, partition, r.key.as_deref(), &r.payload, r.opaque, abort);
+                let out = Outgoing {
+                    producer: i,
+                    topic: &r.topic,
+                    partition,
+                    key: r.key.as_deref(),
+                    payload: &r.payload,
+                    opaque: r.opaque,
+                };
+                self.send(out, abort);
             }
         }
     }
