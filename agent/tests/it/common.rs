@@ -68,13 +68,27 @@ impl Record {
 /// Reads a topic from the beginning of every partition until `expected` records have arrived
 /// (and a short quiet period passed, to catch extras) or `timeout`.
 pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    consume_with(bootstrap, topic, partitions, expected, timeout, &[])
+}
+
+/// [`consume`] with extra client properties (SASL, TLS).
+pub fn consume_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+    extra: &[(&str, &str)],
+) -> Vec<Record> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", bootstrap)
         .set("group.id", "it-reader")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("consumer");
+        .set("fetch.wait.max.ms", "50");
+    for (k, v) in extra {
+        cc.set(*k, *v);
+    }
+    let consumer: BaseConsumer = cc.create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();

@@ -28,10 +28,17 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(topic: &str, partitions: i32) -> Tansu {
+        Self::start_with(topic, partitions, &[], |_| {})
+    }
+
+    /// Starts tansu with extra broker arguments; `setup` runs once it listens, before the topic
+    /// is created (e.g. to create users).
+    pub fn start_with(topic: &str, partitions: i32, args: &[&str], setup: impl FnOnce(&str)) -> Tansu {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -39,6 +46,7 @@ impl Tansu {
         let bootstrap = format!("127.0.0.1:{port}");
         wait_for("tansu to listen", Duration::from_secs(20), || std::net::TcpStream::connect(&bootstrap).is_ok());
         let t = Tansu { child, bootstrap };
+        setup(&url);
         t.create_topic(topic, partitions);
         t
     }
