@@ -69,25 +69,19 @@ pub fn read_back(spec: &ReadSpec<'_>, mut on_record: impl FnMut(&[u8])) -> anyho
     Ok(rb)
 }
 
-/// Settings of the raw producer used as the ceiling.
-pub struct CeilingSpec<'a> {
-    pub bootstrap: &'a str,
-    pub topic: &'a str,
-    pub partitions: i32,
-    pub level: u32,
-    pub acks: i32,
-    pub batch: usize,
-    pub linger_ms: u64,
-}
-
 /// The ceiling: read each file, one record per line, explicit round robin over the partitions,
 /// the same librdkafka settings as the agent; nothing else (no offsets, no events).
-pub fn ceiling(spec: &CeilingSpec<'_>, files: &[std::path::PathBuf]) -> anyhow::Result<u64> {
+pub fn ceiling(
+    bootstrap: &str,
+    topic: &str,
+    spec: &crate::targets::Settings,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<u64> {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
     use std::io::BufRead;
     let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", spec.bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .set("compression.codec", "gzip")
         .set("compression.level", spec.level.to_string())
         .set("acks", spec.acks.to_string())
@@ -108,7 +102,7 @@ pub fn ceiling(spec: &CeilingSpec<'_>, files: &[std::path::PathBuf]) -> anyhow::
                 line.pop();
             }
             let partition = (sent % spec.partitions.max(1) as u64) as i32;
-            let mut rec = BaseRecord::<(), [u8]>::to(spec.topic).payload(&line[..]).partition(partition);
+            let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&line[..]).partition(partition);
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,

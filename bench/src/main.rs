@@ -55,17 +55,8 @@ struct RunArgs {
     many_size_mb: u64,
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    #[arg(long, default_value_t = 3)]
-    partitions: i32,
-    /// gzip level for every target (Kafka Connect's default is 6; the agent's default is 4).
-    #[arg(long, default_value_t = 6)]
-    level: u32,
-    #[arg(long, default_value_t = 1)]
-    acks: i32,
-    #[arg(long, default_value_t = 2048)]
-    batch: usize,
-    #[arg(long, default_value_t = 10)]
-    linger_ms: u64,
+    #[command(flatten)]
+    settings: Settings,
     /// Write rates for the live case, MB/s.
     #[arg(long, value_delimiter = ',', default_value = "1,10")]
     rate_mb: Vec<f64>,
@@ -94,16 +85,8 @@ enum Cmd {
         bootstrap: String,
         #[arg(long)]
         topic: String,
-        #[arg(long, default_value_t = 3)]
-        partitions: i32,
-        #[arg(long, default_value_t = 6)]
-        level: u32,
-        #[arg(long, default_value_t = 1)]
-        acks: i32,
-        #[arg(long, default_value_t = 2048)]
-        batch: usize,
-        #[arg(long, default_value_t = 10)]
-        linger_ms: u64,
+        #[command(flatten)]
+        settings: Settings,
         files: Vec<PathBuf>,
     },
     /// Reads a topic from the beginning of each partition and prints every record, one per line.
@@ -126,10 +109,8 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => run(args),
-        Cmd::Ceiling { bootstrap, topic, partitions, level, acks, batch, linger_ms, files } => {
-            let spec =
-                kafka::CeilingSpec { bootstrap: &bootstrap, topic: &topic, partitions, level, acks, batch, linger_ms };
-            kafka::ceiling(&spec, &files).map(|_| ())
+        Cmd::Ceiling { bootstrap, topic, settings, files } => {
+            kafka::ceiling(&bootstrap, &topic, &settings, &files).map(|_| ())
         }
         Cmd::Consume { bootstrap, topic, partitions, expect, timeout } => {
             consume(&bootstrap, &topic, partitions, expect, timeout)
@@ -167,8 +148,7 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(tansu.exists(), "tansu not found at {}: run scripts/install-tools.sh", tansu.display());
     let broker = broker::Broker::start(tansu)?;
     let tools = Tools::discover(&root);
-    let settings =
-        Settings { partitions: a.partitions, level: a.level, acks: a.acks, batch: a.batch, linger_ms: a.linger_ms };
+    let settings = a.settings.clone();
     let work = std::env::temp_dir().join(format!("agent-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let stall = Duration::from_secs(a.stall_s);
@@ -325,11 +305,11 @@ fn header(a: &RunArgs, broker: &broker::Broker, tools: &Tools) -> anyhow::Result
         mem_kb as f64 / 1048576.0,
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         broker.version(),
-        a.partitions,
-        a.level,
-        a.acks,
-        a.batch,
-        a.linger_ms,
+        a.settings.partitions,
+        a.settings.level,
+        a.settings.acks,
+        a.settings.batch,
+        a.settings.linger_ms,
         a.runs,
     ))
 }

@@ -46,14 +46,20 @@ impl Target {
     ];
 }
 
-/// Settings every target gets.
-#[derive(Clone, Debug)]
+/// Settings every target gets (the same flags for `bench run` and `bench ceiling`).
+#[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
+    #[arg(long, default_value_t = 3)]
     pub partitions: i32,
-    /// gzip level.
+    /// gzip level for every target (Kafka Connect's default is 6; the agent's default is 4).
+    #[arg(long, default_value_t = 6)]
     pub level: u32,
+    #[arg(long, default_value_t = 1)]
     pub acks: i32,
+    /// Records per batch.
+    #[arg(long, default_value_t = 2048)]
     pub batch: usize,
+    #[arg(long, default_value_t = 10)]
     pub linger_ms: u64,
 }
 
