@@ -101,6 +101,8 @@ pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<Atom
     })
     .map_err(|e| tracing::warn!(error = %e, "file notifications unavailable; relying on periodic rescans"))
     .ok();
+    // The directories each input watches, derived from its globs once.
+    let roots: Vec<Vec<(PathBuf, RecursiveMode)>> = selectors.iter().map(Selector::watch_roots).collect();
     let mut watched: HashSet<PathBuf> = HashSet::new();
     let mut next_scan: Vec<Instant> = vec![Instant::now(); selectors.len()];
     let mut initial = vec![true; selectors.len()];
@@ -111,7 +113,7 @@ pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<Atom
                 continue;
             }
             if let Some(w) = watcher.as_mut() {
-                watch_new_roots(w, sel, &mut watched);
+                watch_new_roots(w, &roots[i], &mut watched);
             }
             let files = sel.scan();
             if initial[i] && files.is_empty() {
@@ -127,12 +129,12 @@ pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<Atom
             next_scan.iter().min().map_or(Duration::from_millis(200), |t| t.saturating_duration_since(Instant::now()));
         let mut pokes = HashSet::new();
         match ev_rx.recv_timeout(wait.min(Duration::from_millis(200))) {
-            Ok(ev) => handle_event(ev, &selectors, &mut next_scan, &mut pokes),
+            Ok(ev) => handle_event(ev, &roots, &mut next_scan, &mut pokes),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(Duration::from_millis(200))),
         }
         while let Ok(ev) = ev_rx.try_recv() {
-            handle_event(ev, &selectors, &mut next_scan, &mut pokes);
+            handle_event(ev, &roots, &mut next_scan, &mut pokes);
         }
         // A busy file produces an event per write; forward each path once per drain.
         for p in pokes {
@@ -143,14 +145,18 @@ pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<Atom
     }
 }
 
-fn watch_new_roots(w: &mut notify::RecommendedWatcher, sel: &Selector, watched: &mut HashSet<PathBuf>) {
-    for (root, mode) in sel.watch_roots() {
-        if watched.contains(&root) || !root.is_dir() {
+fn watch_new_roots(
+    w: &mut notify::RecommendedWatcher,
+    roots: &[(PathBuf, RecursiveMode)],
+    watched: &mut HashSet<PathBuf>,
+) {
+    for (root, mode) in roots {
+        if watched.contains(root) || !root.is_dir() {
             continue;
         }
-        match w.watch(&root, mode) {
+        match w.watch(root, *mode) {
             Ok(()) => {
-                watched.insert(root);
+                watched.insert(root.clone());
             }
             Err(e) => {
                 tracing::debug!(dir = %root.display(), error = %e, "cannot watch directory; rescans still find its files")
@@ -161,13 +167,18 @@ fn watch_new_roots(w: &mut notify::RecommendedWatcher, sel: &Selector, watched: 
 
 /// Directory changes trigger a rescan of the inputs watching there (debounced by 20 ms, so a
 /// rename followed by a create is seen in one scan); data writes are forwarded as pokes.
-fn handle_event(ev: notify::Event, selectors: &[Selector], next_scan: &mut [Instant], pokes: &mut HashSet<PathBuf>) {
+fn handle_event(
+    ev: notify::Event,
+    roots: &[Vec<(PathBuf, RecursiveMode)>],
+    next_scan: &mut [Instant],
+    pokes: &mut HashSet<PathBuf>,
+) {
     match ev.kind {
         EventKind::Modify(notify::event::ModifyKind::Data(_)) => pokes.extend(ev.paths),
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
             let soon = Instant::now() + Duration::from_millis(20);
-            for (i, sel) in selectors.iter().enumerate() {
-                let concerned = ev.paths.iter().any(|p| sel.watch_roots().iter().any(|(root, _)| p.starts_with(root)));
+            for (i, input_roots) in roots.iter().enumerate() {
+                let concerned = ev.paths.iter().any(|p| input_roots.iter().any(|(root, _)| p.starts_with(root)));
                 if concerned && next_scan[i] > soon {
                     next_scan[i] = soon;
                 }

@@ -177,6 +177,9 @@ pub struct KafkaOutput {
     producers: Vec<ThreadedProducer<AgentContext>>,
     /// For records without an explicit partition: the producer to use next.
     next_producer: usize,
+    /// With `reachable_only`: per topic, the partitions whose leader is up, copied from the
+    /// statistics once per batch (they change at most once a second), not looked up per event.
+    reachable: HashMap<String, Vec<i32>>,
     partitioning: Partitioning,
     topics: HashMap<Arc<str>, TopicState>,
     refresh_every: Duration,
@@ -204,6 +207,7 @@ impl KafkaOutput {
         Ok(KafkaOutput {
             producers,
             next_producer: 0,
+            reachable: HashMap::new(),
             partitioning: cfg.partition.clone(),
             topics: HashMap::new(),
             refresh_every: cfg.metadata.refresh_frequency.0,
@@ -249,6 +253,9 @@ impl KafkaOutput {
     }
 
     fn send_batch(&mut self, batch: Batch, abort: &AtomicBool) {
+        if matches!(&self.partitioning, Partitioning::RoundRobin(rr) if rr.reachable_only) {
+            self.reachable.clone_from(&self.producers[0].context().reachable.lock().unwrap());
+        }
         for ev in batch.events {
             if !ev.deliver {
                 self.tracker.register_done(ev.slot, ev.end_offset);
@@ -287,14 +294,9 @@ impl KafkaOutput {
             let partitions = self.fetch_partitions(topic);
             self.topics.insert(topic.clone(), TopicState { partitions, rr: RoundRobin::new(rr_cfg.group_events) });
         }
-        let reachable_only = rr_cfg.reachable_only;
-        let reachable = if reachable_only {
-            self.producers[0].context().reachable.lock().unwrap().get(topic.as_ref()).cloned()
-        } else {
-            None
-        };
+        let reachable = if rr_cfg.reachable_only { self.reachable.get(topic.as_ref()) } else { None };
         let st = self.topics.get_mut(topic).expect("inserted above");
-        st.rr.choose(&st.partitions, reachable.as_deref())
+        st.rr.choose(&st.partitions, reachable.map(Vec::as_slice))
     }
 
     fn fetch_partitions(&self, topic: &str) -> Vec<i32> {
