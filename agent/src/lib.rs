@@ -36,4 +36,5 @@ pub mod output;
 pub mod pipeline;
 pub mod queue;
 pub mod registry;
+pub mod spool;
 pub mod tail;

@@ -11,9 +11,11 @@
 //! `output.kafka.hosts`, `required_acks`, ...). Dotted keys must be written as nested maps.
 
 mod kafka;
+mod spool;
 mod units;
 
 pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
+pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};
 pub use units::{parse_byte_size, ByteSize, HumanDuration};
 
 use serde::Deserialize;
@@ -262,10 +264,12 @@ pub struct QueueConfig {
     pub mem: MemQueueConfig,
     #[serde(default = "d_max_open_files")]
     pub max_open_files: usize,
+    #[serde(default)]
+    pub spool: SpoolConfig,
 }
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { mem: MemQueueConfig::default(), max_open_files: d_max_open_files() }
+        Self { mem: MemQueueConfig::default(), max_open_files: d_max_open_files(), spool: SpoolConfig::default() }
     }
 }
 fn d_max_open_files() -> usize {
@@ -446,6 +450,7 @@ impl Config {
         if self.queue.mem.max_bytes.0 < 64 * 1024 {
             return Err(invalid("queue.mem.max_bytes", "must be at least 64KiB"));
         }
+        self.queue.spool.validate()?;
         if self.logging.files.keepfiles < 1 {
             return Err(invalid("logging.files.keepfiles", "must be at least 1"));
         }

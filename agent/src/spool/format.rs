@@ -1,0 +1,412 @@
+//! The spool's on-disk format, byte by byte, and the code that writes and reads it.
+//!
+//! A spool directory holds (all files 0600, the directory 0700):
+//! - segment files `<first sequence number, 20 decimal digits>.seg`, append-only;
+//! - `cursor`: the sequence number below which every record is acknowledged by Kafka.
+//!
+//! A segment file is an 8-byte header `AGSPOOL1` followed by records. A record:
+//! ```text
+//! offset  size  field
+//! 0       4     record marker A5 5A C3 3C (lets a reader find the next record after damage)
+//! 4       4     body length N, u32 little-endian
+//! 8       8     sequence number, u64 little-endian (one more than the previous record's)
+//! 16      4     CRC-32 (IEEE, as in gzip) of bytes 4..16 and of the body, u32 little-endian
+//! 20      N     body:
+//!                 0   2  topic length T, u16 LE
+//!                 2   T  topic, UTF-8
+//!                 2+T 4  key length K, u32 LE; FFFF FFFF = no key
+//!                 6+T K  key
+//!                 ... payload: the rest of the body, the record value as it goes to Kafka
+//! ```
+//! The partition is not stored: it is chosen again when the record is replayed.
+//!
+//! The `cursor` file is 20 bytes: `AGCURSR1`, the sequence number (u64 LE), and the CRC-32 of
+//! those 8 bytes (u32 LE). It is replaced atomically (temp file, fsync, rename, directory fsync).
+//!
+//! Invariant kept by [`Scanner`]: a record is returned only when its marker, length and CRC all
+//! check out; anything else is skipped up to the next marker that starts a valid record and
+//! reported as damage, so one bad record never hides the records after it.
+
+use memchr::memmem;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+pub const SEGMENT_HEADER: &[u8; 8] = b"AGSPOOL1";
+pub const RECORD_MARKER: [u8; 4] = [0xA5, 0x5A, 0xC3, 0x3C];
+pub const RECORD_HEADER_LEN: usize = 20;
+pub const CURSOR_MAGIC: &[u8; 8] = b"AGCURSR1";
+const NO_KEY: u32 = u32::MAX;
+
+/// One event as the spool stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Appends one record (header and body) to `out`.
+pub fn encode(out: &mut Vec<u8>, seq: u64, topic: &str, key: Option<&[u8]>, payload: &[u8]) {
+    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway.
+    let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
+    let body_len = 2 + topic.len() + 4 + key.map_or(0, <[u8]>::len) + payload.len();
+    let start = out.len();
+    out.extend_from_slice(&RECORD_MARKER);
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // CRC, filled in below
+    out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    out.extend_from_slice(topic);
+    match key {
+        Some(k) => {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(k);
+        }
+        None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
+    }
+    out.extend_from_slice(payload);
+    let crc = record_crc(&out[start + 4..start + 16], &out[start + RECORD_HEADER_LEN..]);
+    out[start + 16..start + 20].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn record_crc(len_and_seq: &[u8], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len_and_seq);
+    h.update(body);
+    h.finalize()
+}
+
+/// What is at the start of a byte slice.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    /// A valid record of `len` bytes in all.
+    Record { len: usize },
+    /// The slice ends before the record does (`need` bytes are needed in all).
+    Short { need: usize },
+    /// Not a valid record.
+    Bad,
+}
+
+/// Checks the record at the start of `buf`; `max_len` is the most bytes a record there can have
+/// (the rest of the segment), so a damaged length never makes the reader wait for bytes that
+/// will not come.
+fn parse(buf: &[u8], max_len: u64) -> Parsed {
+    if buf.len() < RECORD_HEADER_LEN {
+        return if buf.len() >= 4 && buf[..4] != RECORD_MARKER {
+            Parsed::Bad
+        } else {
+            Parsed::Short { need: RECORD_HEADER_LEN }
+        };
+    }
+    if buf[..4] != RECORD_MARKER {
+        return Parsed::Bad;
+    }
+    let body_len = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
+    let len = RECORD_HEADER_LEN + body_len;
+    if body_len < 6 || len as u64 > max_len {
+        return Parsed::Bad;
+    }
+    if buf.len() < len {
+        return Parsed::Short { need: len };
+    }
+    let crc = u32::from_le_bytes(buf[16..20].try_into().expect("4 bytes"));
+    if record_crc(&buf[4..16], &buf[RECORD_HEADER_LEN..len]) != crc
+        || decode_body(&buf[RECORD_HEADER_LEN..len]).is_none()
+    {
+        return Parsed::Bad;
+    }
+    Parsed::Record { len }
+}
+
+/// Splits a checked body into topic, key and payload; `None` if its inner lengths do not fit.
+fn decode_body(body: &[u8]) -> Option<(String, Option<Vec<u8>>, Vec<u8>)> {
+    let tlen = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?) as usize;
+    let topic = std::str::from_utf8(body.get(2..2 + tlen)?).ok()?.to_string();
+    let klen = u32::from_le_bytes(body.get(2 + tlen..6 + tlen)?.try_into().ok()?);
+    let mut at = 6 + tlen;
+    let key = if klen == NO_KEY {
+        None
+    } else {
+        let k = body.get(at..at + klen as usize)?.to_vec();
+        at += klen as usize;
+        Some(k)
+    };
+    Some((topic, key, body[at..].to_vec()))
+}
+
+/// What [`Scanner::next`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    Record(Record),
+    /// Damaged bytes skipped (up to the next valid record or the end of the segment).
+    Damaged {
+        bytes: u64,
+    },
+}
+
+/// Reads the records of one segment file in order, through a bounded buffer.
+pub struct Scanner {
+    file: File,
+    /// File position of `buf[start]`.
+    pos: u64,
+    /// Bytes of the segment that may be read (the writer's length for the segment being written).
+    limit: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed (compacted away before the next read, not per record).
+    start: usize,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl Scanner {
+    /// Starts after the segment header. A file without the header is reported as damaged from 0.
+    pub fn new(file: File, limit: u64) -> io::Result<Scanner> {
+        let mut s = Scanner { file, pos: 0, limit, buf: Vec::new(), start: 0 };
+        s.fill(SEGMENT_HEADER.len())?;
+        if s.avail().starts_with(SEGMENT_HEADER) {
+            s.consume(SEGMENT_HEADER.len());
+        }
+        Ok(s)
+    }
+
+    /// File position of the next unread byte.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Lets the scanner read further into a segment that grew.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    fn avail(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The next record or damaged stretch; `None` at the limit.
+    pub fn next(&mut self) -> io::Result<Option<Item>> {
+        self.fill(RECORD_HEADER_LEN)?;
+        if self.avail().is_empty() {
+            return Ok(None);
+        }
+        match self.parse_here()? {
+            Parsed::Record { len } => {
+                let b = self.avail();
+                let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                let (topic, key, payload) = decode_body(&b[RECORD_HEADER_LEN..len]).expect("checked by parse");
+                self.consume(len);
+                Ok(Some(Item::Record(Record { seq, topic, key, payload })))
+            }
+            Parsed::Short { .. } => {
+                // The segment ends inside this record: a torn tail.
+                let rest = self.avail().len();
+                self.consume(rest);
+                Ok(Some(Item::Damaged { bytes: rest as u64 }))
+            }
+            Parsed::Bad => self.resync().map(Some),
+        }
+    }
+
+    /// Skips from a bad record to the next marker that starts a valid record, or to the end.
+    fn resync(&mut self) -> io::Result<Item> {
+        self.consume(1);
+        let mut skipped = 1u64;
+        loop {
+            self.fill(RECORD_HEADER_LEN)?;
+            if self.avail().is_empty() {
+                return Ok(Item::Damaged { bytes: skipped });
+            }
+            let Some(i) = memmem::find(self.avail(), &RECORD_MARKER) else {
+                // Keep the last 3 bytes unless at the end: a marker may straddle the next read.
+                let len = self.avail().len();
+                let drop = if len < RECORD_HEADER_LEN { len } else { len - (RECORD_MARKER.len() - 1) };
+                self.consume(drop);
+                skipped += drop as u64;
+                continue;
+            };
+            self.consume(i);
+            skipped += i as u64;
+            match self.parse_here()? {
+                Parsed::Record { .. } => return Ok(Item::Damaged { bytes: skipped }),
+                Parsed::Bad => {
+                    self.consume(1);
+                    skipped += 1;
+                }
+                Parsed::Short { .. } => {
+                    let rest = self.avail().len();
+                    self.consume(rest);
+                    return Ok(Item::Damaged { bytes: skipped + rest as u64 });
+                }
+            }
+        }
+    }
+
+    /// Parses at the buffer start, reading as much as the record there claims to need;
+    /// `Short` only when the segment ends first.
+    fn parse_here(&mut self) -> io::Result<Parsed> {
+        loop {
+            match parse(self.avail(), self.limit - self.pos) {
+                Parsed::Short { need } => {
+                    let had = self.avail().len();
+                    self.fill(need)?;
+                    if self.avail().len() == had {
+                        return Ok(Parsed::Short { need });
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.pos += n as u64;
+    }
+
+    /// Reads until `want` unconsumed bytes are buffered or the limit is reached.
+    fn fill(&mut self, want: usize) -> io::Result<()> {
+        while self.avail().len() < want {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let at = self.pos + self.buf.len() as u64;
+            if at >= self.limit {
+                return Ok(());
+            }
+            let n = (want - self.buf.len()).max(READ_CHUNK).min((self.limit - at) as usize);
+            let old = self.buf.len();
+            self.buf.resize(old + n, 0);
+            let got = self.file.read_at(&mut self.buf[old..], at)?;
+            self.buf.truncate(old + got);
+            if got == 0 {
+                // The file is shorter than the limit (cut off by someone else): stop here.
+                self.limit = at;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the cursor file's content.
+pub fn encode_cursor(seq: u64) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[..8].copy_from_slice(CURSOR_MAGIC);
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..].copy_from_slice(&crc32fast::hash(&seq.to_le_bytes()).to_le_bytes());
+    out
+}
+
+/// Decodes the cursor file's content; `None` if it is damaged.
+pub fn decode_cursor(b: &[u8]) -> Option<u64> {
+    if b.len() != 20 || &b[..8] != CURSOR_MAGIC {
+        return None;
+    }
+    let seq: [u8; 8] = b[8..16].try_into().ok()?;
+    (crc32fast::hash(&seq).to_le_bytes() == b[16..20]).then(|| u64::from_le_bytes(seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn segment(records: &[(u64, &str, Option<&[u8]>, &[u8])]) -> Vec<u8> {
+        let mut out = SEGMENT_HEADER.to_vec();
+        for (seq, topic, key, payload) in records {
+            encode(&mut out, *seq, topic, *key, payload);
+        }
+        out
+    }
+
+    fn scan(bytes: &[u8]) -> Vec<Item> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        let mut s = Scanner::new(f, bytes.len() as u64).unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = s.next().unwrap() {
+            out.push(item);
+        }
+        out
+    }
+
+    fn seqs(items: &[Item]) -> Vec<u64> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Record(r) => Some(r.seq),
+                Item::Damaged { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_round_trip_with_and_without_key() {
+        let bytes = segment(&[(7, "logs", Some(b"k1"), b"hello"), (8, "other", None, b""), (9, "t", Some(b""), b"x")]);
+        let items = scan(&bytes);
+        assert_eq!(
+            items,
+            vec![
+                Item::Record(Record {
+                    seq: 7,
+                    topic: "logs".into(),
+                    key: Some(b"k1".to_vec()),
+                    payload: b"hello".to_vec()
+                }),
+                Item::Record(Record { seq: 8, topic: "other".into(), key: None, payload: Vec::new() }),
+                Item::Record(Record { seq: 9, topic: "t".into(), key: Some(Vec::new()), payload: b"x".to_vec() }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_as_damage_after_the_good_records() {
+        let mut bytes = segment(&[(1, "t", None, b"one"), (2, "t", None, b"two")]);
+        let full = bytes.len();
+        encode(&mut bytes, 3, "t", None, b"three, cut short");
+        bytes.truncate(full + 10);
+        let items = scan(&bytes);
+        assert_eq!(seqs(&items), vec![1, 2]);
+        assert_eq!(items.last(), Some(&Item::Damaged { bytes: 10 }));
+    }
+
+    #[test]
+    fn a_flipped_bit_in_the_middle_skips_one_record_only() {
+        let mut bytes = segment(&[(1, "t", None, b"one"), (2, "t", None, b"two"), (3, "t", None, b"three")]);
+        let second = memmem::find_iter(&bytes, &RECORD_MARKER).nth(1).unwrap();
+        bytes[second + RECORD_HEADER_LEN + 4] ^= 0x10; // inside record 2's body
+        let items = scan(&bytes);
+        assert_eq!(seqs(&items), vec![1, 3]);
+        assert_eq!(items.iter().filter(|i| matches!(i, Item::Damaged { .. })).count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_length_does_not_swallow_the_rest() {
+        let mut bytes = segment(&[(1, "t", None, b"one"), (2, "t", None, b"two"), (3, "t", None, b"three")]);
+        let second = memmem::find_iter(&bytes, &RECORD_MARKER).nth(1).unwrap();
+        bytes[second + 7] = 0x7f; // length now far beyond the segment
+        assert_eq!(seqs(&scan(&bytes)), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_marker_inside_a_payload_is_not_mistaken_for_a_record() {
+        let mut payload = b"abc".to_vec();
+        payload.extend_from_slice(&RECORD_MARKER);
+        payload.extend_from_slice(b"def");
+        let mut bytes = segment(&[(1, "t", None, &payload), (2, "t", None, b"two")]);
+        bytes[SEGMENT_HEADER.len() + 5] ^= 1; // damage record 1's length
+        assert_eq!(seqs(&scan(&bytes)), vec![2]);
+    }
+
+    #[test]
+    fn cursor_round_trips_and_detects_damage() {
+        let mut c = encode_cursor(123_456_789);
+        assert_eq!(decode_cursor(&c), Some(123_456_789));
+        c[9] ^= 1;
+        assert_eq!(decode_cursor(&c), None);
+        assert_eq!(decode_cursor(b"short"), None);
+    }
+}
