@@ -136,7 +136,7 @@ fn decode_body(body: &[u8]) -> Option<(String, Option<Vec<u8>>, Vec<u8>)> {
     Some((topic, key, body[at..].to_vec()))
 }
 
-/// What [`Scanner::next`] found.
+/// What [`Scanner::next_item`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item {
     Record(Record),
@@ -186,7 +186,7 @@ impl Scanner {
     }
 
     /// The next record or damaged stretch; `None` at the limit.
-    pub fn next(&mut self) -> io::Result<Option<Item>> {
+    pub fn next_item(&mut self) -> io::Result<Option<Item>> {
         self.fill(RECORD_HEADER_LEN)?;
         if self.avail().is_empty() {
             return Ok(None);
@@ -314,7 +314,9 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn segment(records: &[(u64, &str, Option<&[u8]>, &[u8])]) -> Vec<u8> {
+    type Spec<'a> = (u64, &'a str, Option<&'a [u8]>, &'a [u8]);
+
+    fn segment(records: &[Spec<'_>]) -> Vec<u8> {
         let mut out = SEGMENT_HEADER.to_vec();
         for (seq, topic, key, payload) in records {
             encode(&mut out, *seq, topic, *key, payload);
@@ -327,7 +329,7 @@ mod tests {
         f.write_all(bytes).unwrap();
         let mut s = Scanner::new(f, bytes.len() as u64).unwrap();
         let mut out = Vec::new();
-        while let Some(item) = s.next().unwrap() {
+        while let Some(item) = s.next_item().unwrap() {
             out.push(item);
         }
         out

@@ -327,7 +327,7 @@ impl Spool {
             let seg = &self.segments[seg_idx];
             r.scanner.set_limit(seg.len);
             let at = r.scanner.position();
-            match r.scanner.next().map_err(io_err(&seg.path))? {
+            match r.scanner.next_item().map_err(io_err(&seg.path))? {
                 Some(Item::Record(rec)) if rec.seq < self.read_seq => continue,
                 Some(Item::Record(rec)) => {
                     self.read_seq = rec.seq + 1;
@@ -396,7 +396,7 @@ fn recover_tail(seg: &mut Segment) -> Result<(u64, u64), SpoolError> {
     let has_header = scanner.position() == SEGMENT_HEADER.len() as u64;
     let mut next = seg.first_seq;
     let mut good_end = scanner.position();
-    while let Some(item) = scanner.next().map_err(io_err(&seg.path))? {
+    while let Some(item) = scanner.next_item().map_err(io_err(&seg.path))? {
         if let Item::Record(r) = item {
             next = r.seq + 1;
             good_end = scanner.position();
