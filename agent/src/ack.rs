@@ -157,6 +157,54 @@ impl AckTracker {
         self.slots.lock().unwrap().iter().flatten().map(|s| s.pending.iter().filter(|p| !p.1).count()).sum()
     }
 }
+/// Marks the delivery opaque of a replayed spool record (the rest is its sequence number). Slot
+/// numbers stay below [`MAX_SLOTS`], so [`pack`] never sets this bit.
+pub const REPLAY_BIT: usize = 1 << 63;
+const _: () = assert!(((MAX_SLOTS - 1) << 48) & REPLAY_BIT == 0);
+
+/// The spool records sent to Kafka during replay and not yet acknowledged, in send order.
+///
+/// Invariant: [`ReplayWindow::oldest_unacked`] is the lowest sequence number sent and not yet
+/// acknowledged, so the spool cursor moved to it never passes an undelivered record.
+#[derive(Debug, Default)]
+pub struct ReplayWindow {
+    pending: Mutex<VecDeque<(u64, bool)>>,
+}
+
+impl ReplayWindow {
+    pub fn sent(&self, seq: u64) {
+        self.pending.lock().unwrap().push_back((seq, false));
+    }
+
+    /// Marks a record delivered (or refused for good: it is skipped either way).
+    pub fn done(&self, seq: u64) {
+        let mut p = self.pending.lock().unwrap();
+        if let Ok(i) = p.binary_search_by_key(&seq, |(s, _)| *s) {
+            p[i].1 = true;
+        }
+        while p.front().is_some_and(|(_, done)| *done) {
+            p.pop_front();
+        }
+    }
+
+    /// The lowest sequence number sent and not acknowledged; `None` when nothing is in flight.
+    pub fn oldest_unacked(&self) -> Option<u64> {
+        self.pending.lock().unwrap().front().map(|(s, _)| *s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything in flight (replay restarts from the spool cursor).
+    pub fn clear(&self) {
+        *self.pending.lock().unwrap() = VecDeque::new();
+    }
+}
 
 fn advance(s: &mut Slot) {
     while let Some(&(end, true)) = s.pending.front() {
@@ -181,6 +229,24 @@ mod tests {
             id: FileId { dev: 1, ino: 2 },
             fingerprint: Fingerprint::default(),
         }
+    }
+
+    #[test]
+    fn replay_window_reports_the_oldest_unacknowledged_record() {
+        let w = ReplayWindow::default();
+        assert_eq!(w.oldest_unacked(), None);
+        for seq in 10..15 {
+            w.sent(seq);
+        }
+        w.done(12);
+        w.done(10);
+        assert_eq!(w.oldest_unacked(), Some(11));
+        w.done(11);
+        assert_eq!(w.oldest_unacked(), Some(13));
+        w.done(13);
+        w.done(14);
+        assert_eq!(w.oldest_unacked(), None);
+        assert!(w.is_empty());
     }
 
     #[test]

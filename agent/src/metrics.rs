@@ -1,4 +1,4 @@
-//! Counters of what the agent did and what it skipped.
+//! Counters of what the agent did and what it skipped, and a few gauges (spool size).
 //!
 //! Owns the process's counters; every stage holds an `Arc<Metrics>` and only ever adds. Invariant:
 //! every line that does not reach Kafka unchanged (truncated, dropped, failed, replaced bytes) is
@@ -62,6 +62,26 @@ counters! {
     registry_writes,
     /// Registry writes that failed.
     registry_write_errors,
+    /// Times the output switched to spooling (Kafka unreachable).
+    spool_switches,
+    /// Events written to the spool (and fsynced: their offsets are done).
+    events_spooled,
+    /// Spooled events Kafka acknowledged on replay.
+    spool_replayed,
+    /// Spooled events lost to `when_full: drop_oldest` or `drop_newest` (logged as errors).
+    spool_dropped,
+    /// Damaged stretches skipped on replay (a flipped bit, a torn record), with the records in them.
+    spool_damaged,
+    /// Bytes cut off the spool's last segment at start-up (a record torn by a crash mid-write).
+    spool_torn_bytes,
+    /// Spool writes or fsyncs that failed (reading pauses until they work).
+    spool_errors,
+    /// Gauge: bytes in the spool's segment files.
+    spool_bytes,
+    /// Gauge: events in the spool not yet acknowledged by Kafka.
+    spool_events,
+    /// Gauge: events acknowledged per second during replay, over the last second.
+    spool_replay_rate,
 }
 
 impl Metrics {
@@ -71,6 +91,11 @@ impl Metrics {
 
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

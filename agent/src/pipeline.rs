@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::discover::{self, Selector};
 use crate::event::AgentMeta;
 use crate::metrics::Metrics;
-use crate::output::kafka::{describe, KafkaOutput};
+use crate::output::kafka::describe;
+use crate::output::Output;
 use crate::queue::Queue;
 use crate::registry::{Recovery, Registry};
 use crate::tail::input::InputRt;
@@ -62,7 +63,7 @@ pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyho
     let queue = Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize));
     let kafka = &config.output.kafka;
     tracing::info!(properties = %describe(kafka), "kafka producer settings");
-    let mut output = KafkaOutput::new(kafka, tracker.clone(), metrics.clone())?;
+    let mut output = Output::new(&config, tracker.clone(), metrics.clone())?;
 
     let enabled: Vec<_> = config.inputs.iter().filter(|i| i.enabled).cloned().collect();
     if enabled.is_empty() {

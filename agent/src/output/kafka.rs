@@ -1,35 +1,48 @@
-//! The Kafka output: events from the queue into librdkafka, delivery reports into the ack tracker.
+//! The Kafka output: events and replayed spool records into librdkafka, delivery reports into the
+//! ack tracker (file offsets) or the replay window (spool cursor).
 //!
-//! Owns the producer (a `ThreadedProducer`: one record per event, a small integer opaque mapping
-//! each delivery report back to its file slot and end offset) and the per-topic partition state.
-//! Invariants:
+//! Owns the producers (`ThreadedProducer`s: one record per event, a small integer opaque mapping
+//! each delivery report back to its file slot and end offset, or to its spool sequence number),
+//! the per-topic partition state and the signals of Kafka's health (last acknowledgement, "all
+//! brokers down", the reachability probe). Invariants:
 //! - every event taken from the queue is registered with the [`AckTracker`] before it is sent, in
 //!   queue order, and is marked done exactly once: on delivery, on a permanent failure (logged with
-//!   the topic and counted), or at once when it carries nothing to deliver;
+//!   the topic and counted), at once when it carries nothing to deliver, or by the spooling output
+//!   once it is parked and fsynced in the spool;
 //! - retriable failures are sent again (after `backoff.init`) for as long as it takes; librdkafka's
 //!   own `message.timeout.ms` is infinite, so this is the rare path;
+//! - while parking is on (the output is spooling), a file event that comes back from librdkafka
+//!   (purged or failed retriably) is handed to the output to spool, never sent again directly, so
+//!   nothing overtakes the spool;
 //! - nothing is dropped at shutdown: what is not acknowledged by the drain deadline stays
 //!   unacknowledged and is read again after restart (records librdkafka purges when the producer
 //!   is dropped are never marked done).
 
 use super::partition::RoundRobin;
-use crate::ack::{pack, unpack, AckTracker};
+use crate::ack::{pack, unpack, AckTracker, ReplayWindow, REPLAY_BIT};
 use crate::config::{is_secret_property, KafkaConfig, Partitioning};
+use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::queue::{Batch, Popped, Queue};
+use crate::spool::format::Record;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a metadata request may take before the output carries on without it.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// With librdkafka reporting all brokers down, outstanding events wait at most this long before
+/// Kafka counts as unreachable (sooner than `unhealthy_after`, which covers silent stalls).
+const ALL_DOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long parking waits for librdkafka to hand back purged records.
+const PURGE_WAIT: Duration = Duration::from_secs(5);
 
 /// A record whose delivery failed with a retriable error, waiting to be sent again.
 struct Retry {
@@ -41,10 +54,46 @@ struct Retry {
     not_before: Instant,
 }
 
-/// Shared between the output thread and librdkafka's threads (delivery reports, statistics).
-pub struct AgentContext {
+/// A file event taken back from the producer (or never handed to it) for the spool. It is
+/// registered with the ack tracker and not done.
+#[derive(Debug)]
+pub struct Parked {
+    pub topic: Arc<str>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Slot and end offset, packed ([`pack`]).
+    pub opaque: usize,
+}
+
+impl Parked {
+    pub fn slot_end(&self) -> (u32, u64) {
+        unpack(self.opaque)
+    }
+}
+
+/// Shared by all producers' contexts and the output thread.
+struct Shared {
     tracker: Arc<AckTracker>,
     metrics: Arc<Metrics>,
+    replay: ReplayWindow,
+    /// Milliseconds since `epoch` of the last acknowledgement.
+    last_ack_ms: AtomicU64,
+    epoch: Instant,
+    all_down: AtomicBool,
+    /// While set, file events coming back from librdkafka go to `parked` (the output spools them).
+    parking: AtomicBool,
+    parked: Mutex<Vec<Parked>>,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// Shared between the output thread and librdkafka's threads (delivery reports, statistics).
+pub struct AgentContext {
+    shared: Arc<Shared>,
     retries: Mutex<VecDeque<Retry>>,
     retry_backoff: Duration,
     /// Per topic, the partitions whose leader broker is up (from librdkafka's statistics).
@@ -69,24 +118,56 @@ impl ClientContext for AgentContext {
         }
         *self.reachable.lock().unwrap() = map;
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            if !self.shared.all_down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(reason, "librdkafka: all brokers are down");
+            }
+        } else {
+            // Connection errors repeat at every reconnect attempt; the output's state changes
+            // (spooling, replaying) are what an operator needs, at WARN.
+            tracing::debug!(error = %error, reason, "librdkafka error");
+        }
+    }
 }
 
 impl ProducerContext for AgentContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let (slot, end) = unpack(opaque);
+        let sh = &self.shared;
+        let replay = opaque & REPLAY_BIT != 0;
         match result {
             Ok(_) => {
-                Metrics::inc(&self.metrics.events_acked);
-                self.tracker.done(slot, end);
+                sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
+                sh.all_down.store(false, Ordering::Relaxed);
+                if replay {
+                    Metrics::inc(&sh.metrics.spool_replayed);
+                    sh.replay.done((opaque & !REPLAY_BIT) as u64);
+                } else {
+                    Metrics::inc(&sh.metrics.events_acked);
+                    let (slot, end) = unpack(opaque);
+                    sh.tracker.done(slot, end);
+                }
+            }
+            Err((err, msg))
+                if !replay && sh.parking.load(Ordering::Relaxed) && (is_purged(err) || is_retriable(err)) =>
+            {
+                sh.parked.lock().unwrap().push(Parked {
+                    topic: msg.topic().into(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    opaque,
+                });
             }
             Err((err, _)) if is_purged(err) => {
-                // Purged when the producer is dropped at shutdown: not delivered, so it stays
-                // unacknowledged and is read again after restart. Never counted as done.
+                // Purged when the producer is dropped at shutdown, or a replayed record purged
+                // when replay stopped: not delivered, so it stays unacknowledged (read again
+                // from its file or from the spool cursor). Never counted as done.
             }
             Err((err, msg)) if is_retriable(err) => {
-                Metrics::inc(&self.metrics.events_retried);
+                Metrics::inc(&sh.metrics.events_retried);
                 self.retries.lock().unwrap().push_back(Retry {
                     topic: msg.topic().to_string(),
                     partition: msg.partition(),
@@ -97,11 +178,16 @@ impl ProducerContext for AgentContext {
                 });
             }
             Err((err, msg)) => {
-                Metrics::inc(&self.metrics.events_failed);
+                Metrics::inc(&sh.metrics.events_failed);
                 if self.failed_topics.lock().unwrap().insert(msg.topic().to_string()) {
                     tracing::error!(topic = msg.topic(), error = %err, "Kafka refused an event for good; it is counted in events_failed and skipped (logged once per topic)");
                 }
-                self.tracker.done(slot, end);
+                if replay {
+                    sh.replay.done((opaque & !REPLAY_BIT) as u64);
+                } else {
+                    let (slot, end) = unpack(opaque);
+                    sh.tracker.done(slot, end);
+                }
             }
         }
     }
@@ -161,8 +247,16 @@ struct Outgoing<'a> {
     partition: Option<i32>,
     key: Option<&'a [u8]>,
     payload: &'a [u8],
-    /// Slot and end offset, packed ([`pack`]).
+    /// Slot and end offset ([`pack`]), or [`REPLAY_BIT`] and a spool sequence number.
     opaque: usize,
+}
+
+/// What became of a record handed to [`KafkaOutput::send`].
+enum Sent {
+    Queued,
+    /// The producer's queue stayed full and Kafka counts as unreachable (only when giving up is
+    /// allowed), or the shutdown deadline passed: the record was not queued.
+    GaveUp,
 }
 
 struct TopicState {
@@ -170,11 +264,19 @@ struct TopicState {
     rr: RoundRobin,
 }
 
+/// Checks in the background, while the output is spooling, whether Kafka answers again.
+struct Probe {
+    wanted: Arc<AtomicBool>,
+    answered: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
 pub struct KafkaOutput {
     /// `worker` producer instances: each has its own broker threads, so compression (done on the
     /// broker thread of the partition's leader) runs on several cores. A partition is always sent
     /// through the same producer, which keeps per-partition order.
-    producers: Vec<ThreadedProducer<AgentContext>>,
+    producers: Vec<Arc<ThreadedProducer<AgentContext>>>,
     /// For records without an explicit partition: the producer to use next.
     next_producer: usize,
     /// With `reachable_only`: per topic, the partitions whose leader is up, copied from the
@@ -184,26 +286,48 @@ pub struct KafkaOutput {
     topics: HashMap<Arc<str>, TopicState>,
     refresh_every: Duration,
     last_refresh: Instant,
-    tracker: Arc<AckTracker>,
-    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    /// When the producers last had nothing outstanding (a stall is measured from here or from
+    /// the last acknowledgement, whichever is later).
+    idle_at: Instant,
+    /// With a spool: how long outstanding events may go unacknowledged before Kafka counts as
+    /// unreachable; `None` without a spool (the output then waits, as Filebeat does).
+    unhealthy_after: Option<Duration>,
+    probe: Option<Probe>,
 }
 
 impl KafkaOutput {
-    pub fn new(cfg: &KafkaConfig, tracker: Arc<AckTracker>, metrics: Arc<Metrics>) -> anyhow::Result<KafkaOutput> {
+    /// `unhealthy_after` and `probe_every` are set when a spool can take over (see [`Probe`]).
+    pub fn new(
+        cfg: &KafkaConfig,
+        tracker: Arc<AckTracker>,
+        metrics: Arc<Metrics>,
+        spool_timing: Option<(Duration, Duration)>,
+    ) -> anyhow::Result<KafkaOutput> {
+        let shared = Arc::new(Shared {
+            tracker,
+            metrics,
+            replay: ReplayWindow::default(),
+            last_ack_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            all_down: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
+            parked: Mutex::new(Vec::new()),
+        });
         let workers = cfg.workers();
-        let mut producers = Vec::with_capacity(workers);
+        let mut producers: Vec<Arc<ThreadedProducer<AgentContext>>> = Vec::with_capacity(workers);
         for _ in 0..workers {
             let ctx = AgentContext {
-                tracker: tracker.clone(),
-                metrics: metrics.clone(),
+                shared: shared.clone(),
                 retries: Mutex::new(VecDeque::new()),
                 retry_backoff: cfg.backoff.init.0,
                 reachable: Mutex::new(HashMap::new()),
                 failed_topics: Mutex::new(HashSet::new()),
             };
-            producers.push(client_config(cfg).create_with_context(ctx)?);
+            producers.push(Arc::new(client_config(cfg).create_with_context(ctx)?));
         }
         tracing::info!(workers, "kafka producers created");
+        let probe = spool_timing.map(|(_, every)| Probe::start(producers[0].clone(), every));
         Ok(KafkaOutput {
             producers,
             next_producer: 0,
@@ -212,69 +336,63 @@ impl KafkaOutput {
             topics: HashMap::new(),
             refresh_every: cfg.metadata.refresh_frequency.0,
             last_refresh: Instant::now(),
-            tracker,
-            metrics,
+            shared,
+            idle_at: Instant::now(),
+            unhealthy_after: spool_timing.map(|(after, _)| after),
+            probe,
         })
     }
 
-    /// Sends everything from the queue until it is closed and empty, or `abort` is set.
-    pub fn run(&mut self, queue: &Queue, abort: &AtomicBool) {
-        loop {
-            if abort.load(Ordering::Relaxed) {
-                break;
-            }
-            match queue.pop(Duration::from_millis(50)) {
-                Popped::Closed => break,
-                Popped::Batch(batch) => self.send_batch(batch, abort),
-                Popped::Empty => {}
-            }
-            self.send_retries(abort);
-            if self.last_refresh.elapsed() >= self.refresh_every {
-                self.refresh_topics();
-            }
-        }
-    }
-
-    /// Waits until every sent event is acknowledged or `deadline` passes; returns the number of
-    /// events still unacknowledged.
-    pub fn drain(&mut self, deadline: Instant, abort: &AtomicBool) -> usize {
-        loop {
-            self.send_retries(abort);
-            let left = deadline.saturating_duration_since(Instant::now());
-            for p in &self.producers {
-                let _ = p.flush(left.min(Duration::from_millis(100)));
-            }
-            let retries: usize = self.producers.iter().map(|p| p.context().retries.lock().unwrap().len()).sum();
-            let in_flight = self.tracker.in_flight();
-            if (in_flight == 0 && retries == 0) || left.is_zero() || abort.load(Ordering::Relaxed) {
-                return in_flight;
-            }
-        }
-    }
-
-    fn send_batch(&mut self, batch: Batch, abort: &AtomicBool) {
+    /// Copies per-batch state (reachable partitions) before a batch is sent.
+    pub fn begin_batch(&mut self) {
         if matches!(&self.partitioning, Partitioning::RoundRobin(rr) if rr.reachable_only) {
             self.reachable.clone_from(&self.producers[0].context().reachable.lock().unwrap());
         }
-        for ev in batch.events {
-            if !ev.deliver {
-                self.tracker.register_done(ev.slot, ev.end_offset);
-                continue;
-            }
-            let partition = self.choose_partition(&ev.topic);
-            self.tracker.register(ev.slot, ev.end_offset);
-            let opaque = pack(ev.slot, ev.end_offset);
-            let producer = self.producer_for(partition);
-            let out = Outgoing {
-                producer,
-                topic: &ev.topic,
-                partition,
-                key: ev.key.as_deref(),
-                payload: &ev.payload,
-                opaque,
-            };
-            self.send(out, abort);
+    }
+
+    /// Registers one event with the ack tracker and hands it to a producer. Returns it, still
+    /// registered, when Kafka counts as unreachable while the producer's queue is full (only with
+    /// a spool) or `abort` is set.
+    pub fn send_event(&mut self, ev: Event, abort: &AtomicBool) -> Result<(), Parked> {
+        if !ev.deliver {
+            self.shared.tracker.register_done(ev.slot, ev.end_offset);
+            return Ok(());
         }
+        self.shared.tracker.register(ev.slot, ev.end_offset);
+        let partition = self.choose_partition(&ev.topic);
+        let opaque = pack(ev.slot, ev.end_offset);
+        let producer = self.producer_for(partition);
+        let out =
+            Outgoing { producer, topic: &ev.topic, partition, key: ev.key.as_deref(), payload: &ev.payload, opaque };
+        match self.send(out, abort, true) {
+            Sent::Queued => Ok(()),
+            Sent::GaveUp => Err(Parked { topic: ev.topic, key: ev.key, payload: ev.payload, opaque }),
+        }
+    }
+
+    /// Sends one replayed spool record; false when the producer's queue is full (try again later).
+    pub fn send_replay(&mut self, rec: &Record) -> bool {
+        let partition = self.choose_partition(&rec.topic);
+        let producer = self.producer_for(partition);
+        let opaque = REPLAY_BIT | rec.seq as usize;
+        let out =
+            Outgoing { producer, topic: &rec.topic, partition, key: rec.key.as_deref(), payload: &rec.payload, opaque };
+        match self.try_send(&out) {
+            Ok(()) => {
+                self.shared.replay.sent(rec.seq);
+                true
+            }
+            Err(()) => false,
+        }
+    }
+
+    /// The lowest replayed sequence number not yet acknowledged; `None` when none is in flight.
+    pub fn replay_oldest_unacked(&self) -> Option<u64> {
+        self.shared.replay.oldest_unacked()
+    }
+
+    pub fn replay_in_flight(&self) -> usize {
+        self.shared.replay.len()
     }
 
     /// The producer that owns `partition`; records without one go to each producer in turn.
@@ -288,13 +406,13 @@ impl KafkaOutput {
         }
     }
 
-    fn choose_partition(&mut self, topic: &Arc<str>) -> Option<i32> {
+    fn choose_partition(&mut self, topic: &str) -> Option<i32> {
         let Partitioning::RoundRobin(rr_cfg) = &self.partitioning else { return None };
         if !self.topics.contains_key(topic) {
             let partitions = self.fetch_partitions(topic);
-            self.topics.insert(topic.clone(), TopicState { partitions, rr: RoundRobin::new(rr_cfg.group_events) });
+            self.topics.insert(topic.into(), TopicState { partitions, rr: RoundRobin::new(rr_cfg.group_events) });
         }
-        let reachable = if rr_cfg.reachable_only { self.reachable.get(topic.as_ref()) } else { None };
+        let reachable = if rr_cfg.reachable_only { self.reachable.get(topic) } else { None };
         let st = self.topics.get_mut(topic).expect("inserted above");
         st.rr.choose(&st.partitions, reachable.map(Vec::as_slice))
     }
@@ -321,7 +439,11 @@ impl KafkaOutput {
         }
     }
 
-    fn refresh_topics(&mut self) {
+    /// Refreshes the partitions of known topics every `metadata.refresh_frequency`.
+    pub fn refresh_topics_if_due(&mut self) {
+        if self.last_refresh.elapsed() < self.refresh_every {
+            return;
+        }
         self.last_refresh = Instant::now();
         let names: Vec<Arc<str>> = self.topics.keys().cloned().collect();
         for name in names {
@@ -332,47 +454,69 @@ impl KafkaOutput {
         }
     }
 
-    /// Hands one record to its producer, waiting while that producer's queue is full.
-    fn send(&self, r: Outgoing<'_>, abort: &AtomicBool) {
-        let Outgoing { producer, topic, partition, key, payload, opaque } = r;
-        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
-        if let Some(k) = key {
+    fn record<'a>(r: &'a Outgoing<'a>) -> BaseRecord<'a, [u8], [u8], usize> {
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(r.topic, r.opaque).payload(r.payload);
+        if let Some(k) = r.key {
             rec = rec.key(k);
         }
-        if let Some(p) = partition {
+        if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
-        loop {
-            match self.producers[producer].send(rec) {
-                Ok(()) => {
-                    Metrics::inc(&self.metrics.events_published);
-                    return;
+        rec
+    }
+
+    /// One attempt; `Err` when the producer's queue is full. Other errors are permanent failures
+    /// (counted, and the record is done).
+    fn try_send(&self, r: &Outgoing<'_>) -> Result<(), ()> {
+        match self.producers[r.producer].send(Self::record(r)) {
+            Ok(()) => {
+                Metrics::inc(&self.shared.metrics.events_published);
+                Ok(())
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(()),
+            Err((e, _)) => {
+                Metrics::inc(&self.shared.metrics.events_failed);
+                tracing::error!(topic = r.topic, error = %e, "cannot hand event to the producer; counted in events_failed");
+                if r.opaque & REPLAY_BIT != 0 {
+                    self.shared.replay.sent((r.opaque & !REPLAY_BIT) as u64);
+                    self.shared.replay.done((r.opaque & !REPLAY_BIT) as u64);
+                } else {
+                    let (slot, end) = unpack(r.opaque);
+                    self.shared.tracker.done(slot, end);
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    if abort.load(Ordering::Relaxed) {
-                        // Shutdown deadline: the event stays unacknowledged and is read again.
-                        return;
-                    }
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => {
-                    Metrics::inc(&self.metrics.events_failed);
-                    tracing::error!(topic, error = %e, "cannot hand event to the producer; counted in events_failed");
-                    let (slot, end) = unpack(opaque);
-                    self.tracker.done(slot, end);
-                    return;
-                }
+                Ok(())
             }
         }
     }
 
-    fn send_retries(&self, abort: &AtomicBool) {
+    /// Hands one record to its producer, waiting while that producer's queue is full: until
+    /// `abort`, or (when `may_give_up` and a spool exists) until Kafka counts as unreachable.
+    fn send(&mut self, r: Outgoing<'_>, abort: &AtomicBool, may_give_up: bool) -> Sent {
+        let mut waited = 0u32;
+        loop {
+            if self.try_send(&r).is_ok() {
+                return Sent::Queued;
+            }
+            if abort.load(Ordering::Relaxed) {
+                // Shutdown deadline: the event stays unacknowledged and is read again.
+                return Sent::GaveUp;
+            }
+            waited += 1;
+            if may_give_up && waited % 50 == 0 && self.unhealthy() {
+                return Sent::GaveUp;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Sends again the records whose delivery failed with a retriable error, once their backoff passed.
+    pub fn send_retries(&mut self, abort: &AtomicBool) {
         let now = Instant::now();
-        for (i, producer) in self.producers.iter().enumerate() {
+        for i in 0..self.producers.len() {
             loop {
                 let next = {
-                    let mut q = producer.context().retries.lock().unwrap();
+                    let mut q = self.producers[i].context().retries.lock().unwrap();
                     match q.front() {
                         Some(r) if r.not_before <= now => q.pop_front(),
                         _ => None,
@@ -388,7 +532,134 @@ impl KafkaOutput {
                     payload: &r.payload,
                     opaque: r.opaque,
                 };
-                self.send(out, abort);
+                if let Sent::GaveUp = self.send(out, abort, true) {
+                    // Kept for later (or for the spool, which takes the retries when it parks).
+                    self.producers[i].context().retries.lock().unwrap().push_front(r);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Records in librdkafka (queued, in flight, or with an unserved report) plus retries waiting.
+    pub fn outstanding(&self) -> usize {
+        self.producers
+            .iter()
+            .map(|p| p.in_flight_count().max(0) as usize + p.context().retries.lock().unwrap().len())
+            .sum()
+    }
+
+    /// True when a spool exists and Kafka counts as unreachable: records are outstanding and
+    /// none was acknowledged for `unhealthy_after` (1 s once librdkafka reports all brokers down).
+    pub fn unhealthy(&mut self) -> bool {
+        let Some(after) = self.unhealthy_after else { return false };
+        if self.outstanding() == 0 {
+            self.idle_at = Instant::now();
+            return false;
+        }
+        let last_ack = self.shared.epoch + Duration::from_millis(self.shared.last_ack_ms.load(Ordering::Relaxed));
+        let since = last_ack.max(self.idle_at);
+        let limit = if self.shared.all_down.load(Ordering::Relaxed) { after.min(ALL_DOWN_GRACE) } else { after };
+        since.elapsed() >= limit
+    }
+
+    /// Takes every file event back from librdkafka for the spool: turns parking on, purges the
+    /// producers' queues and in-flight requests, and collects what comes back plus the retries
+    /// waiting, in per-file order (slot, then offset). Replayed records are dropped from librdkafka
+    /// and the replay window (replay restarts from the spool cursor).
+    pub fn park_all(&mut self) -> Vec<Parked> {
+        self.shared.parking.store(true, Ordering::Relaxed);
+        for p in &self.producers {
+            p.purge(PurgeConfig::default().queue().inflight());
+        }
+        let until = Instant::now() + PURGE_WAIT;
+        for p in &self.producers {
+            let _ = p.flush(until.saturating_duration_since(Instant::now()));
+        }
+        let mut parked = self.take_parked();
+        for p in &self.producers {
+            for r in p.context().retries.lock().unwrap().drain(..) {
+                if r.opaque & REPLAY_BIT == 0 {
+                    parked.push(Parked { topic: r.topic.into(), key: r.key, payload: r.payload, opaque: r.opaque });
+                }
+            }
+        }
+        parked.sort_by_key(|p| p.opaque);
+        self.shared.replay.clear();
+        self.idle_at = Instant::now();
+        if let Some(probe) = &self.probe {
+            probe.answered.store(false, Ordering::Relaxed);
+            probe.wanted.store(true, Ordering::Relaxed);
+        }
+        parked
+    }
+
+    /// File events that came back from librdkafka since the last call (while parking).
+    pub fn take_parked(&self) -> Vec<Parked> {
+        std::mem::take(&mut *self.shared.parked.lock().unwrap())
+    }
+
+    /// Whether the probe reached Kafka since parking began (Kafka is worth trying again).
+    pub fn answered(&self) -> bool {
+        self.probe.as_ref().is_some_and(|p| p.answered.load(Ordering::Relaxed))
+    }
+
+    /// Back to sending directly: parking and probing off.
+    pub fn unpark(&mut self) {
+        self.shared.parking.store(false, Ordering::Relaxed);
+        if let Some(probe) = &self.probe {
+            probe.wanted.store(false, Ordering::Relaxed);
+        }
+        self.idle_at = Instant::now();
+    }
+
+    /// Serves delivery reports for up to `wait`.
+    pub fn flush(&self, wait: Duration) {
+        for p in &self.producers {
+            let _ = p.flush(wait);
+        }
+    }
+}
+
+impl Probe {
+    fn start(producer: Arc<ThreadedProducer<AgentContext>>, every: Duration) -> Probe {
+        let (wanted, answered, stop) = (Arc::default(), Arc::default(), Arc::<AtomicBool>::default());
+        let thread = std::thread::Builder::new()
+            .name("kafka-probe".into())
+            .spawn({
+                let (wanted, answered, stop) = (Arc::clone(&wanted), Arc::clone(&answered), stop.clone());
+                move || probe_loop(&producer, every, &wanted, &answered, &stop)
+            })
+            .expect("spawn probe thread");
+        Probe { wanted, answered, stop, thread: Some(thread) }
+    }
+}
+
+fn probe_loop(
+    producer: &ThreadedProducer<AgentContext>,
+    every: Duration,
+    wanted: &AtomicBool,
+    answered: &AtomicBool,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if wanted.load(Ordering::Relaxed) && !answered.load(Ordering::Relaxed) {
+            let ok = producer.client().fetch_metadata(None, every.max(Duration::from_secs(1))).is_ok();
+            answered.store(ok, Ordering::Relaxed);
+        }
+        let until = Instant::now() + every;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KafkaOutput {
+    fn drop(&mut self) {
+        if let Some(probe) = &mut self.probe {
+            probe.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = probe.thread.take() {
+                let _ = t.join();
             }
         }
     }

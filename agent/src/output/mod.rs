@@ -1,5 +1,497 @@
-//! Outputs: where events go after the queue. Kafka is the only one for now (the disk spool and
-//! the file sink come with their own issues).
+//! The output stage: batches from the queue to Kafka, directly or, while Kafka is unreachable,
+//! through the disk spool.
+//!
+//! Owns the mode and the spooling bookkeeping. Two modes:
+//! - **direct**: events go to the producers ([`kafka::KafkaOutput`]); their offsets are done when
+//!   Kafka acknowledges them;
+//! - **spooling** (entered when Kafka counts as unreachable, see [`kafka::KafkaOutput::unhealthy`],
+//!   or at start-up when the spool holds events): every event goes to the spool, and its offsets
+//!   are done once the spool is fsynced. When the probe reaches Kafka again the spool is replayed
+//!   oldest first; the cursor moves only over acknowledged records. The output goes back to direct
+//!   mode when the spool is empty and nothing is in flight.
+//!
+//! Invariants:
+//! - per-file order: on entering spooling, the events librdkafka still held are taken back and
+//!   spooled first, in (file, offset) order, then the rest; the spool is replayed in order, and
+//!   direct sending resumes only after the last spooled record is acknowledged;
+//! - an event's offsets are done only once it is acknowledged by Kafka or fsynced in the spool;
+//!   an event the spool cannot take (full with `when_full: block`, or a disk error) stays in
+//!   memory, not done, and the queue behind it fills, so reading pauses: nothing is lost. Only the
+//!   `drop_*` policies lose events, and each loss is counted and logged as an error.
 
 pub mod kafka;
 pub mod partition;
+
+use crate::ack::{unpack, AckTracker};
+use crate::config::{Config, FsyncPolicy, SpoolConfig, WhenFull};
+use crate::event::Event;
+use crate::metrics::Metrics;
+use crate::queue::{Popped, Queue};
+use crate::spool::format::{Item, Record};
+use crate::spool::{Entry, Spool, SpoolError};
+use kafka::{KafkaOutput, Parked};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most replayed records in flight at once (the producers' own queues bound it too).
+const MAX_REPLAY_IN_FLIGHT: usize = 50_000;
+/// Longest stretch of one output-loop turn spent replaying, so new batches keep being spooled.
+const REPLAY_SLICE: Duration = Duration::from_millis(20);
+/// At shutdown, events still unacknowledged this close to the deadline are spooled.
+const SPOOL_BEFORE_DEADLINE: Duration = Duration::from_millis(500);
+
+pub struct Output {
+    kafka: KafkaOutput,
+    /// `None` when `queue.spool.enabled` is false: the output then waits for Kafka, as Filebeat does.
+    spooling: Option<Spooling>,
+    tracker: Arc<AckTracker>,
+    metrics: Arc<Metrics>,
+}
+
+/// Everything the spooling mode owns.
+struct Spooling {
+    spool: Spool,
+    fsync: FsyncPolicy,
+    when_full: WhenFull,
+    /// True while in spooling mode.
+    active: bool,
+    /// Events waiting to be written: the spool is full (`block`) or the disk failed.
+    held: Vec<Parked>,
+    /// Opaques of events written but not yet fsynced.
+    unsynced: Vec<usize>,
+    last_sync: Instant,
+    replaying: bool,
+    /// A record read for replay that the producer had no room for yet.
+    next_replay: Option<Record>,
+    cursor_every: Duration,
+    last_cursor_write: Instant,
+    /// Log once per episode, not once per batch.
+    full_logged: bool,
+    error_logged: bool,
+    rate_at: (Instant, u64),
+}
+
+impl Output {
+    pub fn new(config: &Config, tracker: Arc<AckTracker>, metrics: Arc<Metrics>) -> anyhow::Result<Output> {
+        let spool_cfg = &config.queue.spool;
+        let timing = spool_cfg.enabled.then_some((spool_cfg.unhealthy_after.0, spool_cfg.retry_interval.0));
+        let mut kafka = KafkaOutput::new(&config.output.kafka, tracker.clone(), metrics.clone(), timing)?;
+        let spooling = if spool_cfg.enabled {
+            Some(Spooling::open(spool_cfg, &config.path.data, config.registry.flush.0, &metrics)?)
+        } else {
+            None
+        };
+        if spooling.as_ref().is_some_and(|s| s.active) {
+            // Events spooled before the restart go first: start in spooling mode.
+            kafka.park_all();
+        }
+        Ok(Output { kafka, spooling, tracker, metrics })
+    }
+
+    /// Delivers everything from the queue until it is closed and empty (and nothing is held for
+    /// the spool), or `abort` is set.
+    pub fn run(&mut self, queue: &Queue, abort: &AtomicBool) {
+        while !abort.load(Ordering::Relaxed) {
+            if self.holding() {
+                self.store(Vec::new());
+                if self.holding() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            } else {
+                let wait = if self.replaying() { Duration::from_millis(1) } else { Duration::from_millis(50) };
+                match queue.pop(wait) {
+                    Popped::Closed => return,
+                    Popped::Batch(batch) => self.accept(batch.events, abort),
+                    Popped::Empty => {}
+                }
+            }
+            self.tick(abort);
+        }
+    }
+
+    fn holding(&self) -> bool {
+        self.spooling.as_ref().is_some_and(|s| !s.held.is_empty())
+    }
+
+    fn replaying(&self) -> bool {
+        self.spooling.as_ref().is_some_and(|s| s.replaying)
+    }
+
+    fn active(&self) -> bool {
+        self.spooling.as_ref().is_some_and(|s| s.active)
+    }
+
+    /// Sends a batch directly, or spools it; switches to spooling when Kafka stops answering.
+    fn accept(&mut self, events: Vec<Event>, abort: &AtomicBool) {
+        self.kafka.begin_batch();
+        let mut events = events.into_iter();
+        if !self.active() {
+            for ev in events.by_ref() {
+                let Err(parked) = self.kafka.send_event(ev, abort) else { continue };
+                if abort.load(Ordering::Relaxed) || self.spooling.is_none() {
+                    return; // shutdown deadline: unacknowledged events are read again after restart
+                }
+                self.enter_spooling();
+                self.store(vec![parked]);
+                break;
+            }
+        }
+        let parked: Vec<Parked> = events.filter_map(|ev| self.register_for_spool(ev)).collect();
+        if !parked.is_empty() {
+            self.store(parked);
+        }
+    }
+
+    /// Registers an event with the ack tracker for the spool; one with nothing to deliver is done at once.
+    fn register_for_spool(&self, ev: Event) -> Option<Parked> {
+        if !ev.deliver {
+            self.tracker.register_done(ev.slot, ev.end_offset);
+            return None;
+        }
+        self.tracker.register(ev.slot, ev.end_offset);
+        Some(Parked {
+            topic: ev.topic,
+            key: ev.key,
+            payload: ev.payload,
+            opaque: crate::ack::pack(ev.slot, ev.end_offset),
+        })
+    }
+
+    fn enter_spooling(&mut self) {
+        let parked = self.kafka.park_all();
+        let Some(sp) = self.spooling.as_mut() else { return };
+        sp.active = true;
+        sp.replaying = false;
+        sp.next_replay = None;
+        sp.spool.rewind();
+        Metrics::inc(&self.metrics.spool_switches);
+        tracing::warn!(
+            spool = %sp.spool.dir().display(),
+            taken_back = parked.len(),
+            "Kafka is unreachable: spooling events to disk until it answers again"
+        );
+        self.store(parked);
+    }
+
+    /// Appends events (after any already held) to the spool, applying `when_full`.
+    fn store(&mut self, items: Vec<Parked>) {
+        let Some(sp) = self.spooling.as_mut() else { return };
+        sp.held.extend(items);
+        sp.write_held(&self.tracker, &self.metrics);
+    }
+
+    /// One turn of housekeeping after each batch (or timeout).
+    fn tick(&mut self, abort: &AtomicBool) {
+        if !self.active() {
+            self.kafka.send_retries(abort);
+            if self.spooling.is_some() && self.kafka.unhealthy() {
+                self.enter_spooling();
+            }
+        } else {
+            let late = self.kafka.take_parked();
+            if !late.is_empty() {
+                self.store(late);
+            }
+            self.kafka.send_retries(abort);
+            let sp = self.spooling.as_mut().expect("active implies a spool");
+            sp.sync_if_due(&self.tracker, &self.metrics);
+            self.replay_step();
+            self.acknowledge();
+            self.leave_spooling_if_drained();
+        }
+        self.kafka.refresh_topics_if_due();
+        self.update_gauges();
+    }
+
+    fn replay_step(&mut self) {
+        let sp = self.spooling.as_mut().expect("spooling");
+        if !sp.replaying {
+            if !self.kafka.answered() {
+                return;
+            }
+            sp.replaying = true;
+            tracing::info!(events = sp.spool.pending(), "Kafka answers again: replaying the spool");
+        }
+        if self.kafka.replay_in_flight() > 0 && self.kafka.unhealthy() {
+            let parked = self.kafka.park_all();
+            let sp = self.spooling.as_mut().expect("spooling");
+            sp.replaying = false;
+            sp.next_replay = None;
+            sp.spool.rewind();
+            tracing::warn!(
+                "Kafka stopped acknowledging during replay: spooling goes on, replay resumes from the cursor"
+            );
+            self.store(parked);
+            return;
+        }
+        let until = Instant::now() + REPLAY_SLICE;
+        while Instant::now() < until && self.kafka.replay_in_flight() < MAX_REPLAY_IN_FLIGHT {
+            let Some(rec) = self.next_replay_record() else { break };
+            if !self.kafka.send_replay(&rec) {
+                self.spooling.as_mut().expect("spooling").next_replay = Some(rec);
+                break;
+            }
+        }
+    }
+
+    fn next_replay_record(&mut self) -> Option<Record> {
+        let sp = self.spooling.as_mut().expect("spooling");
+        if let Some(r) = sp.next_replay.take() {
+            return Some(r);
+        }
+        loop {
+            match sp.spool.read_next() {
+                Ok(Some(Item::Record(r))) => return Some(r),
+                Ok(Some(Item::Damaged { bytes })) => {
+                    Metrics::inc(&self.metrics.spool_damaged);
+                    tracing::warn!(bytes, spool = %sp.spool.dir().display(), "skipped a damaged stretch of the spool (its records are lost, counted in spool_damaged)");
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    Metrics::inc(&self.metrics.spool_errors);
+                    tracing::error!(error = %e, "cannot read the spool for replay; retrying");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Moves the spool cursor to the oldest replayed record not yet acknowledged.
+    fn acknowledge(&mut self) {
+        let sp = self.spooling.as_mut().expect("spooling");
+        let upto = self
+            .kafka
+            .replay_oldest_unacked()
+            .or(sp.next_replay.as_ref().map(|r| r.seq))
+            .unwrap_or_else(|| sp.spool.read_position());
+        if let Err(e) = sp.spool.acknowledge(upto) {
+            Metrics::inc(&self.metrics.spool_errors);
+            tracing::error!(error = %e, "cannot delete an acknowledged spool segment; retrying");
+        }
+        if sp.last_cursor_write.elapsed() >= sp.cursor_every {
+            sp.last_cursor_write = Instant::now();
+            if let Err(e) = sp.spool.write_cursor() {
+                Metrics::inc(&self.metrics.spool_errors);
+                tracing::error!(error = %e, "cannot save the spool cursor; retrying");
+            }
+        }
+    }
+
+    fn leave_spooling_if_drained(&mut self) {
+        let in_flight = self.kafka.replay_in_flight();
+        let sp = self.spooling.as_mut().expect("spooling");
+        if !sp.spool.is_empty() || !sp.held.is_empty() || !sp.unsynced.is_empty() || sp.next_replay.is_some() {
+            return;
+        }
+        if in_flight > 0 {
+            return;
+        }
+        sp.active = false;
+        sp.replaying = false;
+        let _ = sp.spool.write_cursor();
+        self.kafka.unpark();
+        tracing::info!("spool replayed: sending directly to Kafka again");
+    }
+
+    fn update_gauges(&mut self) {
+        let Some(sp) = self.spooling.as_mut() else { return };
+        Metrics::set(&self.metrics.spool_bytes, sp.spool.bytes());
+        Metrics::set(&self.metrics.spool_events, sp.spool.pending());
+        let (at, count) = sp.rate_at;
+        if at.elapsed() >= Duration::from_secs(1) {
+            let now = Metrics::get(&self.metrics.spool_replayed);
+            let rate = (now - count) as f64 / at.elapsed().as_secs_f64();
+            Metrics::set(&self.metrics.spool_replay_rate, rate as u64);
+            sp.rate_at = (Instant::now(), now);
+        }
+    }
+
+    /// Waits until every event is acknowledged or spooled, or `deadline` passes; returns the
+    /// number of events still unacknowledged (read again after restart). With a spool, events
+    /// Kafka did not take by shortly before the deadline are spooled.
+    pub fn drain(&mut self, deadline: Instant, abort: &AtomicBool) -> usize {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.active() {
+                self.kafka.send_retries(abort);
+                self.kafka.flush(left.min(Duration::from_millis(100)));
+                if self.tracker.in_flight() == 0 && self.kafka.outstanding() == 0 {
+                    break;
+                }
+                let spool_now = self.kafka.unhealthy() || left <= SPOOL_BEFORE_DEADLINE;
+                if self.spooling.is_some() && spool_now {
+                    self.enter_spooling();
+                    continue;
+                }
+                if left.is_zero() || abort.load(Ordering::Relaxed) {
+                    break;
+                }
+            } else {
+                let late = self.kafka.take_parked();
+                self.store(late);
+                let sp = self.spooling.as_mut().expect("active implies a spool");
+                sp.sync_now(&self.tracker, &self.metrics);
+                // No new replay at shutdown; wait for what is in flight to be acknowledged.
+                self.kafka.flush(left.min(Duration::from_millis(100)));
+                self.acknowledge();
+                let sp = self.spooling.as_ref().expect("spool");
+                let settled = sp.held.is_empty() && sp.unsynced.is_empty() && self.kafka.replay_in_flight() == 0;
+                if settled || left.is_zero() || abort.load(Ordering::Relaxed) {
+                    break;
+                }
+                if !sp.held.is_empty() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        if let Some(sp) = self.spooling.as_mut() {
+            sp.sync_now(&self.tracker, &self.metrics);
+            if let Err(e) = sp.spool.write_cursor() {
+                tracing::error!(error = %e, "cannot save the spool cursor at shutdown; replay will repeat records");
+            }
+        }
+        self.update_gauges();
+        self.tracker.in_flight()
+    }
+}
+
+impl Spooling {
+    fn open(
+        cfg: &SpoolConfig,
+        data: &std::path::Path,
+        cursor_every: Duration,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Spooling> {
+        let dir = cfg.dir(data);
+        let (spool, opened) = Spool::open(&dir, cfg.segment_size.0, cfg.max_size.0)?;
+        if opened.torn_bytes > 0 {
+            Metrics::add(&metrics.spool_torn_bytes, opened.torn_bytes);
+            tracing::warn!(spool = %dir.display(), bytes = opened.torn_bytes, "cut off a record torn by a crash mid-write at the end of the spool (it was never fsynced, so its events are read again from their files)");
+        }
+        if opened.cursor_damaged {
+            tracing::error!(spool = %dir.display(), "the spool cursor is damaged: replaying the whole spool (duplicates, nothing lost)");
+        }
+        if opened.pending > 0 {
+            tracing::info!(spool = %dir.display(), events = opened.pending, "spool holds events from the last run: they go to Kafka first");
+        }
+        Ok(Spooling {
+            active: opened.pending > 0,
+            spool,
+            fsync: cfg.fsync,
+            when_full: cfg.when_full,
+            held: Vec::new(),
+            unsynced: Vec::new(),
+            last_sync: Instant::now(),
+            replaying: false,
+            next_replay: None,
+            cursor_every,
+            last_cursor_write: Instant::now(),
+            full_logged: false,
+            error_logged: false,
+            rate_at: (Instant::now(), 0),
+        })
+    }
+
+    /// Writes the held events to the spool if there is room (after dropping, with a drop policy).
+    fn write_held(&mut self, tracker: &AckTracker, metrics: &Metrics) {
+        while !self.held.is_empty() {
+            let entries: Vec<Entry<'_>> = self
+                .held
+                .iter()
+                .map(|p| Entry { topic: &p.topic, key: p.key.as_deref(), payload: &p.payload })
+                .collect();
+            match self.spool.append(&entries) {
+                Ok(n) => {
+                    self.unsynced.extend(self.held.drain(..n as usize).map(|p| p.opaque));
+                    (self.full_logged, self.error_logged) = (false, false);
+                    if self.fsync == FsyncPolicy::Batch {
+                        self.sync_now(tracker, metrics);
+                    }
+                }
+                Err(SpoolError::Full { .. }) => {
+                    if !self.when_full(tracker, metrics) {
+                        return;
+                    }
+                }
+                Err(e @ SpoolError::Io { .. }) => {
+                    Metrics::inc(&metrics.spool_errors);
+                    if !std::mem::replace(&mut self.error_logged, true) {
+                        tracing::error!(error = %e, "cannot write to the spool: reading pauses until it works again (nothing is lost)");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies `when_full`; true when room was made and the write should be tried again.
+    fn when_full(&mut self, tracker: &AckTracker, metrics: &Metrics) -> bool {
+        match self.when_full {
+            WhenFull::Block => {
+                if !std::mem::replace(&mut self.full_logged, true) {
+                    tracing::warn!(spool = %self.spool.dir().display(), bytes = self.spool.bytes(), "spool is full (queue.spool.max_size): reading pauses until Kafka takes events again");
+                }
+                false
+            }
+            WhenFull::DropNewest => {
+                let n = self.held.len() as u64;
+                for p in self.held.drain(..) {
+                    let (slot, end) = p.slot_end();
+                    tracker.done(slot, end);
+                }
+                Metrics::add(&metrics.spool_dropped, n);
+                tracing::error!(
+                    events = n,
+                    "spool is full: dropped the newest events (when_full: drop_newest); counted in spool_dropped"
+                );
+                false
+            }
+            WhenFull::DropOldest => {
+                match self.spool.drop_oldest() {
+                    Ok(lost) => {
+                        Metrics::add(&metrics.spool_dropped, lost);
+                        tracing::error!(events = lost, "spool is full: deleted its oldest segment (when_full: drop_oldest); counted in spool_dropped");
+                        true
+                    }
+                    Err(e) => {
+                        Metrics::inc(&metrics.spool_errors);
+                        tracing::error!(error = %e, "cannot delete the oldest spool segment");
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn sync_if_due(&mut self, tracker: &AckTracker, metrics: &Metrics) {
+        if let FsyncPolicy::Every(every) = self.fsync {
+            if self.last_sync.elapsed() >= every.0 {
+                self.sync_now(tracker, metrics);
+            }
+        }
+    }
+
+    /// Fsyncs the spool; the events written before are then done for the registry.
+    fn sync_now(&mut self, tracker: &AckTracker, metrics: &Metrics) {
+        self.last_sync = Instant::now();
+        if self.unsynced.is_empty() {
+            return;
+        }
+        match self.spool.sync() {
+            Ok(()) => {
+                Metrics::add(&metrics.events_spooled, self.unsynced.len() as u64);
+                for opaque in self.unsynced.drain(..) {
+                    let (slot, end) = unpack(opaque);
+                    tracker.done(slot, end);
+                }
+            }
+            Err(e) => {
+                Metrics::inc(&metrics.spool_errors);
+                if !std::mem::replace(&mut self.error_logged, true) {
+                    tracing::error!(error = %e, "cannot fsync the spool: offsets wait until it works again (nothing is lost)");
+                }
+            }
+        }
+    }
+}

@@ -32,8 +32,8 @@ pub enum SpoolError {
     #[error("spool {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     /// Appending would pass `max_size`; nothing was written.
-    #[error("spool is full ({bytes} bytes held, {needed} more needed, max_size {max})")]
-    Full { bytes: u64, needed: u64, max: u64 },
+    #[error("spool is full ({bytes} bytes held, max_size {max})")]
+    Full { bytes: u64, max: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -168,18 +168,27 @@ impl Spool {
         self.cursor
     }
 
-    /// Appends entries (not yet durable: call [`Spool::sync`]). Returns how many were written.
-    /// When they do not fit in `max_size`, nothing is written and `Full` is returned, unless the
-    /// spool is empty: a batch larger than the whole budget is taken alone, so it cannot wedge.
+    /// Appends the longest prefix of `entries` that fits in `max_size` (not yet durable: call
+    /// [`Spool::sync`]) and returns how many were written. `Full` when not even the first fits;
+    /// an empty spool always takes at least one entry, so one event larger than the whole budget
+    /// cannot wedge it.
     pub fn append(&mut self, entries: &[Entry<'_>]) -> Result<u64, SpoolError> {
         self.scratch.clear();
-        for (i, e) in entries.iter().enumerate() {
-            format::encode(&mut self.scratch, self.next_seq + i as u64, e.topic, e.key, e.payload);
+        let mut taken = 0u64;
+        for e in entries {
+            let before = self.scratch.len();
+            format::encode(&mut self.scratch, self.next_seq + taken, e.topic, e.key, e.payload);
+            let fits = self.bytes + self.scratch.len() as u64 <= self.max_size || (self.bytes == 0 && taken == 0);
+            if !fits {
+                self.scratch.truncate(before);
+                break;
+            }
+            taken += 1;
+        }
+        if taken == 0 {
+            return Err(SpoolError::Full { bytes: self.bytes, max: self.max_size });
         }
         let needed = self.scratch.len() as u64;
-        if self.bytes > 0 && self.bytes + needed > self.max_size {
-            return Err(SpoolError::Full { bytes: self.bytes, needed, max: self.max_size });
-        }
         let rotate = !matches!(self.segments.back(), Some(s) if s.len < self.segment_size);
         if rotate || self.head.is_none() {
             self.open_head(rotate)?;
@@ -193,9 +202,9 @@ impl Spool {
         }
         seg.len += needed;
         self.bytes += needed;
-        self.next_seq += entries.len() as u64;
+        self.next_seq += taken;
         self.unsynced = true;
-        Ok(entries.len() as u64)
+        Ok(taken)
     }
 
     /// Makes every appended record durable.
@@ -307,6 +316,11 @@ impl Spool {
         sync_dir(&self.dir)?;
         self.cursor_on_disk = self.cursor;
         Ok(())
+    }
+
+    /// The next sequence number replay will read (every record below it was read).
+    pub fn read_position(&self) -> u64 {
+        self.read_seq.max(self.cursor)
     }
 
     /// Replay starts again at the cursor (after Kafka failed mid-replay).
@@ -562,7 +576,9 @@ mod tests {
     fn full_spool_refuses_and_drop_oldest_makes_room() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Spool::open(dir.path(), 4096, 3 * 4096).unwrap();
-        let mut appended = 0;
+        let first = s.append(&entries(&lines(0..1000))).unwrap();
+        assert!(first > 0 && first < 1000, "a batch larger than the room left is taken in part ({first})");
+        let mut appended = first as u32;
         let err = loop {
             match s.append(&entries(&lines(appended..appended + 20))) {
                 Ok(n) => appended += n as u32,
@@ -573,7 +589,7 @@ mod tests {
         assert!(s.bytes() <= 3 * 4096);
         let lost = s.drop_oldest().unwrap();
         assert!(lost > 0);
-        s.append(&entries(&lines(appended..appended + 20))).unwrap();
+        assert_eq!(s.append(&entries(&lines(appended..appended + 20))).unwrap(), 20);
         let got = replay(&mut s).0;
         assert_eq!(got.first().unwrap().0, lost, "replay starts after the dropped records");
         assert_eq!(got.len() as u64, u64::from(appended) + 20 - lost);

@@ -4,8 +4,9 @@ use agent::config::Config;
 use agent::pipeline::{self, RunOptions, Summary};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,4 +173,23 @@ output:\n  kafka:\n    hosts: [\"{bootstrap}\"]\n    topic: {topic}\n    bulk_fl
         data = data.display(),
         paths = paths.join(", "),
     )
+}
+
+/// A 3-broker mock cluster with `topic` (replication 1).
+pub fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let c = MockCluster::new(3).expect("mock cluster");
+    c.create_topic(topic, partitions, 1).expect("create topic");
+    c
+}
+
+/// Every expected line arrived exactly once, and nothing else.
+pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
+    let got = tally(records);
+    let missing: Vec<&String> = expected.iter().filter(|l| !got.contains_key(*l)).take(5).collect();
+    assert!(missing.is_empty(), "missing lines, e.g. {missing:?} ({} of {} arrived)", got.len(), expected.len());
+    let dups: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated lines, e.g. {dups:?}");
+    let want: HashSet<&String> = expected.iter().collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains(k)).take(5).collect();
+    assert!(extra.is_empty(), "unexpected records, e.g. {extra:?}");
 }

@@ -1,0 +1,317 @@
+//! The disk spool against librdkafka's mock cluster: brokers taken down and brought back while
+//! files are written and rotated; a full spool; damaged spool files written byte by byte.
+
+use crate::common::*;
+use agent::metrics::Metrics;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+/// Spool settings that react quickly (tests), plus `extra` lines under `queue.spool`.
+fn with_spool(cfg: String, extra: &str) -> String {
+    format!("{cfg}queue:\n  spool:\n    unhealthy_after: 2s\n    retry_interval: 200ms\n{extra}")
+}
+
+fn spool_bytes(data: &Path) -> u64 {
+    segments(data).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum()
+}
+
+fn segments(data: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(data.join("spool")) else { return Vec::new() };
+    let mut v: Vec<PathBuf> =
+        rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    v.sort();
+    v
+}
+
+/// The registry's offset for the file at `path` (by its current name).
+fn registry_offset(data: &Path, path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["entries"].as_array()?.iter().find(|e| e["path"].as_str() == path.to_str())?["offset"].as_u64()
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}
+
+fn all_down(kc: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>, up: bool) {
+    for b in 1..=3 {
+        if up {
+            kc.broker_up(b).unwrap();
+        } else {
+            kc.broker_down(b).unwrap();
+        }
+    }
+}
+
+/// For each `prefix-N` line, the first occurrence of every N must come in increasing N order.
+fn assert_file_order(records: &[Record], prefixes: &[&str]) {
+    let mut last: HashMap<String, i64> = prefixes.iter().map(|p| (p.to_string(), -1)).collect();
+    let mut seen = HashSet::new();
+    for r in records {
+        let text = r.text();
+        let Some((prefix, n)) = text.rsplit_once('-') else { continue };
+        let (Some(prev), Ok(n)) = (last.get_mut(prefix), n.parse::<i64>()) else { continue };
+        if seen.insert(text.clone()) {
+            assert!(n > *prev, "{text} arrived after {prefix}-{prev}: per-file order broken");
+            *prev = n;
+        }
+    }
+}
+
+fn duplicates(records: &[Record]) -> usize {
+    records.len() - tally(records).len()
+}
+
+#[test]
+fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
+    let kc = cluster("outage", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+    std::fs::create_dir(&logs).unwrap();
+    let names = ["a", "b", "c"];
+    let cfg = config(&data, &[logs.join("*.log")], &kc.bootstrap_servers(), "outage", "", "    codec: raw\n");
+    let agent = RunningAgent::start(&with_spool(cfg, ""));
+    for n in names {
+        append_lines(&logs.join(format!("{n}.log")), numbered(n, 0..1000));
+    }
+    consume(&kc.bootstrap_servers(), "outage", 1, 3000, T);
+
+    all_down(&kc, false);
+    for chunk in (1000..2000).collect::<Vec<_>>().chunks(100) {
+        for n in names {
+            append_lines(&logs.join(format!("{n}.log")), numbered(n, chunk[0]..chunk[0] + chunk.len()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Rotate every file while Kafka is down; the new files get their own line prefixes.
+    for n in names {
+        std::fs::rename(logs.join(format!("{n}.log")), logs.join(format!("{n}.log.1"))).unwrap();
+        append_lines(&logs.join(format!("{n}.log")), numbered(&format!("{n}2"), 0..1000));
+    }
+    // While Kafka is down, the spool takes the lines and the registry moves to the files' ends.
+    wait_for("every file read and spooled while Kafka is down", T, || {
+        names.iter().all(|n| {
+            let p = logs.join(format!("{n}.log"));
+            registry_offset(&data, &p) == Some(file_len(&p))
+        })
+    });
+    assert!(spool_bytes(&data) > 0, "the spool holds the lines");
+
+    all_down(&kc, true);
+    let expected: Vec<String> = names
+        .iter()
+        .flat_map(|n| numbered(n, 0..2000).into_iter().chain(numbered(&format!("{n}2"), 0..1000)))
+        .collect();
+    let got = consume(&kc.bootstrap_servers(), "outage", 1, expected.len(), T);
+    wait_for("the spool to drain", T, || segments(&data).is_empty());
+    let summary = agent.stop();
+    let texts: HashSet<String> = got.iter().map(Record::text).collect();
+    let missing: Vec<&String> = expected.iter().filter(|l| !texts.contains(*l)).take(5).collect();
+    assert!(missing.is_empty(), "missing lines, e.g. {missing:?}");
+    assert_file_order(&got, &["a", "b", "c", "a2", "b2", "c2"]);
+    let m = &summary.metrics;
+    assert!(Metrics::get(&m.spool_switches) >= 1);
+    assert!(Metrics::get(&m.events_spooled) >= 3000, "spooled {}", Metrics::get(&m.events_spooled));
+    assert_eq!(Metrics::get(&m.spool_replayed), Metrics::get(&m.events_spooled));
+    eprintln!(
+        "outage: {} records read back, {} duplicates, {} spooled",
+        got.len(),
+        duplicates(&got),
+        Metrics::get(&m.events_spooled)
+    );
+}
+
+/// Lines of about 100 bytes, so a small spool fills after a few hundred.
+fn wide(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).map(|l| format!("{l:-<100}")).collect()
+}
+
+fn small_spool_run(policy: &str) -> (Vec<Record>, Vec<String>, agent::pipeline::Summary, bool) {
+    let topic = format!("full-{}", policy.replace('_', "-"));
+    let kc = cluster(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, data) = (dir.path().join("f.log"), dir.path().join("data"));
+    let cfg = config(&data, std::slice::from_ref(&log), &kc.bootstrap_servers(), &topic, "", "    codec: raw\n");
+    let cfg = with_spool(cfg, &format!("    segment_size: 8KiB\n    max_size: 32KiB\n    when_full: {policy}\n"))
+        + "  mem:\n    max_bytes: 64KiB\n";
+    let agent = RunningAgent::start(&cfg);
+    append_lines(&log, wide("f", 0..10));
+    consume(&kc.bootstrap_servers(), &topic, 1, 10, T);
+    all_down(&kc, false);
+    append_lines(&log, wide("f", 10..4000));
+    // Let the spool fill and the reader settle (paused, or reading on while dropping).
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(spool_bytes(&data) <= 32 * 1024 + 8 * 1024, "spool stays near max_size: {}", spool_bytes(&data));
+    let offset_while_full = registry_offset(&data, &log).unwrap_or(0);
+    let reading_paused = offset_while_full < file_len(&log);
+    all_down(&kc, true);
+    let expected: Vec<String> = wide("f", 0..4000);
+    let got = consume(&kc.bootstrap_servers(), &topic, 1, expected.len(), Duration::from_secs(20));
+    wait_for("the whole file to be acknowledged", T, || registry_offset(&data, &log) == Some(file_len(&log)));
+    (got, expected, agent.stop(), reading_paused)
+}
+
+#[test]
+fn full_spool_with_block_pauses_reading_and_loses_nothing() {
+    let (got, expected, summary, paused) = small_spool_run("block");
+    assert!(paused, "reading must pause while the spool is full");
+    let texts: HashSet<String> = got.iter().map(Record::text).collect();
+    let missing = expected.iter().filter(|l| !texts.contains(*l)).count();
+    assert_eq!(missing, 0, "{missing} lines missing");
+    assert_eq!(Metrics::get(&summary.metrics.spool_dropped), 0);
+    eprintln!("block: {} records, {} duplicates", got.len(), duplicates(&got));
+}
+
+#[test]
+fn full_spool_with_drop_policies_drops_and_counts() {
+    for policy in ["drop_newest", "drop_oldest"] {
+        let (got, expected, summary, paused) = small_spool_run(policy);
+        assert!(!paused, "{policy}: reading goes on while the spool is full");
+        let dropped = Metrics::get(&summary.metrics.spool_dropped);
+        let arrived = tally(&got).len() as u64;
+        assert!(dropped > 0, "{policy}: a full spool must drop");
+        assert_eq!(arrived + dropped, expected.len() as u64, "{policy}: every line arrived or was counted as dropped");
+        if policy == "drop_newest" {
+            assert!(got.iter().any(|r| r.text().starts_with("f-10-")), "drop_newest keeps the oldest spooled lines");
+        } else {
+            assert!(got.iter().any(|r| r.text().starts_with("f-3999-")), "drop_oldest keeps the newest lines");
+        }
+    }
+}
+
+/// Writes a segment file the way the spool's documented format says, independently of the
+/// agent's encoder: marker, length, sequence number, CRC-32 of length+sequence+body, body.
+fn fixture_record(seq: u64, topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&u32::MAX.to_le_bytes()); // no key
+    body.extend_from_slice(payload);
+    let mut head = Vec::new();
+    head.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    head.extend_from_slice(&seq.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&head);
+    h.update(&body);
+    let mut rec = vec![0xA5, 0x5A, 0xC3, 0x3C];
+    rec.extend_from_slice(&head);
+    rec.extend_from_slice(&h.finalize().to_le_bytes());
+    rec.extend_from_slice(&body);
+    rec
+}
+
+#[test]
+fn damaged_spool_fixtures_replay_everything_else_and_count_the_damage() {
+    let kc = cluster("fixtures", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let spool = data.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Segment 0: records 0..10, record 4 with one flipped bit in its payload.
+    let mut seg0 = b"AGSPOOL1".to_vec();
+    for seq in 0..10 {
+        let mut rec = fixture_record(seq, "fixtures", format!("spooled-{seq}").as_bytes());
+        if seq == 4 {
+            let last = rec.len() - 1;
+            rec[last] ^= 0x01;
+        }
+        seg0.extend(rec);
+    }
+    std::fs::write(spool.join(format!("{:020}.seg", 0)), seg0).unwrap();
+    // Segment 10: records 10..20, then record 20 torn halfway (a crash mid-write).
+    let mut seg10 = b"AGSPOOL1".to_vec();
+    for seq in 10..20 {
+        seg10.extend(fixture_record(seq, "fixtures", format!("spooled-{seq}").as_bytes()));
+    }
+    let torn = fixture_record(20, "fixtures", b"spooled-20");
+    seg10.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(spool.join(format!("{:020}.seg", 10)), seg10).unwrap();
+
+    let cfg =
+        config(&data, &[dir.path().join("none-*.log")], &kc.bootstrap_servers(), "fixtures", "", "    codec: raw\n");
+    let agent = RunningAgent::start(&with_spool(cfg, ""));
+    let expected: Vec<String> = (0..20).filter(|s| *s != 4).map(|s| format!("spooled-{s}")).collect();
+    let got = consume(&kc.bootstrap_servers(), "fixtures", 1, expected.len(), T);
+    wait_for("the spool to drain", T, || segments(&data).is_empty());
+    let summary = agent.stop();
+    assert_exactly_once(&got, &expected);
+    let in_order: Vec<String> = got.iter().map(Record::text).collect();
+    assert_eq!(in_order, expected, "replayed in spool order");
+    assert_eq!(Metrics::get(&summary.metrics.spool_damaged), 1);
+    assert_eq!(Metrics::get(&summary.metrics.spool_torn_bytes), (torn.len() / 2) as u64);
+    let cursor = std::fs::read(spool.join("cursor")).unwrap();
+    assert_eq!(u64::from_le_bytes(cursor[8..16].try_into().unwrap()), 20, "cursor after the last record");
+}
+
+#[test]
+fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
+    let kc = cluster("down", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("d.log");
+    append_lines(&log, numbered("up", 0..50));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "down",
+        "",
+        "    codec: raw\n",
+    )
+    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s");
+    let cfg = with_spool(cfg, "");
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "down", 1, 50, T);
+    all_down(&kc, false);
+    append_lines(&log, numbered("while-down", 0..50));
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let summary = agent.stop();
+    assert!(started.elapsed() < Duration::from_secs(6), "stop took {:?} with a 2s drain deadline", started.elapsed());
+    assert_eq!(summary.unacknowledged, 0, "what Kafka did not take by the deadline is in the spool");
+    assert_eq!(Metrics::get(&summary.metrics.events_spooled), 50);
+    all_down(&kc, true);
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "down", 1, 100, T);
+    agent.stop();
+    assert_exactly_once(&got, &[numbered("up", 0..50), numbered("while-down", 0..50)].concat());
+}
+
+#[test]
+fn without_a_spool_the_shutdown_deadline_leaves_lines_unacknowledged_and_nothing_is_lost() {
+    let kc = cluster("nospool", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("d.log");
+    append_lines(&log, numbered("up", 0..50));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "nospool",
+        "",
+        "    codec: raw\n",
+    )
+    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s")
+        + "queue:\n  spool:\n    enabled: false\n";
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "nospool", 1, 50, T);
+    all_down(&kc, false);
+    append_lines(&log, numbered("while-down", 0..50));
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let summary = agent.stop();
+    assert!(started.elapsed() < Duration::from_secs(6), "stop took {:?} with a 2s drain deadline", started.elapsed());
+    assert!(summary.unacknowledged > 0, "the lines sent while Kafka was down were not acknowledged");
+    assert!(!dir.path().join("data/spool").exists(), "no spool directory when the spool is off");
+    all_down(&kc, true);
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "nospool", 1, 100, T);
+    agent.stop();
+    let texts: HashSet<String> = got.iter().map(Record::text).collect();
+    for l in numbered("up", 0..50).iter().chain(numbered("while-down", 0..50).iter()) {
+        assert!(texts.contains(l), "missing {l}");
+    }
+}
