@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! discover ──► tail ──► decode ──► queue ──► output ──► ack ──► registry
-//! (globs,      (one      (line |    (bounded   (kafka)    (per-file   (offsets on disk,
-//!  rescan,      file's    json)      by bytes:             contiguous  atomic write)
-//!  notify)      state)               backpressure)         watermark)
+//! (globs,      (one      (line |    (bounded   (kafka:    (per-file   (offsets on disk,
+//!  rescan,      file's    json)      by bytes:  direct ⇄   contiguous  atomic write)
+//!  notify)      state)               backpressure) spool)  watermark)
 //! ```
 //!
 //! Guarantees:
-//! - **At-least-once.** A line's offset is done when Kafka acknowledged it (per `required_acks`).
+//! - **At-least-once.** A line's offset is done when Kafka acknowledged it (per `required_acks`)
+//!   or when the disk spool fsynced it (while Kafka is unreachable, see [`output`] and [`spool`]).
 //!   The registry advances per file only to the highest contiguous done offset. After a clean stop
 //!   nothing is lost and nothing is sent twice; after `kill -9` nothing is lost and duplicates are
 //!   bounded by the last registry flush window (`registry.flush`, 1 s by default).
@@ -18,11 +19,13 @@
 //! - **File identity** is device + inode checked against a fingerprint of the first bytes, so
 //!   rotation (rename, copytruncate, deletion) and inode reuse are handled; small files are
 //!   shipped at once.
-//! - **Backpressure, not loss**: a slow Kafka fills the byte-bounded queue and the reader waits.
+//! - **Backpressure, not loss**: a slow Kafka fills the byte-bounded queue and the reader waits;
+//!   an unreachable Kafka switches the output to the bounded disk spool (full = the reader waits).
 //! - **Bad input is contained**: each kind is logged once per file and counted in [`metrics`].
 //!
 //! Threads: `discover` (globs + inotify), `reader` (all files, synchronous hot loop over 64 KiB
-//! reads), `output` (queue → librdkafka), librdkafka's own threads (compression, delivery reports
+//! reads), `output` (queue → librdkafka or the spool; spool replay), `kafka-probe` (is Kafka back?),
+//! librdkafka's own threads (compression, delivery reports
 //! → [`ack`]), `registry` (periodic atomic writes). Modules are listed in data-flow order.
 
 pub mod ack;

@@ -3,8 +3,9 @@
 //! Owns the threads and the shutdown order (decide, tell everyone, wait):
 //! 1. stop reading (discovery and reader stop; the reader hands over its last batch);
 //! 2. close the queue: the output drains what is queued into the producer;
-//! 3. flush the producer until the drain deadline (`shutdown_timeout`); whatever is not
-//!    acknowledged by then stays unacknowledged and is read again after restart;
+//! 3. flush the producer until the drain deadline (`shutdown_timeout`); shortly before it, what
+//!    Kafka has not acknowledged goes to the spool (if enabled); whatever is neither acknowledged
+//!    nor spooled stays unacknowledged and is read again after restart;
 //! 4. write the registry one last time (acknowledged offsets only) and return.
 //!
 //! Invariant: the registry thread is the registry's only owner once the run has started, and

@@ -589,6 +589,13 @@ mod tests {
         assert_eq!((i.line_terminator, i.start_position), (LineTerminator::default(), StartPosition::default()));
         assert_eq!(c.queue.mem.max_bytes, DEFAULT_QUEUE_MAX_BYTES);
         assert_eq!(c.queue.max_open_files, DEFAULT_MAX_OPEN_FILES);
+        let sp = &c.queue.spool;
+        assert!(sp.enabled && sp.path.is_none());
+        assert_eq!((sp.max_size, sp.segment_size), (spool::DEFAULT_SPOOL_MAX_SIZE, spool::DEFAULT_SPOOL_SEGMENT_SIZE));
+        assert_eq!((sp.fsync, sp.when_full), (FsyncPolicy::Batch, WhenFull::Block));
+        assert_eq!(sp.unhealthy_after, spool::DEFAULT_SPOOL_UNHEALTHY_AFTER);
+        assert_eq!(sp.retry_interval, spool::DEFAULT_SPOOL_RETRY_INTERVAL);
+        assert_eq!(sp.dir(&c.path.data), c.path.data.join(spool::DEFAULT_SPOOL_DIR));
         assert_eq!(k.partition, Partitioning::default());
         assert_eq!(k.required_acks, kafka::DEFAULT_REQUIRED_ACKS);
         assert_eq!((k.compression, k.compression_level), (Compression::default(), kafka::DEFAULT_COMPRESSION_LEVEL));

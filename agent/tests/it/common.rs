@@ -193,3 +193,17 @@ pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
     let extra: Vec<&String> = got.keys().filter(|k| !want.contains(k)).take(5).collect();
     assert!(extra.is_empty(), "unexpected records, e.g. {extra:?}");
 }
+
+/// The registry's offset for the file now at `path`, found by its inode (a rotated-away file
+/// may still carry the name until the agent sees the rename).
+pub fn registry_offset_of(data: &Path, path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(path).ok()?.ino();
+    let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["entries"].as_array()?.iter().find(|e| e["ino"].as_u64() == Some(ino))?["offset"].as_u64()
+}
+
+pub fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}

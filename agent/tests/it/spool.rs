@@ -26,17 +26,6 @@ fn segments(data: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The registry's offset for the file at `path` (by its current name).
-fn registry_offset(data: &Path, path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v["entries"].as_array()?.iter().find(|e| e["path"].as_str() == path.to_str())?["offset"].as_u64()
-}
-
-fn file_len(p: &Path) -> u64 {
-    std::fs::metadata(p).unwrap().len()
-}
-
 fn all_down(kc: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>, up: bool) {
     for b in 1..=3 {
         if up {
@@ -96,7 +85,7 @@ fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
     wait_for("every file read and spooled while Kafka is down", T, || {
         names.iter().all(|n| {
             let p = logs.join(format!("{n}.log"));
-            registry_offset(&data, &p) == Some(file_len(&p))
+            registry_offset_of(&data, &p) == Some(file_len(&p))
         })
     });
     assert!(spool_bytes(&data) > 0, "the spool holds the lines");
@@ -146,12 +135,12 @@ fn small_spool_run(policy: &str) -> (Vec<Record>, Vec<String>, agent::pipeline::
     // Let the spool fill and the reader settle (paused, or reading on while dropping).
     std::thread::sleep(Duration::from_secs(6));
     assert!(spool_bytes(&data) <= 32 * 1024 + 8 * 1024, "spool stays near max_size: {}", spool_bytes(&data));
-    let offset_while_full = registry_offset(&data, &log).unwrap_or(0);
+    let offset_while_full = registry_offset_of(&data, &log).unwrap_or(0);
     let reading_paused = offset_while_full < file_len(&log);
     all_down(&kc, true);
     let expected: Vec<String> = wide("f", 0..4000);
     let got = consume(&kc.bootstrap_servers(), &topic, 1, expected.len(), Duration::from_secs(20));
-    wait_for("the whole file to be acknowledged", T, || registry_offset(&data, &log) == Some(file_len(&log)));
+    wait_for("the whole file to be acknowledged", T, || registry_offset_of(&data, &log) == Some(file_len(&log)));
     (got, expected, agent.stop(), reading_paused)
 }
 
