@@ -9,8 +9,9 @@
 //!   queue order, and is marked done exactly once: on delivery, on a permanent failure (logged with
 //!   the topic and counted), at once when it carries nothing to deliver, or by the spooling output
 //!   once it is parked and fsynced in the spool;
-//! - retriable failures are sent again (after `backoff.init`) for as long as it takes; librdkafka's
-//!   own `message.timeout.ms` is infinite, so this is the rare path;
+//! - every failure except a refusal of the record itself (`is_permanent`) is sent again (after
+//!   `backoff.init`) for as long as it takes; librdkafka's own `message.timeout.ms` is infinite,
+//!   so this is the rare path;
 //! - while parking is on (the output is spooling), a file event that comes back from librdkafka
 //!   (purged or failed retriably) is handed to the output to spool, never sent again directly, so
 //!   nothing overtakes the spool;
@@ -100,6 +101,35 @@ pub struct AgentContext {
     reachable: Mutex<HashMap<String, Vec<i32>>>,
     /// Topics whose permanent failure was already logged.
     failed_topics: Mutex<HashSet<String>>,
+    /// Retriable errors already logged (once per topic and error).
+    retried_errors: Mutex<HashSet<(String, String)>>,
+}
+
+impl AgentContext {
+    /// Queues a record to be sent again after `backoff.init`; the first time a topic sees an
+    /// error, it is logged (an error that never clears means the output is stuck, not silent).
+    fn retry_later(
+        &self,
+        err: &KafkaError,
+        topic: &str,
+        partition: i32,
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        opaque: usize,
+    ) {
+        Metrics::inc(&self.shared.metrics.events_retried);
+        if self.retried_errors.lock().unwrap().insert((topic.to_string(), err.to_string())) {
+            tracing::warn!(topic, error = %err, "Kafka did not take an event; retrying until it does (logged once per topic and error)");
+        }
+        self.retries.lock().unwrap().push_back(Retry {
+            topic: topic.to_string(),
+            partition,
+            key,
+            payload,
+            opaque,
+            not_before: Instant::now() + self.retry_backoff,
+        });
+    }
 }
 
 impl ClientContext for AgentContext {
@@ -151,9 +181,7 @@ impl ProducerContext for AgentContext {
                     sh.tracker.done(slot, end);
                 }
             }
-            Err((err, msg))
-                if !replay && sh.parking.load(Ordering::Relaxed) && (is_purged(err) || is_retriable(err)) =>
-            {
+            Err((err, msg)) if !replay && sh.parking.load(Ordering::Relaxed) && !is_permanent(err) => {
                 sh.parked.lock().unwrap().push(Parked {
                     topic: msg.topic().into(),
                     key: msg.key().map(<[u8]>::to_vec),
@@ -166,16 +194,10 @@ impl ProducerContext for AgentContext {
                 // when replay stopped: not delivered, so it stays unacknowledged (read again
                 // from its file or from the spool cursor). Never counted as done.
             }
-            Err((err, msg)) if is_retriable(err) => {
-                Metrics::inc(&sh.metrics.events_retried);
-                self.retries.lock().unwrap().push_back(Retry {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    opaque,
-                    not_before: Instant::now() + self.retry_backoff,
-                });
+            Err((err, msg)) if !is_permanent(err) => {
+                let partition = if partition_unknown(err) { -1 } else { msg.partition() };
+                let (key, payload) = (msg.key().map(<[u8]>::to_vec), msg.payload().map(<[u8]>::to_vec));
+                self.retry_later(err, msg.topic(), partition, key, payload.unwrap_or_default(), opaque);
             }
             Err((err, msg)) => {
                 Metrics::inc(&sh.metrics.events_failed);
@@ -197,25 +219,24 @@ fn is_purged(err: &KafkaError) -> bool {
     matches!(err.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
 }
 
-fn is_retriable(err: &KafkaError) -> bool {
+/// Errors no retry can fix: Kafka refuses the record itself (too large, invalid) or the request
+/// can never be valid. Everything else (brokers down, leaders moving, a topic being created, an
+/// unexpected broker error) is retried for as long as it takes, as Filebeat does: a line is only
+/// ever given up for a reason that lies in the line.
+fn is_permanent(err: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         err.rdkafka_error_code(),
-        Some(
-            MessageTimedOut
-                | QueueFull
-                | AllBrokersDown
-                | BrokerTransportFailure
-                | NotLeaderForPartition
-                | LeaderNotAvailable
-                | RequestTimedOut
-                | NetworkException
-                | NotEnoughReplicas
-                | NotEnoughReplicasAfterAppend
-                | OperationTimedOut
-                | BrokerNotAvailable
-                | NotCoordinator
-        )
+        Some(MessageSizeTooLarge | InvalidMessage | InvalidMessageSize | InvalidRecord | InvalidRequiredAcks)
+    )
+}
+
+/// Partition errors mean the metadata the partition was chosen from is stale: a retry lets
+/// librdkafka place the record instead.
+fn partition_unknown(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition)
     )
 }
 
@@ -323,6 +344,7 @@ impl KafkaOutput {
                 retry_backoff: cfg.backoff.init.0,
                 reachable: Mutex::new(HashMap::new()),
                 failed_topics: Mutex::new(HashSet::new()),
+                retried_errors: Mutex::new(HashSet::new()),
             };
             producers.push(Arc::new(client_config(cfg).create_with_context(ctx)?));
         }
@@ -475,6 +497,12 @@ impl KafkaOutput {
                 Ok(())
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(()),
+            Err((e, _)) if !is_permanent(&e) => {
+                let partition = if partition_unknown(&e) { -1 } else { r.partition.unwrap_or(-1) };
+                let ctx = self.producers[r.producer].context();
+                ctx.retry_later(&e, r.topic, partition, r.key.map(<[u8]>::to_vec), r.payload.to_vec(), r.opaque);
+                Ok(())
+            }
             Err((e, _)) => {
                 Metrics::inc(&self.shared.metrics.events_failed);
                 tracing::error!(topic = r.topic, error = %e, "cannot hand event to the producer; counted in events_failed");
@@ -602,6 +630,12 @@ impl KafkaOutput {
     /// Whether the probe reached Kafka since parking began (Kafka is worth trying again).
     pub fn answered(&self) -> bool {
         self.probe.as_ref().is_some_and(|p| p.answered.load(Ordering::Relaxed))
+    }
+
+    /// Replay starts now: a stall is measured from this moment, not from when Kafka went away.
+    pub fn restart_stall_clock(&mut self) {
+        self.idle_at = Instant::now();
+        self.shared.all_down.store(false, Ordering::Relaxed);
     }
 
     /// Back to sending directly: parking and probing off.

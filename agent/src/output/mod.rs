@@ -211,6 +211,7 @@ impl Output {
                 return;
             }
             sp.replaying = true;
+            self.kafka.restart_stall_clock();
             tracing::info!(events = sp.spool.pending(), "Kafka answers again: replaying the spool");
         }
         if self.kafka.replay_in_flight() > 0 && self.kafka.unhealthy() {

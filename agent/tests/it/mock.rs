@@ -471,6 +471,31 @@ fn permanent_produce_errors_are_counted_and_the_file_moves_on() {
 }
 
 #[test]
+fn unexpected_broker_errors_are_retried_not_dropped() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let kc = cluster("unknown-err", 1);
+    // tansu answers UNKNOWN_SERVER_ERROR while a topic is being created: a line must not be lost to it.
+    kc.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("u.log");
+    append_lines(&log, numbered("u", 0..5));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "unknown-err",
+        "",
+        "    codec: raw\n    bulk_max_size: 1\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "unknown-err", 1, 5, T);
+    let summary = agent.stop();
+    assert_exactly_once(&got, &numbered("u", 0..5));
+    assert_eq!(Metrics::get(&summary.metrics.events_failed), 0);
+    assert!(Metrics::get(&summary.metrics.events_retried) >= 1, "the refused sends were retried");
+}
+
+#[test]
 fn reachable_only_avoids_partitions_whose_leader_is_down() {
     let kc = MockCluster::new(3).unwrap();
     kc.create_topic("reach", 3, 1).unwrap();
