@@ -318,7 +318,7 @@ pub struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    /// `unhealthy_after` and `probe_every` are set when a spool can take over (see [`Probe`]).
+    /// `spool_timing` (`unhealthy_after`, probe interval) is set when a spool can take over.
     pub fn new(
         cfg: &KafkaConfig,
         tracker: Arc<AckTracker>,

@@ -1,7 +1,7 @@
 //! The disk spool: events the output could not hand to Kafka, kept on local disk in arrival order
 //! until Kafka acknowledges their replay.
 //!
-//! Owns the spool directory (format in [`format`]): the segment files, the write head, the
+//! Owns the spool directory (format in [`mod@format`]): the segment files, the write head, the
 //! replay read position and the acknowledged cursor. Only the output thread uses it. Invariants:
 //! - sequence numbers increase by one per record, across segments and restarts;
 //! - `cursor` only moves forward, and only to a sequence number Kafka acknowledged (every record
