@@ -176,6 +176,14 @@ impl ReplayWindow {
         self.pending.lock().unwrap().push_back((seq, false));
     }
 
+    /// Takes back the newest entry when the record could not be handed to the producer after all.
+    pub fn unsend(&self, seq: u64) {
+        let mut p = self.pending.lock().unwrap();
+        if p.back().is_some_and(|(s, _)| *s == seq) {
+            p.pop_back();
+        }
+    }
+
     /// Marks a record delivered (or refused for good: it is skipped either way).
     pub fn done(&self, seq: u64) {
         let mut p = self.pending.lock().unwrap();

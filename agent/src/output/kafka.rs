@@ -399,12 +399,14 @@ impl KafkaOutput {
         let opaque = REPLAY_BIT | rec.seq as usize;
         let out =
             Outgoing { producer, topic: &rec.topic, partition, key: rec.key.as_deref(), payload: &rec.payload, opaque };
+        // In the window before the attempt, so a permanent failure inside it can mark it done.
+        self.shared.replay.sent(rec.seq);
         match self.try_send(&out) {
-            Ok(()) => {
-                self.shared.replay.sent(rec.seq);
-                true
+            Ok(()) => true,
+            Err(()) => {
+                self.shared.replay.unsend(rec.seq);
+                false
             }
-            Err(()) => false,
         }
     }
 
@@ -507,7 +509,6 @@ impl KafkaOutput {
                 Metrics::inc(&self.shared.metrics.events_failed);
                 tracing::error!(topic = r.topic, error = %e, "cannot hand event to the producer; counted in events_failed");
                 if r.opaque & REPLAY_BIT != 0 {
-                    self.shared.replay.sent((r.opaque & !REPLAY_BIT) as u64);
                     self.shared.replay.done((r.opaque & !REPLAY_BIT) as u64);
                 } else {
                     let (slot, end) = unpack(r.opaque);
@@ -531,7 +532,7 @@ impl KafkaOutput {
                 return Sent::GaveUp;
             }
             waited += 1;
-            if may_give_up && waited % 50 == 0 && self.unhealthy() {
+            if may_give_up && waited % 50 == 0 && self.unhealthy(1) {
                 return Sent::GaveUp;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -578,8 +579,9 @@ impl KafkaOutput {
     }
 
     /// True when a spool exists and Kafka counts as unreachable: records are outstanding and
-    /// none was acknowledged for `unhealthy_after` (1 s once librdkafka reports all brokers down).
-    pub fn unhealthy(&mut self) -> bool {
+    /// none was acknowledged for `unhealthy_after` times `patience` (1 s once librdkafka reports
+    /// all brokers down).
+    pub fn unhealthy(&mut self, patience: u32) -> bool {
         let Some(after) = self.unhealthy_after else { return false };
         if self.outstanding() == 0 {
             self.idle_at = Instant::now();
@@ -587,6 +589,7 @@ impl KafkaOutput {
         }
         let last_ack = self.shared.epoch + Duration::from_millis(self.shared.last_ack_ms.load(Ordering::Relaxed));
         let since = last_ack.max(self.idle_at);
+        let after = after * patience.max(1);
         let limit = if self.shared.all_down.load(Ordering::Relaxed) { after.min(ALL_DOWN_GRACE) } else { after };
         since.elapsed() >= limit
     }

@@ -40,6 +40,8 @@ const MAX_REPLAY_IN_FLIGHT: usize = 50_000;
 const REPLAY_SLICE: Duration = Duration::from_millis(20);
 /// At shutdown, events still unacknowledged this close to the deadline are spooled.
 const SPOOL_BEFORE_DEADLINE: Duration = Duration::from_millis(500);
+/// Replay tolerates stalls of up to `unhealthy_after` × 2^this after repeated stalls.
+const MAX_REPLAY_BACKOFF_DOUBLINGS: u32 = 4;
 
 pub struct Output {
     kafka: KafkaOutput,
@@ -64,6 +66,8 @@ struct Spooling {
     replaying: bool,
     /// A record read for replay that the producer had no room for yet.
     next_replay: Option<Record>,
+    /// Replay stalls in a row without the cursor moving (widens the stall limit).
+    replay_stalls: u32,
     cursor_every: Duration,
     last_cursor_write: Instant,
     /// Log once per episode, not once per batch.
@@ -185,7 +189,7 @@ impl Output {
     fn tick(&mut self, abort: &AtomicBool) {
         if !self.active() {
             self.kafka.send_retries(abort);
-            if self.spooling.is_some() && self.kafka.unhealthy() {
+            if self.spooling.is_some() && self.kafka.unhealthy(1) {
                 self.enter_spooling();
             }
         } else {
@@ -214,9 +218,13 @@ impl Output {
             self.kafka.restart_stall_clock();
             tracing::info!(events = sp.spool.pending(), "Kafka answers again: replaying the spool");
         }
-        if self.kafka.replay_in_flight() > 0 && self.kafka.unhealthy() {
+        let patience = 1 << sp.replay_stalls.min(MAX_REPLAY_BACKOFF_DOUBLINGS);
+        if self.kafka.replay_in_flight() > 0 && self.kafka.unhealthy(patience) {
             let parked = self.kafka.park_all();
             let sp = self.spooling.as_mut().expect("spooling");
+            // A broker that answers but acknowledges slowly (loaded, or catching up) must not
+            // make replay restart for ever: each stall without progress doubles the patience.
+            sp.replay_stalls += 1;
             sp.replaying = false;
             sp.next_replay = None;
             sp.spool.rewind();
@@ -266,6 +274,9 @@ impl Output {
             .replay_oldest_unacked()
             .or(sp.next_replay.as_ref().map(|r| r.seq))
             .unwrap_or_else(|| sp.spool.read_position());
+        if upto > sp.spool.cursor() {
+            sp.replay_stalls = 0;
+        }
         if let Err(e) = sp.spool.acknowledge(upto) {
             Metrics::inc(&self.metrics.spool_errors);
             tracing::error!(error = %e, "cannot delete an acknowledged spool segment; retrying");
@@ -320,7 +331,7 @@ impl Output {
                 if self.tracker.in_flight() == 0 && self.kafka.outstanding() == 0 {
                     break;
                 }
-                let spool_now = self.kafka.unhealthy() || left <= SPOOL_BEFORE_DEADLINE;
+                let spool_now = self.kafka.unhealthy(1) || left <= SPOOL_BEFORE_DEADLINE;
                 if self.spooling.is_some() && spool_now {
                     self.enter_spooling();
                     continue;
@@ -386,6 +397,7 @@ impl Spooling {
             last_sync: Instant::now(),
             replaying: false,
             next_replay: None,
+            replay_stalls: 0,
             cursor_every,
             last_cursor_write: Instant::now(),
             full_logged: false,

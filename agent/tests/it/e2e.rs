@@ -86,12 +86,22 @@ impl Drop for Tansu {
     }
 }
 
+/// Starts the agent binary; its log goes to `agent.log` next to the config (appended across
+/// restarts), never to a pipe nobody reads, which would stall the agent once full.
 fn spawn_agent(config: &Path) -> Child {
-    Command::new(AGENT)
-        .args(["--config", config.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent binary")
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("agent.log"))
+        .expect("agent log file");
+    Command::new(AGENT).args(["--config", config.to_str().unwrap()]).stderr(log).spawn().expect("agent binary")
+}
+
+/// The last lines of the agent's log, for a failure message.
+fn agent_log_tail(config: &Path) -> String {
+    let text = std::fs::read_to_string(config.with_file_name("agent.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -361,7 +371,13 @@ fn tansu_down_and_back_with_kill_9_while_spooling_and_while_replaying_loses_noth
     assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
     let counts = tally(&got);
     let missing: Vec<&String> = expected.iter().filter(|l| !counts.contains_key(*l)).take(3).collect();
-    assert!(missing.is_empty(), "lines lost: e.g. {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "lines lost: e.g. {missing:?} ({} of {} read back); agent log:\n{}",
+        counts.len(),
+        expected.len(),
+        agent_log_tail(&cfg)
+    );
     eprintln!(
         "outage e2e: {spooled} lines spooled across a kill -9, replay killed at cursor {} of {spooled}; {} records read back, {} duplicates",
         cursor_at_kill - start,
