@@ -67,6 +67,18 @@ pub struct Parked {
 }
 
 impl Parked {
+    /// Registers an event with the ack tracker, in queue order, and returns it ready to send or
+    /// spool; an event with nothing to deliver is done at once and `None` is returned.
+    pub fn register(ev: Event, tracker: &AckTracker) -> Option<Parked> {
+        if !ev.deliver {
+            tracker.register_done(ev.slot, ev.end_offset);
+            return None;
+        }
+        tracker.register(ev.slot, ev.end_offset);
+        let opaque = pack(ev.slot, ev.end_offset);
+        Some(Parked { topic: ev.topic, key: ev.key, payload: ev.payload, opaque })
+    }
+
     pub fn slot_end(&self) -> (u32, u64) {
         unpack(self.opaque)
     }
@@ -376,19 +388,20 @@ impl KafkaOutput {
     /// registered, when Kafka counts as unreachable while the producer's queue is full (only with
     /// a spool) or `abort` is set.
     pub fn send_event(&mut self, ev: Event, abort: &AtomicBool) -> Result<(), Parked> {
-        if !ev.deliver {
-            self.shared.tracker.register_done(ev.slot, ev.end_offset);
-            return Ok(());
-        }
-        self.shared.tracker.register(ev.slot, ev.end_offset);
-        let partition = self.choose_partition(&ev.topic);
-        let opaque = pack(ev.slot, ev.end_offset);
+        let Some(p) = Parked::register(ev, &self.shared.tracker) else { return Ok(()) };
+        let partition = self.choose_partition(&p.topic);
         let producer = self.producer_for(partition);
-        let out =
-            Outgoing { producer, topic: &ev.topic, partition, key: ev.key.as_deref(), payload: &ev.payload, opaque };
+        let out = Outgoing {
+            producer,
+            topic: &p.topic,
+            partition,
+            key: p.key.as_deref(),
+            payload: &p.payload,
+            opaque: p.opaque,
+        };
         match self.send(out, abort, true) {
             Sent::Queued => Ok(()),
-            Sent::GaveUp => Err(Parked { topic: ev.topic, key: ev.key, payload: ev.payload, opaque }),
+            Sent::GaveUp => Err(p),
         }
     }
 

@@ -141,25 +141,10 @@ impl Output {
                 break;
             }
         }
-        let parked: Vec<Parked> = events.filter_map(|ev| self.register_for_spool(ev)).collect();
+        let parked: Vec<Parked> = events.filter_map(|ev| Parked::register(ev, &self.tracker)).collect();
         if !parked.is_empty() {
             self.store(parked);
         }
-    }
-
-    /// Registers an event with the ack tracker for the spool; one with nothing to deliver is done at once.
-    fn register_for_spool(&self, ev: Event) -> Option<Parked> {
-        if !ev.deliver {
-            self.tracker.register_done(ev.slot, ev.end_offset);
-            return None;
-        }
-        self.tracker.register(ev.slot, ev.end_offset);
-        Some(Parked {
-            topic: ev.topic,
-            key: ev.key,
-            payload: ev.payload,
-            opaque: crate::ack::pack(ev.slot, ev.end_offset),
-        })
     }
 
     fn enter_spooling(&mut self) {
