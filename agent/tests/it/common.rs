@@ -144,6 +144,11 @@ pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
 }
 
+/// `prefix-N-` padded with `-` to `width` bytes: lines of a known size, still told apart by N.
+pub fn padded(prefix: &str, range: std::ops::Range<usize>, width: usize) -> Vec<String> {
+    range.map(|i| format!("{:-<width$}", format!("{prefix}-{i}-"))).collect()
+}
+
 /// Waits until `cond` holds or panics after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

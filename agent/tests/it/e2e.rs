@@ -109,12 +109,6 @@ fn signal(child: &Child, sig: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
-fn registry_offset(data: &Path) -> Option<u64> {
-    let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v["entries"].as_array()?.first()?["offset"].as_u64()
-}
-
 fn lines_before(file: &Path, offset: u64) -> usize {
     let bytes = std::fs::read(file).unwrap();
     bytes[..offset as usize].iter().filter(|&&b| b == b'\n').count()
@@ -154,7 +148,9 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_windo
         })
     };
     let mut agent = spawn_agent(&cfg);
-    wait_for("some lines acknowledged", Duration::from_secs(60), || registry_offset(&data).is_some_and(|o| o > 0));
+    wait_for("some lines acknowledged", Duration::from_secs(60), || {
+        registry_offset_of(&data, &log).is_some_and(|o| o > 0)
+    });
     std::thread::sleep(Duration::from_millis(700));
     signal(&agent, libc::SIGKILL);
     let killed_at = SystemTime::now();
@@ -162,7 +158,7 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_windo
     let reg_age = killed_at
         .duration_since(std::fs::metadata(data.join("registry/registry.json")).unwrap().modified().unwrap())
         .unwrap_or_default();
-    let committed = registry_offset(&data).unwrap();
+    let committed = registry_offset_of(&data, &log).unwrap();
     writer.join().unwrap();
     assert!(committed < std::fs::metadata(&log).unwrap().len(), "killed before the end");
     let before_restart = consume(&tansu.bootstrap, "crash", 3, usize::MAX, Duration::from_secs(5)).len();
@@ -206,7 +202,7 @@ fn sigterm_drains_writes_the_registry_and_exits_zero() {
     consume(&tansu.bootstrap, "term", 1, 20_000, Duration::from_secs(60));
     signal(&agent, libc::SIGTERM);
     assert!(wait_exit(&mut agent, Duration::from_secs(20)).success(), "exit 0 after SIGTERM");
-    assert_eq!(registry_offset(&data), Some(std::fs::metadata(&log).unwrap().len()));
+    assert_eq!(registry_offset_of(&data, &log), Some(std::fs::metadata(&log).unwrap().len()));
 
     // SIGINT works the same, and a restart sends only the new lines.
     append_lines(&log, numbered("u", 0..100));
@@ -319,10 +315,6 @@ fn spool_cursor(data: &Path) -> u64 {
     std::fs::read(data.join("spool/cursor")).ok().map_or(0, |b| u64::from_le_bytes(b[8..16].try_into().unwrap()))
 }
 
-fn wide(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix}-{i:06} {}", "x".repeat(60))).collect()
-}
-
 #[test]
 fn tansu_down_and_back_with_kill_9_while_spooling_and_while_replaying_loses_nothing() {
     let mut tansu = Tansu::start("outage", 1);
@@ -338,7 +330,7 @@ fn tansu_down_and_back_with_kill_9_while_spooling_and_while_replaying_loses_noth
 
     // Kafka goes away; the application writes on and its log is rotated.
     tansu.kill();
-    let (b, c, d) = (wide("b", 0..200_000), wide("c", 0..10_000), wide("d", 0..10_000));
+    let (b, c, d) = (padded("b", 0..200_000, 70), padded("c", 0..10_000, 70), padded("d", 0..10_000, 70));
     append_lines(&log, b.clone());
     wait_for("b spooled", Duration::from_secs(120), || registry_offset_of(&data, &log) == Some(file_len(&log)));
     let rotated = dir.path().join("app.log.1");

@@ -114,31 +114,27 @@ fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
     );
 }
 
-/// Lines of about 100 bytes, so a small spool fills after a few hundred.
-fn wide(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix}-{i}")).map(|l| format!("{l:-<100}")).collect()
-}
-
 fn small_spool_run(policy: &str) -> (Vec<Record>, Vec<String>, agent::pipeline::Summary, bool) {
     let topic = format!("full-{}", policy.replace('_', "-"));
     let kc = cluster(&topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let (log, data) = (dir.path().join("f.log"), dir.path().join("data"));
+    // Lines of 100 bytes, so the 32 KiB spool fills after a few hundred.
     let cfg = config(&data, std::slice::from_ref(&log), &kc.bootstrap_servers(), &topic, "", "    codec: raw\n");
     let cfg = with_spool(cfg, &format!("    segment_size: 8KiB\n    max_size: 32KiB\n    when_full: {policy}\n"))
         + "  mem:\n    max_bytes: 64KiB\n";
     let agent = RunningAgent::start(&cfg);
-    append_lines(&log, wide("f", 0..10));
+    append_lines(&log, padded("f", 0..10, 100));
     consume(&kc.bootstrap_servers(), &topic, 1, 10, T);
     all_down(&kc, false);
-    append_lines(&log, wide("f", 10..4000));
+    append_lines(&log, padded("f", 10..4000, 100));
     // Let the spool fill and the reader settle (paused, or reading on while dropping).
     std::thread::sleep(Duration::from_secs(6));
     assert!(spool_bytes(&data) <= 32 * 1024 + 8 * 1024, "spool stays near max_size: {}", spool_bytes(&data));
     let offset_while_full = registry_offset_of(&data, &log).unwrap_or(0);
     let reading_paused = offset_while_full < file_len(&log);
     all_down(&kc, true);
-    let expected: Vec<String> = wide("f", 0..4000);
+    let expected: Vec<String> = padded("f", 0..4000, 100);
     let got = consume(&kc.bootstrap_servers(), &topic, 1, expected.len(), Duration::from_secs(20));
     wait_for("the whole file to be acknowledged", T, || registry_offset_of(&data, &log) == Some(file_len(&log)));
     (got, expected, agent.stop(), reading_paused)
@@ -236,9 +232,11 @@ fn damaged_spool_fixtures_replay_everything_else_and_count_the_damage() {
     assert_eq!(u64::from_le_bytes(cursor[8..16].try_into().unwrap()), 20, "cursor after the last record");
 }
 
-#[test]
-fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
-    let kc = cluster("down", 1);
+/// Ships 50 lines, takes every broker down, writes 50 more, stops (2 s drain deadline, timed),
+/// brings the brokers back, restarts and reads the topic. Returns the first run's summary, what
+/// was read back, and the temp dir (so the caller can look at `data/`).
+fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summary, Vec<Record>, tempfile::TempDir) {
+    let kc = cluster(topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("d.log");
     append_lines(&log, numbered("up", 0..50));
@@ -246,59 +244,40 @@ fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
         &dir.path().join("data"),
         std::slice::from_ref(&log),
         &kc.bootstrap_servers(),
-        "down",
+        topic,
         "",
         "    codec: raw\n",
     )
-    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s");
-    let cfg = with_spool(cfg, "");
+    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s")
+        + queue;
     let agent = RunningAgent::start(&cfg);
-    consume(&kc.bootstrap_servers(), "down", 1, 50, T);
+    consume(&kc.bootstrap_servers(), topic, 1, 50, T);
     all_down(&kc, false);
     append_lines(&log, numbered("while-down", 0..50));
     std::thread::sleep(Duration::from_secs(1));
     let started = std::time::Instant::now();
     let summary = agent.stop();
     assert!(started.elapsed() < Duration::from_secs(6), "stop took {:?} with a 2s drain deadline", started.elapsed());
-    assert_eq!(summary.unacknowledged, 0, "what Kafka did not take by the deadline is in the spool");
-    assert_eq!(Metrics::get(&summary.metrics.events_spooled), 50);
     all_down(&kc, true);
     let agent = RunningAgent::start(&cfg);
-    let got = consume(&kc.bootstrap_servers(), "down", 1, 100, T);
+    let got = consume(&kc.bootstrap_servers(), topic, 1, 100, T);
     agent.stop();
+    (summary, got, dir)
+}
+
+#[test]
+fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
+    let (summary, got, _dir) = stop_while_kafka_is_down("down", &with_spool(String::new(), ""));
+    assert_eq!(summary.unacknowledged, 0, "what Kafka did not take by the deadline is in the spool");
+    assert_eq!(Metrics::get(&summary.metrics.events_spooled), 50);
     assert_exactly_once(&got, &[numbered("up", 0..50), numbered("while-down", 0..50)].concat());
 }
 
 #[test]
 fn without_a_spool_the_shutdown_deadline_leaves_lines_unacknowledged_and_nothing_is_lost() {
-    let kc = cluster("nospool", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("d.log");
-    append_lines(&log, numbered("up", 0..50));
-    let cfg = config(
-        &dir.path().join("data"),
-        std::slice::from_ref(&log),
-        &kc.bootstrap_servers(),
-        "nospool",
-        "",
-        "    codec: raw\n",
-    )
-    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s")
-        + "queue:\n  spool:\n    enabled: false\n";
-    let agent = RunningAgent::start(&cfg);
-    consume(&kc.bootstrap_servers(), "nospool", 1, 50, T);
-    all_down(&kc, false);
-    append_lines(&log, numbered("while-down", 0..50));
-    std::thread::sleep(Duration::from_secs(1));
-    let started = std::time::Instant::now();
-    let summary = agent.stop();
-    assert!(started.elapsed() < Duration::from_secs(6), "stop took {:?} with a 2s drain deadline", started.elapsed());
+    let (summary, got, dir) = stop_while_kafka_is_down("nospool", "queue:\n  spool:\n    enabled: false\n");
     assert!(summary.unacknowledged > 0, "the lines sent while Kafka was down were not acknowledged");
     assert!(!dir.path().join("data/spool").exists(), "no spool directory when the spool is off");
-    all_down(&kc, true);
-    let agent = RunningAgent::start(&cfg);
-    let got = consume(&kc.bootstrap_servers(), "nospool", 1, 100, T);
-    agent.stop();
     let texts: HashSet<String> = got.iter().map(Record::text).collect();
     for l in numbered("up", 0..50).iter().chain(numbered("while-down", 0..50).iter()) {
         assert!(texts.contains(l), "missing {l}");
