@@ -41,6 +41,9 @@ pub struct Watermark {
 #[derive(Debug, Default)]
 pub struct AckTracker {
     slots: Mutex<Vec<Option<Slot>>>,
+    /// Registry entries to remove (files forgotten by `clean_removed` / `clean_inactive`), handed
+    /// from the reader to the registry thread.
+    forgotten: Mutex<Vec<(String, FileId)>>,
 }
 
 /// Most files tracked at once; slot numbers must fit the delivery opaque (see [`pack`]).
@@ -150,6 +153,16 @@ impl AckTracker {
             .filter(|s| !s.superseded)
             .map(|s| Watermark { file: s.file.clone(), offset: s.acked })
             .collect()
+    }
+
+    /// Asks the registry to drop the entry of a file whose slot is closed.
+    pub fn forget(&self, key: (String, FileId)) {
+        self.forgotten.lock().unwrap().push(key);
+    }
+
+    /// The entries to drop since the last call.
+    pub fn take_forgotten(&self) -> Vec<(String, FileId)> {
+        std::mem::take(&mut *self.forgotten.lock().unwrap())
     }
 
     /// Events registered and not yet acknowledged, over all slots.

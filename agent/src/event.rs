@@ -203,8 +203,11 @@ impl EventTemplate {
         let _ = write!(VecWriter(out), ",\"log\":{{\"offset\":{},\"file\":{{\"path\":", line.offset);
         write_json_str(out, line.path);
         out.push(b'}');
-        if line.truncated {
-            out.extend_from_slice(b",\"flags\":[\"truncated\"]");
+        match (line.multiline, line.truncated) {
+            (false, false) => {}
+            (false, true) => out.extend_from_slice(b",\"flags\":[\"truncated\"]"),
+            (true, false) => out.extend_from_slice(b",\"flags\":[\"multiline\"]"),
+            (true, true) => out.extend_from_slice(b",\"flags\":[\"multiline\",\"truncated\"]"),
         }
         out.push(b'}');
         if let Some(err) = error {
@@ -221,8 +224,12 @@ impl EventTemplate {
         let mut ev = self.base.clone();
         ev.insert("@timestamp".into(), Value::String(line.timestamp.to_string()));
         let mut log = serde_json::json!({"offset": line.offset, "file": {"path": line.path}});
-        if line.truncated {
-            log["flags"] = serde_json::json!(["truncated"]);
+        let flags: Vec<&str> = [(line.multiline, "multiline"), (line.truncated, "truncated")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        if !flags.is_empty() {
+            log["flags"] = serde_json::json!(flags);
         }
         ev.insert("log".into(), log);
         if let Some(Value::String(m)) = cfg.message_key.as_ref().and_then(|k| decoded.get(k)) {
@@ -248,6 +255,8 @@ pub struct LineCtx<'a> {
     pub offset: u64,
     pub path: &'a str,
     pub truncated: bool,
+    /// Several lines joined by the multiline parser (`log.flags: [multiline]`, as Filebeat).
+    pub multiline: bool,
     pub timestamp: &'a str,
     pub ndjson: Option<&'a NdjsonConfig>,
 }
@@ -334,6 +343,7 @@ mod tests {
             offset: 42,
             path: "/var/log/a \"b\".log",
             truncated: false,
+            multiline: false,
             timestamp: "2026-01-02T03:04:05.006Z",
             ndjson,
         }
@@ -367,7 +377,18 @@ mod tests {
         t.encode(&c, Decoded::Plain(Cow::Borrowed("m")), &mut out);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["env"], "prod");
-        assert_eq!(v["log"]["flags"][0], "truncated");
+        assert_eq!(v["log"]["flags"], serde_json::json!(["truncated"]));
+        // A joined multiline event is flagged on both paths (plain and ndjson).
+        c.multiline = true;
+        t.encode(&c, Decoded::Plain(Cow::Borrowed("m")), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["log"]["flags"], serde_json::json!(["multiline", "truncated"]));
+        let nd = NdjsonConfig::default();
+        let mut c = ctx(b"{}", Some(&nd));
+        c.multiline = true;
+        t.encode(&c, Decoded::Object(Map::new()), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["log"]["flags"], serde_json::json!(["multiline"]));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! number, other content) therefore starts from offset 0 instead of resuming at a stale offset.
 //! Unlike Filebeat's fingerprint mode there is no minimum size: a file of 3 bytes is fingerprinted
 //! over those 3 bytes and shipped at once; the fingerprint grows (up to [`FINGERPRINT_MAX`]) as the
-//! file does.
+//! file does. A gzip archive is fingerprinted over its *uncompressed* first bytes, so the archive
+//! of a file already read (logrotate's `compress`) has that file's fingerprint.
 
 use std::fs::File;
 use std::io;
@@ -28,7 +29,7 @@ impl FileId {
 }
 
 /// FNV-1a hash of the first `len` bytes of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Fingerprint {
     pub len: u64,
     pub hash: u64,
@@ -38,6 +39,18 @@ impl Fingerprint {
     /// Fingerprints the first `min(size, FINGERPRINT_MAX)` bytes.
     pub fn read(file: &File, size: u64) -> io::Result<Fingerprint> {
         Self::read_len(file, size.min(FINGERPRINT_MAX))
+    }
+
+    /// Fingerprints the first `min(len, FINGERPRINT_MAX)` bytes of `content` (the uncompressed
+    /// start of a gzip archive, so an archive of a file already read is recognised).
+    pub fn of_content(content: &[u8]) -> Fingerprint {
+        let len = content.len().min(FINGERPRINT_MAX as usize);
+        Fingerprint { len: len as u64, hash: fnv1a(&content[..len]) }
+    }
+
+    /// Whether `content` (a start of the file's content) begins with the fingerprinted bytes.
+    pub fn matches_content(&self, content: &[u8]) -> bool {
+        content.len() as u64 >= self.len && Self::of_content(&content[..self.len as usize]) == *self
     }
 
     fn read_len(file: &File, len: u64) -> io::Result<Fingerprint> {

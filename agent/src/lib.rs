@@ -2,10 +2,11 @@
 //! every line to Kafka at least once, remembering per file how far it got.
 //!
 //! ```text
-//! discover ──► tail ──► decode ──► queue ──► output ──► ack ──► registry
-//! (globs,      (one      (line |    (bounded   (kafka:    (per-file   (offsets on disk,
-//!  rescan,      file's    json)      by bytes:  direct ⇄   contiguous  atomic write)
-//!  notify)      state)               backpressure) spool)  watermark)
+//! discover ──► tail ──► decode ──► event ──► queue ──► output ──► ack ──► registry
+//! (globs,      (one      (encoding, (encode,   (bounded   (kafka:    (per-file   (offsets on disk,
+//!  rescan,      file's    multiline, processors) by bytes:  direct ⇄   contiguous  atomic write)
+//!  notify)      state;    json,                 backpressure) spool)  watermark)
+//!               gzip)     filters)
 //! ```
 //!
 //! Guarantees:
@@ -37,6 +38,7 @@ pub mod fingerprint;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod processors;
 pub mod queue;
 pub mod registry;
 pub mod spool;

@@ -40,6 +40,14 @@ counters! {
     lines_invalid_utf8,
     /// ndjson lines that were not a JSON object (shipped with the raw line and an error).
     lines_invalid_json,
+    /// Lines with bytes invalid in the input's `encoding` (replaced by U+FFFD).
+    lines_invalid_encoding,
+    /// Events not shipped because of include_lines / exclude_lines.
+    lines_filtered,
+    /// Events made of several lines by the multiline parser.
+    multiline_events,
+    /// Events dropped by a `drop_event` processor.
+    events_dropped_processor,
     /// Events larger than `max_message_bytes`, dropped.
     events_dropped_oversize,
     /// Events whose topic or key format named a field the event lacks, dropped.
@@ -58,6 +66,19 @@ counters! {
     files_inode_reused,
     /// Files that could not be opened or read (permissions, vanished).
     file_errors,
+    /// Gzip archives read to their end.
+    gz_files_read,
+    /// Gzip archives found corrupt or truncated (logged once per file; the lines before the damage
+    /// are shipped).
+    gz_errors,
+    /// Files seen for the first time and older than `ignore_older`: read from their end.
+    files_ignored_older,
+    /// Files (gzip archives) recognised by their content as a file already read under another name.
+    files_matched_by_fingerprint,
+    /// Files closed at once by `close.on_state_change.renamed` / `removed` (unread data not shipped).
+    files_closed_on_state_change,
+    /// Registry entries removed by `clean_inactive` or `clean_removed`.
+    registry_entries_cleaned,
     /// Registry writes.
     registry_writes,
     /// Registry writes that failed.

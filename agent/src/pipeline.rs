@@ -71,7 +71,7 @@ pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyho
         tracing::warn!("no enabled input: nothing to read");
     }
     let selectors = enabled.iter().map(selector).collect::<Vec<_>>();
-    let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent)).collect();
+    let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors)).collect();
 
     let stop_reading = Arc::new(AtomicBool::new(false));
     let abort_output = Arc::new(AtomicBool::new(false));
@@ -149,7 +149,7 @@ fn selector(input: &crate::config::InputConfig) -> Selector {
     Selector {
         input_id: input.id.clone(),
         globs: input.paths.clone(),
-        exclude: input.exclude_files.iter().map(|r| regex::bytes::Regex::new(r).expect("validated")).collect(),
+        exclude: input.exclude_files.iter().map(|r| crate::config::compile(r).expect("validated")).collect(),
         check_interval: input.check_interval.0,
     }
 }
@@ -171,6 +171,7 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics
     let mut last_metrics = Instant::now();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
+        registry.forget(&tracker.take_forgotten());
         registry.update(&tracker.watermarks(), SystemTime::now(), cfg.registry.clean_removed_after.0);
         match registry.write() {
             Ok(()) => Metrics::inc(&metrics.registry_writes),

@@ -146,6 +146,14 @@ impl Registry {
         self.entries.is_empty()
     }
 
+    /// Removes entries of forgotten files (`clean_removed`, `clean_inactive`). Call before
+    /// [`Registry::update`], so a file that is tracked again in the meantime keeps its entry.
+    pub fn forget(&mut self, keys: &[Key]) {
+        for k in keys {
+            self.entries.remove(k);
+        }
+    }
+
     /// Applies the current watermarks (marking their files as seen now) and drops entries not
     /// seen for `max_age`.
     pub fn update(&mut self, marks: &[Watermark], now: SystemTime, max_age: Duration) {

@@ -10,16 +10,25 @@
 //! Key names follow Filebeat's where the concept is the same (`paths`, `exclude_files`,
 //! `output.kafka.hosts`, `required_acks`, ...). Dotted keys must be written as nested maps.
 
+mod input;
 mod kafka;
+mod processors;
 mod spool;
 mod units;
 
+pub use input::{
+    compile, BackoffConfig, CloseConfig, CloseOnStateChange, FileCompression, InputConfig, InputType, LineTerminator,
+    MultilineConfig, MultilineKind, MultilineMatch, NdjsonConfig, ParserConfig, StartPosition, DEFAULT_BACKOFF_INIT,
+    DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL, DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING, DEFAULT_MAX_BYTES,
+    DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
+};
 pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
+pub use processors::{AddFields, Condition, DropEvent, DropFields, ProcessorConfig, DEFAULT_ADD_FIELDS_TARGET};
 pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};
 pub use units::{parse_byte_size, ByteSize, HumanDuration};
 
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -29,15 +38,6 @@ pub const DEFAULT_PATH_DATA: &str = "/var/lib/agent";
 pub const DEFAULT_REGISTRY_FLUSH: HumanDuration = HumanDuration::from_secs(1);
 /// Registry entries of files not seen for this long are removed.
 pub const DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER: HumanDuration = HumanDuration::from_secs(72 * 3600);
-/// Longest line kept; the rest of the line is discarded and the event flagged (Filebeat: 10 MiB).
-pub const DEFAULT_MAX_BYTES: ByteSize = ByteSize::mib(10);
-/// Fallback rescan of the globs when file notifications are missed.
-pub const DEFAULT_CHECK_INTERVAL: HumanDuration = HumanDuration::from_secs(10);
-/// An open file that produced nothing for this long is closed (reopened when it grows).
-pub const DEFAULT_CLOSE_INACTIVE: HumanDuration = HumanDuration::from_secs(300);
-/// First and longest wait between two reads of a file that is at its end.
-pub const DEFAULT_BACKOFF_INIT: HumanDuration = HumanDuration::from_millis(100);
-pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(1);
 /// Most files held open at once by the reader; idle files are closed first.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
 /// Bytes of encoded events waiting between the reader and the output.
@@ -70,6 +70,9 @@ pub struct Config {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub inputs: Vec<InputConfig>,
+    /// Applied to every event after its input's own processors.
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
+    pub processors: Vec<ProcessorConfig>,
     #[serde(default)]
     pub queue: QueueConfig,
     pub output: OutputConfig,
@@ -81,6 +84,9 @@ pub struct Config {
 
 fn d_shutdown_timeout() -> HumanDuration {
     DEFAULT_SHUTDOWN_TIMEOUT
+}
+pub(crate) fn d_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,145 +122,6 @@ fn d_registry_flush() -> HumanDuration {
 }
 fn d_clean_removed_after() -> HumanDuration {
     DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputConfig {
-    pub id: String,
-    /// Only `filestream` exists; accepted so Filebeat input blocks paste in unchanged.
-    #[serde(rename = "type", default)]
-    pub input_type: InputType,
-    #[serde(default = "d_true")]
-    pub enabled: bool,
-    pub paths: Vec<String>,
-    #[serde(default)]
-    pub exclude_files: Vec<String>,
-    /// Written as Filebeat does: `- ndjson: {...}` (a one-key map per parser).
-    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
-    pub parsers: Vec<ParserConfig>,
-    #[serde(default)]
-    pub fields: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub fields_under_root: bool,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default = "d_max_bytes", alias = "message_max_bytes")]
-    pub max_bytes: ByteSize,
-    #[serde(default)]
-    pub line_terminator: LineTerminator,
-    #[serde(default)]
-    pub start_position: StartPosition,
-    #[serde(default = "d_check_interval")]
-    pub check_interval: HumanDuration,
-    #[serde(default)]
-    pub close: CloseConfig,
-    #[serde(default)]
-    pub backoff: BackoffConfig,
-}
-
-fn d_true() -> bool {
-    true
-}
-fn d_max_bytes() -> ByteSize {
-    DEFAULT_MAX_BYTES
-}
-fn d_check_interval() -> HumanDuration {
-    DEFAULT_CHECK_INTERVAL
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum InputType {
-    #[default]
-    Filestream,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum LineTerminator {
-    /// LF ends a line; a CR right before it is removed too (CRLF files).
-    #[default]
-    Auto,
-    /// LF ends a line; a CR before it is kept as part of the line.
-    LineFeed,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StartPosition {
-    /// Files with no registry entry are read from their first byte.
-    #[default]
-    Beginning,
-    /// Files already present at start-up with no registry entry are read from their end;
-    /// files that appear later are still read from their first byte.
-    End,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum ParserConfig {
-    Ndjson(NdjsonConfig),
-}
-
-/// Filebeat's `ndjson` parser options.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NdjsonConfig {
-    /// Where the decoded object goes: `""` (the event root, the default) or a field name.
-    #[serde(default)]
-    pub target: String,
-    /// Decoded keys replace the agent's own fields (`@timestamp`, `message`, ...) on conflict.
-    #[serde(default)]
-    pub overwrite_keys: bool,
-    /// An invalid line becomes an event with the raw line and `error.message`/`error.type`.
-    #[serde(default = "d_true")]
-    pub add_error_key: bool,
-    /// The decoded key whose value becomes `message`.
-    #[serde(default)]
-    pub message_key: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloseConfig {
-    #[serde(default)]
-    pub on_state_change: CloseOnStateChange,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloseOnStateChange {
-    #[serde(default = "d_close_inactive")]
-    pub inactive: HumanDuration,
-}
-impl Default for CloseOnStateChange {
-    fn default() -> Self {
-        Self { inactive: d_close_inactive() }
-    }
-}
-fn d_close_inactive() -> HumanDuration {
-    DEFAULT_CLOSE_INACTIVE
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackoffConfig {
-    #[serde(default = "d_backoff_init")]
-    pub init: HumanDuration,
-    #[serde(default = "d_backoff_max")]
-    pub max: HumanDuration,
-}
-impl Default for BackoffConfig {
-    fn default() -> Self {
-        Self { init: d_backoff_init(), max: d_backoff_max() }
-    }
-}
-fn d_backoff_init() -> HumanDuration {
-    DEFAULT_BACKOFF_INIT
-}
-fn d_backoff_max() -> HumanDuration {
-    DEFAULT_BACKOFF_MAX
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,36 +277,25 @@ impl Config {
     fn validate(&self) -> Result<(), Invalid> {
         let mut ids = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
-            let at = |k: &str| format!("inputs[{i}].{k}");
-            if input.id.trim().is_empty() {
-                return Err(invalid(at("id"), "must not be empty"));
-            }
+            input.validate(i)?;
             if !ids.insert(input.id.as_str()) {
-                return Err(invalid(at("id"), format!("duplicate input id {:?}; ids must be unique", input.id)));
+                return Err(invalid(
+                    format!("inputs[{i}].id"),
+                    format!("duplicate input id {:?}; ids must be unique", input.id),
+                ));
             }
-            if input.paths.is_empty() {
-                return Err(invalid(at("paths"), "needs at least one glob"));
+            if !input.processors.is_empty() && self.output.kafka.codec == Codec::Raw {
+                return Err(invalid(
+                    format!("inputs[{i}].processors"),
+                    "processors need output.kafka.codec: json (a raw event has no fields)",
+                ));
             }
-            for (j, p) in input.paths.iter().enumerate() {
-                glob::Pattern::new(p)
-                    .map_err(|e| invalid(format!("inputs[{i}].paths[{j}]"), format!("invalid glob {p:?}: {e}")))?;
-            }
-            for (j, r) in input.exclude_files.iter().enumerate() {
-                regex::bytes::Regex::new(r)
-                    .map_err(|e| invalid(format!("inputs[{i}].exclude_files[{j}]"), format!("invalid regex: {e}")))?;
-            }
-            if input.max_bytes.0 == 0 {
-                return Err(invalid(at("max_bytes"), "must be greater than 0"));
-            }
-            if input.parsers.len() > 1 {
-                return Err(invalid(at("parsers"), "only one parser (ndjson) is supported"));
-            }
-            if input.backoff.init > input.backoff.max {
-                return Err(invalid(at("backoff.init"), "must not be greater than backoff.max"));
-            }
-            if input.check_interval.0.is_zero() {
-                return Err(invalid(at("check_interval"), "must be greater than 0"));
-            }
+        }
+        for (j, p) in self.processors.iter().enumerate() {
+            p.validate(&format!("processors[{j}]"))?;
+        }
+        if !self.processors.is_empty() && self.output.kafka.codec == Codec::Raw {
+            return Err(invalid("processors", "processors need output.kafka.codec: json (a raw event has no fields)"));
         }
         if self.registry.flush.0.is_zero() {
             return Err(invalid("registry.flush", "must be greater than 0 (offsets are flushed on this timer)"));
@@ -479,10 +335,14 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     while i < segs.len() {
         // A key may itself contain dots (`librdkafka: {compression.codec: ..}`): try the longest
         // run of segments first.
-        let (seg, used) = (i + 1..=segs.len()).rev().map(|j| (segs[i..j].join("."), j - i)).find(|(name, _)| {
+        // A key that is not written (a missing required key) points at its parent's line.
+        let parent = (found > 0).then_some(found);
+        let Some((seg, used)) = (i + 1..=segs.len()).rev().map(|j| (segs[i..j].join("."), j - i)).find(|(name, _)| {
             let base = if name.ends_with(']') { name.rfind('[').map_or(name.as_str(), |b| &name[..b]) } else { name };
             find_key_line(&lines, from, min_indent, base).is_some()
-        })?;
+        }) else {
+            return parent;
+        };
         i += used;
         let (name, index) = match seg.rfind('[').filter(|_| seg.ends_with(']')) {
             Some(b) => (&seg[..b], seg[b + 1..seg.len() - 1].parse::<usize>().ok()),
@@ -587,6 +447,12 @@ mod tests {
         assert_eq!(i.close.on_state_change.inactive, DEFAULT_CLOSE_INACTIVE);
         assert_eq!((i.backoff.init, i.backoff.max), (DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX));
         assert_eq!((i.line_terminator, i.start_position), (LineTerminator::default(), StartPosition::default()));
+        assert_eq!((i.encoding.as_str(), i.compression), (DEFAULT_ENCODING, FileCompression::Auto));
+        assert!(i.parsers.is_empty() && i.include_lines.is_empty() && i.exclude_lines.is_empty());
+        assert!(i.processors.is_empty() && c.processors.is_empty());
+        assert!(i.ignore_older.is_off() && i.clean_inactive.is_off() && i.clean_removed);
+        assert_eq!(i.harvester_limit, 0);
+        assert!(!i.close.on_state_change.renamed && !i.close.on_state_change.removed);
         assert_eq!(c.queue.mem.max_bytes, DEFAULT_QUEUE_MAX_BYTES);
         assert_eq!(c.queue.max_open_files, DEFAULT_MAX_OPEN_FILES);
         let sp = &c.queue.spool;
@@ -652,6 +518,8 @@ mod tests {
         assert_eq!(line_of_key(text, "inputs[1].paths"), Some(7));
         assert_eq!(line_of_key(text, "inputs[1].paths[1]"), Some(9));
         assert_eq!(line_of_key(text, "nothing"), None);
+        // A key that is not there points at the nearest parent that is.
+        assert_eq!(line_of_key(text, "inputs[1].parsers"), Some(6));
         let text = "output:\n  kafka:\n    librdkafka:\n      linger.ms: 5\n      compression.codec: lz4\n";
         assert_eq!(line_of_key(text, "output.kafka.librdkafka.compression.codec"), Some(5));
     }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
 
-/// A duration written the way Filebeat writes them: `10s`, `5m`, `250ms`, `1h 30m`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A duration written the way Filebeat writes them: `10s`, `5m`, `250ms`, `1h 30m` (or `0`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
@@ -17,11 +17,28 @@ impl HumanDuration {
     pub const fn from_secs(s: u64) -> Self {
         Self(Duration::from_secs(s))
     }
+    /// `0` means "off" for the options that Filebeat disables that way.
+    pub fn is_off(&self) -> bool {
+        self.0.is_zero()
+    }
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        // Filebeat writes "disabled" as a bare `0` (`ignore_older: 0`); any other number needs a unit.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(i64),
+        }
+        let s = match Raw::deserialize(d)? {
+            Raw::Text(s) => s,
+            Raw::Number(0) => return Ok(HumanDuration(Duration::ZERO)),
+            Raw::Number(n) => {
+                return Err(serde::de::Error::custom(format!("invalid duration {n}: write a unit, e.g. {n}s or {n}h")))
+            }
+        };
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. 250ms, 10s, 5m")))
@@ -98,5 +115,9 @@ mod tests {
         let d: HumanDuration = serde_yaml_ng::from_str("5m").unwrap();
         assert_eq!(d.0, Duration::from_secs(300));
         assert!(serde_yaml_ng::from_str::<HumanDuration>("soon").is_err());
+        // Filebeat's bare 0 ("disabled") is accepted; other bare numbers are ambiguous.
+        assert!(serde_yaml_ng::from_str::<HumanDuration>("0").unwrap().is_off());
+        let err = serde_yaml_ng::from_str::<HumanDuration>("30").unwrap_err().to_string();
+        assert!(err.contains("write a unit"), "{err}");
     }
 }

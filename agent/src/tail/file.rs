@@ -1,11 +1,15 @@
-//! One tailed file: its open descriptor, read position and partial line.
+//! One tailed file: its open descriptor (or gzip stream), read position, partial line and
+//! per-file decoding state.
 //!
-//! Owns the file descriptor and the [`LineSplitter`] of one (device, inode). Invariants: reads
-//! use `pread` at the splitter's stream position, so the descriptor has no hidden cursor; a file
-//! whose size fell below that position was truncated and is reported, not read past; a reopened
-//! path is only used if it still leads to the same (device, inode).
+//! Owns the file descriptor, the [`LineSplitter`] and the [`FileState`] of one (device, inode).
+//! Invariants: reads use `pread` at the splitter's stream position, so the descriptor has no
+//! hidden cursor; a file whose size fell below that position was truncated and is reported, not
+//! read past (not for gzip archives, whose offsets are uncompressed ones); a reopened path is
+//! only used if it still leads to the same (device, inode); reads hand the splitter whole code
+//! units (an even number of bytes in UTF-16 files).
 
-use super::input::Warned;
+use super::gzip::{self, GzStream};
+use super::input::FileState;
 use super::lines::{Line, LineSplitter};
 use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
 use std::fs::File;
@@ -26,21 +30,45 @@ pub struct TailFile {
     pub path_str: String,
     pub id: FileId,
     pub fingerprint: Fingerprint,
-    file: Option<File>,
+    src: Option<Source>,
+    /// The file is a gzip archive (read once, to its end).
+    pub gzip: bool,
+    /// A gzip archive read to its end, or given up as corrupt: never read again.
+    pub complete: bool,
+    /// Compressed size when a gzip archive last ended too early (retried once it changes).
+    pub gz_size: u64,
     pub splitter: LineSplitter,
     /// End offset of the last event handed to the queue.
     pub sent_upto: u64,
     /// No scanned path leads to this file any more (renamed away or deleted).
     pub gone: bool,
+    /// Forgotten by `clean_inactive`: no slot and no registry entry until it grows again.
+    pub detached: bool,
     pub at_eof: bool,
     pub last_data: Instant,
     pub next_poll: Instant,
     pub backoff: Duration,
-    pub warned: Warned,
+    pub state: FileState,
+}
+
+#[derive(Debug)]
+enum Source {
+    Plain(File),
+    /// Boxed: a decoder is large and few files are archives.
+    Gzip(Box<GzStream>),
+}
+
+impl Source {
+    fn file(&self) -> &File {
+        match self {
+            Source::Plain(f) => f,
+            Source::Gzip(g) => g.file(),
+        }
+    }
 }
 
 /// What one poll of a file found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Polled {
     /// This many bytes were read.
     Data(usize),
@@ -48,6 +76,10 @@ pub enum Polled {
     Eof,
     /// The file is now shorter than the read position (copytruncate).
     Truncated { size: u64 },
+    /// A gzip archive ended after this many more bytes: it is read completely.
+    Complete(usize),
+    /// A gzip archive could not be decoded further (after this many more bytes).
+    Damaged { read: usize, damage: gzip::Damage, error: io::Error },
 }
 
 impl TailFile {
@@ -57,6 +89,7 @@ impl TailFile {
         path: PathBuf,
         id: FileId,
         fingerprint: Fingerprint,
+        gzip: bool,
         splitter: LineSplitter,
     ) -> Self {
         let now = Instant::now();
@@ -67,20 +100,24 @@ impl TailFile {
             path,
             id,
             fingerprint,
-            file: None,
+            src: None,
+            gzip,
+            complete: false,
+            gz_size: 0,
             sent_upto: splitter.line_start(),
             splitter,
             gone: false,
+            detached: false,
             at_eof: false,
             last_data: now,
             next_poll: now,
             backoff: Duration::ZERO,
-            warned: Warned::default(),
+            state: FileState::default(),
         }
     }
 
     pub fn is_open(&self) -> bool {
-        self.file.is_some()
+        self.src.is_some()
     }
 
     pub fn set_path(&mut self, path: PathBuf) {
@@ -90,7 +127,7 @@ impl TailFile {
 
     /// Adopts an already opened descriptor of this file.
     pub fn adopt(&mut self, file: File) {
-        self.file = Some(file);
+        self.src = Some(if self.gzip { Source::Gzip(Box::new(GzStream::new(file))) } else { Source::Plain(file) });
     }
 
     /// Opens the file by path. `Ok(false)` when the path now leads to another file or nowhere.
@@ -103,12 +140,21 @@ impl TailFile {
         if FileId::of(&file.metadata()?) != self.id {
             return Ok(false);
         }
-        self.file = Some(file);
+        self.adopt(file);
         Ok(true)
     }
 
     pub fn close(&mut self) {
-        self.file = None;
+        self.src = None;
+    }
+
+    /// Whether a file of `size` bytes (by its path) may hold data not read yet.
+    pub fn may_have_data(&self, size: u64) -> bool {
+        if self.gzip {
+            !self.complete && size != self.gz_size
+        } else {
+            size != self.splitter.stream_pos()
+        }
     }
 
     /// Size of the file behind the path (for a closed file), if it is still this file.
@@ -119,12 +165,17 @@ impl TailFile {
 
     /// The open file has no directory entry left (deleted).
     pub fn is_deleted(&self) -> bool {
-        self.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0)
+        self.src.as_ref().and_then(|s| s.file().metadata().ok()).is_some_and(|m| m.nlink() == 0)
     }
 
     /// Reads up to [`READ_BUDGET`] bytes from the read position and feeds complete lines to `on_line`.
-    pub fn poll(&mut self, buf: &mut [u8], mut on_line: impl FnMut(&Line<'_>, &mut Warned)) -> io::Result<Polled> {
-        let file = self.file.as_ref().expect("poll needs an open file");
+    pub fn poll(&mut self, buf: &mut [u8], mut on_line: impl FnMut(&Line<'_>, &mut FileState)) -> io::Result<Polled> {
+        let unit = self.splitter.unit();
+        let src = self.src.as_mut().expect("poll needs an open file");
+        let file = match src {
+            Source::Plain(f) => f,
+            Source::Gzip(g) => return Ok(poll_gzip(g, &mut self.splitter, &mut self.state, buf, &mut on_line)),
+        };
         let size = file.metadata()?.len();
         if size < self.splitter.stream_pos() {
             return Ok(Polled::Truncated { size });
@@ -132,12 +183,14 @@ impl TailFile {
         let mut total = 0;
         while total < READ_BUDGET {
             let n = file.read_at(buf, self.splitter.stream_pos())?;
+            // A code unit cut in two is read again, whole, next time.
+            let n = n - n % unit;
             if n == 0 {
                 break;
             }
             total += n;
-            let warned = &mut self.warned;
-            self.splitter.feed(&buf[..n], |line| on_line(&line, warned));
+            let state = &mut self.state;
+            self.splitter.feed(&buf[..n], |line| on_line(&line, state));
         }
         self.at_eof = total < READ_BUDGET;
         Ok(if total == 0 { Polled::Eof } else { Polled::Data(total) })
@@ -145,10 +198,10 @@ impl TailFile {
 
     /// Takes a longer fingerprint once the file has grown past the current one.
     pub fn refresh_fingerprint(&mut self) -> Option<Fingerprint> {
-        if self.fingerprint.len >= FINGERPRINT_MAX || self.splitter.stream_pos() <= self.fingerprint.len {
+        if self.gzip || self.fingerprint.len >= FINGERPRINT_MAX || self.splitter.stream_pos() <= self.fingerprint.len {
             return None;
         }
-        let file = self.file.as_ref()?;
+        let file = self.src.as_ref()?.file();
         let fp = Fingerprint::read(file, self.splitter.stream_pos()).ok()?;
         self.fingerprint = fp;
         Some(fp)
@@ -159,6 +212,31 @@ impl TailFile {
         self.slot = slot;
         self.splitter.reset(0);
         self.sent_upto = 0;
-        self.fingerprint = self.file.as_ref().and_then(|f| Fingerprint::read(f, 0).ok()).unwrap_or_default();
+        self.fingerprint = self.src.as_ref().and_then(|s| Fingerprint::read(s.file(), 0).ok()).unwrap_or_default();
     }
+}
+
+/// Reads a gzip archive on from the splitter's position (uncompressed).
+fn poll_gzip(
+    g: &mut GzStream,
+    splitter: &mut LineSplitter,
+    state: &mut FileState,
+    buf: &mut [u8],
+    on_line: &mut impl FnMut(&Line<'_>, &mut FileState),
+) -> Polled {
+    let mut total = 0;
+    while total < READ_BUDGET {
+        match g.read_from(buf, splitter.stream_pos()) {
+            Ok(0) => return Polled::Complete(total),
+            Ok(n) => {
+                total += n;
+                splitter.feed(&buf[..n], |line| on_line(&line, state));
+            }
+            Err(error) => {
+                let damage = gzip::damage(&error).unwrap_or(gzip::Damage::Corrupt);
+                return Polled::Damaged { read: total, damage, error };
+            }
+        }
+    }
+    Polled::Data(total)
 }

@@ -1,21 +1,34 @@
-//! One input's recipe for turning a line into an event: decode, encode, pick topic and key.
+//! One input's recipe for turning a line into an event: character decoding, multiline joining,
+//! JSON decoding, line filters, encoding, processors, topic and key.
 //!
-//! Owns nothing mutable; built once per input. Invariant: every line yields exactly one
-//! [`Event`]: a deliverable one, or a `deliver: false` one (empty line under the JSON codec,
-//! oversize event, missing format field) that still carries its end offset so the file's
-//! acknowledged offset moves past it. Skips are counted in [`Metrics`] and logged once per file.
+//! Owns nothing mutable; built once per input (each file's mutable part is its [`FileState`]).
+//! Invariant: every line ends up in exactly one [`Event`], alone or joined with its neighbours by
+//! the multiline parser: a deliverable one, or a `deliver: false` one (empty line under the JSON
+//! codec, filtered, dropped by a processor, oversize, missing format field) that still carries its
+//! end offset so the file's acknowledged offset moves past it. Skips are counted in [`Metrics`]
+//! and logged once per file.
 
-use crate::config::{Codec, InputConfig, KafkaConfig, NdjsonConfig};
+use crate::config::{Codec, InputConfig, KafkaConfig, NdjsonConfig, ProcessorConfig};
+use crate::decode::encoding::TextEncoding;
+use crate::decode::filter::LineFilter;
+use crate::decode::multiline::{Multiline, MultilineRt};
 use crate::decode::{Decoded, Decoder};
-use crate::event::{AgentMeta, Event, EventTemplate, Format, LineCtx};
+use crate::event::{lookup_path, AgentMeta, Event, EventTemplate, Format, LineCtx};
 use crate::metrics::Metrics;
+use crate::processors::Processors;
 use crate::tail::lines::Line;
+use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub struct InputRt {
     pub config: InputConfig,
+    pub encoding: TextEncoding,
+    multiline: Option<MultilineRt>,
     decoder: Decoder,
+    filter: LineFilter,
     template: EventTemplate,
+    processors: Processors,
     topic: TopicChoice,
     key: Option<Format>,
     max_message_bytes: usize,
@@ -31,9 +44,19 @@ enum TopicChoice {
 pub struct Warned {
     truncated: bool,
     utf8: bool,
+    encoding: bool,
     json: bool,
     oversize: bool,
     format: bool,
+    pub gzip: bool,
+}
+
+/// One file's decoding state, owned by its [`super::file::TailFile`].
+#[derive(Debug, Default)]
+pub struct FileState {
+    pub warned: Warned,
+    /// The multiline event being assembled (unused without a multiline parser).
+    pub multiline: Multiline,
 }
 
 /// Per-file context the conversion needs.
@@ -41,19 +64,23 @@ pub struct FileCtx<'a> {
     pub slot: u32,
     pub path: &'a str,
     pub timestamp: &'a str,
-    pub warned: &'a mut Warned,
+    pub now: Instant,
 }
 
 impl InputRt {
-    pub fn new(config: InputConfig, kafka: &KafkaConfig, agent: &AgentMeta) -> InputRt {
+    pub fn new(config: InputConfig, kafka: &KafkaConfig, agent: &AgentMeta, global: &[ProcessorConfig]) -> InputRt {
         let topic_fmt = Format::parse(&kafka.topic).expect("validated");
         let topic = match topic_fmt.as_static() {
             Some(t) => TopicChoice::Static(t.into()),
             None => TopicChoice::Dynamic(topic_fmt),
         };
         InputRt {
-            decoder: Decoder::from_parsers(&config.parsers),
+            encoding: TextEncoding::from_label(&config.encoding).expect("validated"),
+            multiline: config.multiline().map(MultilineRt::new),
+            decoder: Decoder::for_input(&config),
+            filter: LineFilter::new(&config.include_lines, &config.exclude_lines),
             template: EventTemplate::new(&config, kafka.codec, agent),
+            processors: Processors::new(&config.processors, global),
             topic,
             key: kafka.key.as_ref().map(|k| Format::parse(k).expect("validated")),
             max_message_bytes: kafka.max_message_bytes.0 as usize,
@@ -68,9 +95,66 @@ impl InputRt {
         }
     }
 
-    /// Converts one line into an event. `scratch` is a reusable encoding buffer: the event's payload
-    /// is copied out of it at its exact size, so queued memory is what the queue's budget counts.
-    pub fn event(&self, line: &Line<'_>, f: &mut FileCtx<'_>, m: &Metrics, scratch: &mut Vec<u8>) -> Event {
+    /// Turns one line from the splitter into zero or more events (multiline may hold it, or
+    /// complete an earlier event with it), handed to `out` in file order.
+    pub fn on_line(
+        &self,
+        line: &Line<'_>,
+        st: &mut FileState,
+        f: &FileCtx<'_>,
+        m: &Metrics,
+        scratch: &mut Vec<u8>,
+        out: &mut dyn FnMut(Event),
+    ) {
+        Metrics::inc(&m.lines_read);
+        let (text, bad) = self.encoding.decode(line.bytes, line.offset == 0);
+        if bad {
+            Metrics::inc(&m.lines_invalid_encoding);
+            let what = "invalid bytes for the configured encoding replaced by U+FFFD";
+            warn_once(&mut st.warned.encoding, f.path, line.offset, what);
+        }
+        let line = Line { bytes: &text, ..*line };
+        let FileState { warned, multiline } = st;
+        match &self.multiline {
+            None => out(self.event(&line, warned, f, m, scratch)),
+            Some(rt) => {
+                let max = self.config.max_bytes.0 as usize;
+                multiline.push(rt, max, &line, f.now, &mut |joined| out(self.event(&joined, warned, f, m, scratch)));
+            }
+        }
+    }
+
+    /// Emits the file's pending multiline event when its timeout passed (or `force`: the file is
+    /// finished). Returns whether one was emitted.
+    pub fn flush_pending(
+        &self,
+        st: &mut FileState,
+        force: bool,
+        f: &FileCtx<'_>,
+        m: &Metrics,
+        scratch: &mut Vec<u8>,
+        out: &mut dyn FnMut(Event),
+    ) -> bool {
+        let Some(rt) = &self.multiline else { return false };
+        if !st.multiline.is_pending() || !(force || st.multiline.is_due(rt, f.now)) {
+            return false;
+        }
+        let FileState { warned, multiline } = st;
+        multiline.flush(&mut |joined| out(self.event(&joined, warned, f, m, scratch)));
+        true
+    }
+
+    /// Converts one line (or joined multiline event) into an event. `scratch` is a reusable
+    /// encoding buffer: the payload is copied out of it at its exact size, so queued memory is what
+    /// the queue's budget counts.
+    fn event(
+        &self,
+        line: &Line<'_>,
+        warned: &mut Warned,
+        f: &FileCtx<'_>,
+        m: &Metrics,
+        scratch: &mut Vec<u8>,
+    ) -> Event {
         let skip = |slot| Event {
             slot,
             end_offset: line.end_offset,
@@ -79,10 +163,17 @@ impl InputRt {
             payload: Vec::new(),
             deliver: false,
         };
-        Metrics::inc(&m.lines_read);
+        if line.lines > 1 {
+            Metrics::inc(&m.multiline_events);
+        }
         if line.truncated {
             Metrics::inc(&m.lines_truncated);
-            warn_once(&mut f.warned.truncated, f.path, line.offset, "line longer than max_bytes truncated");
+            warn_once(
+                &mut warned.truncated,
+                f.path,
+                line.offset,
+                "line longer than max_bytes (or max_lines) truncated",
+            );
         }
         if line.bytes.is_empty() && self.template.codec() == Codec::Json {
             Metrics::inc(&m.lines_skipped_empty);
@@ -91,31 +182,29 @@ impl InputRt {
         let out = self.decoder.decode(line.bytes);
         if out.invalid_utf8 {
             Metrics::inc(&m.lines_invalid_utf8);
-            warn_once(&mut f.warned.utf8, f.path, line.offset, "invalid UTF-8 replaced by U+FFFD in the JSON event");
+            warn_once(&mut warned.utf8, f.path, line.offset, "invalid UTF-8 replaced by U+FFFD in the JSON event");
         }
         if let Decoded::Invalid { error, .. } = &out.decoded {
             Metrics::inc(&m.lines_invalid_json);
-            if !f.warned.json {
-                f.warned.json = true;
+            if !warned.json {
+                warned.json = true;
                 tracing::warn!(path = f.path, offset = line.offset, %error, "invalid JSON line shipped with the raw line and an error (logged once per file)");
             }
         }
-        let (topic, key) = match self.route(&out.decoded, f.path) {
-            Ok(r) => r,
-            Err(field) => {
-                Metrics::inc(&m.events_dropped_format);
-                if !f.warned.format {
-                    f.warned.format = true;
-                    tracing::error!(path = f.path, offset = line.offset, %field, "event dropped: topic or key names a field the event lacks (logged once per file)");
-                }
-                return skip(f.slot);
-            }
-        };
+        if !self.filter.is_empty() && !self.filter.keep(self.decoder.message(&out.decoded).map(str::as_bytes)) {
+            Metrics::inc(&m.lines_filtered);
+            return skip(f.slot);
+        }
+        let mut route = None;
+        if self.processors.is_empty() {
+            route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
+        }
         let ctx = LineCtx {
             raw: line.bytes,
             offset: line.offset,
             path: f.path,
             truncated: line.truncated,
+            multiline: line.lines > 1,
             timestamp: f.timestamp,
             ndjson: self.ndjson(),
         };
@@ -125,10 +214,32 @@ impl InputRt {
             (d, _) => d,
         };
         self.template.encode(&ctx, decoded, scratch);
+        if route.is_none() {
+            // Processors see the whole event; topic and key formats see what they left.
+            let mut event: Map<String, Value> = serde_json::from_slice(scratch).expect("the agent's own JSON event");
+            if !self.processors.apply(&mut event) {
+                Metrics::inc(&m.events_dropped_processor);
+                return skip(f.slot);
+            }
+            scratch.clear();
+            serde_json::to_writer(&mut *scratch, &event).expect("writing into a Vec");
+            route = Some(self.route(|p| lookup_path(&event, p)));
+        }
+        let (topic, key) = match route.expect("set on both paths") {
+            Ok(r) => r,
+            Err(field) => {
+                Metrics::inc(&m.events_dropped_format);
+                if !warned.format {
+                    warned.format = true;
+                    tracing::error!(path = f.path, offset = line.offset, %field, "event dropped: topic or key names a field the event lacks (logged once per file)");
+                }
+                return skip(f.slot);
+            }
+        };
         if scratch.len() > self.max_message_bytes {
             Metrics::inc(&m.events_dropped_oversize);
-            if !f.warned.oversize {
-                f.warned.oversize = true;
+            if !warned.oversize {
+                warned.oversize = true;
                 tracing::error!(
                     path = f.path,
                     offset = line.offset,
@@ -149,14 +260,13 @@ impl InputRt {
         }
     }
 
-    fn route(&self, d: &Decoded<'_>, path: &str) -> Result<(Arc<str>, Option<Vec<u8>>), String> {
-        let lookup = |p: &str| self.template.lookup(d, p, path);
+    fn route(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<(Arc<str>, Option<Vec<u8>>), String> {
         let topic = match &self.topic {
             TopicChoice::Static(t) => t.clone(),
-            TopicChoice::Dynamic(f) => f.render(lookup)?.into(),
+            TopicChoice::Dynamic(f) => f.render(&lookup)?.into(),
         };
         let key = match &self.key {
-            Some(f) => Some(f.render(lookup)?.into_bytes()),
+            Some(f) => Some(f.render(&lookup)?.into_bytes()),
             None => None,
         };
         Ok((topic, key))

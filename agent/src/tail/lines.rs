@@ -4,12 +4,15 @@
 //! LF has been read (a partial last line waits); a line never holds more than `max_bytes` bytes
 //! (the rest up to the LF is discarded and the line flagged truncated), so memory per file is
 //! bounded; every emitted line carries the file offset of its first byte and the offset just past
-//! its LF, so offsets stay exact whatever was cut.
+//! its LF, so offsets stay exact whatever was cut. In UTF-16 files a newline is a two-byte code
+//! unit at an even offset: the caller feeds even-length chunks from even offsets, so a unit is
+//! never split between two chunks.
 
 use crate::config::LineTerminator;
+use crate::decode::encoding::Newline;
 
 /// One complete line, borrowed from the read buffer or the carry buffer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Line<'a> {
     /// The line without its terminator (CR removed too in `auto` mode).
     pub bytes: &'a [u8],
@@ -19,6 +22,8 @@ pub struct Line<'a> {
     pub end_offset: u64,
     /// Bytes beyond `max_bytes` were discarded.
     pub truncated: bool,
+    /// Lines joined into this one (1 unless the multiline parser joined several).
+    pub lines: u32,
 }
 
 #[derive(Debug)]
@@ -32,10 +37,11 @@ pub struct LineSplitter {
     overflow: bool,
     max_bytes: usize,
     terminator: LineTerminator,
+    newline: Newline,
 }
 
 impl LineSplitter {
-    pub fn new(start_offset: u64, max_bytes: usize, terminator: LineTerminator) -> LineSplitter {
+    pub fn new(start_offset: u64, max_bytes: usize, terminator: LineTerminator, newline: Newline) -> LineSplitter {
         LineSplitter {
             carry: Vec::new(),
             line_start: start_offset,
@@ -43,6 +49,32 @@ impl LineSplitter {
             overflow: false,
             max_bytes,
             terminator,
+            newline,
+        }
+    }
+
+    /// Bytes per code unit: reads must hand over whole units (see the module doc).
+    pub fn unit(&self) -> usize {
+        match self.newline {
+            Newline::Byte => 1,
+            Newline::Utf16Le | Newline::Utf16Be => 2,
+        }
+    }
+
+    /// The next newline at or after `from`: (index of its first byte, its length).
+    fn find_newline(&self, chunk: &[u8], mut from: usize) -> Option<(usize, usize)> {
+        loop {
+            let lf = from + memchr::memchr(b'\n', &chunk[from..])?;
+            let (start, zero_at) = match self.newline {
+                Newline::Byte => return Some((lf, 1)),
+                Newline::Utf16Le => (lf, lf + 1),
+                Newline::Utf16Be => (lf.wrapping_sub(1), lf.wrapping_sub(1)),
+            };
+            // Chunks start at even offsets, so the unit's alignment is its index's.
+            if start % 2 == 0 && chunk.get(zero_at) == Some(&0) {
+                return Some((start, 2));
+            }
+            from = lf + 1;
         }
     }
 
@@ -68,25 +100,24 @@ impl LineSplitter {
     /// complete line.
     pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
         let mut pos = 0usize;
-        while let Some(found) = memchr::memchr(b'\n', &chunk[pos..]) {
-            let nl = pos + found;
-            let end_offset = self.stream_pos + nl as u64 + 1;
+        while let Some((nl, nl_len)) = self.find_newline(chunk, pos) {
+            let end_offset = self.stream_pos + (nl + nl_len) as u64;
             if self.carry.is_empty() && !self.overflow {
                 // Fast path: the whole line is inside this chunk, emit it without copying.
                 let whole = &chunk[pos..nl];
                 let truncated = whole.len() > self.max_bytes;
-                let bytes = strip_cr(self.terminator, &whole[..whole.len().min(self.max_bytes)], truncated);
-                emit(Line { bytes, offset: self.line_start, end_offset, truncated });
+                let bytes = self.strip_cr(&whole[..whole.len().min(self.max_bytes)], truncated);
+                emit(Line { bytes, offset: self.line_start, end_offset, truncated, lines: 1 });
             } else {
                 self.append(&chunk[pos..nl]);
                 let truncated = self.overflow;
-                let bytes = strip_cr(self.terminator, &self.carry, truncated);
-                emit(Line { bytes, offset: self.line_start, end_offset, truncated });
+                let bytes = self.strip_cr(&self.carry, truncated);
+                emit(Line { bytes, offset: self.line_start, end_offset, truncated, lines: 1 });
                 self.carry.clear();
                 self.overflow = false;
             }
             self.line_start = end_offset;
-            pos = nl + 1;
+            pos = nl + nl_len;
         }
         self.append(&chunk[pos..]);
         self.stream_pos += chunk.len() as u64;
@@ -103,12 +134,25 @@ impl LineSplitter {
             return false;
         }
         let truncated = self.overflow;
-        let bytes = strip_cr(self.terminator, &self.carry, truncated);
-        emit(Line { bytes, offset: self.line_start, end_offset: self.stream_pos, truncated });
+        let bytes = self.strip_cr(&self.carry, truncated);
+        emit(Line { bytes, offset: self.line_start, end_offset: self.stream_pos, truncated, lines: 1 });
         self.carry.clear();
         self.overflow = false;
         self.line_start = self.stream_pos;
         true
+    }
+
+    /// Removes the CR of a CRLF ending in `auto` mode (not when the line was cut: its end is gone).
+    fn strip_cr<'b>(&self, bytes: &'b [u8], truncated: bool) -> &'b [u8] {
+        if self.terminator != LineTerminator::Auto || truncated {
+            return bytes;
+        }
+        let cr: &[u8] = match self.newline {
+            Newline::Byte => b"\r",
+            Newline::Utf16Le => b"\r\0",
+            Newline::Utf16Be => b"\0\r",
+        };
+        bytes.strip_suffix(cr).unwrap_or(bytes)
     }
 
     fn append(&mut self, bytes: &[u8]) {
@@ -117,14 +161,6 @@ impl LineSplitter {
             self.overflow = true;
         }
         self.carry.extend_from_slice(&bytes[..bytes.len().min(room)]);
-    }
-}
-
-/// Removes the CR of a CRLF ending in `auto` mode (not when the line was cut: its end is gone).
-fn strip_cr(terminator: LineTerminator, bytes: &[u8], truncated: bool) -> &[u8] {
-    match (terminator, bytes.last()) {
-        (LineTerminator::Auto, Some(b'\r')) if !truncated => &bytes[..bytes.len() - 1],
-        _ => bytes,
     }
 }
 
@@ -144,7 +180,7 @@ mod tests {
 
     #[test]
     fn complete_lines_with_offsets() {
-        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Byte);
         let got = run(&mut s, &[b"ab\ncde\n"]);
         assert_eq!(got, vec![(b"ab".to_vec(), 0, 3, false), (b"cde".to_vec(), 3, 7, false)]);
         assert_eq!(s.line_start(), 7);
@@ -152,7 +188,7 @@ mod tests {
 
     #[test]
     fn partial_line_waits_for_its_newline() {
-        let mut s = LineSplitter::new(10, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(10, 100, LineTerminator::Auto, Newline::Byte);
         assert!(run(&mut s, &[b"hel"]).is_empty());
         assert_eq!(s.line_start(), 10);
         assert_eq!(s.stream_pos(), 13);
@@ -163,21 +199,21 @@ mod tests {
 
     #[test]
     fn crlf_is_stripped_in_auto_and_kept_in_line_feed_mode() {
-        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Byte);
         assert_eq!(run(&mut s, &[b"a\r\n"])[0].0, b"a");
-        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Byte);
         assert_eq!(run(&mut s, &[b"a\r", b"\n"])[0], (b"a".to_vec(), 0, 3, false));
-        let mut s = LineSplitter::new(0, 100, LineTerminator::LineFeed);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::LineFeed, Newline::Byte);
         assert_eq!(run(&mut s, &[b"a\r\n"])[0].0, b"a\r");
     }
 
     #[test]
     fn long_lines_are_truncated_but_offsets_stay_exact() {
-        let mut s = LineSplitter::new(0, 4, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 4, LineTerminator::Auto, Newline::Byte);
         let got = run(&mut s, &[b"0123456789\nok\n"]);
         assert_eq!(got, vec![(b"0123".to_vec(), 0, 11, true), (b"ok".to_vec(), 11, 14, false)]);
         // Across chunks, the carry never grows past max_bytes.
-        let mut s = LineSplitter::new(0, 4, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 4, LineTerminator::Auto, Newline::Byte);
         let got = run(&mut s, &[b"01", b"2345", b"6789", b"\nz\n"]);
         assert_eq!(got, vec![(b"0123".to_vec(), 0, 11, true), (b"z".to_vec(), 11, 13, false)]);
         assert!(s.carry.capacity() < 64);
@@ -186,7 +222,7 @@ mod tests {
     #[test]
     fn ten_megabyte_line_is_cut_to_max_bytes() {
         let max = 1024 * 1024;
-        let mut s = LineSplitter::new(0, max, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, max, LineTerminator::Auto, Newline::Byte);
         let big = vec![b'x'; 10 * 1024 * 1024];
         let mut got = Vec::new();
         for c in big.chunks(64 * 1024) {
@@ -198,14 +234,14 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_binary_bytes_pass_through_untouched() {
-        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Byte);
         let got = run(&mut s, &[b"\xff\x00\xfe\n"]);
         assert_eq!(got[0].0, b"\xff\x00\xfe");
     }
 
     #[test]
     fn finish_emits_the_partial_last_line_once() {
-        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Byte);
         run(&mut s, &[b"a\nlast"]);
         let mut got = Vec::new();
         assert!(s.finish(|l| got.push((l.bytes.to_vec(), l.offset, l.end_offset))));
@@ -215,8 +251,21 @@ mod tests {
 
     #[test]
     fn empty_lines_are_lines() {
-        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto);
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Byte);
         let got = run(&mut s, &[b"\n\n"]);
         assert_eq!(got, vec![(vec![], 0, 1, false), (vec![], 1, 2, false)]);
+    }
+
+    #[test]
+    fn utf16_lines_split_on_aligned_newline_units_only() {
+        // "a\u{0a00}b\n" in UTF-16LE: the code unit 0A 0A holds an LF byte that is not a newline.
+        let le: &[u8] = b"a\0\n\x0ab\0\r\0\n\0z\0\n\0";
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Utf16Le);
+        let got = run(&mut s, &[&le[..4], &le[4..10], &le[10..]]);
+        assert_eq!(got, vec![(b"a\0\n\x0ab\0".to_vec(), 0, 10, false), (b"z\0".to_vec(), 10, 14, false)]);
+        // Big endian: 00 0A at an even offset; "\u{0a00}" is 0A 00 there and is not a newline.
+        let be: &[u8] = b"\x0a\0\0a\0\n";
+        let mut s = LineSplitter::new(0, 100, LineTerminator::Auto, Newline::Utf16Be);
+        assert_eq!(run(&mut s, &[be]), vec![(b"\x0a\0\0a".to_vec(), 0, 6, false)]);
     }
 }

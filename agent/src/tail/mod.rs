@@ -5,22 +5,27 @@
 //! pushes full batches into the byte-bounded [`Queue`], blocking when it is full. Invariants:
 //! - a file's start offset is its registry offset only when its fingerprint still matches;
 //!   otherwise (inode reuse) it is read from 0, and a shrunken file (copytruncate) too;
+//! - a gzip archive whose uncompressed start is the fingerprint of a file already read (its
+//!   rotated, compressed copy) starts where that file was read to, so it is not shipped twice;
 //! - a file gone from its path is read to its end before it is closed (deleted files at once,
-//!   renamed ones once inactive, as the writer may still append to them);
+//!   renamed ones once inactive, as the writer may still append to them), unless
+//!   `close.on_state_change.removed` / `renamed` asks to stop at once;
 //! - a file's ack slot is freed only once every event it sent is acknowledged, so a slot number
-//!   is never reused while its events are in flight;
-//! - at most `queue.max_open_files` descriptors are open: idle files are closed first and
-//!   reopened when they grow.
+//!   is never reused while its events are in flight; a registry entry is forgotten
+//!   (`clean_removed`, `clean_inactive`) only after that;
+//! - at most `queue.max_open_files` descriptors are open, and at most `harvester_limit` per input:
+//!   idle files are closed first and reopened when they grow.
 
 pub mod file;
+pub mod gzip;
 pub mod input;
 pub mod lines;
 
 use crate::ack::{AckTracker, SlotFile};
-use crate::config::StartPosition;
+use crate::config::{FileCompression, StartPosition};
 use crate::discover::{DiscoverMsg, DiscoverRx, Found};
-use crate::event::rfc3339_millis;
-use crate::fingerprint::{FileId, Fingerprint};
+use crate::event::{rfc3339_millis, Event};
+use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
 use crate::metrics::Metrics;
 use crate::queue::{Batch, Queue};
 use crate::registry::{Entry, Key, Recovery};
@@ -39,6 +44,8 @@ use std::time::{Duration, Instant, SystemTime};
 const BATCH_BYTES: usize = 1 << 20;
 const BATCH_EVENTS: usize = 4096;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(500);
+/// Files finished in this run remembered by fingerprint (for archives of them that show up later).
+const FINGERPRINTS_KEPT: usize = 4096;
 
 type FileKey = (usize, FileId);
 
@@ -55,25 +62,57 @@ pub struct ReaderParts {
     pub max_open_files: usize,
 }
 
+/// A finished file whose slot waits for its last acknowledgements.
+struct Draining {
+    slot: u32,
+    sent: u64,
+    /// Registry entry to remove once drained (`clean_removed`, `clean_inactive`).
+    forget: Option<Key>,
+}
+
 pub struct Reader {
     p: ReaderParts,
     files: HashMap<FileKey, TailFile>,
     by_path: HashMap<PathBuf, FileKey>,
     open_files: usize,
+    open_by_input: Vec<usize>,
     batch: Batch,
     buf: Vec<u8>,
     /// Encoding buffer reused for every event.
     scratch: Vec<u8>,
-    /// Slots of closed files, freed once their last sent offset is acknowledged.
-    draining: Vec<(u32, u64)>,
+    draining: Vec<Draining>,
+    /// Files closed for good while still found by the globs (`close.on_state_change.renamed`).
+    retired: HashSet<FileKey>,
+    /// How far files were read, by (input, fingerprint): registry entries and files finished in
+    /// this run. Lets a compressed copy of a file already read start where that file ended.
+    read_by_fingerprint: HashMap<(usize, Fingerprint), u64>,
     /// Paths that failed to open, so each is logged once until it works.
     failing: HashSet<PathBuf>,
     last_housekeeping: Instant,
 }
 
+/// What to do with a file after a poll, once the borrows of the poll are over.
+enum AfterPoll {
+    Nothing,
+    /// Ship its partial last line and pending multiline event; it will not be read again.
+    FinishLines,
+    /// Truncated: flush what it had, then read it again from 0 in a new slot.
+    Restart {
+        size: u64,
+    },
+}
+
 impl Reader {
     pub fn new(parts: ReaderParts) -> Reader {
+        let mut read_by_fingerprint = HashMap::new();
+        for e in parts.known.values() {
+            if let Some(i) = parts.inputs.iter().position(|rt| rt.config.id == e.input) {
+                let at = read_by_fingerprint.entry((i, e.fingerprint())).or_insert(0);
+                *at = e.offset.max(*at);
+            }
+        }
         Reader {
+            open_by_input: vec![0; parts.inputs.len()],
             p: parts,
             files: HashMap::new(),
             by_path: HashMap::new(),
@@ -82,6 +121,8 @@ impl Reader {
             buf: vec![0; 64 * 1024],
             scratch: Vec::with_capacity(4096),
             draining: Vec::new(),
+            retired: HashSet::new(),
+            read_by_fingerprint,
             failing: HashSet::new(),
             last_housekeeping: Instant::now(),
         }
@@ -100,6 +141,12 @@ impl Reader {
             if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
                 self.housekeeping();
             }
+        }
+        // A pending multiline event of a file still there is left unacknowledged and assembled
+        // again after restart; one of a file gone from the globs could not be, so it is shipped.
+        let gone: Vec<FileKey> = self.files.iter().filter(|(_, f)| f.gone).map(|(k, _)| *k).collect();
+        for key in gone {
+            self.finish_lines(key);
         }
         self.flush_batch();
         tracing::debug!(files = self.files.len(), "reader stopped");
@@ -140,34 +187,81 @@ impl Reader {
 
     /// Reconciles the files we track for `input` with what its globs match now.
     fn on_scan(&mut self, input: usize, found: Vec<Found>, initial: bool) {
+        let close = self.p.inputs[input].config.close.on_state_change.clone();
         let mut present = HashSet::new();
+        let mut close_now = Vec::new();
         for fd in found {
             present.insert(fd.id);
             let key = (input, fd.id);
+            if self.retired.contains(&key) {
+                continue;
+            }
             match self.files.get_mut(&key) {
                 Some(f) => {
                     if f.path != fd.path {
+                        if close.renamed {
+                            tracing::info!(from = %f.path.display(), to = %fd.path.display(), "file renamed; closing it (close.on_state_change.renamed)");
+                            close_now.push(key);
+                            continue;
+                        }
                         tracing::info!(from = %f.path.display(), to = %fd.path.display(), "file renamed; still reading it");
                         self.by_path.remove(&f.path);
                         f.set_path(fd.path.clone());
                         self.by_path.insert(fd.path, key);
                         let path = f.path.clone();
-                        self.p.tracker.update_file(f.slot, |s| s.path = path);
+                        if !f.detached {
+                            self.p.tracker.update_file(f.slot, |s| s.path = path);
+                        }
                     }
                     f.gone = false;
-                    if fd.size != f.splitter.stream_pos() {
+                    if f.may_have_data(fd.size) {
                         f.next_poll = Instant::now();
                     }
                 }
                 None => self.add_file(input, fd, initial),
             }
         }
+        self.retired.retain(|k| k.0 != input || present.contains(&k.1));
         for (key, f) in self.files.iter_mut() {
             if key.0 == input && !present.contains(&key.1) && !f.gone {
-                tracing::info!(path = %f.path.display(), "file renamed away or removed; reading it to its end");
                 f.gone = true;
                 f.next_poll = Instant::now();
+                let deleted = f.is_deleted();
+                if f.is_open() && ((deleted && close.removed) || (!deleted && close.renamed)) {
+                    tracing::info!(path = %f.path.display(), deleted, "file gone; closing it without reading the rest (close.on_state_change)");
+                    close_now.push(*key);
+                } else {
+                    tracing::info!(path = %f.path.display(), "file renamed away or removed; reading it to its end");
+                }
             }
+        }
+        for key in close_now {
+            Metrics::inc(&self.p.metrics.files_closed_on_state_change);
+            let gone = self.files.get(&key).is_some_and(|f| f.gone);
+            if !gone {
+                self.retired.insert(key);
+            }
+            self.finish_file(key, gone && self.p.inputs[input].config.clean_removed);
+        }
+        if initial {
+            self.clean_unfound_entries(input, &present);
+        }
+    }
+
+    /// `clean_removed` at start-up: registry entries of this input whose file the first scan did
+    /// not find are forgotten.
+    fn clean_unfound_entries(&mut self, input: usize, present: &HashSet<FileId>) {
+        let cfg = &self.p.inputs[input].config;
+        if !cfg.clean_removed {
+            return;
+        }
+        let unfound: Vec<Key> =
+            self.p.known.keys().filter(|k| k.0 == cfg.id && !present.contains(&k.1)).cloned().collect();
+        for key in unfound {
+            self.p.known.remove(&key);
+            tracing::debug!(input = %key.0, ino = key.1.ino, "registry entry of a file no longer found removed (clean_removed)");
+            self.p.tracker.forget(key);
+            Metrics::inc(&self.p.metrics.registry_entries_cleaned);
         }
     }
 
@@ -183,71 +277,146 @@ impl Reader {
             }
         };
         self.failing.remove(&fd.path);
-        let size = file.metadata().map(|m| m.len()).unwrap_or(fd.size);
-        let start = self.start_offset(input, &fd, &file, size, initial);
-        let fingerprint = Fingerprint::read(&file, size).unwrap_or_default();
+        let meta = file.metadata().ok();
+        let size = meta.as_ref().map_or(fd.size, |m| m.len());
+        let modified = meta.and_then(|m| m.modified().ok());
+        let rt = &self.p.inputs[input];
+        let gzip = match rt.config.compression {
+            FileCompression::Auto => gzip::looks_gzipped(&fd.path, &file),
+            FileCompression::Gzip => true,
+            FileCompression::None => false,
+        };
+        // A gzip archive is identified by its uncompressed start (see `fingerprint`).
+        let content = gzip.then(|| gzip::prefix(&file, FINGERPRINT_MAX as usize).unwrap_or_default());
+        let fingerprint = match &content {
+            Some(c) => Fingerprint::of_content(c),
+            None => Fingerprint::read(&file, size).unwrap_or_default(),
+        };
+        let seen = Seen { fd: &fd, file: &file, size, modified, content: content.as_deref(), fingerprint };
+        let start = self.start_offset(input, &seen, initial);
         let rt = &self.p.inputs[input];
         let slot_file = SlotFile { input: rt.config.id.clone(), path: fd.path.clone(), id: fd.id, fingerprint };
         let Some(slot) = self.p.tracker.open(slot_file, start) else {
             tracing::error!(path = %fd.path.display(), "too many files tracked at once; not reading this one");
             return;
         };
-        let splitter = LineSplitter::new(start, rt.config.max_bytes.0 as usize, rt.config.line_terminator);
-        let mut f = TailFile::new(input, slot, fd.path.clone(), fd.id, fingerprint, splitter);
-        tracing::debug!(path = %fd.path.display(), offset = start, "tracking file");
-        if self.make_room() {
+        let splitter =
+            LineSplitter::new(start, rt.config.max_bytes.0 as usize, rt.config.line_terminator, rt.encoding.newline());
+        let mut f = TailFile::new(input, slot, fd.path.clone(), fd.id, fingerprint, gzip, splitter);
+        tracing::debug!(path = %fd.path.display(), offset = start, gzip, "tracking file");
+        if self.make_room(input) {
             f.adopt(file);
-            self.open_files += 1;
-            Metrics::inc(&self.p.metrics.files_opened);
+            self.note_opened(input);
         }
         self.by_path.insert(fd.path, (input, fd.id));
         self.files.insert((input, fd.id), f);
     }
 
     /// Where to start reading a file seen for the first time in this run.
-    fn start_offset(&mut self, input: usize, fd: &Found, file: &File, size: u64, initial: bool) -> u64 {
+    fn start_offset(&mut self, input: usize, s: &Seen<'_>, initial: bool) -> u64 {
         let rt = &self.p.inputs[input];
         let m = &self.p.metrics;
-        if let Some(e) = self.p.known.remove(&(rt.config.id.clone(), fd.id)) {
-            if !e.fingerprint().matches(file, size).unwrap_or(false) {
-                if size < e.offset || e.fp_len > size {
-                    tracing::info!(path = %fd.path.display(), offset = e.offset, size, "file shrank while the agent was stopped; reading it from 0");
+        let (path, size) = (&s.fd.path, s.size);
+        if let Some(e) = self.p.known.remove(&(rt.config.id.clone(), s.fd.id)) {
+            let same = match s.content {
+                Some(c) => e.fingerprint().matches_content(c),
+                None => e.fingerprint().matches(s.file, size).unwrap_or(false),
+            };
+            if !same {
+                if s.content.is_none() && (size < e.offset || e.fp_len > size) {
+                    tracing::info!(path = %path.display(), offset = e.offset, size, "file shrank while the agent was stopped; reading it from 0");
                     Metrics::inc(&m.files_truncated);
                 } else {
-                    tracing::info!(path = %fd.path.display(), "inode reused by a new file (fingerprint differs); reading it from 0");
+                    tracing::info!(path = %path.display(), "inode reused by a new file (fingerprint differs); reading it from 0");
                     Metrics::inc(&m.files_inode_reused);
                 }
                 return 0;
             }
-            if size < e.offset {
-                tracing::info!(path = %fd.path.display(), offset = e.offset, size, "file truncated; reading it from 0");
+            // A gzip archive's offsets are uncompressed ones: its size says nothing about them.
+            if s.content.is_none() && size < e.offset {
+                tracing::info!(path = %path.display(), offset = e.offset, size, "file truncated; reading it from 0");
                 Metrics::inc(&m.files_truncated);
                 return 0;
             }
             return e.offset;
         }
+        if s.content.is_some() {
+            if let Some(offset) = self.read_by_fingerprint(input, s.fingerprint) {
+                tracing::info!(path = %path.display(), offset, "gzip archive of a file already read; starting where that file was read to");
+                Metrics::inc(&m.files_matched_by_fingerprint);
+                return offset;
+            }
+        }
+        let ignore_older = rt.config.ignore_older;
+        let age = s.modified.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+        if !ignore_older.is_off() && age > ignore_older.0 {
+            tracing::debug!(path = %path.display(), age = ?age, "file older than ignore_older; reading only what is written from now on");
+            Metrics::inc(&m.files_ignored_older);
+            return self.end_of(input, s);
+        }
         match (self.p.recovered, rt.config.start_position, initial) {
-            (Some(Recovery::End), _, _) | (None, StartPosition::End, true) => size,
+            (Some(Recovery::End), _, _) | (None, StartPosition::End, true) => self.end_of(input, s),
             _ => 0,
         }
     }
 
-    /// Ensures a descriptor can be opened, closing the longest-idle file at its end if needed.
-    fn make_room(&mut self) -> bool {
-        if self.open_files < self.p.max_open_files {
-            return true;
+    /// The offset of a file's current end: its size, or a gzip archive's uncompressed length.
+    fn end_of(&self, input: usize, s: &Seen<'_>) -> u64 {
+        if s.content.is_none() {
+            let unit = self.p.inputs[input].encoding.newline();
+            // A UTF-16 file is only ever entered at a code unit boundary.
+            return if unit == crate::decode::encoding::Newline::Byte { s.size } else { s.size & !1 };
         }
+        gzip::uncompressed_len(s.file).unwrap_or_else(|e| {
+            tracing::warn!(path = %s.fd.path.display(), error = %e, "cannot find the end of a damaged gzip archive; reading what it has");
+            0
+        })
+    }
+
+    /// How far a file with this fingerprint was read, by a live file or a finished one.
+    fn read_by_fingerprint(&self, input: usize, fp: Fingerprint) -> Option<u64> {
+        let live = self
+            .files
+            .iter()
+            .filter(|((i, _), f)| *i == input && !f.gzip && f.fingerprint == fp)
+            .map(|(_, f)| f.sent_upto)
+            .max();
+        live.max(self.read_by_fingerprint.get(&(input, fp)).copied())
+    }
+
+    fn note_opened(&mut self, input: usize) {
+        self.open_files += 1;
+        self.open_by_input[input] += 1;
+        Metrics::inc(&self.p.metrics.files_opened);
+    }
+
+    fn note_closed(&mut self, input: usize) {
+        self.open_files -= 1;
+        self.open_by_input[input] -= 1;
+        Metrics::inc(&self.p.metrics.files_closed);
+    }
+
+    /// Ensures a descriptor can be opened for `input`, closing the longest-idle file at its end
+    /// (of the same input when its `harvester_limit` is the limit) if needed.
+    fn make_room(&mut self, input: usize) -> bool {
+        let limit = self.p.inputs[input].config.harvester_limit;
+        if limit > 0 && self.open_by_input[input] >= limit && !self.close_idle(Some(input)) {
+            return false;
+        }
+        self.open_files < self.p.max_open_files || self.close_idle(None)
+    }
+
+    fn close_idle(&mut self, input: Option<usize>) -> bool {
         let victim = self
             .files
             .iter()
-            .filter(|(_, f)| f.is_open() && f.at_eof)
+            .filter(|(k, f)| input.map_or(true, |i| i == k.0) && f.is_open() && f.at_eof)
             .min_by_key(|(_, f)| f.last_data)
             .map(|(k, _)| *k);
         match victim {
             Some(k) => {
                 self.files.get_mut(&k).expect("victim exists").close();
-                self.open_files -= 1;
-                Metrics::inc(&self.p.metrics.files_closed);
+                self.note_closed(k.0);
                 true
             }
             None => false,
@@ -257,7 +426,8 @@ impl Reader {
     /// Polls every file that is due. Returns whether any data was read.
     fn read_round(&mut self) -> bool {
         let now = Instant::now();
-        let due: Vec<FileKey> = self.files.iter().filter(|(_, f)| f.next_poll <= now).map(|(k, _)| *k).collect();
+        let due: Vec<FileKey> =
+            self.files.iter().filter(|(_, f)| f.next_poll <= now && !f.complete).map(|(k, _)| *k).collect();
         let mut any = false;
         for key in due {
             if self.p.stop.load(Ordering::Relaxed) {
@@ -272,85 +442,125 @@ impl Reader {
         if !self.ensure_open(key) {
             return false;
         }
+        let now = Instant::now();
         let timestamp = rfc3339_millis(SystemTime::now());
         let Reader { p, files, batch, buf, scratch, .. } = self;
         let f = files.get_mut(&key).expect("due file exists");
         let rt = &p.inputs[f.input];
-        let (slot, path) = (f.slot, f.path_str.clone());
+        let path = f.path_str.clone();
+        let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now };
         let mut sent_upto = f.sent_upto;
-        let polled = f.poll(buf, |line, warned| {
-            let mut ctx = FileCtx { slot, path: &path, timestamp: &timestamp, warned };
-            batch.push(rt.event(line, &mut ctx, &p.metrics, scratch));
-            sent_upto = line.end_offset;
-            if batch.bytes >= BATCH_BYTES || batch.events.len() >= BATCH_EVENTS {
-                push(&p.queue, &p.stop, std::mem::take(batch));
-            }
+        let polled = f.poll(buf, |line, st| {
+            let mut emit = |ev: Event| emit_into(batch, &p.queue, &p.stop, &mut sent_upto, ev);
+            rt.on_line(line, st, &ctx, &p.metrics, scratch, &mut emit);
         });
         f.sent_upto = sent_upto;
-        let now = Instant::now();
-        match polled {
+        let (data, after) = match polled {
             Ok(Polled::Data(n)) => {
                 Metrics::add(&p.metrics.bytes_read, n as u64);
                 f.last_data = now;
                 f.backoff = Duration::ZERO;
                 f.next_poll = now;
-                true
+                (true, AfterPoll::Nothing)
             }
             Ok(Polled::Eof) => {
                 let cfg = &rt.config.backoff;
                 f.backoff = (f.backoff * 2).clamp(cfg.init.0, cfg.max.0);
                 f.next_poll = now + f.backoff;
-                false
+                (false, AfterPoll::Nothing)
             }
-            Ok(Polled::Truncated { size }) => {
-                tracing::warn!(path = %f.path.display(), offset = f.splitter.stream_pos(), size, "file truncated (copytruncate?); reading it again from 0");
-                Metrics::inc(&p.metrics.files_truncated);
-                p.tracker.supersede(f.slot);
-                let file = SlotFile {
-                    input: rt.config.id.clone(),
-                    path: f.path.clone(),
-                    id: f.id,
-                    fingerprint: Fingerprint::default(),
-                };
-                match p.tracker.open(file, 0) {
-                    Some(slot) => f.restart_from_zero(slot),
-                    None => tracing::error!(path = %f.path.display(), "too many files tracked at once"),
+            Ok(Polled::Truncated { size }) => (true, AfterPoll::Restart { size }),
+            Ok(Polled::Complete(n)) => {
+                Metrics::add(&p.metrics.bytes_read, n as u64);
+                Metrics::inc(&p.metrics.gz_files_read);
+                tracing::info!(path = %f.path.display(), bytes = f.splitter.stream_pos(), "gzip archive read to its end");
+                f.complete = true;
+                (n > 0, AfterPoll::FinishLines)
+            }
+            Ok(Polled::Damaged { read, damage, error }) => {
+                Metrics::add(&p.metrics.bytes_read, read as u64);
+                if !f.state.warned.gzip {
+                    f.state.warned.gzip = true;
+                    Metrics::inc(&p.metrics.gz_errors);
+                    tracing::error!(path = %f.path.display(), offset = f.splitter.stream_pos(), ?damage, %error, "gzip archive cannot be read further; the lines before the damage are shipped (logged once per file)");
                 }
-                f.next_poll = now;
-                true
+                f.next_poll = now + rt.config.backoff.max.0;
+                if damage == gzip::Damage::Truncated {
+                    // Maybe still being written: tried again once its size changes.
+                    f.gz_size = f.size_by_path().unwrap_or(0);
+                    (read > 0, AfterPoll::Nothing)
+                } else {
+                    f.complete = true;
+                    (read > 0, AfterPoll::FinishLines)
+                }
             }
             Err(e) => {
                 Metrics::inc(&p.metrics.file_errors);
                 tracing::warn!(path = %f.path.display(), error = %e, "read failed; closing the file, will retry");
-                f.close();
-                self.open_files -= 1;
                 f.next_poll = now + rt.config.backoff.max.0;
-                false
+                f.close();
+                self.note_closed(key.0);
+                return false;
             }
+        };
+        let f = self.files.get_mut(&key).expect("due file exists");
+        if f.gzip && f.is_open() && (f.complete || f.gz_size > 0) {
+            // A gzip stream cannot be resumed after it ended or failed: closed, reopened if needed.
+            f.close();
+            self.note_closed(key.0);
         }
+        match after {
+            AfterPoll::Nothing => {}
+            AfterPoll::FinishLines => self.finish_lines(key),
+            AfterPoll::Restart { size } => self.restart_truncated(key, size),
+        }
+        data
     }
 
-    /// Opens a due file that is closed, if it grew. Returns whether it is open now.
+    /// A file shrank below the read position (copytruncate): what was read of it is shipped,
+    /// and it is read again from 0 under a new slot.
+    fn restart_truncated(&mut self, key: FileKey, size: u64) {
+        self.finish_lines(key);
+        let Reader { p, files, .. } = self;
+        let f = files.get_mut(&key).expect("truncated file exists");
+        let rt = &p.inputs[f.input];
+        tracing::warn!(path = %f.path.display(), offset = f.splitter.stream_pos(), size, "file truncated (copytruncate?); reading it again from 0");
+        Metrics::inc(&p.metrics.files_truncated);
+        p.tracker.supersede(f.slot);
+        let file = SlotFile {
+            input: rt.config.id.clone(),
+            path: f.path.clone(),
+            id: f.id,
+            fingerprint: Fingerprint::default(),
+        };
+        match p.tracker.open(file, 0) {
+            Some(slot) => f.restart_from_zero(slot),
+            None => tracing::error!(path = %f.path.display(), "too many files tracked at once"),
+        }
+        f.next_poll = Instant::now();
+    }
+
+    /// Opens a due file that is closed, if it may have new data. Returns whether it is open now.
     fn ensure_open(&mut self, key: FileKey) -> bool {
         let f = self.files.get_mut(&key).expect("due file exists");
         if f.is_open() {
             return true;
         }
         let max_backoff = self.p.inputs[f.input].config.backoff.max.0;
-        let grown = f.size_by_path().is_some_and(|s| s != f.splitter.stream_pos());
+        let grown = f.size_by_path().is_some_and(|s| f.may_have_data(s));
         if !grown {
             f.next_poll = Instant::now() + max_backoff;
             return false;
         }
-        if !self.make_room() {
+        if !self.make_room(key.0) || (self.files[&key].detached && !self.reattach(key)) {
             self.files.get_mut(&key).expect("exists").next_poll = Instant::now() + max_backoff;
             return false;
         }
         let f = self.files.get_mut(&key).expect("due file exists");
         match f.reopen() {
             Ok(true) => {
-                self.open_files += 1;
-                Metrics::inc(&self.p.metrics.files_opened);
+                f.gz_size = 0;
+                self.note_opened(key.0);
                 true
             }
             Ok(false) => {
@@ -366,23 +576,98 @@ impl Reader {
         }
     }
 
-    /// A file that is gone can no longer complete its last line: ship what there is.
-    fn ship_partial_line(&mut self, key: FileKey) {
+    /// A file that will not be read further: ship its partial last line (it can no longer be
+    /// completed) and its pending multiline event.
+    fn finish_lines(&mut self, key: FileKey) {
+        // A detached file has no slot to account for what it ships: it gets one back first.
+        if self.files[&key].detached && !self.reattach(key) {
+            return;
+        }
+        let now = Instant::now();
         let timestamp = rfc3339_millis(SystemTime::now());
         let Reader { p, files, batch, scratch, .. } = self;
         let f = files.get_mut(&key).expect("finished file exists");
         let rt = &p.inputs[f.input];
-        let (slot, path) = (f.slot, f.path_str.clone());
-        let mut end = None;
-        f.splitter.finish(|line| {
-            let mut ctx = FileCtx { slot, path: &path, timestamp: &timestamp, warned: &mut f.warned };
-            batch.push(rt.event(&line, &mut ctx, &p.metrics, scratch));
-            end = Some(line.end_offset);
-        });
-        if let Some(end) = end {
+        let path = f.path_str.clone();
+        let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now };
+        let mut sent = f.sent_upto;
+        let mut emit = |ev: Event| emit_into(batch, &p.queue, &p.stop, &mut sent, ev);
+        let state = &mut f.state;
+        let partial = f.splitter.finish(|line| rt.on_line(&line, state, &ctx, &p.metrics, scratch, &mut emit));
+        let pending = rt.flush_pending(&mut f.state, true, &ctx, &p.metrics, scratch, &mut emit);
+        f.sent_upto = sent;
+        if partial {
             tracing::info!(path = %f.path.display(), "shipped the last line of a finished file, which had no newline");
-            f.sent_upto = end;
+        }
+        if partial || pending {
             self.flush_batch();
+        }
+    }
+
+    /// Stops tracking a file: ships what it has, closes it, and frees its slot once drained
+    /// (then forgets its registry entry if `forget`).
+    fn finish_file(&mut self, key: FileKey, forget: bool) {
+        self.finish_lines(key);
+        let mut f = self.files.remove(&key).expect("finished file exists");
+        if !f.gzip {
+            f.refresh_fingerprint();
+            let at = self.read_by_fingerprint.entry((key.0, f.fingerprint)).or_insert(0);
+            *at = f.sent_upto.max(*at);
+            if self.read_by_fingerprint.len() > FINGERPRINTS_KEPT {
+                // Bounded memory: forget the least far-read file (rarely matters; an archive of
+                // it would be shipped again, never lost).
+                let smallest = self.read_by_fingerprint.iter().min_by_key(|(_, o)| **o).map(|(k, _)| *k);
+                if let Some(k) = smallest {
+                    self.read_by_fingerprint.remove(&k);
+                }
+            }
+        }
+        if f.is_open() {
+            f.close();
+            self.note_closed(key.0);
+        }
+        if self.by_path.get(&f.path) == Some(&key) {
+            self.by_path.remove(&f.path);
+        }
+        tracing::info!(path = %f.path.display(), offset = f.splitter.line_start(), "finished reading file");
+        if f.detached {
+            // Its slot was handed over when it was detached (and no new one could be had).
+            return;
+        }
+        let forget = forget.then(|| (self.p.inputs[key.0].config.id.clone(), key.1));
+        self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
+    }
+
+    /// `clean_inactive`: the file's registry entry goes (once its slot drained) while the reader
+    /// keeps the file in mind, closed and without a slot. Should it grow, it gets a new slot at
+    /// the offset it was read to ([`Reader::reattach`]); should the agent restart first, the file
+    /// is new to it and, unchanged for longer than `ignore_older`, read from its end.
+    fn detach(&mut self, key: FileKey) {
+        let f = self.files.get_mut(&key).expect("cleaned file exists");
+        tracing::debug!(path = %f.path.display(), "nothing read for clean_inactive: forgetting the file's registry entry");
+        let was_open = f.is_open();
+        f.close();
+        f.detached = true;
+        let forget = Some((self.p.inputs[key.0].config.id.clone(), key.1));
+        self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
+        if was_open {
+            self.note_closed(key.0);
+        }
+    }
+
+    /// A detached file grew: it is tracked again from where it was read to.
+    fn reattach(&mut self, key: FileKey) -> bool {
+        let f = self.files.get_mut(&key).expect("detached file exists");
+        let rt = &self.p.inputs[f.input];
+        let file = SlotFile { input: rt.config.id.clone(), path: f.path.clone(), id: f.id, fingerprint: f.fingerprint };
+        match self.p.tracker.open(file, f.splitter.line_start()) {
+            Some(slot) => {
+                tracing::debug!(path = %f.path.display(), offset = f.splitter.line_start(), "forgotten file grew; tracking it again");
+                f.slot = slot;
+                f.detached = false;
+                true
+            }
+            None => false,
         }
     }
 
@@ -392,45 +677,99 @@ impl Reader {
         }
     }
 
-    /// Closes idle and finished files, frees drained slots, grows fingerprints.
+    /// Multiline events that waited `timeout` for another line are shipped.
+    fn flush_due_multiline(&mut self) {
+        let now = Instant::now();
+        let timestamp = rfc3339_millis(SystemTime::now());
+        let Reader { p, files, batch, scratch, .. } = self;
+        let mut any = false;
+        for f in files.values_mut().filter(|f| f.state.multiline.is_pending()) {
+            let rt = &p.inputs[f.input];
+            let path = f.path_str.clone();
+            let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now };
+            let mut sent = f.sent_upto;
+            let mut emit = |ev: Event| emit_into(batch, &p.queue, &p.stop, &mut sent, ev);
+            any |= rt.flush_pending(&mut f.state, false, &ctx, &p.metrics, scratch, &mut emit);
+            f.sent_upto = sent;
+        }
+        if any {
+            self.flush_batch();
+        }
+    }
+
+    /// Closes idle and finished files, flushes due multiline events, forgets inactive files
+    /// (`clean_inactive`), frees drained slots, grows fingerprints.
     fn housekeeping(&mut self) {
         self.last_housekeeping = Instant::now();
+        self.flush_due_multiline();
         let mut finished = Vec::new();
+        let mut cleaned = Vec::new();
+        let mut closed = Vec::new();
         for (key, f) in self.files.iter_mut() {
             if let Some(fp) = f.refresh_fingerprint() {
                 self.p.tracker.update_file(f.slot, |s| s.fingerprint = fp);
             }
-            let inactive = self.p.inputs[f.input].config.close.on_state_change.inactive.0;
-            let idle = f.last_data.elapsed() >= inactive && f.at_eof;
+            let cfg = &self.p.inputs[f.input].config;
+            let quiet = f.last_data.elapsed();
+            let idle = quiet >= cfg.close.on_state_change.inactive.0 && f.at_eof;
             if f.gone && (!f.is_open() || idle || (f.at_eof && f.is_deleted())) {
                 finished.push(*key);
+            } else if !cfg.clean_inactive.is_off()
+                && !f.detached
+                && quiet >= cfg.clean_inactive.0
+                && (f.at_eof || !f.is_open() || f.complete)
+                && !f.state.multiline.is_pending()
+            {
+                cleaned.push(*key);
             } else if f.is_open() && idle {
                 tracing::debug!(path = %f.path.display(), "closing inactive file");
                 f.close();
-                self.open_files -= 1;
-                Metrics::inc(&self.p.metrics.files_closed);
+                closed.push(key.0);
             }
+        }
+        for input in closed {
+            self.note_closed(input);
         }
         for key in finished {
-            self.ship_partial_line(key);
-            let mut f = self.files.remove(&key).expect("finished file exists");
-            if f.is_open() {
-                f.close();
-                self.open_files -= 1;
-                Metrics::inc(&self.p.metrics.files_closed);
-            }
-            if self.by_path.get(&f.path) == Some(&key) {
-                self.by_path.remove(&f.path);
-            }
-            tracing::info!(path = %f.path.display(), offset = f.splitter.line_start(), "finished reading file that is gone");
-            self.draining.push((f.slot, f.sent_upto));
+            self.finish_file(key, self.p.inputs[key.0].config.clean_removed);
         }
-        let tracker = &self.p.tracker;
-        self.draining.retain(|&(slot, sent)| {
-            let done = tracker.acked(slot).is_some_and(|(acked, idle)| idle && acked >= sent);
-            !(done && tracker.close_if_drained(slot))
+        for key in cleaned {
+            self.detach(key);
+        }
+        let (tracker, metrics) = (&self.p.tracker, &self.p.metrics);
+        self.draining.retain_mut(|d| {
+            let done = tracker.acked(d.slot).is_some_and(|(acked, idle)| idle && acked >= d.sent);
+            if !(done && tracker.close_if_drained(d.slot)) {
+                return true;
+            }
+            if let Some(key) = d.forget.take() {
+                tracker.forget(key);
+                Metrics::inc(&metrics.registry_entries_cleaned);
+            }
+            false
         });
         tracker.reap_superseded();
+    }
+}
+
+/// What [`Reader::start_offset`] knows of a file seen for the first time.
+struct Seen<'a> {
+    fd: &'a Found,
+    file: &'a File,
+    size: u64,
+    modified: Option<SystemTime>,
+    /// The uncompressed start of a gzip archive (`None` for a plain file).
+    content: Option<&'a [u8]>,
+    fingerprint: Fingerprint,
+}
+
+/// Appends an event to the batch (noting how far the file was handed on) and hands the batch to
+/// the queue once full.
+fn emit_into(batch: &mut Batch, queue: &Queue, stop: &AtomicBool, sent_upto: &mut u64, ev: Event) {
+    *sent_upto = ev.end_offset;
+    batch.push(ev);
+    if batch.bytes >= BATCH_BYTES || batch.events.len() >= BATCH_EVENTS {
+        push(queue, stop, std::mem::take(batch));
     }
 }
 

@@ -3,8 +3,15 @@
 //!
 //! Invariant: decoding never drops a line. Invalid UTF-8 is replaced (and reported to the caller so
 //! it is counted); invalid JSON becomes [`Decoded::Invalid`], which the encoder still ships.
+//!
+//! The steps before and after it live in the submodules: [`encoding`] (file bytes to UTF-8),
+//! [`multiline`] (lines joined into one event) and [`filter`] (include/exclude_lines).
 
-use crate::config::{NdjsonConfig, ParserConfig};
+pub mod encoding;
+pub mod filter;
+pub mod multiline;
+
+use crate::config::{InputConfig, NdjsonConfig};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -16,9 +23,9 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    pub fn from_parsers(parsers: &[ParserConfig]) -> Decoder {
-        match parsers.first() {
-            Some(ParserConfig::Ndjson(cfg)) => Decoder::Ndjson(cfg.clone()),
+    pub fn for_input(input: &InputConfig) -> Decoder {
+        match input.ndjson() {
+            Some(cfg) => Decoder::Ndjson(cfg.clone()),
             None => Decoder::Plain,
         }
     }
@@ -42,6 +49,18 @@ pub struct DecodeOutcome<'a> {
 }
 
 impl Decoder {
+    /// The text include/exclude_lines look at: the line, or a JSON event's message
+    /// (`message_key`'s value, else its `message` string).
+    pub fn message<'d>(&self, decoded: &'d Decoded<'_>) -> Option<&'d str> {
+        match (decoded, self) {
+            (Decoded::Plain(s), _) | (Decoded::Invalid { raw: s, .. }, _) => Some(s),
+            (Decoded::Object(m), Decoder::Ndjson(cfg)) => {
+                m.get(cfg.message_key.as_deref().unwrap_or("message")).and_then(Value::as_str)
+            }
+            (Decoded::Object(_), Decoder::Plain) => None,
+        }
+    }
+
     pub fn decode<'a>(&self, line: &'a [u8]) -> DecodeOutcome<'a> {
         let (text, invalid_utf8) = match std::str::from_utf8(line) {
             Ok(s) => (Cow::Borrowed(s), false),

@@ -1,0 +1,265 @@
+//! The multiline parser: joins consecutive lines of one file into one event (stack traces,
+//! continued lines), as Filebeat's `multiline` parser does.
+//!
+//! [`MultilineRt`] is an input's compiled settings; [`Multiline`] is one file's pending event and
+//! is owned by that file's reader state. Invariants:
+//! - an emitted event's `offset` is its first line's and its `end_offset` its last line's, so the
+//!   file's acknowledged offset only ever passes whole events: a pending event is never recorded
+//!   half (left pending at shutdown, it is read again after restart);
+//! - memory per file is bounded by `max_bytes` (the joined text) however many lines join: lines past
+//!   `max_lines` are consumed (their offsets count) but not kept, and the event is flagged truncated.
+//!
+//! Pattern mode follows Filebeat's truth table: with `match: after` a line continues the event when
+//! the line itself matches (`pattern` XOR `negate`); with `match: before` when the *previous* line
+//! matched. `flush_pattern` ends an event at the line that matches it.
+
+use crate::config::{compile, MultilineConfig, MultilineKind, MultilineMatch};
+use crate::tail::lines::Line;
+use regex::bytes::Regex;
+use std::time::{Duration, Instant};
+
+/// An input's multiline settings, compiled once.
+#[derive(Debug)]
+pub struct MultilineRt {
+    kind: MultilineKind,
+    pattern: Option<Regex>,
+    negate: bool,
+    before: bool,
+    flush: Option<Regex>,
+    max_lines: u32,
+    count: u32,
+    separator: &'static [u8],
+    pub timeout: Duration,
+}
+
+impl MultilineRt {
+    pub fn new(cfg: &MultilineConfig) -> MultilineRt {
+        MultilineRt {
+            kind: cfg.kind,
+            pattern: cfg.pattern.as_deref().map(|p| compile(p).expect("validated")),
+            negate: cfg.negate,
+            before: cfg.match_ == Some(MultilineMatch::Before),
+            flush: cfg.flush_pattern.as_deref().map(|p| compile(p).expect("validated")),
+            max_lines: cfg.max_lines.min(u32::MAX as usize) as u32,
+            count: cfg.count_lines.unwrap_or(1).min(u32::MAX as usize) as u32,
+            separator: if cfg.skip_newline { b"" } else { b"\n" },
+            timeout: cfg.timeout.0,
+        }
+    }
+
+    fn matches(&self, line: &[u8]) -> bool {
+        self.pattern.as_ref().is_some_and(|p| p.is_match(line)) != self.negate
+    }
+}
+
+/// One file's event being assembled.
+#[derive(Debug, Default)]
+pub struct Multiline {
+    buf: Vec<u8>,
+    lines: u32,
+    offset: u64,
+    end_offset: u64,
+    truncated: bool,
+    /// The last line added matched (`pattern` XOR `negate`).
+    last_matched: bool,
+    /// When the last line was added (the timeout counts from there).
+    touched: Option<Instant>,
+}
+
+impl Multiline {
+    /// Adds one line; `emit` receives every event this completes (zero, one or two).
+    pub fn push(
+        &mut self,
+        rt: &MultilineRt,
+        max_bytes: usize,
+        line: &Line<'_>,
+        now: Instant,
+        emit: &mut dyn FnMut(Line<'_>),
+    ) {
+        match rt.kind {
+            MultilineKind::Count => {
+                self.add(rt, max_bytes, line, now);
+                if self.lines >= rt.count {
+                    self.flush(emit);
+                }
+            }
+            MultilineKind::Pattern => {
+                let matched = rt.matches(line.bytes);
+                let continues = if rt.before { self.last_matched } else { matched };
+                if self.is_pending() && !continues {
+                    self.flush(emit);
+                }
+                self.add(rt, max_bytes, line, now);
+                self.last_matched = matched;
+                if rt.flush.as_ref().is_some_and(|f| f.is_match(line.bytes)) {
+                    self.flush(emit);
+                }
+            }
+            MultilineKind::WhilePattern => {
+                let matched = rt.matches(line.bytes);
+                if self.is_pending() && !(self.last_matched && matched) {
+                    self.flush(emit);
+                }
+                self.add(rt, max_bytes, line, now);
+                self.last_matched = matched;
+                if !matched {
+                    // A line outside the pattern stands alone: no reason to wait for the next one.
+                    self.flush(emit);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, rt: &MultilineRt, max_bytes: usize, line: &Line<'_>, now: Instant) {
+        if self.lines == 0 {
+            self.offset = line.offset;
+            self.truncated = false;
+        }
+        self.end_offset = line.end_offset;
+        self.touched = Some(now);
+        self.truncated |= line.truncated;
+        if self.lines >= rt.max_lines {
+            self.truncated = true;
+            return;
+        }
+        let sep = if self.lines == 0 { &b""[..] } else { rt.separator };
+        let room = max_bytes.saturating_sub(self.buf.len());
+        let wanted = sep.len() + line.bytes.len();
+        if wanted > room {
+            self.truncated = true;
+        }
+        let take = wanted.min(room);
+        let joined = sep.iter().chain(line.bytes).take(take).copied();
+        self.buf.extend(joined);
+        self.lines += 1;
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.touched.is_some()
+    }
+
+    /// Whether the pending event has waited `timeout` for another line.
+    pub fn is_due(&self, rt: &MultilineRt, now: Instant) -> bool {
+        self.touched.is_some_and(|t| now.saturating_duration_since(t) >= rt.timeout)
+    }
+
+    /// Emits the pending event, if any.
+    pub fn flush(&mut self, emit: &mut dyn FnMut(Line<'_>)) {
+        if self.touched.take().is_none() {
+            return;
+        }
+        let lines = self.lines.max(1);
+        emit(Line {
+            bytes: &self.buf,
+            offset: self.offset,
+            end_offset: self.end_offset,
+            truncated: self.truncated,
+            lines,
+        });
+        self.buf.clear();
+        self.lines = 0;
+        self.last_matched = false;
+        if self.buf.capacity() > 4 * 1024 * 1024 {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Forgets the pending event (the file was truncated and is read again from 0).
+    pub fn reset(&mut self) {
+        *self = Multiline::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MultilineConfig;
+
+    fn rt(yaml: &str) -> MultilineRt {
+        let cfg: MultilineConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        MultilineRt::new(&cfg)
+    }
+
+    /// Feeds `lines` (offsets as if each ended with LF) and returns (text, offset, end, lines, truncated).
+    fn join(
+        rt: &MultilineRt,
+        max_bytes: usize,
+        lines: &[&str],
+        flush_at_end: bool,
+    ) -> Vec<(String, u64, u64, u32, bool)> {
+        let mut ml = Multiline::default();
+        let mut out = Vec::new();
+        let mut off = 0u64;
+        let mut emit = |l: Line<'_>| {
+            out.push((String::from_utf8(l.bytes.to_vec()).unwrap(), l.offset, l.end_offset, l.lines, l.truncated))
+        };
+        for text in lines {
+            let end = off + text.len() as u64 + 1;
+            let line = Line { bytes: text.as_bytes(), offset: off, end_offset: end, truncated: false, lines: 1 };
+            ml.push(rt, max_bytes, &line, Instant::now(), &mut emit);
+            off = end;
+        }
+        if flush_at_end {
+            ml.flush(&mut emit);
+        }
+        out
+    }
+
+    #[test]
+    fn java_stack_trace_joins_indented_lines_after_the_first() {
+        let rt = rt("pattern: '^[[:space:]]+(at|\\.{3})[[:space:]]+\\b|^Caused by:'\nnegate: false\nmatch: after\n");
+        let lines = ["Exception in thread main", "    at a.B(B.java:1)", "Caused by: x", "    ... 3 more", "next"];
+        let got = join(&rt, 1000, &lines, false);
+        let text = "Exception in thread main\n    at a.B(B.java:1)\nCaused by: x\n    ... 3 more";
+        assert_eq!(got, vec![(text.to_string(), 0, text.len() as u64 + 1, 4, false)]);
+    }
+
+    #[test]
+    fn negate_with_match_after_joins_until_the_next_start_line() {
+        let rt = rt("pattern: '^\\['\nnegate: true\nmatch: after\n");
+        let got = join(&rt, 1000, &["[1] a", "b", "c", "[2] d"], true);
+        assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["[1] a\nb\nc", "[2] d"]);
+        assert_eq!((got[1].1, got[1].2), (10, 16));
+    }
+
+    #[test]
+    fn match_before_joins_continued_lines_to_the_next_one() {
+        let rt = rt("pattern: '\\\\$'\nnegate: false\nmatch: before\n");
+        let got = join(&rt, 1000, &["a \\", "b \\", "c", "d"], true);
+        assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["a \\\nb \\\nc", "d"]);
+    }
+
+    #[test]
+    fn max_lines_and_max_bytes_cut_but_consume_every_line() {
+        let cut = rt("pattern: '^ '\nmatch: after\nmax_lines: 3\n");
+        let got = join(&cut, 1000, &["s", " 1", " 2", " 3", " 4", "t"], false);
+        assert_eq!(got, vec![("s\n 1\n 2".into(), 0, 14, 3, true)]);
+        let rt2 = rt("pattern: '^ '\nmatch: after\n");
+        let got = join(&rt2, 5, &["abc", " def"], true);
+        assert_eq!(got, vec![("abc\n ".into(), 0, 9, 2, true)]);
+    }
+
+    #[test]
+    fn count_and_while_pattern_and_flush_pattern() {
+        let count = rt("type: count\ncount_lines: 2\nskip_newline: true\n");
+        let got = join(&count, 100, &["a", "b", "c"], true);
+        assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["ab", "c"]);
+        let wp = rt("type: while_pattern\npattern: '^-'\n");
+        let got = join(&wp, 100, &["-a", "-b", "x", "-c"], true);
+        assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["-a\n-b", "x", "-c"]);
+        let fp = rt("pattern: '^BEGIN'\nnegate: true\nmatch: after\nflush_pattern: '^END'\n");
+        let got = join(&fp, 100, &["BEGIN", "x", "END", "after"], false);
+        assert_eq!(got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["BEGIN\nx\nEND"]);
+    }
+
+    #[test]
+    fn timeout_makes_a_pending_event_due() {
+        let rt = rt("pattern: '^ '\nmatch: after\ntimeout: 1s\n");
+        let mut ml = Multiline::default();
+        let t0 = Instant::now();
+        let line = Line { bytes: b"x", offset: 0, end_offset: 2, truncated: false, lines: 1 };
+        ml.push(&rt, 100, &line, t0, &mut |_| panic!("nothing completes yet"));
+        assert!(!ml.is_due(&rt, t0 + Duration::from_millis(500)));
+        assert!(ml.is_due(&rt, t0 + Duration::from_secs(1)));
+    }
+}
