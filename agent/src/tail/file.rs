@@ -35,7 +35,8 @@ pub struct TailFile {
     pub gzip: bool,
     /// A gzip archive read to its end, or given up as corrupt: never read again.
     pub complete: bool,
-    /// Compressed size when a gzip archive last ended too early (retried once it changes).
+    /// Compressed size when a gzip archive last ended too early (retried once it changes; 0
+    /// while it reads fine).
     pub gz_size: u64,
     pub splitter: LineSplitter,
     /// End offset of the last event handed to the queue.

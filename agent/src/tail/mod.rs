@@ -154,7 +154,14 @@ impl Reader {
 
     fn idle_wait(&self) -> Duration {
         let now = Instant::now();
-        let next = self.files.values().map(|f| f.next_poll).min().unwrap_or(now + Duration::from_secs(1));
+        // Complete archives are never polled again: their poll time must not cut the wait short.
+        let next = self
+            .files
+            .values()
+            .filter(|f| !f.complete)
+            .map(|f| f.next_poll)
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
         next.saturating_duration_since(now).min(HOUSEKEEPING_EVERY)
     }
 
@@ -455,6 +462,8 @@ impl Reader {
             rt.on_line(line, st, &ctx, &p.metrics, scratch, &mut emit);
         });
         f.sent_upto = sent_upto;
+        // A gzip stream cannot be resumed after it ended or failed: closed, reopened if needed.
+        let mut close_stream = false;
         let (data, after) = match polled {
             Ok(Polled::Data(n)) => {
                 Metrics::add(&p.metrics.bytes_read, n as u64);
@@ -475,6 +484,7 @@ impl Reader {
                 Metrics::inc(&p.metrics.gz_files_read);
                 tracing::info!(path = %f.path.display(), bytes = f.splitter.stream_pos(), "gzip archive read to its end");
                 f.complete = true;
+                close_stream = true;
                 (n > 0, AfterPoll::FinishLines)
             }
             Ok(Polled::Damaged { read, damage, error }) => {
@@ -482,9 +492,18 @@ impl Reader {
                 if !f.state.warned.gzip {
                     f.state.warned.gzip = true;
                     Metrics::inc(&p.metrics.gz_errors);
-                    tracing::error!(path = %f.path.display(), offset = f.splitter.stream_pos(), ?damage, %error, "gzip archive cannot be read further; the lines before the damage are shipped (logged once per file)");
+                    let (path, offset) = (f.path.display(), f.splitter.stream_pos());
+                    match damage {
+                        gzip::Damage::Truncated => {
+                            tracing::warn!(%path, offset, %error, "gzip archive ends early (still being written?); the lines so far are shipped, the rest once it grows (logged once per file)")
+                        }
+                        gzip::Damage::Corrupt => {
+                            tracing::error!(%path, offset, %error, "gzip archive is corrupt; the lines before the damage are shipped, the rest is given up (logged once per file)")
+                        }
+                    }
                 }
                 f.next_poll = now + rt.config.backoff.max.0;
+                close_stream = true;
                 if damage == gzip::Damage::Truncated {
                     // Maybe still being written: tried again once its size changes.
                     f.gz_size = f.size_by_path().unwrap_or(0);
@@ -503,10 +522,8 @@ impl Reader {
                 return false;
             }
         };
-        let f = self.files.get_mut(&key).expect("due file exists");
-        if f.gzip && f.is_open() && (f.complete || f.gz_size > 0) {
-            // A gzip stream cannot be resumed after it ended or failed: closed, reopened if needed.
-            f.close();
+        if close_stream {
+            self.files.get_mut(&key).expect("due file exists").close();
             self.note_closed(key.0);
         }
         match after {

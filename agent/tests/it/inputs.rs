@@ -431,3 +431,59 @@ fn close_on_state_change_stops_reading_a_removed_or_renamed_file_at_once() {
         assert_eq!(count(&s, |m| &m.files_closed_on_state_change), 1, "{option}");
     }
 }
+
+#[test]
+fn multiline_count_mode_joins_fixed_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    append_lines(&dir.path().join("a.log"), ["a", "b", "c", "d", "e"].map(String::from));
+    let extra =
+        "    parsers:\n      - multiline:\n          type: count\n          count_lines: 2\n          timeout: 300ms\n";
+    let (got, _) = run_once(dir.path(), "a.log", extra, "", 3);
+    assert_eq!(texts(&got), ["a\nb", "c\nd", "e"]);
+}
+
+#[test]
+fn gzip_archive_stopped_midway_resumes_at_its_uncompressed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lines = numbered("mid", 0..400_000);
+    let archive = dir.path().join("big.log.gz");
+    std::fs::write(&archive, gzip(lines_text(&lines).as_bytes())).unwrap();
+    let kc = cluster("gzmid", 1);
+    let cfg = config(&data, &[dir.path().join("*.gz")], &kc.bootstrap_servers(), "gzmid", "", RAW);
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "gzmid", 1, 1, T);
+    let first = agent.stop();
+    assert_eq!(first.unacknowledged, 0);
+    let offset = registry_offset_of(&data, &archive).expect("an entry for the archive");
+    let total = lines_text(&lines).len() as u64;
+    assert!(offset > 0 && offset < total, "stopped midway: offset {offset} of {total}");
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "gzmid", 1, lines.len(), T);
+    let second = agent.stop();
+    assert_exactly_once(&got, &lines);
+    assert_eq!(registry_offset_of(&data, &archive), Some(total));
+    assert_eq!(count(&second, |m| &m.gz_files_read), 1);
+}
+
+#[test]
+fn gzip_archive_still_being_written_is_finished_once_it_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = numbered("w", 0..50_000);
+    let full = gzip(lines_text(&lines).as_bytes());
+    let archive = dir.path().join("late.log.gz");
+    // The compressor has written half of the archive when the agent first sees it.
+    std::fs::write(&archive, &full[..full.len() / 2]).unwrap();
+    let kc = cluster("gzw", 1);
+    let cfg = config(&dir.path().join("data"), &[dir.path().join("*.gz")], &kc.bootstrap_servers(), "gzw", "", RAW);
+    let agent = RunningAgent::start(&cfg);
+    let early = consume(&kc.bootstrap_servers(), "gzw", 1, 1, T);
+    assert!(!early.is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&archive).unwrap();
+    f.write_all(&full[full.len() / 2..]).unwrap();
+    let got = consume(&kc.bootstrap_servers(), "gzw", 1, lines.len(), T);
+    let summary = agent.stop();
+    assert_exactly_once(&got, &lines);
+    assert_eq!(count(&summary, |m| &m.gz_files_read), 1);
+}
