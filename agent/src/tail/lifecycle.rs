@@ -1,0 +1,232 @@
+//! The lifecycle decisions of the reader: where a file seen for the first time starts, and when
+//! a tracked file is finished, detached (`clean_inactive`) or forgotten (`clean_removed`).
+//!
+//! Owns no state of its own: these are the [`Reader`]'s methods that decide a file's fate, kept
+//! apart from the hot read path in `tail/mod.rs`. Invariants are those of the reader: a registry
+//! entry is only forgotten after its file's slot drained, and a start offset is only trusted when
+//! the file's fingerprint still matches.
+
+use super::*;
+
+impl Reader {
+    /// `clean_removed` at start-up: registry entries of this input whose file the first scan did
+    /// not find are forgotten.
+    pub(super) fn clean_unfound_entries(&mut self, input: usize, present: &HashSet<FileId>) {
+        let cfg = &self.p.inputs[input].config;
+        if !cfg.clean_removed {
+            return;
+        }
+        let unfound: Vec<Key> =
+            self.p.known.keys().filter(|k| k.0 == cfg.id && !present.contains(&k.1)).cloned().collect();
+        for key in unfound {
+            self.p.known.remove(&key);
+            tracing::debug!(input = %key.0, ino = key.1.ino, "registry entry of a file no longer found removed (clean_removed)");
+            self.p.tracker.forget(key);
+            Metrics::inc(&self.p.metrics.registry_entries_cleaned);
+        }
+    }
+
+    /// Where to start reading a file seen for the first time in this run.
+    pub(super) fn start_offset(&mut self, input: usize, s: &Seen<'_>, initial: bool) -> u64 {
+        let rt = &self.p.inputs[input];
+        let m = &self.p.metrics;
+        let (path, size) = (&s.fd.path, s.size);
+        if let Some(e) = self.p.known.remove(&(rt.config.id.clone(), s.fd.id)) {
+            let same = match s.content {
+                Some(c) => e.fingerprint().matches_content(c),
+                None => e.fingerprint().matches(s.file, size).unwrap_or(false),
+            };
+            if !same {
+                if s.content.is_none() && (size < e.offset || e.fp_len > size) {
+                    tracing::info!(path = %path.display(), offset = e.offset, size, "file shrank while the agent was stopped; reading it from 0");
+                    Metrics::inc(&m.files_truncated);
+                } else {
+                    tracing::info!(path = %path.display(), "inode reused by a new file (fingerprint differs); reading it from 0");
+                    Metrics::inc(&m.files_inode_reused);
+                }
+                return 0;
+            }
+            // A gzip archive's offsets are uncompressed ones: its size says nothing about them.
+            if s.content.is_none() && size < e.offset {
+                tracing::info!(path = %path.display(), offset = e.offset, size, "file truncated; reading it from 0");
+                Metrics::inc(&m.files_truncated);
+                return 0;
+            }
+            return e.offset;
+        }
+        if s.content.is_some() {
+            if let Some(offset) = self.read_by_fingerprint(input, s.fingerprint) {
+                tracing::info!(path = %path.display(), offset, "gzip archive of a file already read; starting where that file was read to");
+                Metrics::inc(&m.files_matched_by_fingerprint);
+                return offset;
+            }
+        }
+        let ignore_older = rt.config.ignore_older;
+        let age = s.modified.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+        if !ignore_older.is_off() && age > ignore_older.0 {
+            tracing::debug!(path = %path.display(), age = ?age, "file older than ignore_older; reading only what is written from now on");
+            Metrics::inc(&m.files_ignored_older);
+            return self.end_of(input, s);
+        }
+        match (self.p.recovered, rt.config.start_position, initial) {
+            (Some(Recovery::End), _, _) | (None, StartPosition::End, true) => self.end_of(input, s),
+            _ => 0,
+        }
+    }
+
+    /// The offset of a file's current end: its size, or a gzip archive's uncompressed length.
+    pub(super) fn end_of(&self, input: usize, s: &Seen<'_>) -> u64 {
+        if s.content.is_none() {
+            let unit = self.p.inputs[input].encoding.newline();
+            // A UTF-16 file is only ever entered at a code unit boundary.
+            return if unit == crate::decode::encoding::Newline::Byte { s.size } else { s.size & !1 };
+        }
+        gzip::uncompressed_len(s.file).unwrap_or_else(|e| {
+            tracing::warn!(path = %s.fd.path.display(), error = %e, "cannot find the end of a damaged gzip archive; reading what it has");
+            0
+        })
+    }
+
+    /// How far a file with this fingerprint was read, by a live file or a finished one.
+    pub(super) fn read_by_fingerprint(&self, input: usize, fp: Fingerprint) -> Option<u64> {
+        let live = self
+            .files
+            .iter()
+            .filter(|((i, _), f)| *i == input && !f.gzip && f.fingerprint == fp)
+            .map(|(_, f)| f.sent_upto)
+            .max();
+        live.max(self.read_by_fingerprint.get(&(input, fp)).copied())
+    }
+
+    /// Stops tracking a file: ships what it has, closes it, and frees its slot once drained
+    /// (then forgets its registry entry if `forget`).
+    pub(super) fn finish_file(&mut self, key: FileKey, forget: bool) {
+        self.finish_lines(key);
+        let mut f = self.files.remove(&key).expect("finished file exists");
+        if !f.gzip {
+            f.refresh_fingerprint();
+            let at = self.read_by_fingerprint.entry((key.0, f.fingerprint)).or_insert(0);
+            *at = f.sent_upto.max(*at);
+            if self.read_by_fingerprint.len() > FINGERPRINTS_KEPT {
+                // Bounded memory: forget the least far-read file (rarely matters; an archive of
+                // it would be shipped again, never lost).
+                let smallest = self.read_by_fingerprint.iter().min_by_key(|(_, o)| **o).map(|(k, _)| *k);
+                if let Some(k) = smallest {
+                    self.read_by_fingerprint.remove(&k);
+                }
+            }
+        }
+        if f.is_open() {
+            f.close();
+            self.note_closed(key.0);
+        }
+        if self.by_path.get(&f.path) == Some(&key) {
+            self.by_path.remove(&f.path);
+        }
+        tracing::info!(path = %f.path.display(), offset = f.splitter.line_start(), "finished reading file");
+        if f.detached {
+            // Its slot was handed over when it was detached (and no new one could be had).
+            return;
+        }
+        let forget = forget.then(|| (self.p.inputs[key.0].config.id.clone(), key.1));
+        self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
+    }
+
+    /// `clean_inactive`: the file's registry entry goes (once its slot drained) while the reader
+    /// keeps the file in mind, closed and without a slot. Should it grow, it gets a new slot at
+    /// the offset it was read to ([`Reader::reattach`]); should the agent restart first, the file
+    /// is new to it and, unchanged for longer than `ignore_older`, read from its end.
+    pub(super) fn detach(&mut self, key: FileKey) {
+        let f = self.files.get_mut(&key).expect("cleaned file exists");
+        tracing::debug!(path = %f.path.display(), "nothing read for clean_inactive: forgetting the file's registry entry");
+        let was_open = f.is_open();
+        f.close();
+        f.detached = true;
+        let forget = Some((self.p.inputs[key.0].config.id.clone(), key.1));
+        self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
+        if was_open {
+            self.note_closed(key.0);
+        }
+    }
+
+    /// A detached file grew: it is tracked again from where it was read to.
+    pub(super) fn reattach(&mut self, key: FileKey) -> bool {
+        let f = self.files.get_mut(&key).expect("detached file exists");
+        let rt = &self.p.inputs[f.input];
+        let file = SlotFile { input: rt.config.id.clone(), path: f.path.clone(), id: f.id, fingerprint: f.fingerprint };
+        match self.p.tracker.open(file, f.splitter.line_start()) {
+            Some(slot) => {
+                tracing::debug!(path = %f.path.display(), offset = f.splitter.line_start(), "forgotten file grew; tracking it again");
+                f.slot = slot;
+                f.detached = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes idle and finished files, flushes due multiline events, forgets inactive files
+    /// (`clean_inactive`), frees drained slots, grows fingerprints.
+    pub(super) fn housekeeping(&mut self) {
+        self.last_housekeeping = Instant::now();
+        self.flush_due_multiline();
+        let mut finished = Vec::new();
+        let mut cleaned = Vec::new();
+        let mut closed = Vec::new();
+        for (key, f) in self.files.iter_mut() {
+            if let Some(fp) = f.refresh_fingerprint() {
+                self.p.tracker.update_file(f.slot, |s| s.fingerprint = fp);
+            }
+            let cfg = &self.p.inputs[f.input].config;
+            let quiet = f.last_data.elapsed();
+            let idle = quiet >= cfg.close.on_state_change.inactive.0 && f.at_eof;
+            if f.gone && (!f.is_open() || idle || (f.at_eof && f.is_deleted())) {
+                finished.push(*key);
+            } else if !cfg.clean_inactive.is_off()
+                && !f.detached
+                && quiet >= cfg.clean_inactive.0
+                && (f.at_eof || !f.is_open() || f.complete)
+                && !f.state.multiline.is_pending()
+            {
+                cleaned.push(*key);
+            } else if f.is_open() && idle {
+                tracing::debug!(path = %f.path.display(), "closing inactive file");
+                f.close();
+                closed.push(key.0);
+            }
+        }
+        for input in closed {
+            self.note_closed(input);
+        }
+        for key in finished {
+            self.finish_file(key, self.p.inputs[key.0].config.clean_removed);
+        }
+        for key in cleaned {
+            self.detach(key);
+        }
+        let (tracker, metrics) = (&self.p.tracker, &self.p.metrics);
+        self.draining.retain_mut(|d| {
+            let done = tracker.acked(d.slot).is_some_and(|(acked, idle)| idle && acked >= d.sent);
+            if !(done && tracker.close_if_drained(d.slot)) {
+                return true;
+            }
+            if let Some(key) = d.forget.take() {
+                tracker.forget(key);
+                Metrics::inc(&metrics.registry_entries_cleaned);
+            }
+            false
+        });
+        tracker.reap_superseded();
+    }
+}
+
+/// What [`Reader::start_offset`] knows of a file seen for the first time.
+pub(super) struct Seen<'a> {
+    pub fd: &'a Found,
+    pub file: &'a File,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    /// The uncompressed start of a gzip archive (`None` for a plain file).
+    pub content: Option<&'a [u8]>,
+    pub fingerprint: Fingerprint,
+}
