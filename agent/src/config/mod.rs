@@ -353,7 +353,10 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
         found = line_no + 1;
         min_indent = indent + 1;
         if let Some(n) = index {
-            let (item_line, item_indent) = find_list_item(&lines, from, indent, n)?;
+            // A list written in flow style (`[a, b]`) has no item lines: its key's line it is.
+            let Some((item_line, item_indent)) = find_list_item(&lines, from, indent, n) else {
+                return Some(found);
+            };
             // The item's own keys start after "- ", on the same line or deeper.
             from = item_line;
             found = item_line + 1;
@@ -520,6 +523,7 @@ mod tests {
         assert_eq!(line_of_key(text, "nothing"), None);
         // A key that is not there points at the nearest parent that is.
         assert_eq!(line_of_key(text, "inputs[1].parsers"), Some(6));
+        assert_eq!(line_of_key("a:\n  list: [x, y]\n", "a.list[1]"), Some(2));
         let text = "output:\n  kafka:\n    librdkafka:\n      linger.ms: 5\n      compression.codec: lz4\n";
         assert_eq!(line_of_key(text, "output.kafka.librdkafka.compression.codec"), Some(5));
     }
