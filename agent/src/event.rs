@@ -100,14 +100,19 @@ impl Format {
     }
 }
 
-/// Looks a dotted path up in a JSON object: `a.b.c` as nested keys, or a literal dotted key.
+/// Looks a dotted path up in a JSON object as text (strings, numbers, booleans).
 pub fn lookup_path(map: &Map<String, Value>, path: &str) -> Option<String> {
+    lookup_value(map, path).and_then(value_text)
+}
+
+/// Looks a dotted path up in a JSON object: `a.b.c` as nested keys, or a literal dotted key.
+pub fn lookup_value<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     if let Some(v) = map.get(path) {
-        return value_text(v);
+        return Some(v);
     }
     let (head, tail) = path.split_once('.')?;
     match map.get(head)? {
-        Value::Object(inner) => lookup_path(inner, tail),
+        Value::Object(inner) => lookup_value(inner, tail),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 //! only inputs that configure processors pay for building one.
 
 use crate::config::{compile, Condition, ProcessorConfig};
+use crate::event::lookup_value;
 use regex::bytes::Regex;
 use serde_json::{Map, Value};
 
@@ -97,14 +98,14 @@ fn cond(c: &Condition) -> Cond {
 impl Cond {
     fn holds(&self, ev: &Map<String, Value>) -> bool {
         match self {
-            Cond::Equals(pairs) => pairs.iter().all(|(f, want)| get(ev, f).is_some_and(|v| same(v, want))),
+            Cond::Equals(pairs) => pairs.iter().all(|(f, want)| lookup_value(ev, f).is_some_and(|v| same(v, want))),
             Cond::Contains(pairs) => {
-                pairs.iter().all(|(f, s)| strings(get(ev, f)).iter().any(|v| v.contains(s.as_str())))
+                pairs.iter().all(|(f, s)| strings(lookup_value(ev, f)).iter().any(|v| v.contains(s.as_str())))
             }
             Cond::Regexp(pairs) => {
-                pairs.iter().all(|(f, r)| strings(get(ev, f)).iter().any(|v| r.is_match(v.as_bytes())))
+                pairs.iter().all(|(f, r)| strings(lookup_value(ev, f)).iter().any(|v| r.is_match(v.as_bytes())))
             }
-            Cond::HasFields(fields) => fields.iter().all(|f| get(ev, f).is_some()),
+            Cond::HasFields(fields) => fields.iter().all(|f| lookup_value(ev, f).is_some()),
             Cond::And(l) => l.iter().all(|c| c.holds(ev)),
             Cond::Or(l) => l.iter().any(|c| c.holds(ev)),
             Cond::Not(c) => !c.holds(ev),
@@ -127,28 +128,6 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     }
-}
-
-/// A dotted path: nested objects, or a key that itself contains dots.
-fn get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = map.get(path) {
-        return Some(v);
-    }
-    let mut rest = path;
-    let mut cur = map;
-    while let Some((head, tail)) = rest.split_once('.') {
-        match cur.get(head)? {
-            Value::Object(inner) => {
-                if let Some(v) = inner.get(tail) {
-                    return Some(v);
-                }
-                cur = inner;
-                rest = tail;
-            }
-            _ => return None,
-        }
-    }
-    None
 }
 
 fn remove(map: &mut Map<String, Value>, path: &str) -> bool {
