@@ -203,10 +203,25 @@ pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
 /// may still carry the name until the agent sees the rename).
 pub fn registry_offset_of(data: &Path, path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    let ino = std::fs::metadata(path).ok()?.ino();
+    registry_offset_by_ino(data, std::fs::metadata(path).ok()?.ino())
+}
+
+/// The registry's offset for the file with inode `ino` (also after the file is gone).
+pub fn registry_offset_by_ino(data: &Path, ino: u64) -> Option<u64> {
     let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     v["entries"].as_array()?.iter().find(|e| e["ino"].as_u64() == Some(ino))?["offset"].as_u64()
+}
+
+/// Takes all three brokers of a [`cluster`] down, or brings them back.
+pub fn all_down(kc: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>, up: bool) {
+    for b in 1..=3 {
+        if up {
+            kc.broker_up(b).unwrap();
+        } else {
+            kc.broker_down(b).unwrap();
+        }
+    }
 }
 
 pub fn file_len(p: &Path) -> u64 {

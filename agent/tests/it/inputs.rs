@@ -19,10 +19,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs").join(name)
 }
 
-fn count(s: &Summary, m: impl Fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
-    m(&s.metrics).load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// One agent over `dir/<glob>` into a fresh one-partition topic until `expected` records arrived;
 /// returns them (in topic order) and the run's summary. Raw codec unless `extra_output` sets one.
 fn run_once(dir: &Path, glob: &str, extra_input: &str, extra_output: &str, expected: usize) -> (Vec<Record>, Summary) {
@@ -67,9 +63,7 @@ fn lines_text(lines: &[String]) -> String {
 }
 
 fn registry_has_ino(data: &Path, ino: u64) -> bool {
-    let Ok(bytes) = std::fs::read(data.join("registry/registry.json")) else { return false };
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    v["entries"].as_array().unwrap().iter().any(|e| e["ino"].as_u64() == Some(ino))
+    registry_offset_by_ino(data, ino).is_some()
 }
 
 #[test]
@@ -98,7 +92,7 @@ fn multiline_java_and_python_stack_traces_become_one_event_each_and_a_quiet_file
         let extra = format!("    parsers:\n      - multiline:\n          {settings}\n          timeout: 300ms\n");
         let (got, summary) = run_once(dir.path(), "*.log", &extra, "", events);
         assert_eq!(texts(&got), want, "{name}");
-        assert_eq!(count(&summary, |m| &m.multiline_events), joined_events, "{name}");
+        assert_eq!(Metrics::get(&summary.metrics.multiline_events), joined_events, "{name}");
         assert_eq!(registry_offset_of(&dir.path().join("data"), &log), Some(file_len(&log)), "{name}");
     }
 }
@@ -121,7 +115,10 @@ fn multiline_json_event_has_the_first_offset_flags_and_max_lines_cut() {
     let next_at = lines[..51].iter().map(|l| l.len() + 1).sum::<usize>();
     assert_eq!((second["message"].as_str(), second["log"]["offset"].as_u64()), (Some("next"), Some(next_at as u64)));
     assert!(second["log"].get("flags").is_none());
-    assert_eq!((count(&summary, |m| &m.multiline_events), count(&summary, |m| &m.lines_truncated)), (1, 1));
+    assert_eq!(
+        (Metrics::get(&summary.metrics.multiline_events), Metrics::get(&summary.metrics.lines_truncated)),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -157,7 +154,7 @@ fn include_and_exclude_lines_filter_plain_lines_and_json_messages() {
     let extra = "    include_lines: ['^ERR', '^WARN']\n    exclude_lines: ['ignore']\n";
     let (got, summary) = run_once(dir.path(), "a.log", extra, "", 2);
     assert_eq!(texts(&got), ["ERR disk full", "WARN slow"]);
-    assert_eq!(count(&summary, |m| &m.lines_filtered), 3);
+    assert_eq!(Metrics::get(&summary.metrics.lines_filtered), 3);
     // Filtered lines still move the file's offset.
     assert_eq!(registry_offset_of(&dir.path().join("data"), &log), Some(file_len(&log)));
 
@@ -170,7 +167,7 @@ fn include_and_exclude_lines_filter_plain_lines_and_json_messages() {
     let (got, summary) = run_once(dir.path(), "b.log", extra, "    codec: json\n", 2);
     let msgs: Vec<serde_json::Value> = got.iter().map(|r| r.json()["message"].clone()).collect();
     assert_eq!(msgs, ["ERR a", "ERR c"]);
-    assert_eq!(count(&summary, |m| &m.lines_filtered), 2);
+    assert_eq!(Metrics::get(&summary.metrics.lines_filtered), 2);
 }
 
 #[test]
@@ -201,7 +198,7 @@ fn processors_add_and_drop_fields_drop_events_and_routing_sees_the_result() {
         assert!(v["log"].get("offset").is_none() && v["log"]["file"]["path"].is_string());
         assert_eq!(r.key.as_deref(), Some(&b"shop-prod"[..]));
     }
-    assert_eq!(count(&summary, |m| &m.events_dropped_processor), 1);
+    assert_eq!(Metrics::get(&summary.metrics.events_dropped_processor), 1);
     assert_eq!(registry_offset_of(&dir.path().join("data"), &log), Some(file_len(&log)));
 }
 
@@ -233,14 +230,14 @@ fn gzip_archives_are_read_once_through_rotation_renames_and_restart() {
     std::fs::rename(dir.path().join("app.log.1.gz"), dir.path().join("app.log.2.gz")).unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let s1 = agent.stop();
-    assert_eq!(count(&s1, |m| &m.gz_files_read), 2, "app.log.1.gz (nothing left to read) and old.log.gz");
-    assert_eq!(count(&s1, |m| &m.files_matched_by_fingerprint), 1);
+    assert_eq!(Metrics::get(&s1.metrics.gz_files_read), 2, "app.log.1.gz (nothing left to read) and old.log.gz");
+    assert_eq!(Metrics::get(&s1.metrics.files_matched_by_fingerprint), 1);
     let agent = RunningAgent::start(&cfg);
     std::thread::sleep(Duration::from_secs(2));
     let s2 = agent.stop();
     let got = consume(&kc.bootstrap_servers(), "gz", 1, expected.len(), Duration::from_secs(5));
     assert_exactly_once(&got, &expected);
-    assert_eq!(count(&s2, |m| &m.gz_errors), 0);
+    assert_eq!(Metrics::get(&s2.metrics.gz_errors), 0);
 }
 
 #[test]
@@ -256,7 +253,7 @@ fn damaged_gzip_archives_are_counted_and_other_files_go_on() {
     bad[mid] ^= 0x55;
     std::fs::write(dir.path().join("bad.log.gz"), &bad).unwrap();
     let (got, summary) = run_once(dir.path(), "*.log*", "", "", 200);
-    assert_eq!(count(&summary, |m| &m.gz_errors), 2);
+    assert_eq!(Metrics::get(&summary.metrics.gz_errors), 2);
     let texts = texts(&got);
     let good_got: Vec<String> = texts.iter().filter(|t| t.starts_with("good-")).cloned().collect();
     let mut sorted = good_got.clone();
@@ -287,7 +284,7 @@ fn encodings_arrive_as_utf8_and_invalid_bytes_are_replaced_and_counted() {
         std::fs::write(dir.path().join("a.log"), &bytes).unwrap();
         let (got, summary) = run_once(dir.path(), "a.log", &format!("    encoding: {encoding}\n"), "", want.len());
         assert_eq!(texts(&got), want, "{encoding}");
-        assert_eq!(count(&summary, |m| &m.lines_invalid_encoding), invalid, "{encoding}");
+        assert_eq!(Metrics::get(&summary.metrics.lines_invalid_encoding), invalid, "{encoding}");
     }
 }
 
@@ -309,7 +306,7 @@ fn ignore_older_skips_old_content_and_ships_what_is_written_later() {
     let summary = agent.stop();
     let expected: Vec<String> = numbered("new", 0..10).into_iter().chain(numbered("late", 0..5)).collect();
     assert_exactly_once(&got, &expected);
-    assert_eq!(count(&summary, |m| &m.files_ignored_older), 1);
+    assert_eq!(Metrics::get(&summary.metrics.files_ignored_older), 1);
 }
 
 #[test]
@@ -333,7 +330,7 @@ fn clean_inactive_forgets_an_idle_file_and_later_lines_still_arrive_once() {
     let summary = agent.stop();
     let expected: Vec<String> = numbered("a", 0..10).into_iter().chain(numbered("b", 0..5)).collect();
     assert_exactly_once(&got, &expected);
-    assert!(count(&summary, |m| &m.registry_entries_cleaned) >= 1);
+    assert!(Metrics::get(&summary.metrics.registry_entries_cleaned) >= 1);
 }
 
 #[test]
@@ -358,7 +355,7 @@ fn clean_removed_drops_a_deleted_file_entry_unless_turned_off() {
             assert!(registry_has_ino(&data, ino), "kept for registry.clean_removed_after");
         }
         let summary = agent.stop();
-        assert_eq!(count(&summary, |m| &m.registry_entries_cleaned), u64::from(clean_removed));
+        assert_eq!(Metrics::get(&summary.metrics.registry_entries_cleaned), u64::from(clean_removed));
     }
 }
 
@@ -400,9 +397,7 @@ fn gone_while_blocked(close_option: &str, rename: bool) -> (usize, Summary) {
     let cfg =
         config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), "gone", &extra, output)
             .replace("inputs:\n", "queue:\n  mem:\n    max_bytes: 64KiB\n  spool:\n    enabled: false\ninputs:\n");
-    for b in 1..=3 {
-        kc.broker_down(b).unwrap();
-    }
+    all_down(&kc, false);
     let agent = RunningAgent::start(&cfg);
     append_lines(&log, padded("line", 0..lines, 100));
     std::thread::sleep(Duration::from_secs(1));
@@ -412,9 +407,7 @@ fn gone_while_blocked(close_option: &str, rename: bool) -> (usize, Summary) {
         std::fs::remove_file(&log).unwrap();
     }
     std::thread::sleep(Duration::from_millis(800));
-    for b in 1..=3 {
-        kc.broker_up(b).unwrap();
-    }
+    all_down(&kc, true);
     let got = consume(&kc.bootstrap_servers(), "gone", 1, lines, Duration::from_secs(20));
     let summary = agent.stop();
     let distinct: std::collections::HashSet<String> = texts(&got).into_iter().collect();
@@ -424,11 +417,11 @@ fn gone_while_blocked(close_option: &str, rename: bool) -> (usize, Summary) {
 #[test]
 fn close_on_state_change_stops_reading_a_removed_or_renamed_file_at_once() {
     let (all, s) = gone_while_blocked("removed: false", false);
-    assert_eq!((all, count(&s, |m| &m.files_closed_on_state_change)), (50_000, 0), "default: read to its end");
+    assert_eq!((all, Metrics::get(&s.metrics.files_closed_on_state_change)), (50_000, 0), "default: read to its end");
     for (option, rename) in [("removed: true", false), ("renamed: true", true)] {
         let (got, s) = gone_while_blocked(option, rename);
         assert!(got > 0 && got < 50_000, "{option}: {got} lines arrived");
-        assert_eq!(count(&s, |m| &m.files_closed_on_state_change), 1, "{option}");
+        assert_eq!(Metrics::get(&s.metrics.files_closed_on_state_change), 1, "{option}");
     }
 }
 
@@ -470,7 +463,7 @@ fn gzip_archive_stopped_midway_resumes_at_its_uncompressed_offset() {
     let second = agent.stop();
     assert_exactly_once(&got, &lines);
     assert_eq!(registry_offset_of(&data, &archive), Some(total));
-    assert_eq!(count(&second, |m| &m.gz_files_read), 1);
+    assert_eq!(Metrics::get(&second.metrics.gz_files_read), 1);
 }
 
 #[test]
@@ -492,5 +485,5 @@ fn gzip_archive_still_being_written_is_finished_once_it_is_complete() {
     let got = consume(&kc.bootstrap_servers(), "gzw", 1, lines.len(), T);
     let summary = agent.stop();
     assert_exactly_once(&got, &lines);
-    assert_eq!(count(&summary, |m| &m.gz_files_read), 1);
+    assert_eq!(Metrics::get(&summary.metrics.gz_files_read), 1);
 }

@@ -26,16 +26,6 @@ fn segments(data: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn all_down(kc: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>, up: bool) {
-    for b in 1..=3 {
-        if up {
-            kc.broker_up(b).unwrap();
-        } else {
-            kc.broker_down(b).unwrap();
-        }
-    }
-}
-
 /// For each `prefix-N` line, the first occurrence of every N must come in increasing N order.
 fn assert_file_order(records: &[Record], prefixes: &[&str]) {
     let mut last: HashMap<String, i64> = prefixes.iter().map(|p| (p.to_string(), -1)).collect();
