@@ -362,19 +362,14 @@ impl Reader {
         if !self.ensure_open(key) {
             return false;
         }
-        let now = Instant::now();
-        let timestamp = rfc3339_millis(SystemTime::now());
         let Reader { p, files, batch, buf, scratch, .. } = self;
         let f = files.get_mut(&key).expect("due file exists");
-        let rt = &p.inputs[f.input];
-        let path = f.path_str.clone();
-        let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now };
-        let mut sent_upto = f.sent_upto;
-        let polled = f.poll(buf, |line, st| {
-            let mut emit = |ev: Event| emit_into(batch, &p.queue, &p.stop, &mut sent_upto, ev);
-            rt.on_line(line, st, &ctx, &p.metrics, scratch, &mut emit);
+        let metrics = &p.metrics;
+        let polled = with_emitter(p, batch, f, |rt, f, ctx, emit| {
+            f.poll(buf, |line, st| rt.on_line(line, st, ctx, metrics, scratch, emit))
         });
-        f.sent_upto = sent_upto;
+        let rt = &p.inputs[f.input];
+        let now = Instant::now();
         // A gzip stream cannot be resumed after it ended or failed: closed, reopened if needed.
         let mut close_stream = false;
         let (data, after) = match polled {
@@ -513,19 +508,14 @@ impl Reader {
         if self.files[&key].detached && !self.reattach(key) {
             return;
         }
-        let now = Instant::now();
-        let timestamp = rfc3339_millis(SystemTime::now());
         let Reader { p, files, batch, scratch, .. } = self;
         let f = files.get_mut(&key).expect("finished file exists");
-        let rt = &p.inputs[f.input];
-        let path = f.path_str.clone();
-        let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now };
-        let mut sent = f.sent_upto;
-        let mut emit = |ev: Event| emit_into(batch, &p.queue, &p.stop, &mut sent, ev);
-        let state = &mut f.state;
-        let partial = f.splitter.finish(|line| rt.on_line(&line, state, &ctx, &p.metrics, scratch, &mut emit));
-        let pending = rt.flush_pending(&mut f.state, true, &ctx, &p.metrics, scratch, &mut emit);
-        f.sent_upto = sent;
+        let metrics = &p.metrics;
+        let (partial, pending) = with_emitter(p, batch, f, |rt, f, ctx, emit| {
+            let state = &mut f.state;
+            let partial = f.splitter.finish(|line| rt.on_line(&line, state, ctx, metrics, scratch, emit));
+            (partial, rt.flush_pending(&mut f.state, true, ctx, metrics, scratch, emit))
+        });
         if partial {
             tracing::info!(path = %f.path.display(), "shipped the last line of a finished file, which had no newline");
         }
@@ -542,23 +532,36 @@ impl Reader {
 
     /// Multiline events that waited `timeout` for another line are shipped.
     fn flush_due_multiline(&mut self) {
-        let now = Instant::now();
-        let timestamp = rfc3339_millis(SystemTime::now());
         let Reader { p, files, batch, scratch, .. } = self;
+        let metrics = &p.metrics;
         let mut any = false;
         for f in files.values_mut().filter(|f| f.state.multiline.is_pending()) {
-            let rt = &p.inputs[f.input];
-            let path = f.path_str.clone();
-            let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now };
-            let mut sent = f.sent_upto;
-            let mut emit = |ev: Event| emit_into(batch, &p.queue, &p.stop, &mut sent, ev);
-            any |= rt.flush_pending(&mut f.state, false, &ctx, &p.metrics, scratch, &mut emit);
-            f.sent_upto = sent;
+            any |= with_emitter(p, batch, f, |rt, f, ctx, emit| {
+                rt.flush_pending(&mut f.state, false, ctx, metrics, scratch, emit)
+            });
         }
         if any {
             self.flush_batch();
         }
     }
+}
+
+/// Runs `body` with what turning a file's lines into events takes: its input's recipe, its
+/// context (path, timestamp), and an emitter into the batch that records in `sent_upto` how far
+/// the file was handed on. The one place a file's events leave for the batch.
+fn with_emitter<R>(
+    p: &ReaderParts,
+    batch: &mut Batch,
+    f: &mut TailFile,
+    body: impl FnOnce(&InputRt, &mut TailFile, &FileCtx<'_>, &mut dyn FnMut(Event)) -> R,
+) -> R {
+    let timestamp = rfc3339_millis(SystemTime::now());
+    let path = f.path_str.clone();
+    let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now: Instant::now() };
+    let mut sent = f.sent_upto;
+    let out = body(&p.inputs[f.input], f, &ctx, &mut |ev| emit_into(batch, &p.queue, &p.stop, &mut sent, ev));
+    f.sent_upto = sent;
+    out
 }
 
 /// Appends an event to the batch (noting how far the file was handed on) and hands the batch to
