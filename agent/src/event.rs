@@ -133,6 +133,9 @@ pub struct AgentMeta {
     pub ephemeral_id: String,
 }
 
+/// Kafka Connect's JsonConverter envelope for a `Schema.STRING_SCHEMA` value, up to the payload.
+pub const CONNECT_STRING_ENVELOPE_HEAD: &[u8] = br#"{"schema":{"type":"string","optional":false},"payload":"#;
+
 /// Everything an input adds to each of its events, prepared once.
 #[derive(Debug)]
 pub struct EventTemplate {
@@ -196,6 +199,19 @@ impl EventTemplate {
             (Codec::Json, Decoded::Plain(msg)) => self.encode_plain(line, &msg, None, out),
             (Codec::Json, Decoded::Invalid { raw, error }) => self.encode_plain(line, &raw, Some(&error), out),
             (Codec::Json, Decoded::Object(obj)) => self.encode_object(line, obj, out),
+            (Codec::ConnectJson | Codec::ConnectJsonSchemaless, decoded) => {
+                let text = match decoded {
+                    Decoded::Plain(msg) | Decoded::Invalid { raw: msg, .. } => msg,
+                    Decoded::Object(_) => String::from_utf8_lossy(line.raw),
+                };
+                if self.codec == Codec::ConnectJson {
+                    out.extend_from_slice(CONNECT_STRING_ENVELOPE_HEAD);
+                    write_json_str(out, &text);
+                    out.push(b'}');
+                } else {
+                    write_json_str(out, &text);
+                }
+            }
         }
     }
 

@@ -31,8 +31,10 @@
 
 pub mod ack;
 pub mod config;
+pub mod connect;
 pub mod decode;
 pub mod discover;
+pub mod durable;
 pub mod event;
 pub mod fingerprint;
 pub mod metrics;
@@ -41,5 +43,6 @@ pub mod pipeline;
 pub mod processors;
 pub mod queue;
 pub mod registry;
+pub mod sink;
 pub mod spool;
 pub mod tail;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
@@ -32,6 +32,19 @@ enum Command {
     Test {
         #[command(subcommand)]
         what: TestWhat,
+    },
+    /// Runs Kafka Connect standalone files as they are: a worker .properties file and
+    /// FileStreamSource / FileStreamSink connector .properties files (`--config` is not read).
+    ConnectStandalone {
+        worker: PathBuf,
+        #[arg(required = true)]
+        connectors: Vec<PathBuf>,
+    },
+    /// Prints the agent.yml equivalent to Kafka Connect standalone files.
+    ConvertConnect {
+        worker: PathBuf,
+        #[arg(required = true)]
+        connectors: Vec<PathBuf>,
     },
 }
 
@@ -61,24 +74,33 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = Config::load(&cli.config)?;
+    let mut config = match &cli.command {
+        Some(Command::ConvertConnect { worker, connectors }) => {
+            print!("{}", agent::connect::translate(worker, connectors)?);
+            return Ok(());
+        }
+        Some(Command::ConnectStandalone { worker, connectors }) => {
+            let yaml = agent::connect::translate(worker, connectors)?;
+            Config::from_str_at(&yaml, Path::new("(translated from Kafka Connect files)"))?
+        }
+        _ => Config::load(&cli.config)?,
+    };
     if let Some(p) = cli.path_data {
         config.path.data = p;
     }
     match cli.command {
         Some(Command::Test { what: TestWhat::Config }) => {
-            println!(
-                "Config OK: {} input(s), output kafka {}",
-                config.inputs.len(),
-                config.output.kafka.hosts.join(",")
-            );
+            let output = config.kafka().map_or_else(|| "none".to_string(), |k| format!("kafka {}", k.hosts.join(",")));
+            println!("Config OK: {} input(s), {} sink(s), output {output}", config.inputs.len(), config.sinks.len());
             Ok(())
         }
         Some(Command::Test { what: TestWhat::Output }) => {
-            print!("{}", agent::output::kafka::test_output(&config.output.kafka)?);
+            let kafka = config.kafka().context("no output.kafka in the config")?;
+            print!("{}", agent::output::kafka::test_output(kafka)?);
             Ok(())
         }
-        None => run_agent(config, cli.registry_recovery),
+        Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery),
+        Some(Command::ConvertConnect { .. }) => unreachable!("handled above"),
     }
 }
 
@@ -91,21 +113,25 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>) -> anyhow::Result<()
             RecoveryArg::Beginning => Recovery::Beginning,
             RecoveryArg::End => Recovery::End,
         }),
+        hangups: Arc::new(AtomicU64::new(0)),
     };
+    let hangups = opts.hangups.clone();
     let worker = {
         let shutdown = shutdown.clone();
         std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(config, opts, shutdown))?
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(wait_for_signal(&shutdown, &worker))?;
+    rt.block_on(wait_for_signal(&shutdown, &hangups, &worker))?;
     let summary = worker.join().map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
     tracing::info!(unacknowledged = summary.unacknowledged, "exiting");
     Ok(())
 }
 
-/// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself).
+/// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); counts
+/// SIGHUPs in `hangups` (sinks reopen their files).
 async fn wait_for_signal(
     shutdown: &AtomicBool,
+    hangups: &AtomicU64,
     worker: &std::thread::JoinHandle<anyhow::Result<pipeline::Summary>>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -117,7 +143,10 @@ async fn wait_for_signal(
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }
-            _ = hup.recv() => tracing::warn!("SIGHUP received: config reload is not supported yet; restart to apply changes"),
+            _ = hup.recv() => {
+                hangups.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("SIGHUP received: sinks reopen their files (config reload is not supported yet; restart to apply changes)");
+            }
             _ = tick.tick() => if worker.is_finished() { break; },
         }
     }

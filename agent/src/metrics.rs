@@ -103,6 +103,22 @@ counters! {
     spool_events,
     /// Gauge: events acknowledged per second during replay, over the last second.
     spool_replay_rate,
+    /// Records a sink consumed and wrote to its file (duplicates after a crash included).
+    sink_records_written,
+    /// Bytes sinks wrote to their files.
+    sink_bytes_written,
+    /// Records whose value was not in the sink's `format` (written as they are).
+    sink_records_undecodable,
+    /// Records with a null value (tombstones), not written.
+    sink_records_skipped,
+    /// Consumer offset commits done after an fsync.
+    sink_commits,
+    /// Commits, writes or fsyncs that failed (retried; nothing is committed before it is on disk).
+    sink_errors,
+    /// Sink files reopened (rotation by rename, deletion, or SIGHUP).
+    sink_reopens,
+    /// Bytes cut from a sink file at start-up: written after its last commit, consumed again.
+    sink_uncommitted_bytes_cut,
 }
 
 impl Metrics {

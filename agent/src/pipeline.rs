@@ -1,6 +1,7 @@
 //! Wiring: builds every stage, starts their threads, and runs the shutdown sequence.
 //!
-//! Owns the threads and the shutdown order (decide, tell everyone, wait):
+//! Owns the threads and the shutdown order (decide, tell everyone, wait). Sinks (topics to files,
+//! [`crate::sink`]) are told to stop first and commit what they wrote while the inputs stop:
 //! 1. stop reading (discovery and reader stop; the reader hands over its last batch);
 //! 2. close the queue: the output drains what is queued into the producer;
 //! 3. flush the producer until the drain deadline (`shutdown_timeout`); shortly before it, what
@@ -12,7 +13,7 @@
 //! the final write happens after the output has stopped, so it records every acknowledgement.
 
 use crate::ack::AckTracker;
-use crate::config::Config;
+use crate::config::{Config, HumanDuration, KafkaConfig};
 use crate::discover::{self, Selector};
 use crate::event::AgentMeta;
 use crate::metrics::Metrics;
@@ -20,6 +21,7 @@ use crate::output::kafka::describe;
 use crate::output::Output;
 use crate::queue::Queue;
 use crate::registry::{Recovery, Registry};
+use crate::sink::Sinks;
 use crate::tail::input::InputRt;
 use crate::tail::{Reader, ReaderParts};
 use anyhow::Context as _;
@@ -28,17 +30,19 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Command-line choices that affect a run.
+/// Command-line choices and process-wide signals that affect a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// How to start when the registry is corrupt; `None` refuses to start.
     pub registry_recovery: Option<Recovery>,
+    /// Counts the SIGHUPs received; sinks reopen their files when it changes.
+    pub hangups: Arc<AtomicU64>,
 }
 
 /// What a finished run reports.
@@ -49,100 +53,151 @@ pub struct Summary {
     pub unacknowledged: usize,
 }
 
-/// Runs the agent until `shutdown` is set, then stops in order.
+/// Runs the agent (inputs, sinks, or both) until `shutdown` is set, then stops in order: sinks
+/// are told to stop at once (they commit what they wrote), the inputs drain as described above,
+/// and the run returns when both are done.
 pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     let data = config.path.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create path.data {}", data.display()))?;
     let _lock = lock_data_dir(&data)?;
-    let agent = agent_meta(&config, &data)?;
-    let opened = Registry::open(&data.join("registry"), opts.registry_recovery)?;
-    let known = opened.registry.entries().clone();
-    tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
-
     let metrics = Arc::new(Metrics::default());
-    let tracker = Arc::new(AckTracker::default());
-    let queue = Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize));
-    let kafka = &config.output.kafka;
-    tracing::info!(properties = %describe(kafka), "kafka producer settings");
-    let mut output = Output::new(&config, tracker.clone(), metrics.clone())?;
-
-    let enabled: Vec<_> = config.inputs.iter().filter(|i| i.enabled).cloned().collect();
-    if enabled.is_empty() {
-        tracing::warn!("no enabled input: nothing to read");
-    }
-    let selectors = enabled.iter().map(selector).collect::<Vec<_>>();
-    let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors)).collect();
-
-    let stop_reading = Arc::new(AtomicBool::new(false));
-    let abort_output = Arc::new(AtomicBool::new(false));
-    let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let (tx, rx) = mpsc::sync_channel(1024);
-    let discover = spawn("discover", {
-        let s = stop_reading.clone();
-        move || discover::run(selectors, tx, s)
-    });
-    let reader = Reader::new(ReaderParts {
-        inputs,
-        known,
-        recovered: opened.recovered,
-        tracker: tracker.clone(),
-        queue: queue.clone(),
-        metrics: metrics.clone(),
-        rx,
-        stop: stop_reading.clone(),
-        max_open_files: config.queue.max_open_files,
-    });
-    let reader = spawn("reader", move || reader.run());
-    let output = spawn("output", {
-        let (queue, abort, deadline) = (queue.clone(), abort_output.clone(), deadline.clone());
-        move || {
-            output.run(&queue, &abort);
-            let until = *deadline.get().unwrap_or(&Instant::now());
-            output.drain(until, &abort)
-        }
-    });
-    let stop_registry = Arc::new(AtomicBool::new(false));
-    let registry = spawn("registry", {
-        let (tracker, metrics, stop, cfg) = (tracker.clone(), metrics.clone(), stop_registry.clone(), config.clone());
-        move || registry_loop(opened.registry, &tracker, &metrics, &cfg, &stop)
-    });
-    tracing::info!(inputs = config.inputs.len(), data = %data.display(), "agent started");
-
+    let sinks = Sinks::start(&config.sinks, &data, metrics.clone(), opts.hangups.clone())?;
+    let inputs = match config.kafka() {
+        Some(kafka) => match Inputs::start(&config, kafka, &opts, metrics.clone()) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                sinks.join();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    tracing::info!(inputs = config.inputs.len(), sinks = config.sinks.len(), data = %data.display(), "agent started");
     while !shutdown.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(50));
     }
-    let until = Instant::now() + config.shutdown_timeout.0;
-    let _ = deadline.set(until);
-    tracing::info!(timeout = %config.shutdown_timeout, "stopping: no more reading, draining to Kafka");
-    stop_reading.store(true, Ordering::Relaxed);
-    join(reader, "reader");
-    join(discover, "discover");
-    queue.close();
-    let watchdog = spawn("deadline", {
-        let abort = abort_output.clone();
-        move || {
-            while Instant::now() < until && !abort.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(20));
-            }
-            abort.store(true, Ordering::Relaxed);
-        }
-    });
-    let unacknowledged = output.join().unwrap_or_else(|_| {
-        tracing::error!("output thread panicked");
-        tracker.in_flight()
-    });
-    abort_output.store(true, Ordering::Relaxed);
-    join(watchdog, "deadline");
-    stop_registry.store(true, Ordering::Relaxed);
-    join(registry, "registry");
-    if unacknowledged > 0 {
-        tracing::warn!(
-            unacknowledged,
-            "drain deadline reached: unacknowledged events will be read again after restart"
-        );
-    }
+    sinks.stop();
+    let unacknowledged = inputs.map_or(0, |i| i.stop(config.shutdown_timeout));
+    sinks.join();
     tracing::info!(metrics = %metrics.summary(), "stopped");
     Ok(Summary { metrics, unacknowledged })
+}
+
+/// The input side's threads and the handles its shutdown sequence needs.
+struct Inputs {
+    discover: JoinHandle<()>,
+    reader: JoinHandle<()>,
+    output: JoinHandle<usize>,
+    registry: JoinHandle<()>,
+    queue: Arc<Queue>,
+    tracker: Arc<AckTracker>,
+    stop_reading: Arc<AtomicBool>,
+    abort_output: Arc<AtomicBool>,
+    stop_registry: Arc<AtomicBool>,
+    deadline: Arc<OnceLock<Instant>>,
+}
+
+impl Inputs {
+    fn start(config: &Config, kafka: &KafkaConfig, opts: &RunOptions, metrics: Arc<Metrics>) -> anyhow::Result<Inputs> {
+        let data = &config.path.data;
+        let agent = agent_meta(config, data)?;
+        let opened = Registry::open(&data.join("registry"), opts.registry_recovery)?;
+        let known = opened.registry.entries().clone();
+        tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
+
+        let tracker = Arc::new(AckTracker::default());
+        let queue = Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize));
+        tracing::info!(properties = %describe(kafka), "kafka producer settings");
+        let mut output = Output::new(config, kafka, tracker.clone(), metrics.clone())?;
+
+        let enabled: Vec<_> = config.inputs.iter().filter(|i| i.enabled).cloned().collect();
+        if enabled.is_empty() {
+            tracing::warn!("no enabled input: nothing to read");
+        }
+        let selectors = enabled.iter().map(selector).collect::<Vec<_>>();
+        let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors)).collect();
+
+        let stop_reading = Arc::new(AtomicBool::new(false));
+        let abort_output = Arc::new(AtomicBool::new(false));
+        let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+        let (tx, rx) = mpsc::sync_channel(1024);
+        let discover = spawn("discover", {
+            let s = stop_reading.clone();
+            move || discover::run(selectors, tx, s)
+        });
+        let reader = Reader::new(ReaderParts {
+            inputs,
+            known,
+            recovered: opened.recovered,
+            tracker: tracker.clone(),
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            rx,
+            stop: stop_reading.clone(),
+            max_open_files: config.queue.max_open_files,
+        });
+        let reader = spawn("reader", move || reader.run());
+        let output = spawn("output", {
+            let (queue, abort, deadline) = (queue.clone(), abort_output.clone(), deadline.clone());
+            move || {
+                output.run(&queue, &abort);
+                let until = *deadline.get().unwrap_or(&Instant::now());
+                output.drain(until, &abort)
+            }
+        });
+        let stop_registry = Arc::new(AtomicBool::new(false));
+        let registry = spawn("registry", {
+            let (tracker, stop, cfg) = (tracker.clone(), stop_registry.clone(), config.clone());
+            move || registry_loop(opened.registry, &tracker, &metrics, &cfg, &stop)
+        });
+        Ok(Inputs {
+            discover,
+            reader,
+            output,
+            registry,
+            queue,
+            tracker,
+            stop_reading,
+            abort_output,
+            stop_registry,
+            deadline,
+        })
+    }
+
+    /// The input side's shutdown sequence (module docs); returns the events left unacknowledged.
+    fn stop(self, timeout: HumanDuration) -> usize {
+        let until = Instant::now() + timeout.0;
+        let _ = self.deadline.set(until);
+        tracing::info!(timeout = %timeout, "stopping: no more reading, draining to Kafka");
+        self.stop_reading.store(true, Ordering::Relaxed);
+        join(self.reader, "reader");
+        join(self.discover, "discover");
+        self.queue.close();
+        let watchdog = spawn("deadline", {
+            let abort = self.abort_output.clone();
+            move || {
+                while Instant::now() < until && !abort.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                abort.store(true, Ordering::Relaxed);
+            }
+        });
+        let unacknowledged = self.output.join().unwrap_or_else(|_| {
+            tracing::error!("output thread panicked");
+            self.tracker.in_flight()
+        });
+        self.abort_output.store(true, Ordering::Relaxed);
+        join(watchdog, "deadline");
+        self.stop_registry.store(true, Ordering::Relaxed);
+        join(self.registry, "registry");
+        if unacknowledged > 0 {
+            tracing::warn!(
+                unacknowledged,
+                "drain deadline reached: unacknowledged events will be read again after restart"
+            );
+        }
+        unacknowledged
+    }
 }
 
 fn selector(input: &crate::config::InputConfig) -> Selector {

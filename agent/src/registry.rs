@@ -23,16 +23,14 @@ use crate::ack::Watermark;
 use crate::fingerprint::{FileId, Fingerprint};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 pub const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "registry.json";
-const TMP_NAME: &str = "registry.json.tmp";
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -103,7 +101,7 @@ impl Registry {
     pub fn open(dir: &Path, recovery: Option<Recovery>) -> Result<Opened, RegistryError> {
         let io_err = |source| RegistryError::Io { path: dir.to_path_buf(), source };
         fs::create_dir_all(dir).map_err(io_err)?;
-        let tmp = dir.join(TMP_NAME);
+        let tmp = crate::durable::tmp_path(&dir.join(FILE_NAME));
         if tmp.exists() {
             tracing::warn!(path = %tmp.display(), "discarding a registry temp file left by an interrupted write");
             fs::remove_file(&tmp).map_err(io_err)?;
@@ -182,15 +180,8 @@ impl Registry {
         entries.sort_by(|a, b| (&a.input, &a.path, a.ino).cmp(&(&b.input, &b.path, b.ino)));
         let body = serde_json::to_vec(&serde_json::json!({"version": FORMAT_VERSION, "entries": entries}))
             .expect("registry entries serialize");
-        let tmp = self.dir.join(TMP_NAME);
-        let io_err = |source| RegistryError::Io { path: tmp.clone(), source };
-        let mut f =
-            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err)?;
-        f.write_all(&body).map_err(io_err)?;
-        f.sync_all().map_err(io_err)?;
-        drop(f);
-        fs::rename(&tmp, self.path()).map_err(io_err)?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        let path = self.path();
+        crate::durable::write_atomically(&path, &body).map_err(|source| RegistryError::Io { path, source })?;
         Ok(())
     }
 }
@@ -231,7 +222,7 @@ mod tests {
         let e = &again.entries()[&("in".to_string(), FileId { dev: 7, ino: 2 })];
         assert_eq!(e.offset, 200);
         assert_eq!(e.fingerprint(), Fingerprint { len: 10, hash: 99 });
-        assert!(!dir.path().join(TMP_NAME).exists());
+        assert!(!crate::durable::tmp_path(&dir.path().join(FILE_NAME)).exists());
     }
 
     #[test]
@@ -240,10 +231,10 @@ mod tests {
         let mut r = Registry::open(dir.path(), None).unwrap().registry;
         r.update(&[mark(1, 100)], SystemTime::now(), Duration::from_secs(60));
         r.write().unwrap();
-        fs::write(dir.path().join(TMP_NAME), b"{\"version\":1,\"entr").unwrap();
+        fs::write(crate::durable::tmp_path(&dir.path().join(FILE_NAME)), b"{\"version\":1,\"entr").unwrap();
         let again = Registry::open(dir.path(), None).unwrap().registry;
         assert_eq!(again.len(), 1);
-        assert!(!dir.path().join(TMP_NAME).exists());
+        assert!(!crate::durable::tmp_path(&dir.path().join(FILE_NAME)).exists());
     }
 
     #[test]

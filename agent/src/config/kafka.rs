@@ -193,8 +193,22 @@ pub enum Codec {
     /// Filebeat-compatible JSON document.
     #[default]
     Json,
-    /// The line's bytes, unchanged (what Kafka Connect's FileStream source sends).
+    /// The line's bytes, unchanged (what Kafka Connect's FileStream source sends with
+    /// StringConverter).
     Raw,
+    /// The line as Kafka Connect's JsonConverter writes a string with `schemas.enable=true`:
+    /// `{"schema":{"type":"string","optional":false},"payload":"<line>"}`.
+    ConnectJson,
+    /// The line as Kafka Connect's JsonConverter writes a string with `schemas.enable=false`: a
+    /// JSON string.
+    ConnectJsonSchemaless,
+}
+
+impl Codec {
+    /// Whether events are JSON documents with fields (processors need them).
+    pub fn has_fields(self) -> bool {
+        self == Codec::Json
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,25 +327,7 @@ impl KafkaConfig {
                 return Err(invalid(k("partition.round_robin.group_events"), "must be at least 1"));
             }
         }
-        if let Some(m) = &self.sasl.mechanism {
-            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
-                return Err(invalid(k("sasl.mechanism"), "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
-            }
-        }
-        if self.username.is_some() != self.password.is_some() {
-            return Err(invalid(k("password"), "username and password must be set together"));
-        }
-        if let Some(v) = &self.ssl.verification_mode {
-            if v != "full" && v != "none" {
-                return Err(invalid(k("ssl.verification_mode"), "must be full or none"));
-            }
-        }
-        if self.ssl.certificate_authorities.len() > 1 {
-            return Err(invalid(
-                k("ssl.certificate_authorities"),
-                "give one CA bundle file (concatenate the certificates)",
-            ));
-        }
+        validate_security("output.kafka.", &self.username, &self.password, &self.sasl, &self.ssl)?;
         self.validate_pass_through()
     }
 
@@ -424,41 +420,79 @@ impl KafkaConfig {
             }
             .into(),
         );
-        self.security_properties(&mut p);
+        security_properties(&self.username, &self.password, &self.sasl, &self.ssl, &mut p);
         p
     }
+}
 
-    fn security_properties(&self, p: &mut BTreeMap<String, String>) {
-        let sasl = self.username.is_some();
-        let ssl = self.ssl.is_enabled();
-        let protocol = match (sasl, ssl) {
-            (false, false) => "plaintext",
-            (false, true) => "ssl",
-            (true, false) => "sasl_plaintext",
-            (true, true) => "sasl_ssl",
-        };
-        p.insert("security.protocol".into(), protocol.into());
-        if let (Some(user), Some(pass)) = (&self.username, &self.password) {
-            p.insert("sasl.mechanism".into(), self.sasl.mechanism.clone().unwrap_or_else(|| "PLAIN".into()));
-            p.insert("sasl.username".into(), user.clone());
-            p.insert("sasl.password".into(), pass.clone());
+/// Checks the TLS/SASL settings shared by the output and the sinks; `prefix` ends with a dot.
+pub(super) fn validate_security(
+    prefix: &str,
+    username: &Option<String>,
+    password: &Option<String>,
+    sasl: &SaslConfig,
+    ssl: &SslConfig,
+) -> Result<(), Invalid> {
+    let k = |s: &str| format!("{prefix}{s}");
+    if let Some(m) = &sasl.mechanism {
+        if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+            return Err(invalid(k("sasl.mechanism"), "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
         }
-        if ssl {
-            if let Some(ca) = self.ssl.certificate_authorities.first() {
-                p.insert("ssl.ca.location".into(), ca.clone());
-            }
-            if let Some(c) = &self.ssl.certificate {
-                p.insert("ssl.certificate.location".into(), c.clone());
-            }
-            if let Some(k) = &self.ssl.key {
-                p.insert("ssl.key.location".into(), k.clone());
-            }
-            if let Some(k) = &self.ssl.key_passphrase {
-                p.insert("ssl.key.password".into(), k.clone());
-            }
-            let verify = self.ssl.verification_mode.as_deref() != Some("none");
-            p.insert("enable.ssl.certificate.verification".into(), verify.to_string());
+    }
+    if username.is_some() != password.is_some() {
+        return Err(invalid(k("password"), "username and password must be set together"));
+    }
+    if let Some(v) = &ssl.verification_mode {
+        if v != "full" && v != "none" {
+            return Err(invalid(k("ssl.verification_mode"), "must be full or none"));
         }
+    }
+    if ssl.certificate_authorities.len() > 1 {
+        return Err(invalid(
+            k("ssl.certificate_authorities"),
+            "give one CA bundle file (concatenate the certificates)",
+        ));
+    }
+    Ok(())
+}
+
+/// librdkafka's security properties from the TLS/SASL settings shared by the output and the sinks.
+pub(super) fn security_properties(
+    username: &Option<String>,
+    password: &Option<String>,
+    sasl: &SaslConfig,
+    ssl: &SslConfig,
+    p: &mut BTreeMap<String, String>,
+) {
+    let with_sasl = username.is_some();
+    let with_ssl = ssl.is_enabled();
+    let protocol = match (with_sasl, with_ssl) {
+        (false, false) => "plaintext",
+        (false, true) => "ssl",
+        (true, false) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    };
+    p.insert("security.protocol".into(), protocol.into());
+    if let (Some(user), Some(pass)) = (username, password) {
+        p.insert("sasl.mechanism".into(), sasl.mechanism.clone().unwrap_or_else(|| "PLAIN".into()));
+        p.insert("sasl.username".into(), user.clone());
+        p.insert("sasl.password".into(), pass.clone());
+    }
+    if with_ssl {
+        if let Some(ca) = ssl.certificate_authorities.first() {
+            p.insert("ssl.ca.location".into(), ca.clone());
+        }
+        if let Some(c) = &ssl.certificate {
+            p.insert("ssl.certificate.location".into(), c.clone());
+        }
+        if let Some(k) = &ssl.key {
+            p.insert("ssl.key.location".into(), k.clone());
+        }
+        if let Some(k) = &ssl.key_passphrase {
+            p.insert("ssl.key.password".into(), k.clone());
+        }
+        let verify = ssl.verification_mode.as_deref() != Some("none");
+        p.insert("enable.ssl.certificate.verification".into(), verify.to_string());
     }
 }
 
@@ -483,17 +517,17 @@ mod tests {
         assert!(err.contains("output.kafka.librdkafka.acks"), "{err}");
         assert!(err.contains("line 6"), "{err}");
         let ok = kafka("    librdkafka:\n      queue.buffering.max.kbytes: \"2048\"\n").unwrap();
-        assert_eq!(ok.output.kafka.client_properties()["queue.buffering.max.kbytes"], "2048");
+        assert_eq!(ok.kafka().unwrap().client_properties()["queue.buffering.max.kbytes"], "2048");
     }
 
     #[test]
     fn sasl_and_ssl_resolve_to_librdkafka_properties_and_mask_secrets() {
         let c = kafka("    username: u\n    password: hunter2\n    sasl:\n      mechanism: SCRAM-SHA-512\n    ssl:\n      certificate_authorities: [/ca.pem]\n").unwrap();
-        let p = c.output.kafka.client_properties();
+        let p = c.kafka().unwrap().client_properties();
         assert_eq!(p["security.protocol"], "sasl_ssl");
         assert_eq!(p["sasl.mechanism"], "SCRAM-SHA-512");
         assert_eq!(p["ssl.ca.location"], "/ca.pem");
-        assert!(!format!("{:?}", c.output.kafka).contains("hunter2"));
+        assert!(!format!("{:?}", c.kafka().unwrap()).contains("hunter2"));
     }
 
     #[test]
@@ -502,6 +536,6 @@ mod tests {
         assert!(kafka("    compression_level: 12\n").unwrap_err().contains("compression_level"));
         assert!(kafka("    compression: lz4\n").is_ok());
         let c = kafka("    compression: none\n").unwrap();
-        assert!(!c.output.kafka.client_properties().contains_key("compression.level"));
+        assert!(!c.kafka().unwrap().client_properties().contains_key("compression.level"));
     }
 }

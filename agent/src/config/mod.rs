@@ -13,6 +13,7 @@
 mod input;
 mod kafka;
 mod processors;
+mod sink;
 mod spool;
 mod units;
 
@@ -24,6 +25,7 @@ pub use input::{
 };
 pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
 pub use processors::{AddFields, Condition, DropEvent, DropFields, ProcessorConfig, DEFAULT_ADD_FIELDS_TARGET};
+pub use sink::{InitialOffset, SinkConfig, SinkFormat, DEFAULT_SINK_CLIENT_ID, DEFAULT_SINK_COMMIT_INTERVAL};
 pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};
 pub use units::{parse_byte_size, ByteSize, HumanDuration};
 
@@ -75,7 +77,12 @@ pub struct Config {
     pub processors: Vec<ProcessorConfig>,
     #[serde(default)]
     pub queue: QueueConfig,
-    pub output: OutputConfig,
+    /// Where inputs ship to; needed when there are inputs.
+    #[serde(default)]
+    pub output: Option<OutputConfig>,
+    /// FileStream sinks: Kafka topics appended to local files.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub logging: LoggingConfig,
     #[serde(default = "d_shutdown_timeout")]
@@ -274,7 +281,27 @@ impl Config {
         Ok(config)
     }
 
+    /// The output's settings; `None` for a sinks-only agent.
+    pub fn kafka(&self) -> Option<&KafkaConfig> {
+        self.output.as_ref().map(|o| &o.kafka)
+    }
+
     fn validate(&self) -> Result<(), Invalid> {
+        let Some(kafka) = self.kafka() else {
+            if !self.inputs.is_empty() {
+                return Err(invalid("output.kafka", "inputs need an output: add output.kafka with hosts and topic"));
+            }
+            if self.sinks.is_empty() {
+                return Err(invalid("output", "nothing to run: add inputs with output.kafka, or sinks"));
+            }
+            return self.validate_common();
+        };
+        self.validate_inputs(kafka)?;
+        self.validate_common()?;
+        kafka.validate()
+    }
+
+    fn validate_inputs(&self, kafka: &KafkaConfig) -> Result<(), Invalid> {
         let mut ids = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             input.validate(i)?;
@@ -284,19 +311,28 @@ impl Config {
                     format!("duplicate input id {:?}; ids must be unique", input.id),
                 ));
             }
-            if !input.processors.is_empty() && self.output.kafka.codec == Codec::Raw {
+            if !input.processors.is_empty() && !kafka.codec.has_fields() {
                 return Err(invalid(
                     format!("inputs[{i}].processors"),
-                    "processors need output.kafka.codec: json (a raw event has no fields)",
+                    "processors need output.kafka.codec: json (the other codecs send the line alone, without fields)",
                 ));
             }
         }
         for (j, p) in self.processors.iter().enumerate() {
             p.validate(&format!("processors[{j}]"))?;
         }
-        if !self.processors.is_empty() && self.output.kafka.codec == Codec::Raw {
-            return Err(invalid("processors", "processors need output.kafka.codec: json (a raw event has no fields)"));
+        if !self.processors.is_empty() && !kafka.codec.has_fields() {
+            return Err(invalid(
+                "processors",
+                "processors need output.kafka.codec: json (the other codecs send the line alone, without fields)",
+            ));
         }
+        Ok(())
+    }
+
+    /// Checks everything that does not depend on the output.
+    fn validate_common(&self) -> Result<(), Invalid> {
+        self.validate_sinks()?;
         if self.registry.flush.0.is_zero() {
             return Err(invalid("registry.flush", "must be greater than 0 (offsets are flushed on this timer)"));
         }
@@ -310,7 +346,26 @@ impl Config {
         if self.logging.files.keepfiles < 1 {
             return Err(invalid("logging.files.keepfiles", "must be at least 1"));
         }
-        self.output.kafka.validate()
+        Ok(())
+    }
+
+    fn validate_sinks(&self) -> Result<(), Invalid> {
+        let (mut ids, mut files, mut groups) = (HashSet::new(), HashSet::new(), HashSet::new());
+        for (i, sink) in self.sinks.iter().enumerate() {
+            sink.validate(i)?;
+            let dup =
+                |what: &str, key: &str| invalid(format!("sinks[{i}].{key}"), format!("{what} is used by another sink"));
+            if !ids.insert(sink.id.as_str()) || self.inputs.iter().any(|inp| inp.id == sink.id) {
+                return Err(dup(&format!("id {:?}", sink.id), "id"));
+            }
+            if !files.insert(&sink.file) {
+                return Err(dup(&format!("file {}", sink.file.display()), "file"));
+            }
+            if !groups.insert((sink.hosts.clone(), sink.group_id.as_str())) {
+                return Err(dup(&format!("group_id {:?}", sink.group_id), "group_id"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -428,9 +483,9 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.registry.flush, DEFAULT_REGISTRY_FLUSH);
         assert_eq!(c.inputs[0].max_bytes, DEFAULT_MAX_BYTES);
-        assert_eq!(c.output.kafka.required_acks, 1);
-        assert_eq!(c.output.kafka.compression, Compression::Gzip);
-        assert_eq!(c.output.kafka.compression_level, 4);
+        assert_eq!(c.kafka().unwrap().required_acks, 1);
+        assert_eq!(c.kafka().unwrap().compression, Compression::Gzip);
+        assert_eq!(c.kafka().unwrap().compression_level, 4);
     }
 
     /// `config.example.yml` documents every key with its default: it must parse, and each default
@@ -440,7 +495,7 @@ mod tests {
         let text = include_str!("../../../config.example.yml");
         let c = parse(text).expect("config.example.yml is valid");
         let i = &c.inputs[0];
-        let k = &c.output.kafka;
+        let k = c.kafka().unwrap();
         assert_eq!(c.path.data, PathBuf::from(DEFAULT_PATH_DATA));
         assert_eq!(c.registry.flush, DEFAULT_REGISTRY_FLUSH);
         assert_eq!(c.registry.clean_removed_after, DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER);

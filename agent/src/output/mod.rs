@@ -23,7 +23,7 @@ pub mod kafka;
 pub mod partition;
 
 use crate::ack::{unpack, AckTracker};
-use crate::config::{Config, FsyncPolicy, SpoolConfig, WhenFull};
+use crate::config::{Config, FsyncPolicy, KafkaConfig, SpoolConfig, WhenFull};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::queue::{Popped, Queue};
@@ -77,10 +77,15 @@ struct Spooling {
 }
 
 impl Output {
-    pub fn new(config: &Config, tracker: Arc<AckTracker>, metrics: Arc<Metrics>) -> anyhow::Result<Output> {
+    pub fn new(
+        config: &Config,
+        kafka: &KafkaConfig,
+        tracker: Arc<AckTracker>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Output> {
         let spool_cfg = &config.queue.spool;
         let timing = spool_cfg.enabled.then_some((spool_cfg.unhealthy_after.0, spool_cfg.retry_interval.0));
-        let mut kafka = KafkaOutput::new(&config.output.kafka, tracker.clone(), metrics.clone(), timing)?;
+        let mut kafka = KafkaOutput::new(kafka, tracker.clone(), metrics.clone(), timing)?;
         let spooling = if spool_cfg.enabled {
             Some(Spooling::open(spool_cfg, &config.path.data, config.registry.flush.0, &metrics)?)
         } else {

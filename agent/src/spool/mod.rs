@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 const CURSOR_FILE: &str = "cursor";
-const CURSOR_TMP: &str = "cursor.tmp";
 const SEGMENT_EXT: &str = "seg";
 
 #[derive(Debug, Error)]
@@ -98,7 +97,7 @@ impl Spool {
     pub fn open(dir: &Path, segment_size: u64, max_size: u64) -> Result<(Spool, Opened), SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
-        let _ = fs::remove_file(dir.join(CURSOR_TMP));
+        let _ = fs::remove_file(crate::durable::tmp_path(&dir.join(CURSOR_FILE)));
         let mut segments = list_segments(dir)?;
         let mut opened = Opened::default();
         let mut next_seq = 0;
@@ -307,13 +306,8 @@ impl Spool {
         if self.cursor == self.cursor_on_disk {
             return Ok(());
         }
-        let tmp = self.dir.join(CURSOR_TMP);
-        let mut f =
-            OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&format::encode_cursor(self.cursor)).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
         let path = self.dir.join(CURSOR_FILE);
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&self.dir)?;
+        crate::durable::write_atomically(&path, &format::encode_cursor(self.cursor)).map_err(io_err(&path))?;
         self.cursor_on_disk = self.cursor;
         Ok(())
     }

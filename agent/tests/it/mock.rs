@@ -535,7 +535,8 @@ fn corrupt_registry_with_recovery_end_ships_only_new_lines() {
     std::fs::create_dir_all(data.join("registry")).unwrap();
     std::fs::write(data.join("registry/registry.json"), b"\x00\x01 not json").unwrap();
     let cfg = config(&data, std::slice::from_ref(&log), &kc.bootstrap_servers(), "recover", "", "    codec: raw\n");
-    let opts = agent::pipeline::RunOptions { registry_recovery: Some(agent::registry::Recovery::End) };
+    let opts =
+        agent::pipeline::RunOptions { registry_recovery: Some(agent::registry::Recovery::End), ..Default::default() };
     let agent = RunningAgent::start_with(&cfg, opts);
     std::thread::sleep(Duration::from_millis(800));
     append_lines(&log, numbered("new", 0..5));

@@ -1,0 +1,177 @@
+//! `sinks`: FileStream sinks, each consuming Kafka topics into one local file (Kafka Connect's
+//! FileStreamSink, done with fsync and rotation).
+//!
+//! Owns the sink schema and its validation. Invariant: two sinks never write the same file and
+//! never share a consumer group (each sink's file position and group offsets move together).
+
+use super::kafka::{security_properties, validate_security, SaslConfig, SslConfig};
+use super::{invalid, HumanDuration, Invalid};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// How often a sink flushes, fsyncs its file and then commits its consumer offsets.
+pub const DEFAULT_SINK_COMMIT_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
+pub const DEFAULT_SINK_CLIENT_ID: &str = "agent-sink";
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Unique name (the connector name in the Kafka Connect view).
+    pub id: String,
+    /// Topics to consume.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regular expression of topic names, instead of `topics` (Kafka Connect's `topics.regex`).
+    #[serde(default)]
+    pub topics_pattern: Option<String>,
+    /// The file lines are appended to (created if missing, mode 0640).
+    pub file: PathBuf,
+    pub hosts: Vec<String>,
+    pub group_id: String,
+    /// Where to start when the group has no committed offset (Filebeat's kafka input key).
+    #[serde(default)]
+    pub initial_offset: InitialOffset,
+    /// What a record turns into in the file.
+    #[serde(default)]
+    pub format: SinkFormat,
+    #[serde(default = "d_commit_interval")]
+    pub commit_interval: HumanDuration,
+    #[serde(default = "d_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub sasl: SaslConfig,
+    #[serde(default)]
+    pub ssl: SslConfig,
+    /// Any other librdkafka consumer property, passed through as is.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+fn d_commit_interval() -> HumanDuration {
+    DEFAULT_SINK_COMMIT_INTERVAL
+}
+fn d_client_id() -> String {
+    DEFAULT_SINK_CLIENT_ID.to_string()
+}
+
+impl fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("id", &self.id)
+            .field("topics", &self.topics)
+            .field("topics_pattern", &self.topics_pattern)
+            .field("file", &self.file)
+            .field("group_id", &self.group_id)
+            .field("password", &self.password.as_ref().map(|_| "*****"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialOffset {
+    /// The oldest record still in the topic (Filebeat's and Kafka Connect's default).
+    #[default]
+    #[serde(alias = "oldest")]
+    Earliest,
+    /// Only records produced after the group first joined.
+    #[serde(alias = "newest")]
+    Latest,
+}
+
+/// How a record's value becomes a line of the file. Each record ends with one `\n`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkFormat {
+    /// The value's bytes as they are (Kafka Connect's StringConverter).
+    #[default]
+    Value,
+    /// The `message` field of a JSON event written by this agent (or Filebeat); other values are
+    /// written as they are and counted.
+    Message,
+    /// Kafka Connect's JsonConverter envelope `{"schema":..,"payload":..}` (`schemas.enable=true`):
+    /// the payload is written.
+    ConnectJson,
+    /// Kafka Connect's JsonConverter without schemas (`schemas.enable=false`): the value is a JSON
+    /// value, and a JSON string is written unquoted.
+    ConnectJsonSchemaless,
+}
+
+const RESERVED_CONSUMER_PROPERTIES: &[&str] = &["enable.auto.commit", "enable.auto.offset.store", "group.id"];
+
+impl SinkConfig {
+    pub(super) fn validate(&self, i: usize) -> Result<(), Invalid> {
+        let k = |s: &str| format!("sinks[{i}].{s}");
+        // The id names the sink's state file.
+        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(invalid(k("id"), "must be letters, digits, '.', '_' or '-'"));
+        }
+        match (self.topics.is_empty(), &self.topics_pattern) {
+            (true, None) => return Err(invalid(k("topics"), "give the topics to consume (or topics_pattern)")),
+            (false, Some(_)) => return Err(invalid(k("topics_pattern"), "give either topics or topics_pattern")),
+            (_, Some(p)) => {
+                regex::Regex::new(p).map_err(|e| invalid(k("topics_pattern"), format!("invalid regex: {e}")))?;
+            }
+            (false, None) => {}
+        }
+        if let Some(t) = self.topics.iter().position(|t| t.trim().is_empty()) {
+            return Err(invalid(k(&format!("topics[{t}]")), "must not be empty"));
+        }
+        if self.file.as_os_str().is_empty() {
+            return Err(invalid(k("file"), "must not be empty (stdout is not supported)"));
+        }
+        if self.hosts.is_empty() {
+            return Err(invalid(k("hosts"), "needs at least one broker address"));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(invalid(k("group_id"), "must not be empty"));
+        }
+        if self.commit_interval.is_off() {
+            return Err(invalid(k("commit_interval"), "must be greater than 0"));
+        }
+        validate_security(&k(""), &self.username, &self.password, &self.sasl, &self.ssl)?;
+        for key in self.librdkafka.keys() {
+            if RESERVED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
+                return Err(invalid(k(&format!("librdkafka.{key}")), "is managed by the agent for its guarantees"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The subscription: topic names, or one `^regex` as librdkafka expects patterns.
+    pub fn subscription(&self) -> Vec<String> {
+        match &self.topics_pattern {
+            Some(p) if p.starts_with('^') => vec![p.clone()],
+            Some(p) => vec![format!("^{p}")],
+            None => self.topics.clone(),
+        }
+    }
+
+    /// librdkafka consumer properties. Offsets are committed by the sink only, after fsync.
+    pub fn client_properties(&self) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        p.insert("bootstrap.servers".into(), self.hosts.join(","));
+        p.insert("group.id".into(), self.group_id.clone());
+        p.insert("client.id".into(), self.client_id.clone());
+        p.insert("enable.auto.commit".into(), "false".into());
+        p.insert("enable.auto.offset.store".into(), "false".into());
+        let reset = match self.initial_offset {
+            InitialOffset::Earliest => "earliest",
+            InitialOffset::Latest => "latest",
+        };
+        p.insert("auto.offset.reset".into(), reset.into());
+        // Patterns pick up topics created later within this interval.
+        p.insert("topic.metadata.refresh.interval.ms".into(), "10000".into());
+        security_properties(&self.username, &self.password, &self.sasl, &self.ssl, &mut p);
+        for (k, v) in &self.librdkafka {
+            p.insert(k.clone(), v.clone());
+        }
+        p
+    }
+}

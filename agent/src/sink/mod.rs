@@ -1,0 +1,279 @@
+//! FileStream sinks: each consumes Kafka topics and appends one line per record to a local file,
+//! the job of Kafka Connect's FileStreamSink, done crash-safe.
+//!
+//! Each sink is one thread that owns its consumer, its [`file::SinkFile`] and the records
+//! consumed since its last commit. A commit cycle runs every `commit_interval`, when 1 MiB is
+//! pending, on rotation and at shutdown, in this order:
+//! 1. append the pending lines, fsync the file, record its length in the sink's state file;
+//! 2. commit the consumer offsets of exactly those records (synchronously).
+//!
+//! Invariant (at-least-once into the file): an offset is committed only after the record's line
+//! is on disk. A crash before step 1 finishes loses nothing: the uncommitted tail is cut at the
+//! next start and consumed again. A crash between steps 1 and 2 repeats the records of that one
+//! cycle (the documented duplicate window). A write or fsync error keeps the pending lines in
+//! memory, cuts what reached the file, and retries; consuming pauses meanwhile.
+
+pub mod file;
+pub mod format;
+
+use crate::config::SinkConfig;
+use crate::metrics::Metrics;
+use anyhow::Context as _;
+use file::SinkFile;
+use format::{append_line, Appended};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Pending bytes that trigger a commit cycle before `commit_interval` (and bound a sink's memory).
+const MAX_PENDING_BYTES: usize = 1 << 20;
+/// How often the sink checks whether its file was rotated away.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+/// Longest wait for records in one poll (the stop flag is checked this often).
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// The running sinks of one process.
+pub struct Sinks {
+    threads: Vec<(String, JoinHandle<()>)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sinks {
+    /// Opens every sink's file and consumer, then starts their threads. An error (a file that
+    /// cannot be written, a bad consumer setting) names the sink and stops start-up.
+    pub fn start(
+        configs: &[SinkConfig],
+        data: &Path,
+        metrics: Arc<Metrics>,
+        hangups: Arc<AtomicU64>,
+    ) -> anyhow::Result<Sinks> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut opened = Vec::new();
+        if !configs.is_empty() {
+            let dir = data.join("sinks");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        for cfg in configs {
+            let sink = Sink::open(cfg, data, metrics.clone(), hangups.clone())
+                .with_context(|| format!("sink {:?}", cfg.id))?;
+            opened.push(sink);
+        }
+        let threads = opened
+            .into_iter()
+            .map(|sink| {
+                let stop = stop.clone();
+                let name = sink.cfg.id.clone();
+                let h = std::thread::Builder::new()
+                    .name(format!("sink-{name}"))
+                    .spawn(move || sink.run(&stop))
+                    .expect("spawn sink thread");
+                (name, h)
+            })
+            .collect();
+        Ok(Sinks { threads, stop })
+    }
+
+    /// Tells every sink to stop; [`join`](Self::join) waits for their last commit.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn join(self) {
+        self.stop();
+        for (name, h) in self.threads {
+            if h.join().is_err() {
+                tracing::error!(sink = %name, "sink thread panicked");
+            }
+        }
+    }
+}
+
+/// librdkafka's errors repeat at every reconnect; commit failures are what the sink reports.
+struct SinkContext;
+impl ClientContext for SinkContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(error = %error, reason, "librdkafka consumer error");
+    }
+}
+impl ConsumerContext for SinkContext {}
+
+struct Sink {
+    cfg: SinkConfig,
+    consumer: BaseConsumer<SinkContext>,
+    file: SinkFile,
+    /// Lines consumed since the last commit cycle, not yet in the file.
+    pending: Vec<u8>,
+    /// Next offset per (topic, partition) of the records in the file but not yet committed.
+    positions: HashMap<(String, i32), i64>,
+    last_commit: Instant,
+    last_rotation_check: Instant,
+    metrics: Arc<Metrics>,
+    hangups: Arc<AtomicU64>,
+    seen_hangups: u64,
+    /// Problems already logged (once per episode, not once per record).
+    undecodable_logged: bool,
+    failing: bool,
+}
+
+impl Sink {
+    fn open(cfg: &SinkConfig, data: &Path, metrics: Arc<Metrics>, hangups: Arc<AtomicU64>) -> anyhow::Result<Sink> {
+        let state = data.join("sinks").join(format!("{}.json", cfg.id));
+        let opened = SinkFile::open(&cfg.file, &state)?;
+        if opened.cut > 0 {
+            Metrics::add(&metrics.sink_uncommitted_bytes_cut, opened.cut);
+            tracing::info!(sink = %cfg.id, file = %cfg.file.display(), bytes = opened.cut,
+                "cut the bytes written after the last commit (a crash); they are consumed again");
+        }
+        let mut cc = ClientConfig::new();
+        for (k, v) in cfg.client_properties() {
+            cc.set(k, v);
+        }
+        let consumer: BaseConsumer<SinkContext> =
+            cc.create_with_context(SinkContext).context("cannot create the consumer")?;
+        let topics = cfg.subscription();
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).context("cannot subscribe")?;
+        tracing::info!(sink = %cfg.id, topics = ?topics, group_id = %cfg.group_id, file = %cfg.file.display(), "sink started");
+        let seen_hangups = hangups.load(Ordering::Relaxed);
+        Ok(Sink {
+            cfg: cfg.clone(),
+            consumer,
+            file: opened.file,
+            pending: Vec::new(),
+            positions: HashMap::new(),
+            last_commit: Instant::now(),
+            last_rotation_check: Instant::now(),
+            metrics,
+            hangups,
+            seen_hangups,
+            undecodable_logged: false,
+            failing: false,
+        })
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.pending.len() < MAX_PENDING_BYTES {
+                self.consume();
+            } else {
+                // A failing disk: hold what we have, poll nothing more until it is written.
+                std::thread::sleep(POLL_WAIT);
+            }
+            if self.pending.len() >= MAX_PENDING_BYTES || self.last_commit.elapsed() >= self.cfg.commit_interval.0 {
+                self.commit();
+            }
+            self.follow_rotation();
+        }
+        self.commit();
+        if !self.pending.is_empty() {
+            tracing::warn!(sink = %self.cfg.id, bytes = self.pending.len(), "stopping with lines not written; they are consumed again at restart");
+        }
+        tracing::info!(sink = %self.cfg.id, "sink stopped");
+    }
+
+    /// Takes the records librdkafka has (waiting up to [`POLL_WAIT`] for the first one).
+    fn consume(&mut self) {
+        let mut wait = POLL_WAIT;
+        while self.pending.len() < MAX_PENDING_BYTES {
+            let Some(polled) = self.consumer.poll(wait) else { return };
+            wait = Duration::ZERO;
+            let msg = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(sink = %self.cfg.id, error = %e, "consumer error");
+                    return;
+                }
+            };
+            let before = self.pending.len();
+            match append_line(self.cfg.format, msg.payload(), &mut self.pending) {
+                Appended::Line => {}
+                Appended::Undecodable => {
+                    Metrics::inc(&self.metrics.sink_records_undecodable);
+                    if !std::mem::replace(&mut self.undecodable_logged, true) {
+                        tracing::warn!(sink = %self.cfg.id, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), format = ?self.cfg.format,
+                            "record value is not in the sink's format; written as it is (logged once, counted in sink_records_undecodable)");
+                    }
+                }
+                Appended::Skipped => Metrics::inc(&self.metrics.sink_records_skipped),
+            }
+            if self.pending.len() > before {
+                Metrics::inc(&self.metrics.sink_records_written);
+            }
+            self.positions.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+        }
+    }
+
+    /// Writes and fsyncs the pending lines, then commits their offsets (see the module docs).
+    fn commit(&mut self) {
+        self.last_commit = Instant::now();
+        if !self.pending.is_empty() {
+            if let Err(e) = self.file.append_durably(&self.pending) {
+                Metrics::inc(&self.metrics.sink_errors);
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!(sink = %self.cfg.id, error = %e, "cannot write the sink file; consuming paused, retrying");
+                }
+                return;
+            }
+            if std::mem::replace(&mut self.failing, false) {
+                tracing::info!(sink = %self.cfg.id, "sink file writable again");
+            }
+            Metrics::add(&self.metrics.sink_bytes_written, self.pending.len() as u64);
+            self.pending.clear();
+        }
+        if self.positions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.positions {
+            // Adding a partition to a fresh list cannot fail.
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                self.positions.clear();
+                Metrics::inc(&self.metrics.sink_commits);
+            }
+            Err(e) => {
+                // Kept for the next cycle: the lines are on disk, so at worst they come again.
+                Metrics::inc(&self.metrics.sink_errors);
+                tracing::warn!(sink = %self.cfg.id, error = %e, "offset commit failed; retrying at the next cycle");
+            }
+        }
+    }
+
+    /// Reopens the file when it was renamed or deleted (checked every second) or on SIGHUP.
+    fn follow_rotation(&mut self) {
+        let hangups = self.hangups.load(Ordering::Relaxed);
+        let hup = hangups != self.seen_hangups;
+        if !hup && self.last_rotation_check.elapsed() < ROTATION_CHECK {
+            return;
+        }
+        self.last_rotation_check = Instant::now();
+        if !hup && !self.file.replaced() {
+            return;
+        }
+        self.commit();
+        if !self.pending.is_empty() {
+            return;
+        }
+        self.seen_hangups = hangups;
+        match self.file.reopen() {
+            Ok(()) => {
+                Metrics::inc(&self.metrics.sink_reopens);
+                tracing::info!(sink = %self.cfg.id, file = %self.file.path().display(), sighup = hup, "sink file reopened");
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.sink_errors);
+                tracing::error!(sink = %self.cfg.id, error = %e, "cannot reopen the sink file; retrying");
+            }
+        }
+    }
+}
