@@ -532,6 +532,10 @@ mod tests {
         assert_eq!(k.metadata.refresh_frequency, kafka::DEFAULT_METADATA_REFRESH);
         assert_eq!((k.backoff.init, k.backoff.max), (kafka::DEFAULT_BACKOFF_INIT, kafka::DEFAULT_BACKOFF_MAX));
         assert_eq!(k.codec, Codec::default());
+        let s = &c.sinks[0];
+        assert_eq!((s.initial_offset, s.format), (InitialOffset::default(), SinkFormat::default()));
+        assert_eq!((s.commit_interval, s.client_id.as_str()), (DEFAULT_SINK_COMMIT_INTERVAL, DEFAULT_SINK_CLIENT_ID));
+        assert!(s.librdkafka.is_empty() && s.username.is_none());
         assert_eq!(c.logging.level, LogLevel::default());
         assert_eq!(c.logging.files.name, DEFAULT_LOG_NAME);
         assert_eq!(c.logging.files.keepfiles, DEFAULT_LOG_KEEPFILES);

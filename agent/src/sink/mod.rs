@@ -215,6 +215,9 @@ impl Sink {
     fn commit(&mut self) {
         self.last_commit = Instant::now();
         if !self.pending.is_empty() {
+            if self.file.replaced() {
+                self.reopen("the file was renamed or deleted");
+            }
             if let Err(e) = self.file.append_durably(&self.pending) {
                 Metrics::inc(&self.metrics.sink_errors);
                 if !std::mem::replace(&mut self.failing, true) {
@@ -249,28 +252,30 @@ impl Sink {
         }
     }
 
-    /// Reopens the file when it was renamed or deleted (checked every second) or on SIGHUP.
+    /// Reopens the file on SIGHUP, and when it was renamed or deleted (checked every second
+    /// and before every write).
     fn follow_rotation(&mut self) {
         let hangups = self.hangups.load(Ordering::Relaxed);
-        let hup = hangups != self.seen_hangups;
-        if !hup && self.last_rotation_check.elapsed() < ROTATION_CHECK {
-            return;
+        if hangups != self.seen_hangups {
+            self.seen_hangups = hangups;
+            self.reopen("SIGHUP");
+        } else if self.last_rotation_check.elapsed() >= ROTATION_CHECK {
+            self.last_rotation_check = Instant::now();
+            if self.file.replaced() {
+                self.reopen("the file was renamed or deleted");
+            }
         }
-        self.last_rotation_check = Instant::now();
-        if !hup && !self.file.replaced() {
-            return;
-        }
-        self.commit();
-        if !self.pending.is_empty() {
-            return;
-        }
-        self.seen_hangups = hangups;
+    }
+
+    /// Opens the path again. Pending lines are not in any file yet, so they go to the new one.
+    fn reopen(&mut self, why: &str) {
         match self.file.reopen() {
             Ok(()) => {
                 Metrics::inc(&self.metrics.sink_reopens);
-                tracing::info!(sink = %self.cfg.id, file = %self.file.path().display(), sighup = hup, "sink file reopened");
+                tracing::info!(sink = %self.cfg.id, file = %self.file.path().display(), why, "sink file reopened");
             }
             Err(e) => {
+                // The old descriptor stays in use; the next check tries again.
                 Metrics::inc(&self.metrics.sink_errors);
                 tracing::error!(sink = %self.cfg.id, error = %e, "cannot reopen the sink file; retrying");
             }

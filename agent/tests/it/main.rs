@@ -6,4 +6,5 @@ mod common;
 mod e2e;
 mod inputs;
 mod mock;
+mod sink;
 mod spool;
