@@ -73,25 +73,32 @@ impl SinkFile {
         &self.path
     }
 
-    /// Appends `bytes`, fsyncs them and records the new length. After an error, the bytes that
-    /// may have reached the file are cut back off, so a retry does not write them twice.
-    pub fn append_durably(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let result = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| self.file.sync_data())
-            .and_then(|()| self.file.metadata())
-            .map_err(|e| named(&self.path, "cannot write", e));
-        match result {
+    /// Appends `bytes` (not yet durable). After an error, everything since the last
+    /// [`sync`](Self::sync) is cut back off, so the caller writes it all again on retry.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes).map_err(|e| {
+            self.rollback();
+            named(&self.path, "cannot write", e)
+        })
+    }
+
+    /// Makes every appended byte durable and records the file's length in the state file. After
+    /// an error, the bytes since the last sync are cut off as in [`append`](Self::append).
+    pub fn sync(&mut self) -> io::Result<()> {
+        let synced =
+            self.file.sync_data().and_then(|()| self.file.metadata()).map_err(|e| named(&self.path, "cannot fsync", e));
+        match synced {
             Ok(meta) => self.write_state(meta.len()),
             Err(e) => {
-                if let Ok(meta) = self.file.metadata() {
-                    if meta.len() > self.committed_len {
-                        let _ = self.file.set_len(self.committed_len);
-                    }
-                }
+                self.rollback();
                 Err(e)
             }
+        }
+    }
+
+    fn rollback(&self) {
+        if self.file.metadata().is_ok_and(|m| m.len() > self.committed_len) {
+            let _ = self.file.set_len(self.committed_len);
         }
     }
 
@@ -103,9 +110,11 @@ impl SinkFile {
         }
     }
 
-    /// Opens the path again (a new file when it was rotated away). Call after the last
-    /// [`append_durably`](Self::append_durably) to the old file.
+    /// Opens the path again (a new file when it was rotated away), after making what was
+    /// appended to the old descriptor durable.
     pub fn reopen(&mut self) -> io::Result<()> {
+        // What went to the old file since the last sync must be durable before offsets move on.
+        self.file.sync_data().map_err(|e| named(&self.path, "cannot fsync the rotated file", e))?;
         let (file, dev, ino, size) = open_append(&self.path)?;
         (self.file, self.dev, self.ino) = (file, dev, ino);
         self.write_state(size)
@@ -163,9 +172,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
-        f.append_durably(b"one\ntwo\n").unwrap();
-        // A crash after a write that was never committed: a torn record at the end.
-        OpenOptions::new().append(true).open(&p).unwrap().write_all(b"thr").unwrap();
+        f.append(b"one\ntwo\n").unwrap();
+        f.sync().unwrap();
+        // A crash after a write that was never synced and committed: a torn record at the end.
+        f.append(b"thr").unwrap();
         drop(f);
         let opened = SinkFile::open(&p, &st).unwrap();
         assert_eq!(opened.cut, 3);
@@ -176,7 +186,10 @@ mod tests {
     fn another_file_at_the_path_is_not_cut() {
         let dir = tempfile::tempdir().unwrap();
         let (p, st) = paths(dir.path());
-        SinkFile::open(&p, &st).unwrap().file.append_durably(b"a\n").unwrap();
+        let mut f = SinkFile::open(&p, &st).unwrap().file;
+        f.append(b"a\n").unwrap();
+        f.sync().unwrap();
+        drop(f);
         std::fs::rename(&p, dir.path().join("out.txt.1")).unwrap();
         std::fs::write(&p, b"someone else's longer content\n").unwrap();
         let opened = SinkFile::open(&p, &st).unwrap();
@@ -189,12 +202,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
-        f.append_durably(b"old\n").unwrap();
+        f.append(b"old\n").unwrap();
+        f.sync().unwrap();
         assert!(!f.replaced());
         std::fs::rename(&p, dir.path().join("out.txt.1")).unwrap();
         assert!(f.replaced());
         f.reopen().unwrap();
-        f.append_durably(b"new\n").unwrap();
+        f.append(b"new\n").unwrap();
+        f.sync().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new\n");
         assert_eq!(std::fs::read(dir.path().join("out.txt.1")).unwrap(), b"old\n");
     }
@@ -204,10 +219,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
-        f.append_durably(b"before rotation\n").unwrap();
+        f.append(b"before rotation\n").unwrap();
+        f.sync().unwrap();
         OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
         assert!(!f.replaced());
-        f.append_durably(b"after\n").unwrap();
+        f.append(b"after\n").unwrap();
+        f.sync().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"after\n");
     }
 

@@ -4,7 +4,8 @@
 //! Each sink is one thread that owns its consumer, its [`file::SinkFile`] and the records
 //! consumed since its last commit. A commit cycle runs every `commit_interval`, when 1 MiB is
 //! pending, on rotation and at shutdown, in this order:
-//! 1. append the pending lines, fsync the file, record its length in the sink's state file;
+//! 1. append the lines not yet written (each poll batch is written at once, so the file follows
+//!    the topic closely), fsync the file, record its length in the sink's state file;
 //! 2. commit the consumer offsets of exactly those records (synchronously).
 //!
 //! Invariant (at-least-once into the file): an offset is committed only after the record's line
@@ -110,8 +111,10 @@ struct Sink {
     cfg: SinkConfig,
     consumer: BaseConsumer<SinkContext>,
     file: SinkFile,
-    /// Lines consumed since the last commit cycle, not yet in the file.
+    /// Lines consumed since the last commit cycle; the first `written` bytes are in the file
+    /// (not yet fsynced), the rest not yet.
     pending: Vec<u8>,
+    written: usize,
     /// Next offset per (topic, partition) of the records in the file but not yet committed.
     positions: HashMap<(String, i32), i64>,
     last_commit: Instant,
@@ -148,6 +151,7 @@ impl Sink {
             consumer,
             file: opened.file,
             pending: Vec::new(),
+            written: 0,
             positions: HashMap::new(),
             last_commit: Instant::now(),
             last_rotation_check: Instant::now(),
@@ -163,6 +167,9 @@ impl Sink {
         while !stop.load(Ordering::Relaxed) {
             if self.pending.len() < MAX_PENDING_BYTES {
                 self.consume();
+                // Lines show up in the file at once (as Kafka Connect's do); durability and the
+                // offset commit follow at the commit cycle.
+                self.write_out();
             } else {
                 // A failing disk: hold what we have, poll nothing more until it is written.
                 std::thread::sleep(POLL_WAIT);
@@ -211,25 +218,53 @@ impl Sink {
         }
     }
 
-    /// Writes and fsyncs the pending lines, then commits their offsets (see the module docs).
+    /// Appends the pending lines not yet in the file. False after an error (logged once per
+    /// episode): the file is cut back to its last sync and everything pending is written again
+    /// at the next try.
+    fn write_out(&mut self) -> bool {
+        if self.written == self.pending.len() {
+            return true;
+        }
+        if self.file.replaced() {
+            self.reopen("the file was renamed or deleted");
+        }
+        match self.file.append(&self.pending[self.written..]) {
+            Ok(()) => {
+                Metrics::add(&self.metrics.sink_bytes_written, (self.pending.len() - self.written) as u64);
+                self.written = self.pending.len();
+                true
+            }
+            Err(e) => {
+                self.write_failed(e);
+                false
+            }
+        }
+    }
+
+    fn write_failed(&mut self, e: std::io::Error) {
+        self.written = 0;
+        Metrics::inc(&self.metrics.sink_errors);
+        if !std::mem::replace(&mut self.failing, true) {
+            tracing::error!(sink = %self.cfg.id, error = %e, "cannot write the sink file; consuming paused, retrying");
+        }
+    }
+
+    /// Writes, fsyncs and records the pending lines, then commits their offsets (module docs).
     fn commit(&mut self) {
         self.last_commit = Instant::now();
         if !self.pending.is_empty() {
-            if self.file.replaced() {
-                self.reopen("the file was renamed or deleted");
+            if !self.write_out() {
+                return;
             }
-            if let Err(e) = self.file.append_durably(&self.pending) {
-                Metrics::inc(&self.metrics.sink_errors);
-                if !std::mem::replace(&mut self.failing, true) {
-                    tracing::error!(sink = %self.cfg.id, error = %e, "cannot write the sink file; consuming paused, retrying");
-                }
+            if let Err(e) = self.file.sync() {
+                self.write_failed(e);
                 return;
             }
             if std::mem::replace(&mut self.failing, false) {
                 tracing::info!(sink = %self.cfg.id, "sink file writable again");
             }
-            Metrics::add(&self.metrics.sink_bytes_written, self.pending.len() as u64);
             self.pending.clear();
+            self.written = 0;
         }
         if self.positions.is_empty() {
             return;
