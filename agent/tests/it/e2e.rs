@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_agent");
+pub const AGENT: &str = env!("CARGO_BIN_EXE_agent");
 
 fn tansu_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TANSU_BIN") {
@@ -88,7 +88,7 @@ impl Drop for Tansu {
 
 /// Starts the agent binary; its log goes to `agent.log` next to the config (appended across
 /// restarts), never to a pipe nobody reads, which would stall the agent once full.
-fn spawn_agent(config: &Path) -> Child {
+pub fn spawn_agent(config: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -98,13 +98,13 @@ fn spawn_agent(config: &Path) -> Child {
 }
 
 /// The last lines of the agent's log, for a failure message.
-fn agent_log_tail(config: &Path) -> String {
+pub fn agent_log_tail(config: &Path) -> String {
     let text = std::fs::read_to_string(config.with_file_name("agent.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-fn signal(child: &Child, sig: i32) {
+pub fn signal(child: &Child, sig: i32) {
     // SAFETY: plain kill(2) on a child we started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
@@ -114,7 +114,7 @@ fn lines_before(file: &Path, offset: u64) -> usize {
     bytes[..offset as usize].iter().filter(|&&b| b == b'\n').count()
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -3,6 +3,7 @@
 //! end-to-end tests that run the `agent` binary).
 
 mod common;
+mod connect;
 mod e2e;
 mod inputs;
 mod mock;
