@@ -161,3 +161,72 @@ fn bad_connect_files_give_clear_errors() {
         assert!(stderr.contains(expected), "{name}: expected {expected:?} in {stderr}");
     }
 }
+
+/// Kafka Connect 3.9 itself (jars from `scripts/install-peers.sh`, which `.ci/run` runs) on one side,
+/// the agent on the other, in both directions, with JsonConverter envelopes on the wire:
+/// Connect's FileStreamSource → agent sink, and agent source → Connect's FileStreamSink.
+#[test]
+fn kafka_connect_and_the_agent_read_each_others_json_envelopes() {
+    let classpath = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/kafka-connect/classpath.txt");
+    let cp = std::fs::read_to_string(&classpath)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/install-peers.sh", classpath.display()))
+        .lines()
+        .collect::<Vec<_>>()
+        .join(":");
+    let tansu = Tansu::start("from-connect", 1);
+    tansu.create_topic("from-agent", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (connect_dir, agent_dir) = (dir.path().join("connect"), dir.path().join("agent"));
+    std::fs::create_dir_all(connect_dir.join("plugins")).unwrap();
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let lines = |who: &str| -> Vec<String> { (0..500).map(|i| format!("{who} {i}: \"q\" \\ tab\t ünï")).collect() };
+    append_lines(&connect_dir.join("in.txt"), lines("connect"));
+    append_lines(&agent_dir.join("in.txt"), lines("agent"));
+    let connector = |name: &str, class: &str, key: &str, topic: &str, file: &str| {
+        format!("name={name}\nconnector.class={class}\ntasks.max=1\nfile={file}\n{key}={topic}\n")
+    };
+    for (d, src_topic, sink_topic) in
+        [(&connect_dir, "from-connect", "from-agent"), (&agent_dir, "from-agent", "from-connect")]
+    {
+        fixture_into(d, "connect-standalone.properties", &tansu.bootstrap);
+        std::fs::write(d.join("source.properties"), connector("src", "FileStreamSource", "topic", src_topic, "in.txt"))
+            .unwrap();
+        std::fs::write(d.join("sink.properties"), connector("snk", "FileStreamSink", "topics", sink_topic, "out.txt"))
+            .unwrap();
+    }
+    // Connect's worker needs its own REST port and plugin settings (keys the agent refuses).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!(
+        "plugin.path={}\nplugin.discovery=service_load\nlisteners=http://127.0.0.1:{port}\n",
+        connect_dir.join("plugins").display()
+    );
+    let worker = connect_dir.join("connect-standalone.properties");
+    std::fs::write(&worker, std::fs::read_to_string(&worker).unwrap() + &extra).unwrap();
+    let mut java = Command::new("java")
+        .args(["-cp", &cp, "org.apache.kafka.connect.cli.ConnectStandalone"])
+        .args(["connect-standalone.properties", "source.properties", "sink.properties"])
+        .current_dir(&connect_dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("connect.log")).unwrap())
+        .spawn()
+        .expect("java");
+    let files: Vec<PathBuf> = ["connect-standalone.properties", "source.properties", "sink.properties"]
+        .iter()
+        .map(|f| agent_dir.join(f))
+        .collect();
+    let mut agent = connect_standalone(&agent_dir, &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    let done =
+        || file_lines(&connect_dir.join("out.txt")).len() >= 500 && file_lines(&agent_dir.join("out.txt")).len() >= 500;
+    let waited = std::panic::catch_unwind(|| wait_for("both copies", T, done));
+    let _ = java.kill();
+    let _ = java.wait();
+    signal(&agent, libc::SIGTERM);
+    let status = wait_exit(&mut agent, T);
+    if waited.is_err() {
+        let log = std::fs::read_to_string(dir.path().join("connect.log")).unwrap_or_default();
+        panic!("copies incomplete; Kafka Connect log tail:\n{}", &log[log.len().saturating_sub(3000)..]);
+    }
+    assert!(status.success(), "{}", std::fs::read_to_string(agent_dir.join("agent.log")).unwrap());
+    assert_eq!(file_lines(&agent_dir.join("out.txt")), lines("connect"), "Connect's source, the agent's sink");
+    assert_eq!(file_lines(&connect_dir.join("out.txt")), lines("agent"), "the agent's source, Connect's sink");
+}
