@@ -149,25 +149,33 @@ fn refuse_unknown(props: &Properties, known: &[&str], what: &str) -> Result<(), 
     }
 }
 
+/// A key's value as a number of at least 1; `None` when the key is not set.
+fn positive<N: std::str::FromStr + PartialOrd + From<u8>>(
+    props: &Properties,
+    key: &str,
+    what: &str,
+) -> Result<Option<N>, ConnectError> {
+    let Some(p) = props.get(key) else { return Ok(None) };
+    match p.value.trim().parse::<N>() {
+        Ok(n) if n >= N::from(1) => Ok(Some(n)),
+        _ => Err(at(props, p, format!("must be {what}"))),
+    }
+}
+
+/// Kafka Connect's list type: comma-separated, blanks trimmed, empty items dropped.
+fn comma_list(value: &str) -> Vec<String> {
+    value.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+}
+
 fn parse_worker(props: &Properties) -> Result<Worker, ConnectError> {
     refuse_unknown(props, WORKER_KEYS, "worker")?;
     let hosts = required(props, "bootstrap.servers", "")?;
-    let hosts: Vec<String> = hosts.value.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect();
+    let hosts = comma_list(&hosts.value);
     let offsets = required(props, "offset.storage.file.filename", " (standalone mode stores source offsets there)")?;
     let offsets_file = absolute(&offsets.value);
     let mut data = offsets_file.clone().into_os_string();
     data.push(".agent");
-    let flush_ms = match props.get("offset.flush.interval.ms") {
-        Some(p) => Some(
-            p.value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|&v| v > 0)
-                .ok_or_else(|| at(props, p, "must be a positive number of milliseconds"))?,
-        ),
-        None => None,
-    };
+    let flush_ms = positive::<u64>(props, "offset.flush.interval.ms", "a positive number of milliseconds")?;
     // Keys are always null (FileStreamSource sets none), but a bad key converter is still a mistake.
     converter(props, "key", None)?;
     let value = converter(props, "value", None)?.unwrap_or(Converter::Json { schemas: true });
@@ -228,14 +236,7 @@ fn parse_connector(props: &Properties, w: &Worker) -> Result<Connector, ConnectE
             format!("unknown connector class {:?}: only FileStreamSource and FileStreamSink can run here", class.value),
         ));
     };
-    if let Some(p) = props.get("tasks.max") {
-        p.value
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| at(props, p, "must be a positive integer"))?;
-    }
+    positive::<u32>(props, "tasks.max", "a positive integer")?;
     let stdio = if is_source { "stdin" } else { "stdout" };
     let file =
         required(props, "file", &format!(" (Kafka Connect would use {stdio} without it; the agent needs a file)"))?;
@@ -247,24 +248,12 @@ fn parse_connector(props: &Properties, w: &Worker) -> Result<Connector, ConnectE
         only("topics", "Sink")?;
         only("topics.regex", "Sink")?;
         let topic = required(props, "topic", "")?.value.trim().to_string();
-        let batch_size = match props.get("batch.size") {
-            Some(p) => Some(
-                p.value
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| at(props, p, "must be a positive integer"))?,
-            ),
-            None => None,
-        };
+        let batch_size = positive::<usize>(props, "batch.size", "a positive integer")?;
         Kind::Source { topic, batch_size }
     } else {
         only("topic", "Source")?;
         only("batch.size", "Source")?;
-        let topics: Vec<String> = props.get("topics").map_or(Vec::new(), |p| {
-            p.value.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
-        });
+        let topics = props.get("topics").map_or(Vec::new(), |p| comma_list(&p.value));
         let regex = props.get("topics.regex").map(|p| p.value.trim().to_string()).filter(|r| !r.is_empty());
         match (topics.is_empty(), &regex) {
             (true, None) => return Err(invalid(&props.path, None, "topics", "is required (or topics.regex)".into())),
@@ -470,5 +459,8 @@ mod tests {
         let err =
             translated(&format!("{WORKER}value.converter=io.confluent.connect.avro.AvroConverter\n"), &[]).unwrap_err();
         assert!(err.contains("worker.properties:3: value.converter: converter io.confluent.connect.avro.AvroConverter is not supported"), "{err}");
+        let err = translated(WORKER, &["name=x\nconnector.class=FileStreamSink\nfile=/tmp/o\ntopics=t\ntasks.max=0\n"])
+            .unwrap_err();
+        assert!(err.contains("c0.properties:5: tasks.max: must be a positive integer"), "{err}");
     }
 }
