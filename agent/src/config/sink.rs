@@ -1,8 +1,9 @@
 //! `sinks`: FileStream sinks, each consuming Kafka topics into one local file (Kafka Connect's
 //! FileStreamSink, done with fsync and rotation).
 //!
-//! Owns the sink schema and its validation. Invariant: two sinks never write the same file and
-//! never share a consumer group (each sink's file position and group offsets move together).
+//! Owns the sink schema and its validation. Invariants: two sinks never write the same file and
+//! never share a consumer group (each sink's file position and group offsets move together); a
+//! key of a sink's `librdkafka` map never sets a property a named setting sets.
 
 use super::kafka::{security_properties, validate_security, SaslConfig, SslConfig};
 use super::{invalid, HumanDuration, Invalid};
@@ -136,9 +137,15 @@ impl SinkConfig {
             return Err(invalid(k("commit_interval"), "must be greater than 0"));
         }
         validate_security(&k(""), &self.username, &self.password, &self.sasl, &self.ssl)?;
+        // As for the output: the pass-through map may not silently undo a named setting.
+        let named = self.named_properties();
         for key in self.librdkafka.keys() {
+            let at = k(&format!("librdkafka.{key}"));
             if RESERVED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
-                return Err(invalid(k(&format!("librdkafka.{key}")), "is managed by the agent for its guarantees"));
+                return Err(invalid(at, "is managed by the agent for its guarantees"));
+            }
+            if named.contains_key(key) {
+                return Err(invalid(at, "conflicts with a named setting of the sink that sets the same property"));
             }
         }
         Ok(())
@@ -153,8 +160,19 @@ impl SinkConfig {
         }
     }
 
-    /// librdkafka consumer properties. Offsets are committed by the sink only, after fsync.
+    /// librdkafka consumer properties: the agent's defaults, the named settings, then the
+    /// pass-through map (which may override the defaults, not the named settings). Offsets are
+    /// committed by the sink only, after fsync.
     pub fn client_properties(&self) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        // Patterns pick up topics created later within this interval.
+        p.insert("topic.metadata.refresh.interval.ms".into(), "10000".into());
+        p.extend(self.named_properties());
+        p.extend(self.librdkafka.iter().map(|(k, v)| (k.clone(), v.clone())));
+        p
+    }
+
+    fn named_properties(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
         p.insert("bootstrap.servers".into(), self.hosts.join(","));
         p.insert("group.id".into(), self.group_id.clone());
@@ -166,12 +184,7 @@ impl SinkConfig {
             InitialOffset::Latest => "latest",
         };
         p.insert("auto.offset.reset".into(), reset.into());
-        // Patterns pick up topics created later within this interval.
-        p.insert("topic.metadata.refresh.interval.ms".into(), "10000".into());
         security_properties(&self.username, &self.password, &self.sasl, &self.ssl, &mut p);
-        for (k, v) in &self.librdkafka {
-            p.insert(k.clone(), v.clone());
-        }
         p
     }
 }
