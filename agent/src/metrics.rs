@@ -105,7 +105,7 @@ counters! {
     spool_replay_rate,
     /// Records a sink consumed and wrote to its file (duplicates after a crash included).
     sink_records_written,
-    /// Bytes sinks wrote to their files.
+    /// Bytes sinks wrote to their files and fsynced.
     sink_bytes_written,
     /// Records whose value was not in the sink's `format` (written as they are).
     sink_records_undecodable,

@@ -230,7 +230,6 @@ impl Sink {
         }
         match self.file.append(&self.pending[self.written..]) {
             Ok(()) => {
-                Metrics::add(&self.metrics.sink_bytes_written, (self.pending.len() - self.written) as u64);
                 self.written = self.pending.len();
                 true
             }
@@ -263,6 +262,8 @@ impl Sink {
             if std::mem::replace(&mut self.failing, false) {
                 tracing::info!(sink = %self.cfg.id, "sink file writable again");
             }
+            // Counted once durable: bytes rewritten after an error are not counted twice.
+            Metrics::add(&self.metrics.sink_bytes_written, self.pending.len() as u64);
             self.pending.clear();
             self.written = 0;
         }
