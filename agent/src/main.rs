@@ -1,14 +1,18 @@
 //! The `agent` command line: run the pipeline, or check a config or the Kafka connection.
 
 use agent::config::{Config, LogLevel, LoggingConfig};
+use agent::http::Server;
+use agent::logging::SizeRotatingFile;
+use agent::metrics::Metrics;
 use agent::pipeline::{self, RunOptions};
 use agent::registry::Recovery;
+use agent::status::Status;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Parser, Debug)]
 #[command(name = "agent", version, about = "Tails log files and ships every line to Kafka, at least once")]
@@ -73,21 +77,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads the configuration the command line names (again on every SIGHUP).
+type Loader = Box<dyn Fn() -> anyhow::Result<Config> + Send>;
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = match &cli.command {
-        Some(Command::ConvertConnect { worker, connectors }) => {
-            print!("{}", agent::connect::translate(worker, connectors)?);
-            return Ok(());
-        }
-        Some(Command::ConnectStandalone { worker, connectors }) => {
-            let yaml = agent::connect::translate(worker, connectors)?;
-            Config::from_str_at(&yaml, Path::new("(translated from Kafka Connect files)"))?
-        }
-        _ => Config::load(&cli.config)?,
-    };
-    if let Some(p) = cli.path_data {
-        config.path.data = p;
+    if let Some(Command::ConvertConnect { worker, connectors }) = &cli.command {
+        print!("{}", agent::connect::translate(worker, connectors)?);
+        return Ok(());
     }
+    let load: Loader = {
+        let (command, path, path_data) = (cli.command.as_ref(), cli.config.clone(), cli.path_data.clone());
+        let connect = match command {
+            Some(Command::ConnectStandalone { worker, connectors }) => Some((worker.clone(), connectors.clone())),
+            _ => None,
+        };
+        Box::new(move || {
+            let mut config = match &connect {
+                Some((worker, connectors)) => {
+                    let yaml = agent::connect::translate(worker, connectors)?;
+                    Config::from_str_at(&yaml, Path::new("(translated from Kafka Connect files)"))?
+                }
+                None => Config::load(&path)?,
+            };
+            if let Some(p) = &path_data {
+                config.path.data = p.clone();
+            }
+            Ok(config)
+        })
+    };
+    let config = load()?;
     match cli.command {
         Some(Command::Test { what: TestWhat::Config }) => {
             let output = config.kafka().map_or_else(|| "none".to_string(), |k| format!("kafka {}", k.hosts.join(",")));
@@ -99,12 +117,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", agent::output::kafka::test_output(kafka)?);
             Ok(())
         }
-        Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery),
+        Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery, load),
         Some(Command::ConvertConnect { .. }) => unreachable!("handled above"),
     }
 }
 
-fn run_agent(config: Config, recovery: Option<RecoveryArg>) -> anyhow::Result<()> {
+fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> anyhow::Result<()> {
     let _log_guard = init_logging(&config.logging, &config.path.data)?;
     raise_fd_limit();
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -114,24 +132,50 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>) -> anyhow::Result<()
             RecoveryArg::End => Recovery::End,
         }),
         hangups: Arc::new(AtomicU64::new(0)),
+        status: Arc::new(Status::default()),
+        reload: Arc::new(Mutex::new(None)),
     };
-    let hangups = opts.hangups.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if config.http.enabled {
+        let hostname = pipeline::host_name();
+        let name = config.name.clone().unwrap_or_else(|| hostname.clone());
+        let server = rt.block_on(Server::bind(&config.http, opts.status.clone(), name, hostname))?;
+        rt.spawn(server.serve());
+    }
+    let on_hangup = {
+        let (hangups, reload, status) = (opts.hangups.clone(), opts.reload.clone(), opts.status.clone());
+        move || {
+            hangups.fetch_add(1, Ordering::Relaxed);
+            match load() {
+                Ok(new) => {
+                    tracing::info!("SIGHUP: configuration loaded; applying it (sinks reopen their files)");
+                    *reload.lock().unwrap() = Some(new);
+                }
+                Err(e) => {
+                    Metrics::inc(&status.metrics.config_reload_errors);
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: the new configuration is invalid; the running one stays (sinks reopen their files)"
+                    );
+                }
+            }
+        }
+    };
     let worker = {
         let shutdown = shutdown.clone();
         std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(config, opts, shutdown))?
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(wait_for_signal(&shutdown, &hangups, &worker))?;
+    rt.block_on(wait_for_signal(&shutdown, on_hangup, &worker))?;
     let summary = worker.join().map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
     tracing::info!(unacknowledged = summary.unacknowledged, "exiting");
     Ok(())
 }
 
-/// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); counts
-/// SIGHUPs in `hangups` (sinks reopen their files).
+/// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); calls
+/// `on_hangup` at every SIGHUP (reload).
 async fn wait_for_signal(
     shutdown: &AtomicBool,
-    hangups: &AtomicU64,
+    on_hangup: impl Fn(),
     worker: &std::thread::JoinHandle<anyhow::Result<pipeline::Summary>>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -143,10 +187,7 @@ async fn wait_for_signal(
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }
-            _ = hup.recv() => {
-                hangups.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("SIGHUP received: sinks reopen their files (config reload is not supported yet; restart to apply changes)");
-            }
+            _ = hup.recv() => on_hangup(),
             _ = tick.tick() => if worker.is_finished() { break; },
         }
     }
@@ -169,14 +210,30 @@ fn init_logging(
     let file_writer = if cfg.to_files {
         let dir = cfg.files.path.clone().unwrap_or_else(|| data.join("logs"));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create log directory {}", dir.display()))?;
-        let appender = tracing_appender::rolling::Builder::new()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix(&cfg.files.name)
-            .filename_suffix("log")
-            .max_log_files(cfg.files.keepfiles)
-            .build(&dir)
-            .with_context(|| format!("cannot open log files in {}", dir.display()))?;
-        let (w, g) = tracing_appender::non_blocking(appender);
+        let files = &cfg.files;
+        let (w, g) = match files.interval {
+            Some(every) => {
+                use tracing_appender::rolling::Rotation;
+                let rotation = match every.0.as_secs() {
+                    60 => Rotation::MINUTELY,
+                    3600 => Rotation::HOURLY,
+                    _ => Rotation::DAILY,
+                };
+                let appender = tracing_appender::rolling::Builder::new()
+                    .rotation(rotation)
+                    .filename_prefix(&files.name)
+                    .filename_suffix("log")
+                    .max_log_files(files.keepfiles)
+                    .build(&dir)
+                    .with_context(|| format!("cannot open log files in {}", dir.display()))?;
+                tracing_appender::non_blocking(appender)
+            }
+            None => {
+                let file = SizeRotatingFile::open(&dir, &files.name, files.rotateeverybytes.0, files.keepfiles)
+                    .with_context(|| format!("cannot open the log file in {}", dir.display()))?;
+                tracing_appender::non_blocking(file)
+            }
+        };
         guard = Some(g);
         Some(w)
     } else {

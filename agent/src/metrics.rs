@@ -7,17 +7,41 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// One counter or gauge as the monitoring endpoint shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Described {
+    pub name: &'static str,
+    /// The field's doc comment (Prometheus `# HELP`).
+    pub help: &'static str,
+    /// Gauges (doc starting with `Gauge:`) go up and down; the rest only count up.
+    pub gauge: bool,
+    pub value: u64,
+}
+
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
         }
 
         impl Metrics {
             /// Name and value of every counter.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+
+            /// Every counter and gauge with its description.
+            pub fn describe(&self) -> Vec<Described> {
+                vec![$({
+                    let help = concat!($($doc),*).trim();
+                    Described {
+                        name: stringify!($name),
+                        help,
+                        gauge: help.starts_with("Gauge:"),
+                        value: self.$name.load(Ordering::Relaxed),
+                    }
+                },)*]
             }
         }
     };
@@ -58,6 +82,8 @@ counters! {
     events_retried,
     /// Files opened.
     files_opened,
+    /// Gauge: files open now.
+    files_open,
     /// Files closed (inactive, removed or renamed away).
     files_closed,
     /// Files that shrank below the read offset (copytruncate) and were read again from 0.
@@ -79,10 +105,16 @@ counters! {
     files_closed_on_state_change,
     /// Registry entries removed by `clean_inactive` or `clean_removed`.
     registry_entries_cleaned,
+    /// Gauge: entries (files) in the registry.
+    registry_entries,
     /// Registry writes.
     registry_writes,
     /// Registry writes that failed.
     registry_write_errors,
+    /// Gauge: Kafka brokers the output is connected to (librdkafka's statistics, every second).
+    output_brokers_up,
+    /// Gauge: 1 while the output sends to the spool because Kafka is unreachable.
+    output_spooling,
     /// Times the output switched to spooling (Kafka unreachable).
     spool_switches,
     /// Events written to the spool (and fsynced: their offsets are done).
@@ -97,6 +129,8 @@ counters! {
     spool_torn_bytes,
     /// Spool writes or fsyncs that failed (reading pauses until they work).
     spool_errors,
+    /// Gauge: 1 when a spool is configured and its last write or fsync worked.
+    spool_writable,
     /// Gauge: bytes in the spool's segment files.
     spool_bytes,
     /// Gauge: events in the spool not yet acknowledged by Kafka.
@@ -119,6 +153,10 @@ counters! {
     sink_reopens,
     /// Bytes cut from a sink file at start-up: written after its last commit, consumed again.
     sink_uncommitted_bytes_cut,
+    /// Configurations applied on SIGHUP.
+    config_reloads,
+    /// Configurations refused on SIGHUP (invalid; the running one stays).
+    config_reload_errors,
 }
 
 impl Metrics {
@@ -160,5 +198,17 @@ mod tests {
         Metrics::add(&m.lines_read, 3);
         Metrics::inc(&m.lines_truncated);
         assert_eq!(m.summary(), "lines_read=3 lines_truncated=1");
+    }
+
+    #[test]
+    fn descriptions_come_from_the_doc_comments() {
+        let m = Metrics::default();
+        Metrics::set(&m.spool_bytes, 7);
+        let d = m.describe();
+        let bytes = d.iter().find(|d| d.name == "bytes_read").unwrap();
+        assert_eq!((bytes.help, bytes.gauge), ("Bytes read from files.", false));
+        let spool = d.iter().find(|d| d.name == "spool_bytes").unwrap();
+        assert!(spool.gauge && spool.value == 7, "{spool:?}");
+        assert_eq!(d.len(), m.snapshot().len());
     }
 }

@@ -11,9 +11,15 @@
 //!
 //! Invariant: the registry thread is the registry's only owner once the run has started, and
 //! the final write happens after the output has stopped, so it records every acknowledgement.
+//!
+//! A reload (SIGHUP: `main` loads and validates the file, then hands it over in
+//! [`RunOptions::reload`]) restarts only the side whose settings changed: the input side by the
+//! sequence above then a fresh start from the registry just written, so an unchanged input
+//! resumes where it was and nothing is sent twice; the sinks by stop, final commit, start. A side
+//! that cannot start with the new settings starts again with the old ones.
 
 use crate::ack::AckTracker;
-use crate::config::{Config, HumanDuration, KafkaConfig};
+use crate::config::{Config, HumanDuration, KafkaConfig, SinkConfig};
 use crate::discover::{self, Selector};
 use crate::event::AgentMeta;
 use crate::metrics::Metrics;
@@ -22,6 +28,7 @@ use crate::output::Output;
 use crate::queue::Queue;
 use crate::registry::{Recovery, Registry};
 use crate::sink::Sinks;
+use crate::status::{Kind, Status};
 use crate::tail::input::InputRt;
 use crate::tail::{Reader, ReaderParts};
 use anyhow::Context as _;
@@ -32,7 +39,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +50,10 @@ pub struct RunOptions {
     pub registry_recovery: Option<Recovery>,
     /// Counts the SIGHUPs received; sinks reopen their files when it changes.
     pub hangups: Arc<AtomicU64>,
+    /// Shared with the monitoring endpoint; its metrics are the run's.
+    pub status: Arc<Status>,
+    /// A new, validated configuration to apply (put there on SIGHUP).
+    pub reload: Arc<Mutex<Option<Config>>>,
 }
 
 /// What a finished run reports.
@@ -60,27 +71,132 @@ pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyho
     let data = config.path.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create path.data {}", data.display()))?;
     let _lock = lock_data_dir(&data)?;
-    let metrics = Arc::new(Metrics::default());
-    let sinks = Sinks::start(&config.sinks, &data, metrics.clone(), opts.hangups.clone())?;
-    let inputs = match config.kafka() {
-        Some(kafka) => match Inputs::start(&config, kafka, &opts, metrics.clone()) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                sinks.join();
-                return Err(e);
-            }
-        },
-        None => None,
+    let metrics = opts.status.metrics.clone();
+    let ephemeral_id = random_uuid();
+    let sinks = Sinks::start(&config.sinks, &data, &opts.status, opts.hangups.clone())?;
+    let inputs = match start_inputs(&config, &opts, &ephemeral_id) {
+        Ok(i) => i,
+        Err(e) => {
+            sinks.join();
+            return Err(e);
+        }
     };
     tracing::info!(inputs = config.inputs.len(), sinks = config.sinks.len(), data = %data.display(), "agent started");
+    let mut running = Running { sinks_cfg: config.sinks.clone(), inputs_cfg: config, sinks, inputs };
     while !shutdown.load(Ordering::Relaxed) {
+        let new = opts.reload.lock().unwrap().take();
+        if let Some(new) = new {
+            running.reload(new, &opts, &ephemeral_id);
+        }
         thread::sleep(Duration::from_millis(50));
     }
+    let Running { inputs_cfg, sinks, inputs, .. } = running;
     sinks.stop();
-    let unacknowledged = inputs.map_or(0, |i| i.stop(config.shutdown_timeout));
+    let unacknowledged = inputs.map_or(0, |i| i.stop(inputs_cfg.shutdown_timeout));
     sinks.join();
     tracing::info!(metrics = %metrics.summary(), "stopped");
     Ok(Summary { metrics, unacknowledged })
+}
+
+/// Starts the input side when the config has an output (and records that for `/healthz`).
+fn start_inputs(config: &Config, opts: &RunOptions, ephemeral_id: &str) -> anyhow::Result<Option<Inputs>> {
+    opts.status.set_output(config.output.is_some(), config.queue.spool.enabled);
+    match config.kafka() {
+        Some(kafka) => Inputs::start(config, kafka, opts, ephemeral_id).map(Some),
+        None => {
+            opts.status.install(Kind::Source, &[]);
+            Ok(None)
+        }
+    }
+}
+
+/// What runs now, and the settings each side runs with.
+struct Running {
+    /// The whole config the input side was started with (it reads most sections).
+    inputs_cfg: Config,
+    sinks_cfg: Vec<SinkConfig>,
+    sinks: Sinks,
+    inputs: Option<Inputs>,
+}
+
+impl Running {
+    /// Applies a new config: restarts each side whose settings changed (module docs).
+    fn reload(&mut self, new: Config, opts: &RunOptions, ephemeral_id: &str) {
+        let metrics = &opts.status.metrics;
+        if new.path.data != self.inputs_cfg.path.data {
+            Metrics::inc(&metrics.config_reload_errors);
+            tracing::error!(now = %self.inputs_cfg.path.data.display(), new = %new.path.data.display(),
+                "config reload refused: path.data cannot change while running; restart the agent to move it");
+            return;
+        }
+        for (key, changed) in [
+            ("logging", same_settings(&self.inputs_cfg.logging, &new.logging)),
+            ("http", same_settings(&self.inputs_cfg.http, &new.http)),
+        ] {
+            if !changed {
+                tracing::warn!(key, "config reload: {key} settings changed; they take effect after a restart");
+            }
+        }
+        let sinks_changed = !same_settings(&self.sinks_cfg, &new.sinks);
+        let inputs_changed = !same_settings(&input_side(&self.inputs_cfg), &input_side(&new));
+        tracing::info!(inputs_changed, sinks_changed, "config reload: applying");
+        let mut ok = true;
+        if inputs_changed {
+            if let Some(inputs) = self.inputs.take() {
+                inputs.stop(self.inputs_cfg.shutdown_timeout);
+            }
+            match start_inputs(&new, opts, ephemeral_id) {
+                Ok(inputs) => {
+                    self.inputs = inputs;
+                    self.inputs_cfg = new.clone();
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = format!("{e:#}"), "config reload: the inputs cannot start with the new settings; starting them again with the old ones");
+                    self.inputs = start_inputs(&self.inputs_cfg, opts, ephemeral_id).unwrap_or_else(|e| {
+                        tracing::error!(error = format!("{e:#}"), "the inputs cannot start again with the old settings either: no input runs until the next reload");
+                        None
+                    });
+                }
+            }
+        }
+        if sinks_changed {
+            let data = &self.inputs_cfg.path.data;
+            let old = std::mem::replace(&mut self.sinks, Sinks::none());
+            old.join();
+            match Sinks::start(&new.sinks, data, &opts.status, opts.hangups.clone()) {
+                Ok(sinks) => {
+                    self.sinks = sinks;
+                    self.sinks_cfg = new.sinks.clone();
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = format!("{e:#}"), "config reload: the sinks cannot start with the new settings; starting them again with the old ones");
+                    self.sinks = Sinks::start(&self.sinks_cfg, data, &opts.status, opts.hangups.clone()).unwrap_or_else(|e| {
+                        tracing::error!(error = format!("{e:#}"), "the sinks cannot start again with the old settings either: no sink runs until the next reload");
+                        Sinks::none()
+                    });
+                }
+            }
+        }
+        if ok {
+            Metrics::inc(&metrics.config_reloads);
+            tracing::info!(inputs = self.inputs_cfg.inputs.len(), sinks = self.sinks_cfg.len(), "config reloaded");
+        } else {
+            Metrics::inc(&metrics.config_reload_errors);
+        }
+    }
+}
+
+/// Whether two settings are the same. The config types are plain data whose `Debug` shows every
+/// field, so comparing that is exact and needs no `PartialEq` on every config type.
+fn same_settings<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// The settings the input side is built from (everything but the sinks, logging and http).
+fn input_side(c: &Config) -> impl std::fmt::Debug + '_ {
+    (&c.name, &c.registry, &c.inputs, &c.processors, &c.queue, &c.output, &c.shutdown_timeout, &c.logging.metrics)
 }
 
 /// The input side's threads and the handles its shutdown sequence needs.
@@ -98,9 +214,10 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn start(config: &Config, kafka: &KafkaConfig, opts: &RunOptions, metrics: Arc<Metrics>) -> anyhow::Result<Inputs> {
+    fn start(config: &Config, kafka: &KafkaConfig, opts: &RunOptions, ephemeral_id: &str) -> anyhow::Result<Inputs> {
         let data = &config.path.data;
-        let agent = agent_meta(config, data)?;
+        let metrics = opts.status.metrics.clone();
+        let agent = agent_meta(config, data, ephemeral_id)?;
         let opened = Registry::open(&data.join("registry"), opts.registry_recovery)?;
         let known = opened.registry.entries().clone();
         tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
@@ -115,6 +232,7 @@ impl Inputs {
             tracing::warn!("no enabled input: nothing to read");
         }
         let selectors = enabled.iter().map(selector).collect::<Vec<_>>();
+        let connectors = opts.status.install(Kind::Source, &enabled.iter().map(|i| i.id.as_str()).collect::<Vec<_>>());
         let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors)).collect();
 
         let stop_reading = Arc::new(AtomicBool::new(false));
@@ -127,6 +245,7 @@ impl Inputs {
         });
         let reader = Reader::new(ReaderParts {
             inputs,
+            connectors,
             known,
             recovered: opened.recovered,
             tracker: tracker.clone(),
@@ -228,6 +347,7 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics
         let stopping = stop.load(Ordering::Relaxed);
         registry.forget(&tracker.take_forgotten());
         registry.update(&tracker.watermarks(), SystemTime::now(), cfg.registry.clean_removed_after.0);
+        Metrics::set(&metrics.registry_entries, registry.entries().len() as u64);
         match registry.write() {
             Ok(()) => Metrics::inc(&metrics.registry_writes),
             Err(e) => {
@@ -266,7 +386,7 @@ fn lock_data_dir(data: &Path) -> anyhow::Result<File> {
 }
 
 /// Host name and agent ids; the agent id persists in `<path.data>/agent.id`.
-fn agent_meta(config: &Config, data: &Path) -> anyhow::Result<AgentMeta> {
+fn agent_meta(config: &Config, data: &Path, ephemeral_id: &str) -> anyhow::Result<AgentMeta> {
     let id_path = data.join("agent.id");
     let agent_id = match std::fs::read_to_string(&id_path) {
         Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
@@ -285,10 +405,10 @@ fn agent_meta(config: &Config, data: &Path) -> anyhow::Result<AgentMeta> {
         }
     };
     let host_name = config.name.clone().unwrap_or_else(host_name);
-    Ok(AgentMeta { host_name, agent_id, ephemeral_id: random_uuid() })
+    Ok(AgentMeta { host_name, agent_id, ephemeral_id: ephemeral_id.to_string() })
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

@@ -84,6 +84,9 @@ pub struct InputConfig {
     /// Most files of this input open at once; `0`: no limit (only `queue.max_open_files`).
     #[serde(default)]
     pub harvester_limit: usize,
+    /// Caps how fast this input reads (bytes and/or events per second); files wait on disk meanwhile.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub close: CloseConfig,
     #[serde(default)]
@@ -310,6 +313,9 @@ impl InputConfig {
         for (j, p) in self.processors.iter().enumerate() {
             p.validate(&at(&format!("processors[{j}]")))?;
         }
+        if let Some(r) = &self.rate_limit {
+            r.validate(&at("rate_limit"))?;
+        }
         if self.backoff.init > self.backoff.max {
             return Err(invalid(at("backoff.init"), "must not be greater than backoff.max"));
         }
@@ -426,4 +432,32 @@ fn check_regexes(list: &[String], key: &str) -> Result<(), Invalid> {
         compile(r).map_err(|e| invalid(format!("{key}[{j}]"), e))?;
     }
     Ok(())
+}
+
+/// `rate_limit`: reading slows down to these rates (nothing is dropped, unlike Filebeat's
+/// `rate_limit` processor); lines wait in their files.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default)]
+    pub bytes_per_second: Option<ByteSize>,
+    #[serde(default)]
+    pub events_per_second: Option<u32>,
+}
+
+impl RateLimitConfig {
+    fn validate(&self, at: &str) -> Result<(), Invalid> {
+        if self.bytes_per_second.is_none() && self.events_per_second.is_none() {
+            return Err(invalid(at, "set bytes_per_second, events_per_second, or both"));
+        }
+        if let Some(b) = self.bytes_per_second {
+            if b.0 == 0 || b.0 > u64::from(u32::MAX) {
+                return Err(invalid(format!("{at}.bytes_per_second"), "must be between 1 and 4GiB"));
+            }
+        }
+        if self.events_per_second == Some(0) {
+            return Err(invalid(format!("{at}.events_per_second"), "must be at least 1"));
+        }
+        Ok(())
+    }
 }

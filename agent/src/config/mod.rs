@@ -10,6 +10,7 @@
 //! Key names follow Filebeat's where the concept is the same (`paths`, `exclude_files`,
 //! `output.kafka.hosts`, `required_acks`, ...). Dotted keys must be written as nested maps.
 
+mod http;
 mod input;
 mod kafka;
 mod processors;
@@ -17,11 +18,12 @@ mod sink;
 mod spool;
 mod units;
 
+pub use http::{is_loopback, HttpConfig, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT};
 pub use input::{
     compile, BackoffConfig, CloseConfig, CloseOnStateChange, FileCompression, InputConfig, InputType, LineTerminator,
-    MultilineConfig, MultilineKind, MultilineMatch, NdjsonConfig, ParserConfig, StartPosition, DEFAULT_BACKOFF_INIT,
-    DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL, DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING, DEFAULT_MAX_BYTES,
-    DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
+    MultilineConfig, MultilineKind, MultilineMatch, NdjsonConfig, ParserConfig, RateLimitConfig, StartPosition,
+    DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL, DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING,
+    DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
 };
 pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
 pub use processors::{AddFields, Condition, DropEvent, DropFields, ProcessorConfig, DEFAULT_ADD_FIELDS_TARGET};
@@ -47,6 +49,8 @@ pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(8);
 /// Time allowed at shutdown to deliver what was read; shorter than the unit's TimeoutStopSec.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(15);
 pub const DEFAULT_LOG_KEEPFILES: usize = 7;
+/// The agent's own log file is rotated when it would grow past this (Filebeat's default).
+pub const DEFAULT_LOG_ROTATEEVERYBYTES: ByteSize = ByteSize::mib(10);
 pub const DEFAULT_LOG_NAME: &str = "agent";
 pub const DEFAULT_METRICS_PERIOD: HumanDuration = HumanDuration::from_secs(30);
 
@@ -85,6 +89,9 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// The monitoring endpoint (off by default).
+    #[serde(default)]
+    pub http: HttpConfig,
     #[serde(default = "d_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
 }
@@ -218,11 +225,26 @@ pub struct LogFilesConfig {
     pub name: String,
     #[serde(default = "d_keepfiles")]
     pub keepfiles: usize,
+    /// Size rotation: `<name>.log` becomes `<name>.log.1` when it would grow past this.
+    #[serde(default = "d_rotateeverybytes")]
+    pub rotateeverybytes: ByteSize,
+    /// Time rotation instead of size: `1m`, `1h` or `24h` (files are named `<name>.<date>.log`).
+    #[serde(default)]
+    pub interval: Option<HumanDuration>,
 }
 impl Default for LogFilesConfig {
     fn default() -> Self {
-        Self { path: None, name: d_log_name(), keepfiles: d_keepfiles() }
+        Self {
+            path: None,
+            name: d_log_name(),
+            keepfiles: d_keepfiles(),
+            rotateeverybytes: d_rotateeverybytes(),
+            interval: None,
+        }
     }
+}
+fn d_rotateeverybytes() -> ByteSize {
+    DEFAULT_LOG_ROTATEEVERYBYTES
 }
 fn d_log_name() -> String {
     DEFAULT_LOG_NAME.to_string()
@@ -346,7 +368,15 @@ impl Config {
         if self.logging.files.keepfiles < 1 {
             return Err(invalid("logging.files.keepfiles", "must be at least 1"));
         }
-        Ok(())
+        if self.logging.files.rotateeverybytes.0 < 1024 {
+            return Err(invalid("logging.files.rotateeverybytes", "must be at least 1KiB"));
+        }
+        if let Some(i) = self.logging.files.interval {
+            if ![60, 3600, 86400].contains(&i.0.as_secs()) || i.0.subsec_nanos() != 0 {
+                return Err(invalid("logging.files.interval", format!("{i} is not supported: use 1m, 1h or 24h")));
+            }
+        }
+        self.http.validate()
     }
 
     fn validate_sinks(&self) -> Result<(), Invalid> {
@@ -539,6 +569,10 @@ mod tests {
         assert_eq!(c.logging.level, LogLevel::default());
         assert_eq!(c.logging.files.name, DEFAULT_LOG_NAME);
         assert_eq!(c.logging.files.keepfiles, DEFAULT_LOG_KEEPFILES);
+        assert_eq!((c.logging.files.rotateeverybytes, c.logging.files.interval), (DEFAULT_LOG_ROTATEEVERYBYTES, None));
+        assert_eq!(c.http, HttpConfig::default());
+        assert_eq!((c.http.host.as_str(), c.http.port), (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT));
+        assert!(i.rate_limit.is_none());
         assert_eq!(c.logging.metrics.period, DEFAULT_METRICS_PERIOD);
     }
 

@@ -147,6 +147,7 @@ impl AgentContext {
 impl ClientContext for AgentContext {
     fn stats(&self, stats: Statistics) {
         let up: HashSet<i32> = stats.brokers.values().filter(|b| b.state == "UP").map(|b| b.nodeid).collect();
+        Metrics::set(&self.shared.metrics.output_brokers_up, up.len() as u64);
         let mut map = HashMap::new();
         for (name, topic) in &stats.topics {
             let mut parts: Vec<i32> = topic

@@ -297,6 +297,7 @@ impl Output {
     }
 
     fn update_gauges(&mut self) {
+        Metrics::set(&self.metrics.output_spooling, u64::from(self.active()));
         let Some(sp) = self.spooling.as_mut() else { return };
         Metrics::set(&self.metrics.spool_bytes, sp.spool.bytes());
         Metrics::set(&self.metrics.spool_events, sp.spool.pending());
@@ -377,6 +378,7 @@ impl Spooling {
         if opened.pending > 0 {
             tracing::info!(spool = %dir.display(), events = opened.pending, "spool holds events from the last run: they go to Kafka first");
         }
+        Metrics::set(&metrics.spool_writable, 1);
         Ok(Spooling {
             active: opened.pending > 0,
             spool,
@@ -406,6 +408,7 @@ impl Spooling {
                 .collect();
             match self.spool.append(&entries) {
                 Ok(n) => {
+                    Metrics::set(&metrics.spool_writable, 1);
                     self.unsynced.extend(self.held.drain(..n as usize).map(|p| p.opaque));
                     (self.full_logged, self.error_logged) = (false, false);
                     if self.fsync == FsyncPolicy::Batch {
@@ -419,6 +422,7 @@ impl Spooling {
                 }
                 Err(e @ SpoolError::Io { .. }) => {
                     Metrics::inc(&metrics.spool_errors);
+                    Metrics::set(&metrics.spool_writable, 0);
                     if !std::mem::replace(&mut self.error_logged, true) {
                         tracing::error!(error = %e, "cannot write to the spool: reading pauses until it works again (nothing is lost)");
                     }
@@ -432,6 +436,7 @@ impl Spooling {
     fn when_full(&mut self, tracker: &AckTracker, metrics: &Metrics) -> bool {
         match self.when_full {
             WhenFull::Block => {
+                Metrics::set(&metrics.spool_writable, 0);
                 if !std::mem::replace(&mut self.full_logged, true) {
                     tracing::warn!(spool = %self.spool.dir().display(), bytes = self.spool.bytes(), "spool is full (queue.spool.max_size): reading pauses until Kafka takes events again");
                 }
@@ -483,6 +488,7 @@ impl Spooling {
         }
         match self.spool.sync() {
             Ok(()) => {
+                Metrics::set(&metrics.spool_writable, 1);
                 Metrics::add(&metrics.events_spooled, self.unsynced.len() as u64);
                 for opaque in self.unsynced.drain(..) {
                     let (slot, end) = unpack(opaque);
@@ -491,6 +497,7 @@ impl Spooling {
             }
             Err(e) => {
                 Metrics::inc(&metrics.spool_errors);
+                Metrics::set(&metrics.spool_writable, 0);
                 if !std::mem::replace(&mut self.error_logged, true) {
                     tracing::error!(error = %e, "cannot fsync the spool: offsets wait until it works again (nothing is lost)");
                 }

@@ -12,13 +12,16 @@
 //! is on disk. A crash before step 1 finishes loses nothing: the uncommitted tail is cut at the
 //! next start and consumed again. A crash between steps 1 and 2 repeats the records of that one
 //! cycle (the documented duplicate window). A write or fsync error keeps the pending lines in
-//! memory, cuts what reached the file, and retries; consuming pauses meanwhile.
+//! memory, cuts what reached the file, and retries; consuming pauses meanwhile (and the sink's
+//! [`Connector`] shows FAILED). A sink paused through the endpoint pauses its partitions and
+//! keeps polling, so it stays in its consumer group.
 
 pub mod file;
 pub mod format;
 
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
+use crate::status::{Connector, Kind, Status};
 use anyhow::Context as _;
 use file::SinkFile;
 use format::{append_line, Appended};
@@ -54,17 +57,18 @@ impl Sinks {
     pub fn start(
         configs: &[SinkConfig],
         data: &Path,
-        metrics: Arc<Metrics>,
+        status: &Status,
         hangups: Arc<AtomicU64>,
     ) -> anyhow::Result<Sinks> {
         let stop = Arc::new(AtomicBool::new(false));
+        let connectors = status.install(Kind::Sink, &configs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>());
         let mut opened = Vec::new();
         if !configs.is_empty() {
             let dir = data.join("sinks");
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        for cfg in configs {
-            let sink = Sink::open(cfg, data, metrics.clone(), hangups.clone())
+        for (cfg, connector) in configs.iter().zip(connectors) {
+            let sink = Sink::open(cfg, data, status.metrics.clone(), connector, hangups.clone())
                 .with_context(|| format!("sink {:?}", cfg.id))?;
             opened.push(sink);
         }
@@ -81,6 +85,11 @@ impl Sinks {
             })
             .collect();
         Ok(Sinks { threads, stop })
+    }
+
+    /// No sink running.
+    pub fn none() -> Sinks {
+        Sinks { threads: Vec::new(), stop: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Tells every sink to stop; [`join`](Self::join) waits for their last commit.
@@ -120,6 +129,11 @@ struct Sink {
     last_commit: Instant,
     last_rotation_check: Instant,
     metrics: Arc<Metrics>,
+    /// Pause flag (set through the endpoint), own counters and failure.
+    connector: Arc<Connector>,
+    /// Whether the assigned partitions are paused now.
+    paused: bool,
+    last_pause_check: Instant,
     hangups: Arc<AtomicU64>,
     seen_hangups: u64,
     /// Problems already logged (once per episode, not once per record).
@@ -128,7 +142,13 @@ struct Sink {
 }
 
 impl Sink {
-    fn open(cfg: &SinkConfig, data: &Path, metrics: Arc<Metrics>, hangups: Arc<AtomicU64>) -> anyhow::Result<Sink> {
+    fn open(
+        cfg: &SinkConfig,
+        data: &Path,
+        metrics: Arc<Metrics>,
+        connector: Arc<Connector>,
+        hangups: Arc<AtomicU64>,
+    ) -> anyhow::Result<Sink> {
         let state = data.join("sinks").join(format!("{}.json", cfg.id));
         let opened = SinkFile::open(&cfg.file, &state)?;
         if opened.cut > 0 {
@@ -156,6 +176,9 @@ impl Sink {
             last_commit: Instant::now(),
             last_rotation_check: Instant::now(),
             metrics,
+            connector,
+            paused: false,
+            last_pause_check: Instant::now(),
             hangups,
             seen_hangups,
             undecodable_logged: false,
@@ -178,6 +201,7 @@ impl Sink {
                 self.commit();
             }
             self.follow_rotation();
+            self.follow_pause();
         }
         self.commit();
         if !self.pending.is_empty() {
@@ -213,6 +237,7 @@ impl Sink {
             }
             if self.pending.len() > before {
                 Metrics::inc(&self.metrics.sink_records_written);
+                Metrics::inc(&self.connector.events);
             }
             self.positions.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
         }
@@ -245,6 +270,7 @@ impl Sink {
         Metrics::inc(&self.metrics.sink_errors);
         if !std::mem::replace(&mut self.failing, true) {
             tracing::error!(sink = %self.cfg.id, error = %e, "cannot write the sink file; consuming paused, retrying");
+            self.connector.set_failure(Some(format!("cannot write {}: {e}", self.file.path().display())));
         }
     }
 
@@ -261,9 +287,11 @@ impl Sink {
             }
             if std::mem::replace(&mut self.failing, false) {
                 tracing::info!(sink = %self.cfg.id, "sink file writable again");
+                self.connector.set_failure(None);
             }
             // Counted once durable: bytes rewritten after an error are not counted twice.
             Metrics::add(&self.metrics.sink_bytes_written, self.pending.len() as u64);
+            Metrics::add(&self.connector.bytes, self.pending.len() as u64);
             self.pending.clear();
             self.written = 0;
         }
@@ -299,6 +327,34 @@ impl Sink {
             self.last_rotation_check = Instant::now();
             if self.file.replaced() {
                 self.reopen("the file was renamed or deleted");
+            }
+        }
+    }
+
+    /// Pauses or resumes the assigned partitions when the connector's flag changes; while paused,
+    /// every second, so partitions assigned by a rebalance meanwhile are paused too.
+    fn follow_pause(&mut self) {
+        let want = self.connector.is_paused();
+        if want == self.paused && !(want && self.last_pause_check.elapsed() >= ROTATION_CHECK) {
+            return;
+        }
+        self.last_pause_check = Instant::now();
+        let assigned = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(sink = %self.cfg.id, error = %e, "cannot read the consumer's assignment; pause or resume retried");
+                return;
+            }
+        };
+        let done = if want { self.consumer.pause(&assigned) } else { self.consumer.resume(&assigned) };
+        match done {
+            Ok(()) if want != self.paused => {
+                self.paused = want;
+                tracing::info!(sink = %self.cfg.id, partitions = assigned.count(), "{}", if want { "sink paused" } else { "sink resumed" });
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(sink = %self.cfg.id, error = %e, "cannot pause or resume the partitions; retrying")
             }
         }
     }

@@ -83,6 +83,16 @@ pub enum Polled {
     Damaged { read: usize, damage: gzip::Damage, error: io::Error },
 }
 
+impl Polled {
+    /// Bytes this poll read.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Polled::Data(n) | Polled::Complete(n) | Polled::Damaged { read: n, .. } => *n,
+            Polled::Eof | Polled::Truncated { .. } => 0,
+        }
+    }
+}
+
 impl TailFile {
     pub fn new(
         input: usize,
@@ -169,20 +179,28 @@ impl TailFile {
         self.src.as_ref().and_then(|s| s.file().metadata().ok()).is_some_and(|m| m.nlink() == 0)
     }
 
-    /// Reads up to [`READ_BUDGET`] bytes from the read position and feeds complete lines to `on_line`.
-    pub fn poll(&mut self, buf: &mut [u8], mut on_line: impl FnMut(&Line<'_>, &mut FileState)) -> io::Result<Polled> {
+    /// Reads about `budget` bytes (at most [`READ_BUDGET`], a rate limit's burst when smaller) from
+    /// the read position and feeds complete lines to `on_line`.
+    pub fn poll(
+        &mut self,
+        buf: &mut [u8],
+        budget: usize,
+        mut on_line: impl FnMut(&Line<'_>, &mut FileState),
+    ) -> io::Result<Polled> {
         let unit = self.splitter.unit();
         let src = self.src.as_mut().expect("poll needs an open file");
         let file = match src {
             Source::Plain(f) => f,
-            Source::Gzip(g) => return Ok(poll_gzip(g, &mut self.splitter, &mut self.state, buf, &mut on_line)),
+            Source::Gzip(g) => return Ok(poll_gzip(g, &mut self.splitter, &mut self.state, buf, budget, &mut on_line)),
         };
         let size = file.metadata()?.len();
         if size < self.splitter.stream_pos() {
             return Ok(Polled::Truncated { size });
         }
         let mut total = 0;
-        while total < READ_BUDGET {
+        let len = budget.min(buf.len());
+        let buf = &mut buf[..len];
+        while total < budget {
             let n = file.read_at(buf, self.splitter.stream_pos())?;
             // A code unit cut in two is read again, whole, next time.
             let n = n - n % unit;
@@ -193,7 +211,7 @@ impl TailFile {
             let state = &mut self.state;
             self.splitter.feed(&buf[..n], |line| on_line(&line, state));
         }
-        self.at_eof = total < READ_BUDGET;
+        self.at_eof = total < budget;
         Ok(if total == 0 { Polled::Eof } else { Polled::Data(total) })
     }
 
@@ -223,10 +241,13 @@ fn poll_gzip(
     splitter: &mut LineSplitter,
     state: &mut FileState,
     buf: &mut [u8],
+    budget: usize,
     on_line: &mut impl FnMut(&Line<'_>, &mut FileState),
 ) -> Polled {
     let mut total = 0;
-    while total < READ_BUDGET {
+    let len = budget.min(buf.len());
+    let buf = &mut buf[..len];
+    while total < budget {
         match g.read_from(buf, splitter.stream_pos()) {
             Ok(0) => return Polled::Complete(total),
             Ok(n) => {

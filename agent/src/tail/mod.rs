@@ -14,12 +14,15 @@
 //!   is never reused while its events are in flight; a registry entry is forgotten
 //!   (`clean_removed`, `clean_inactive`) only after that;
 //! - at most `queue.max_open_files` descriptors are open, and at most `harvester_limit` per input:
-//!   idle files are closed first and reopened when they grow.
+//!   idle files are closed first and reopened when they grow;
+//! - files of a paused input (its [`Connector`] flag) are not read, nor those of an input over its
+//!   `rate_limit` ([`limit::RateLimit`]); they are still tracked, so nothing is missed meanwhile.
 
 pub mod file;
 pub mod gzip;
 pub mod input;
 mod lifecycle;
+pub mod limit;
 pub mod lines;
 
 use crate::ack::{AckTracker, SlotFile};
@@ -30,9 +33,11 @@ use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
 use crate::metrics::Metrics;
 use crate::queue::{Batch, Queue};
 use crate::registry::{Entry, Key, Recovery};
-use file::{Polled, TailFile};
+use crate::status::Connector;
+use file::{Polled, TailFile, READ_BUDGET};
 use input::{FileCtx, InputRt};
 use lifecycle::Seen;
+use limit::RateLimit;
 use lines::LineSplitter;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -54,6 +59,8 @@ type FileKey = (usize, FileId);
 /// Everything the reader is handed at start-up.
 pub struct ReaderParts {
     pub inputs: Vec<InputRt>,
+    /// Each input's status (pause flag, counters), in the order of `inputs`.
+    pub connectors: Vec<Arc<Connector>>,
     pub known: HashMap<Key, Entry>,
     pub recovered: Option<Recovery>,
     pub tracker: Arc<AckTracker>,
@@ -88,8 +95,10 @@ pub struct Reader {
     /// How far files were read, by (input, fingerprint): registry entries and files finished in
     /// this run. Lets a compressed copy of a file already read start where that file ended.
     read_by_fingerprint: HashMap<(usize, Fingerprint), u64>,
-    /// Paths that failed to open, so each is logged once until it works.
-    failing: HashSet<PathBuf>,
+    /// Paths that failed to open (with their input), so each is logged once until it works.
+    failing: HashMap<PathBuf, usize>,
+    /// Each input's `rate_limit`, in the order of `inputs`.
+    limits: Vec<Option<RateLimit>>,
     last_housekeeping: Instant,
 }
 
@@ -115,6 +124,7 @@ impl Reader {
         }
         Reader {
             open_by_input: vec![0; parts.inputs.len()],
+            limits: parts.inputs.iter().map(|rt| rt.config.rate_limit.as_ref().map(RateLimit::new)).collect(),
             p: parts,
             files: HashMap::new(),
             by_path: HashMap::new(),
@@ -125,7 +135,7 @@ impl Reader {
             draining: Vec::new(),
             retired: HashSet::new(),
             read_by_fingerprint,
-            failing: HashSet::new(),
+            failing: HashMap::new(),
             last_housekeeping: Instant::now(),
         }
     }
@@ -157,14 +167,23 @@ impl Reader {
     fn idle_wait(&self) -> Duration {
         let now = Instant::now();
         // Complete archives are never polled again: their poll time must not cut the wait short.
-        let next = self
-            .files
-            .values()
-            .filter(|f| !f.complete)
-            .map(|f| f.next_poll)
-            .min()
-            .unwrap_or(now + Duration::from_secs(1));
+        let next = self.files.values().filter_map(|f| self.poll_time(f)).min().unwrap_or(now + Duration::from_secs(1));
         next.saturating_duration_since(now).min(HOUSEKEEPING_EVERY)
+    }
+
+    /// When a file is next due: its own poll time, or later while its input is over its rate
+    /// limit; `None` when it will not be read (a complete archive, a paused input).
+    fn poll_time(&self, f: &TailFile) -> Option<Instant> {
+        if f.complete || self.p.connectors[f.input].is_paused() {
+            return None;
+        }
+        let limited = self.limits[f.input].as_ref().and_then(RateLimit::next_ready);
+        Some(limited.map_or(f.next_poll, |t| t.max(f.next_poll)))
+    }
+
+    /// Whether `input`'s files may be read now (not paused, rate limit paid).
+    fn may_read(&mut self, input: usize) -> bool {
+        !self.p.connectors[input].is_paused() && self.limits[input].as_mut().map_or(true, |l| l.ready(Instant::now()))
     }
 
     fn receive(&mut self, wait: Duration) {
@@ -262,13 +281,17 @@ impl Reader {
             Ok(f) => f,
             Err(e) => {
                 Metrics::inc(&self.p.metrics.file_errors);
-                if self.failing.insert(fd.path.clone()) {
+                if self.failing.insert(fd.path.clone(), input).is_none() {
                     tracing::warn!(path = %fd.path.display(), error = %e, "cannot open file; will retry at every scan (logged once)");
+                    let why = format!("cannot open {}: {e}", fd.path.display());
+                    self.p.connectors[input].set_failure(Some(why));
                 }
                 return;
             }
         };
-        self.failing.remove(&fd.path);
+        if self.failing.remove(&fd.path).is_some() && !self.failing.values().any(|&i| i == input) {
+            self.p.connectors[input].set_failure(None);
+        }
         let meta = file.metadata().ok();
         let size = meta.as_ref().map_or(fd.size, |m| m.len());
         let modified = meta.and_then(|m| m.modified().ok());
@@ -308,12 +331,19 @@ impl Reader {
         self.open_files += 1;
         self.open_by_input[input] += 1;
         Metrics::inc(&self.p.metrics.files_opened);
+        self.note_open_gauges(input);
     }
 
     fn note_closed(&mut self, input: usize) {
         self.open_files -= 1;
         self.open_by_input[input] -= 1;
         Metrics::inc(&self.p.metrics.files_closed);
+        self.note_open_gauges(input);
+    }
+
+    fn note_open_gauges(&self, input: usize) {
+        Metrics::set(&self.p.metrics.files_open, self.open_files as u64);
+        Metrics::set(&self.p.connectors[input].open_files, self.open_by_input[input] as u64);
     }
 
     /// Ensures a descriptor can be opened for `input`, closing the longest-idle file at its end
@@ -353,7 +383,9 @@ impl Reader {
             if self.p.stop.load(Ordering::Relaxed) {
                 break;
             }
-            any |= self.read_file(key);
+            if self.may_read(key.0) {
+                any |= self.read_file(key);
+            }
         }
         any
     }
@@ -362,19 +394,26 @@ impl Reader {
         if !self.ensure_open(key) {
             return false;
         }
-        let Reader { p, files, batch, buf, scratch, .. } = self;
+        let Reader { p, files, batch, buf, scratch, limits, .. } = self;
         let f = files.get_mut(&key).expect("due file exists");
         let metrics = &p.metrics;
+        let limit = &mut limits[key.0];
+        let budget = limit.as_ref().map_or(READ_BUDGET, |l| l.read_budget(READ_BUDGET));
+        let events_before = Metrics::get(&p.connectors[key.0].events);
         let polled = with_emitter(p, batch, f, |rt, f, ctx, emit| {
-            f.poll(buf, |line, st| rt.on_line(line, st, ctx, metrics, scratch, emit))
+            f.poll(buf, budget, |line, st| rt.on_line(line, st, ctx, metrics, scratch, emit))
         });
+        if let Some(l) = limit {
+            let events = Metrics::get(&p.connectors[key.0].events) - events_before;
+            l.charge(polled.as_ref().map_or(0, Polled::bytes) as u64, events);
+        }
         let rt = &p.inputs[f.input];
         let now = Instant::now();
         // A gzip stream cannot be resumed after it ended or failed: closed, reopened if needed.
         let mut close_stream = false;
         let (data, after) = match polled {
             Ok(Polled::Data(n)) => {
-                Metrics::add(&p.metrics.bytes_read, n as u64);
+                note_read(p, key.0, n);
                 f.last_data = now;
                 f.backoff = Duration::ZERO;
                 f.next_poll = now;
@@ -388,7 +427,7 @@ impl Reader {
             }
             Ok(Polled::Truncated { size }) => (true, AfterPoll::Restart { size }),
             Ok(Polled::Complete(n)) => {
-                Metrics::add(&p.metrics.bytes_read, n as u64);
+                note_read(p, key.0, n);
                 Metrics::inc(&p.metrics.gz_files_read);
                 tracing::info!(path = %f.path.display(), bytes = f.splitter.stream_pos(), "gzip archive read to its end");
                 f.complete = true;
@@ -396,7 +435,7 @@ impl Reader {
                 (n > 0, AfterPoll::FinishLines)
             }
             Ok(Polled::Damaged { read, damage, error }) => {
-                Metrics::add(&p.metrics.bytes_read, read as u64);
+                note_read(p, key.0, read);
                 if !f.state.warned.gzip {
                     f.state.warned.gzip = true;
                     Metrics::inc(&p.metrics.gz_errors);
@@ -559,9 +598,20 @@ fn with_emitter<R>(
     let path = f.path_str.clone();
     let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now: Instant::now() };
     let mut sent = f.sent_upto;
-    let out = body(&p.inputs[f.input], f, &ctx, &mut |ev| emit_into(batch, &p.queue, &p.stop, &mut sent, ev));
+    let mut events = 0;
+    let out = body(&p.inputs[f.input], f, &ctx, &mut |ev| {
+        events += 1;
+        emit_into(batch, &p.queue, &p.stop, &mut sent, ev)
+    });
     f.sent_upto = sent;
+    Metrics::add(&p.connectors[f.input].events, events);
     out
+}
+
+/// Counts bytes read from a file of `input`, for the process and for the input.
+fn note_read(p: &ReaderParts, input: usize, n: usize) {
+    Metrics::add(&p.metrics.bytes_read, n as u64);
+    Metrics::add(&p.connectors[input].bytes, n as u64);
 }
 
 /// Appends an event to the batch (noting how far the file was handed on) and hands the batch to

@@ -287,27 +287,40 @@ fn config_fixtures_pass_or_fail_with_key_and_line() {
 }
 
 #[test]
-fn logs_go_to_rotating_files_when_configured() {
+fn logs_go_to_files_rotated_by_size_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let logdir = dir.path().join("own-logs");
     let cfg = dir.path().join("agent.yml");
+    // Debug level and a 1 KiB limit: the unreachable broker's retries fill files quickly.
+    let files = format!(
+        "logging:\n  level: debug\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n    name: shipper\n    keepfiles: 2\n    rotateeverybytes: 1KiB\n",
+        logdir.display()
+    );
     let text = config(&dir.path().join("d"), &[dir.path().join("*.log")], "127.0.0.1:1", "t", "", "")
-        .replace("logging:\n", &format!("logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n    name: shipper\n    keepfiles: 3\n", logdir.display()));
+        .replace("logging:\n", &files);
     std::fs::write(&cfg, text).unwrap();
     let mut agent = spawn_agent(&cfg);
-    wait_for("a log file", Duration::from_secs(10), || {
-        std::fs::read_dir(&logdir).map(|d| d.count() > 0).unwrap_or(false)
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("two rotations", Duration::from_secs(30), || logdir.join("shipper.log.2").exists());
+    std::thread::sleep(Duration::from_millis(500));
     signal(&agent, libc::SIGTERM);
     assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
-    let files: Vec<PathBuf> = std::fs::read_dir(&logdir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("shipper.") && name.ends_with(".log"), "{name}");
-    let content = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(content.contains("agent started") && content.contains("stopped"), "{content}");
-    assert!(!content.contains("\u{1b}["), "no colour codes in log files");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&logdir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["shipper.log", "shipper.log.1", "shipper.log.2"], "keepfiles: 2 rotated files at most");
+    for n in &names {
+        let content = std::fs::read_to_string(logdir.join(n)).unwrap();
+        // One oversized line may exceed the limit alone; otherwise a file stays under it.
+        let longest = content.lines().map(str::len).max().unwrap_or(0);
+        assert!(
+            content.len() <= 1024 || content.lines().count() == 1,
+            "{n}: {} bytes, longest line {longest}",
+            content.len()
+        );
+        assert!(!content.contains("\u{1b}["), "no colour codes in log files");
+    }
+    let current = std::fs::read_to_string(logdir.join("shipper.log")).unwrap();
+    assert!(current.contains("stopped"), "{current}");
 }
 
 /// The spool cursor saved on disk (0 when there is none yet).

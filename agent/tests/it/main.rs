@@ -7,5 +7,6 @@ mod connect;
 mod e2e;
 mod inputs;
 mod mock;
+mod ops;
 mod sink;
 mod spool;

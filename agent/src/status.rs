@@ -1,0 +1,230 @@
+//! What the monitoring endpoint reads and the pause switches it flips.
+//!
+//! Owns the list of *connectors*: one per input (a Kafka Connect "source") and one per sink of
+//! the running configuration, each with its pause flag, its own counters and its failure. The
+//! reader and the sinks read the flags and add to the counters; the endpoint reads everything
+//! and writes only the flags. Process-wide counters stay in [`Metrics`].
+//!
+//! Invariant: a connector keeps its `Arc` (flag and counters) across a config reload as long as
+//! an input or sink of the same name and kind exists, so a reload neither resumes what an
+//! operator paused nor resets what the endpoint shows.
+
+use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An input: files to Kafka.
+    Source,
+    /// A sink: Kafka to a file.
+    Sink,
+}
+
+impl Kind {
+    /// Kafka Connect's lower-case `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Source => "source",
+            Kind::Sink => "sink",
+        }
+    }
+}
+
+/// One input or sink as the endpoint shows it.
+#[derive(Debug)]
+pub struct Connector {
+    pub name: String,
+    pub kind: Kind,
+    /// Set by `PUT /connectors/{name}/pause`: an input stops reading, a sink stops consuming.
+    pub paused: AtomicBool,
+    /// Input: bytes read from its files. Sink: bytes written to its file.
+    pub bytes: AtomicU64,
+    /// Input: events made from its lines. Sink: records written.
+    pub events: AtomicU64,
+    /// Input: files open now.
+    pub open_files: AtomicU64,
+    failure: Mutex<Option<String>>,
+}
+
+impl Connector {
+    fn new(name: &str, kind: Kind) -> Connector {
+        Connector {
+            name: name.to_string(),
+            kind,
+            paused: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            open_files: AtomicU64::new(0),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Records (or clears, with `None`) what keeps this connector from working.
+    pub fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap() = failure;
+    }
+
+    /// Kafka Connect's state and, when FAILED, the reason (`trace`). An input is FAILED when
+    /// files it finds cannot be opened and none is open; a sink while its writes or commits fail.
+    pub fn state(&self) -> (&'static str, Option<String>) {
+        let failure = self.failure.lock().unwrap().clone();
+        let failed = match self.kind {
+            Kind::Source => failure.is_some() && self.open_files.load(Ordering::Relaxed) == 0,
+            Kind::Sink => failure.is_some(),
+        };
+        if failed {
+            ("FAILED", failure)
+        } else if self.is_paused() {
+            ("PAUSED", None)
+        } else {
+            ("RUNNING", None)
+        }
+    }
+}
+
+/// What the output side is configured with, for `/healthz`.
+#[derive(Debug, Clone, Copy, Default)]
+struct OutputShape {
+    configured: bool,
+    spool: bool,
+}
+
+/// The process's status, shared by the pipeline and the endpoint.
+#[derive(Debug)]
+pub struct Status {
+    pub started: Instant,
+    pub metrics: Arc<Metrics>,
+    connectors: Mutex<Vec<Arc<Connector>>>,
+    output: Mutex<OutputShape>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status::new(Arc::new(Metrics::default()))
+    }
+}
+
+impl Status {
+    pub fn new(metrics: Arc<Metrics>) -> Status {
+        Status {
+            started: Instant::now(),
+            metrics,
+            connectors: Mutex::new(Vec::new()),
+            output: Mutex::new(OutputShape::default()),
+        }
+    }
+
+    /// Makes `names` the connectors of `kind`, in that order: existing ones of the same name are
+    /// kept (flag and counters), others are created, and the rest of that kind are dropped.
+    /// Gauges of kept ones restart from 0 (their new owner sets them).
+    pub fn install(&self, kind: Kind, names: &[&str]) -> Vec<Arc<Connector>> {
+        let mut all = self.connectors.lock().unwrap();
+        let installed: Vec<Arc<Connector>> = names
+            .iter()
+            .map(|&n| {
+                let c = all.iter().find(|c| c.kind == kind && c.name == n).cloned();
+                let c = c.unwrap_or_else(|| Arc::new(Connector::new(n, kind)));
+                c.open_files.store(0, Ordering::Relaxed);
+                c.set_failure(None);
+                c
+            })
+            .collect();
+        all.retain(|c| c.kind != kind);
+        all.extend(installed.iter().cloned());
+        installed
+    }
+
+    /// Every connector, inputs first, each kind in config order.
+    pub fn connectors(&self) -> Vec<Arc<Connector>> {
+        let mut all = self.connectors.lock().unwrap().clone();
+        all.sort_by_key(|c| c.kind == Kind::Sink);
+        all
+    }
+
+    pub fn find(&self, name: &str) -> Option<Arc<Connector>> {
+        self.connectors.lock().unwrap().iter().find(|c| c.name == name).cloned()
+    }
+
+    /// Records whether inputs ship to an output, and whether it may spool.
+    pub fn set_output(&self, configured: bool, spool: bool) {
+        *self.output.lock().unwrap() = OutputShape { configured, spool };
+    }
+
+    /// `Ok` when the agent can deliver: with an output, a Kafka broker is connected or the spool
+    /// takes events; every sink is working. `Err` says why not.
+    pub fn health(&self) -> Result<(), String> {
+        let m = &self.metrics;
+        let out = *self.output.lock().unwrap();
+        if out.configured && Metrics::get(&m.output_brokers_up) == 0 {
+            if !out.spool {
+                return Err("output: no Kafka broker connected (and no spool configured)".into());
+            }
+            if Metrics::get(&m.spool_writable) == 0 {
+                return Err("output: no Kafka broker connected and the spool cannot take events".into());
+            }
+        }
+        for c in self.connectors() {
+            if let ("FAILED", trace) = c.state() {
+                if c.kind == Kind::Sink {
+                    return Err(format!("sink {}: {}", c.name, trace.unwrap_or_default()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_keeps_flags_and_counters_of_the_same_name() {
+        let s = Status::default();
+        let first = s.install(Kind::Source, &["a", "b"]);
+        first[0].paused.store(true, Ordering::Relaxed);
+        first[0].events.store(5, Ordering::Relaxed);
+        let again = s.install(Kind::Source, &["a", "c"]);
+        assert!(Arc::ptr_eq(&first[0], &again[0]));
+        assert_eq!(again[0].state().0, "PAUSED");
+        assert_eq!(again[0].events.load(Ordering::Relaxed), 5);
+        assert!(s.find("b").is_none(), "removed inputs are dropped");
+        // A sink of the same name is a different connector.
+        s.install(Kind::Sink, &["s"]);
+        let names: Vec<_> = s.connectors().iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, ["a", "c", "s"]);
+    }
+
+    #[test]
+    fn failed_input_only_when_nothing_is_open() {
+        let s = Status::default();
+        let c = &s.install(Kind::Source, &["a"])[0];
+        c.set_failure(Some("cannot open /var/log/x: permission denied".into()));
+        assert_eq!(c.state(), ("FAILED", Some("cannot open /var/log/x: permission denied".into())));
+        c.open_files.store(1, Ordering::Relaxed);
+        assert_eq!(c.state().0, "RUNNING");
+    }
+
+    #[test]
+    fn health_needs_a_broker_or_a_working_spool() {
+        let s = Status::default();
+        s.set_output(true, false);
+        assert!(s.health().unwrap_err().contains("no Kafka broker"));
+        Metrics::set(&s.metrics.output_brokers_up, 1);
+        assert!(s.health().is_ok());
+        Metrics::set(&s.metrics.output_brokers_up, 0);
+        s.set_output(true, true);
+        assert!(s.health().is_err());
+        Metrics::set(&s.metrics.spool_writable, 1);
+        assert!(s.health().is_ok());
+        let sink = &s.install(Kind::Sink, &["s"])[0];
+        sink.set_failure(Some("disk full".into()));
+        assert_eq!(s.health().unwrap_err(), "sink s: disk full");
+    }
+}

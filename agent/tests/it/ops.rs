@@ -1,0 +1,202 @@
+//! Operations, end to end with the binary and tansu: the monitoring endpoint (counts against a
+//! run of known size, Kafka Connect's REST shape, pause/resume and the token) and SIGHUP reload.
+
+use crate::common::*;
+use crate::e2e::{agent_log_tail, signal, spawn_agent, wait_exit, Tansu};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the endpoint");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    (status, body.to_string())
+}
+
+fn get_json(port: u16, path: &str, token: &str) -> Value {
+    let (status, body) = http(port, "GET", path, Some(token));
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An agent config with one input per `(id, file)`.
+fn inputs_config(data: &Path, inputs: &[(&str, &Path)], bootstrap: &str, topic: &str, tail: &str) -> String {
+    let mut text = format!(
+        "path:\n  data: \"{}\"\nregistry:\n  flush: 200ms\nshutdown_timeout: 10s\nlogging:\n  metrics:\n    enabled: false\ninputs:\n",
+        data.display()
+    );
+    for (id, file) in inputs {
+        text += &format!(
+            "  - id: {id}\n    paths: [\"{}\"]\n    check_interval: 200ms\n    backoff:\n      init: 10ms\n      max: 100ms\n",
+            file.display()
+        );
+    }
+    text + &format!(
+        "output:\n  kafka:\n    hosts: [\"{bootstrap}\"]\n    topic: {topic}\n    bulk_flush_frequency: 5ms\n    codec: raw\n{tail}"
+    )
+}
+
+#[test]
+fn endpoint_counts_match_a_known_run_and_pause_needs_the_token() {
+    let tansu = Tansu::start("ops", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    append_lines(&a, numbered("a", 0..3000));
+    append_lines(&b, numbered("b", 0..1000));
+    let port = free_port();
+    let token = "t0ken-for-tests";
+    let cfg = dir.path().join("agent.yml");
+    let http_cfg =
+        format!("http:\n  enabled: true\n  host: 127.0.0.1\n  port: {port}\n  control: true\n  token: {token}\n");
+    std::fs::write(
+        &cfg,
+        inputs_config(&dir.path().join("data"), &[("a", &a), ("b", &b)], &tansu.bootstrap, "ops", &http_cfg),
+    )
+    .unwrap();
+    let mut agent = spawn_agent(&cfg);
+    wait_for("the endpoint", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_for("4000 acknowledged events", Duration::from_secs(60), || {
+        get_json(port, "/stats", token)["events"]["acknowledged"] == 4000
+    });
+    wait_for("2 registry entries", Duration::from_secs(10), || {
+        get_json(port, "/stats", token)["registry"]["entries"] == 2
+    });
+
+    let stats = get_json(port, "/stats", token);
+    let size = |p: &PathBuf| std::fs::metadata(p).unwrap().len();
+    assert_eq!(stats["input"]["bytes_read"], size(&a) + size(&b), "{stats}");
+    assert_eq!(stats["input"]["lines_read"], 4000);
+    assert_eq!(stats["input"]["files_open"], 2);
+    assert_eq!(stats["events"]["published"], 4000);
+    for k in ["dropped", "failed", "filtered"] {
+        assert_eq!(stats["events"][k], 0, "{k}: {stats}");
+    }
+    assert_eq!(
+        stats["inputs"][0],
+        serde_json::json!({"id": "a", "state": "RUNNING", "bytes_read": size(&a), "events": 3000, "files_open": 1})
+    );
+    assert_eq!(stats["inputs"][1]["events"], 1000);
+    assert_eq!(stats["counters"]["events_acked"], 4000);
+
+    let info = get_json(port, "/", token);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert!(info["name"].as_str().is_some_and(|n| !n.is_empty()) && info["uptime"]["ms"].as_u64().is_some(), "{info}");
+    assert_eq!(get_json(port, "/healthz", token)["status"], "ready");
+
+    let (status, metrics) = http(port, "GET", "/metrics", Some(token));
+    assert_eq!(status, 200);
+    for line in [
+        "agent_events_acked_total 4000",
+        "agent_events_published_total 4000",
+        "agent_lines_read_total 4000",
+        &format!("agent_bytes_read_total {}", size(&a) + size(&b)),
+        "agent_connector_events_total{connector=\"a\",type=\"source\"} 3000",
+        "agent_connector_state{connector=\"b\",type=\"source\",state=\"RUNNING\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
+    }
+
+    // Kafka Connect's shape; a pause without the token is refused and changes nothing.
+    assert_eq!(get_json(port, "/connectors", token), serde_json::json!(["a", "b"]));
+    assert_eq!(http(port, "GET", "/connectors", None).0, 401);
+    assert_eq!(http(port, "PUT", "/connectors/a/pause", None).0, 401);
+    assert_eq!(http(port, "PUT", "/connectors/a/pause", Some("wrong")).0, 401);
+    assert_eq!(get_json(port, "/connectors/a/status", token)["connector"]["state"], "RUNNING");
+    assert_eq!(http(port, "PUT", "/connectors/a/pause", Some(token)).0, 202);
+    let st = get_json(port, "/connectors/a/status", token);
+    assert_eq!((st["connector"]["state"].clone(), st["type"].clone()), ("PAUSED".into(), "source".into()), "{st}");
+
+    // Paused: new lines of a wait in the file; b goes on.
+    append_lines(&a, numbered("a", 3000..3500));
+    append_lines(&b, numbered("b", 1000..1100));
+    wait_for("b's new lines", Duration::from_secs(30), || {
+        get_json(port, "/stats", token)["events"]["acknowledged"] == 4100
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let stats = get_json(port, "/stats", token);
+    assert_eq!(
+        (stats["inputs"][0]["events"].clone(), stats["events"]["acknowledged"].clone()),
+        (3000.into(), 4100.into())
+    );
+    assert_eq!(http(port, "PUT", "/connectors/a/resume", Some(token)).0, 202);
+    wait_for("a's lines after resume", Duration::from_secs(30), || {
+        get_json(port, "/stats", token)["events"]["acknowledged"] == 4600
+    });
+
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success(), "{}", agent_log_tail(&cfg));
+    let mut expected = numbered("a", 0..3500);
+    expected.extend(numbered("b", 0..1100));
+    assert_exactly_once(&consume(&tansu.bootstrap, "ops", 2, 4600, Duration::from_secs(30)), &expected);
+}
+
+/// Rewrites the config and sends SIGHUP; waits until the agent logged `reloaded` times that a
+/// reload was applied (or, for a bad config, `refused` times that it was refused).
+fn reload(agent: &std::process::Child, cfg: &Path, text: &str, wait_for_log: (&str, usize)) {
+    std::fs::write(cfg, text).unwrap();
+    signal(agent, libc::SIGHUP);
+    let (what, count) = wait_for_log;
+    wait_for(&format!("{count} × {what:?} in the agent log"), Duration::from_secs(30), || {
+        std::fs::read_to_string(cfg.with_file_name("agent.log")).unwrap_or_default().matches(what).count() >= count
+    });
+}
+
+#[test]
+fn sighup_adds_and_removes_inputs_refuses_a_bad_config_and_sends_no_line_twice() {
+    let tansu = Tansu::start("reload", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("agent.yml");
+    append_lines(&a, numbered("a", 0..1000));
+    append_lines(&b, numbered("b", 0..1000));
+    std::fs::write(&cfg, inputs_config(&data, &[("a", &a)], &tansu.bootstrap, "reload", "")).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    let count = |n: usize| consume(&tansu.bootstrap, "reload", 1, n, Duration::from_secs(60)).len();
+    assert_eq!(count(1000), 1000, "only a is read at first");
+
+    // Add b: its lines arrive; a goes on from where it was.
+    reload(
+        &agent,
+        &cfg,
+        &inputs_config(&data, &[("a", &a), ("b", &b)], &tansu.bootstrap, "reload", ""),
+        ("config reloaded", 1),
+    );
+    append_lines(&a, numbered("a", 1000..1200));
+    assert_eq!(count(2200), 2200, "{}", agent_log_tail(&cfg));
+
+    // Remove a: its new lines are no longer read; b goes on.
+    reload(&agent, &cfg, &inputs_config(&data, &[("b", &b)], &tansu.bootstrap, "reload", ""), ("config reloaded", 2));
+    append_lines(&a, numbered("a", 1200..1500));
+    append_lines(&b, numbered("b", 1000..1300));
+    assert_eq!(count(2500), 2500, "{}", agent_log_tail(&cfg));
+
+    // A broken config is refused with its key and line, and the running one stays.
+    let broken = inputs_config(&data, &[("b", &b)], &tansu.bootstrap, "reload", "")
+        .replace("max: 100ms\n", "max: 100ms\n    max_bytes: 0\n");
+    reload(&agent, &cfg, &broken, ("the new configuration is invalid", 1));
+    let line = broken.lines().position(|l| l.contains("max_bytes")).unwrap() + 1;
+    let log = std::fs::read_to_string(cfg.with_file_name("agent.log")).unwrap();
+    assert!(log.contains(&format!("inputs[0].max_bytes (line {line})")), "{}", agent_log_tail(&cfg));
+    append_lines(&b, numbered("b", 1300..1400));
+    assert_eq!(count(2600), 2600, "{}", agent_log_tail(&cfg));
+
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success(), "{}", agent_log_tail(&cfg));
+    let mut expected = numbered("a", 0..1200);
+    expected.extend(numbered("b", 0..1400));
+    assert_exactly_once(&consume(&tansu.bootstrap, "reload", 1, 2600, Duration::from_secs(30)), &expected);
+}
