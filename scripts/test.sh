@@ -2,7 +2,8 @@
 # The test command (README, and what CI runs): installs the test tools, then format, lints,
 # every test (unit, integration against librdkafka's mock cluster, end to end with the agent
 # binary and a tansu broker process), the benchmark's smoke run (bench/tests/smoke.rs: every
-# installed target delivers every line; no timing judged), and the docs.
+# installed target delivers every line; no timing judged), the package test
+# (scripts/package-test.sh) and the docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TANSU_BIN="$(scripts/install-tools.sh)"
@@ -14,6 +15,8 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== package test (builds the .deb, dpkg -i, systemd-analyze verify, purge)"
+scripts/package-test.sh
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== all checks passed"
