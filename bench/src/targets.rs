@@ -133,10 +133,7 @@ impl Tools {
         let mut cmd = match t {
             Target::AgentRaw | Target::AgentJson => {
                 let codec = if t == Target::AgentRaw { "raw" } else { "json" };
-                let cfg = agent_config(files, bootstrap, topic, s, codec, work);
-                let mut c = Command::new(&self.agent);
-                c.args(["--config", cfg.to_str().unwrap()]);
-                c
+                self.agent_command(files, bootstrap, topic, s, codec, work, "", "")
             }
             Target::Ceiling => {
                 let mut c = Command::new(&self.bench);
@@ -173,6 +170,28 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// The agent on `files` with extra input keys (`extra_input`, indented as an input's keys) and
+    /// extra top-level sections (`tail`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn agent_command(
+        &self,
+        files: &Input,
+        bootstrap: &str,
+        topic: &str,
+        s: &Settings,
+        codec: &str,
+        work: &Path,
+        extra_input: &str,
+        tail: &str,
+    ) -> Command {
+        let cfg = agent_config(files, bootstrap, topic, s, codec, work, extra_input, tail);
+        let mut c = Command::new(&self.agent);
+        c.args(["--config", cfg.to_str().unwrap()]);
+        c
+    }
+}
+
 /// What a target reads: a glob (for tailing tools) and the concrete files (for the ceiling).
 pub struct Input {
     pub glob: String,
@@ -185,7 +204,17 @@ fn write(work: &Path, name: &str, text: String) -> PathBuf {
     p
 }
 
-fn agent_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, codec: &str, work: &Path) -> PathBuf {
+#[allow(clippy::too_many_arguments)]
+fn agent_config(
+    files: &Input,
+    bootstrap: &str,
+    topic: &str,
+    s: &Settings,
+    codec: &str,
+    work: &Path,
+    extra_input: &str,
+    tail: &str,
+) -> PathBuf {
     let text = format!(
         r#"path:
   data: "{data}"
@@ -197,7 +226,7 @@ inputs:
   - id: bench
     paths: ["{glob}"]
     check_interval: 1s
-output:
+{extra_input}output:
   kafka:
     hosts: ["{bootstrap}"]
     topic: {topic}
@@ -207,7 +236,7 @@ output:
     required_acks: {acks}
     bulk_max_size: {batch}
     bulk_flush_frequency: {linger}ms
-"#,
+{tail}"#,
         data = work.join("agent-data").display(),
         glob = files.glob,
         level = s.level,
