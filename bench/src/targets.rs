@@ -170,6 +170,18 @@ impl Tools {
     }
 }
 
+/// What a target reads: a glob (for tailing tools) and the concrete files (for the ceiling).
+pub struct Input {
+    pub glob: String,
+    pub paths: Vec<PathBuf>,
+}
+
+fn write(work: &Path, name: &str, text: String) -> PathBuf {
+    let p = work.join(name);
+    std::fs::write(&p, text).expect("write target config");
+    p
+}
+
 impl Tools {
     /// The agent on `files` with extra input keys (`extra_input`, indented as an input's keys) and
     /// extra top-level sections (`tail`).
@@ -185,38 +197,8 @@ impl Tools {
         extra_input: &str,
         tail: &str,
     ) -> Command {
-        let cfg = agent_config(files, bootstrap, topic, s, codec, work, extra_input, tail);
-        let mut c = Command::new(&self.agent);
-        c.args(["--config", cfg.to_str().unwrap()]);
-        c
-    }
-}
-
-/// What a target reads: a glob (for tailing tools) and the concrete files (for the ceiling).
-pub struct Input {
-    pub glob: String,
-    pub paths: Vec<PathBuf>,
-}
-
-fn write(work: &Path, name: &str, text: String) -> PathBuf {
-    let p = work.join(name);
-    std::fs::write(&p, text).expect("write target config");
-    p
-}
-
-#[allow(clippy::too_many_arguments)]
-fn agent_config(
-    files: &Input,
-    bootstrap: &str,
-    topic: &str,
-    s: &Settings,
-    codec: &str,
-    work: &Path,
-    extra_input: &str,
-    tail: &str,
-) -> PathBuf {
-    let text = format!(
-        r#"path:
+        let text = format!(
+            r#"path:
   data: "{data}"
 logging:
   level: warning
@@ -237,14 +219,18 @@ inputs:
     bulk_max_size: {batch}
     bulk_flush_frequency: {linger}ms
 {tail}"#,
-        data = work.join("agent-data").display(),
-        glob = files.glob,
-        level = s.level,
-        acks = s.acks,
-        batch = s.batch,
-        linger = s.linger_ms,
-    );
-    write(work, "agent.yml", text)
+            data = work.join("agent-data").display(),
+            glob = files.glob,
+            level = s.level,
+            acks = s.acks,
+            batch = s.batch,
+            linger = s.linger_ms,
+        );
+        let cfg = write(work, "agent.yml", text);
+        let mut c = Command::new(&self.agent);
+        c.args(["--config", cfg.to_str().unwrap()]);
+        c
+    }
 }
 
 fn connect_command(tools: &Tools, files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path) -> Command {
