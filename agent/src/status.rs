@@ -101,7 +101,8 @@ pub struct Status {
     pub started: Instant,
     pub metrics: Arc<Metrics>,
     connectors: Mutex<Vec<Arc<Connector>>>,
-    output: Mutex<OutputShape>,
+    /// `None` until the pipeline has started.
+    output: Mutex<Option<OutputShape>>,
 }
 
 impl Default for Status {
@@ -112,12 +113,7 @@ impl Default for Status {
 
 impl Status {
     pub fn new(metrics: Arc<Metrics>) -> Status {
-        Status {
-            started: Instant::now(),
-            metrics,
-            connectors: Mutex::new(Vec::new()),
-            output: Mutex::new(OutputShape::default()),
-        }
+        Status { started: Instant::now(), metrics, connectors: Mutex::new(Vec::new()), output: Mutex::new(None) }
     }
 
     /// Makes `names` the connectors of `kind`, in that order: existing ones of the same name are
@@ -153,14 +149,14 @@ impl Status {
 
     /// Records whether inputs ship to an output, and whether it may spool.
     pub fn set_output(&self, configured: bool, spool: bool) {
-        *self.output.lock().unwrap() = OutputShape { configured, spool };
+        *self.output.lock().unwrap() = Some(OutputShape { configured, spool });
     }
 
-    /// `Ok` when the agent can deliver: with an output, a Kafka broker is connected or the spool
-    /// takes events; every sink is working. `Err` says why not.
+    /// `Ok` when the agent can deliver: it has started; with an output, a Kafka broker is
+    /// connected or the spool takes events; every sink is working. `Err` says why not.
     pub fn health(&self) -> Result<(), String> {
         let m = &self.metrics;
-        let out = *self.output.lock().unwrap();
+        let Some(out) = *self.output.lock().unwrap() else { return Err("starting".into()) };
         if out.configured && Metrics::get(&m.output_brokers_up) == 0 {
             if !out.spool {
                 return Err("output: no Kafka broker connected (and no spool configured)".into());
@@ -214,6 +210,7 @@ mod tests {
     #[test]
     fn health_needs_a_broker_or_a_working_spool() {
         let s = Status::default();
+        assert_eq!(s.health(), Err("starting".into()));
         s.set_output(true, false);
         assert!(s.health().unwrap_err().contains("no Kafka broker"));
         Metrics::set(&s.metrics.output_brokers_up, 1);

@@ -259,9 +259,9 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     for (k, v) in cfg.client_properties() {
         cc.set(k, v);
     }
-    if matches!(&cfg.partition, Partitioning::RoundRobin(rr) if rr.reachable_only) {
-        cc.set("statistics.interval.ms", "1000");
-    }
+    // Statistics every second: which brokers are up (`/healthz`, `output_brokers_up`) and, for
+    // `reachable_only`, which partitions have a reachable leader.
+    cc.set("statistics.interval.ms", "1000");
     cc
 }
 

@@ -200,3 +200,35 @@ fn sighup_adds_and_removes_inputs_refuses_a_bad_config_and_sends_no_line_twice()
     expected.extend(numbered("b", 0..1400));
     assert_exactly_once(&consume(&tansu.bootstrap, "reload", 1, 2600, Duration::from_secs(30)), &expected);
 }
+
+/// `/healthz`'s rule against librdkafka's mock cluster: ready with a broker connected; with all
+/// brokers down, ready only if the spool takes events.
+#[test]
+fn health_follows_the_brokers_and_the_spool() {
+    use agent::pipeline::RunOptions;
+    use agent::status::Status;
+    use std::sync::Arc;
+    for spool in [false, true] {
+        let kc = cluster("health", 1);
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            config(&dir.path().join("data"), &[dir.path().join("*.log")], &kc.bootstrap_servers(), "health", "", "")
+                + &format!("queue:\n  spool:\n    enabled: {spool}\n    unhealthy_after: 1s\n");
+        let status = Arc::new(Status::default());
+        let agent = RunningAgent::start_with(&text, RunOptions { status: status.clone(), ..Default::default() });
+        wait_for("ready", Duration::from_secs(20), || status.health().is_ok());
+        all_down(&kc, false);
+        wait_for("no broker up", Duration::from_secs(30), || {
+            agent::metrics::Metrics::get(&status.metrics.output_brokers_up) == 0
+        });
+        match spool {
+            false => {
+                assert!(status.health().unwrap_err().contains("no Kafka broker connected"), "{:?}", status.health())
+            }
+            true => assert_eq!(status.health(), Ok(()), "the spool takes events"),
+        }
+        all_down(&kc, true);
+        wait_for("ready again", Duration::from_secs(30), || status.health().is_ok());
+        agent.stop();
+    }
+}
