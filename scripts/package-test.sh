@@ -3,8 +3,8 @@
 # data, checks the systemd unit with `systemd-analyze verify`, installs the package on this
 # machine with dpkg -i, checks what the maintainer scripts did, runs `agent test config` on the
 # installed config as the agent user, checks that an edited conffile survives a reinstall, and
-# purges the package again. Needs root (dpkg -i); installs systemd (for systemd-analyze) if it
-# is missing.
+# purges the package again. Needs root (dpkg -i); installs systemd (for systemd-analyze) and
+# adduser from Debian's packages if they are missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 fail() { echo "package test FAILED: $*" >&2; exit 1; }
@@ -12,9 +12,13 @@ fail() { echo "package test FAILED: $*" >&2; exit 1; }
 if dpkg -s agent >/dev/null 2>&1; then
   fail "a package named agent is already installed; remove it first (dpkg --purge agent)"
 fi
-if ! command -v systemd-analyze >/dev/null; then
-  echo "installing systemd (for systemd-analyze)" >&2
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >&2
+# systemd-analyze comes with systemd; adduser is the package's one dependency beyond libraries.
+missing=()
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+dpkg -s adduser >/dev/null 2>&1 || missing+=(adduser)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
 
 deb="$("$root/scripts/package.sh")"
