@@ -3,8 +3,8 @@
 //! Owns each limited input's governor limiters and the *debt* of what was read before it could be
 //! charged (a read's size and its event count are only known afterwards). Invariant: an input
 //! reads only once its debt is paid, so over any stretch it reads at most its rate times the
-//! stretch, plus one burst ([`BURST`] worth of the rate) and one read. Nothing is dropped: lines
-//! wait in their files.
+//! stretch, plus one burst ([`BURST`] worth of the rate) and one read, and a read is sized to
+//! about one burst. Nothing is dropped: lines wait in their files.
 
 use crate::config::RateLimitConfig;
 use governor::clock::{Clock, DefaultClock};
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// The most a limiter lets through at once, as a share of one second's rate.
 const BURST: Duration = Duration::from_millis(200);
+/// A first read under an events limit, before the input's bytes per event are known.
+const FIRST_READ: u64 = 4096;
 /// Cells per second at most: governor counts time in whole nanoseconds per cell, so fewer, larger
 /// cells keep its rounding under 0.01 %.
 const MAX_CELLS_PER_SECOND: u64 = 100_000;
@@ -62,6 +64,9 @@ pub struct RateLimit {
     clock: DefaultClock,
     /// No read before this (the debt could not be paid yet).
     not_before: Option<Instant>,
+    /// Bytes and events read so far: the average event size turns an events burst into bytes.
+    seen_bytes: u64,
+    seen_events: u64,
 }
 
 impl RateLimit {
@@ -71,16 +76,34 @@ impl RateLimit {
             events: cfg.events_per_second.map(|e| Bucket::new(u64::from(e))),
             clock: DefaultClock::default(),
             not_before: None,
+            seen_bytes: 0,
+            seen_events: 0,
         }
     }
 
-    /// Most bytes one poll of a file may read, so a read does not run far past the burst.
+    /// Most bytes one poll of a file may read, so a read does not run far past the burst: the
+    /// bytes burst, and the events burst times the average event size seen so far (a small first
+    /// read learns it). Without this, one 1 MiB read under a low events limit would be thousands
+    /// of events at once and then a long silence.
     pub fn read_budget(&self, default: usize) -> usize {
-        self.bytes.as_ref().map_or(default, |b| (b.burst_amount() as usize).clamp(1, default))
+        let mut budget = default as u64;
+        if let Some(b) = &self.bytes {
+            budget = budget.min(b.burst_amount());
+        }
+        if let Some(e) = &self.events {
+            let events_worth = match self.seen_events {
+                0 => FIRST_READ,
+                n => e.burst_amount().saturating_mul((self.seen_bytes / n).max(1)),
+            };
+            budget = budget.min(events_worth);
+        }
+        (budget as usize).clamp(1, default)
     }
 
     /// Records a read: its bytes and the events made of it.
     pub fn charge(&mut self, bytes: u64, events: u64) {
+        self.seen_bytes += bytes;
+        self.seen_events += events;
         if let Some(b) = &mut self.bytes {
             b.debt += bytes;
         }
@@ -146,5 +169,14 @@ mod tests {
         assert!(!l.ready(Instant::now()));
         let wait = l.next_ready().unwrap().saturating_duration_since(Instant::now());
         assert!(wait <= Duration::from_millis(310), "{wait:?}");
+    }
+
+    #[test]
+    fn events_limit_bounds_the_bytes_of_a_read() {
+        let mut l = RateLimit::new(&RateLimitConfig { bytes_per_second: None, events_per_second: Some(100) });
+        assert_eq!(l.read_budget(1 << 20), 4096, "a small first read");
+        // 50-byte events: the next read is the burst (20 events) worth, 1000 bytes.
+        l.charge(4000, 80);
+        assert_eq!(l.read_budget(1 << 20), 1000);
     }
 }
