@@ -3,7 +3,7 @@
 //!
 //! Owns the listener. Request heads are parsed by `httparse`; what to answer is decided in
 //! [`routes`]. Invariant: a client that does not send a complete request head within
-//! [`HEAD_TIMEOUT`] and [`MAX_HEAD`] bytes is dropped, so a slow or hostile client holds nothing
+//! `HEAD_TIMEOUT` (5 s) and `MAX_HEAD` (16 KiB) is dropped, so a slow or hostile client holds nothing
 //! for long; a request body is never read (no route takes one).
 
 pub mod routes;

@@ -3,7 +3,7 @@
 //! Owns each limited input's governor limiters and the *debt* of what was read before it could be
 //! charged (a read's size and its event count are only known afterwards). Invariant: an input
 //! reads only once its debt is paid, so over any stretch it reads at most its rate times the
-//! stretch, plus one burst ([`BURST`] worth of the rate) and one read, and a read is sized to
+//! stretch, plus one burst (`BURST`, 200 ms worth of the rate) and one read, and a read is sized to
 //! about one burst. Nothing is dropped: lines wait in their files.
 
 use crate::config::RateLimitConfig;
