@@ -129,11 +129,11 @@ impl Running {
                 "config reload refused: path.data cannot change while running; restart the agent to move it");
             return;
         }
-        for (key, changed) in [
+        for (key, same) in [
             ("logging", same_settings(&self.inputs_cfg.logging, &new.logging)),
             ("http", same_settings(&self.inputs_cfg.http, &new.http)),
         ] {
-            if !changed {
+            if !same {
                 tracing::warn!(key, "config reload: {key} settings changed; they take effect after a restart");
             }
         }
@@ -145,39 +145,24 @@ impl Running {
             if let Some(inputs) = self.inputs.take() {
                 inputs.stop(self.inputs_cfg.shutdown_timeout);
             }
-            match start_inputs(&new, opts, ephemeral_id) {
-                Ok(inputs) => {
-                    self.inputs = inputs;
-                    self.inputs_cfg = new.clone();
-                }
-                Err(e) => {
-                    ok = false;
-                    tracing::error!(error = format!("{e:#}"), "config reload: the inputs cannot start with the new settings; starting them again with the old ones");
-                    self.inputs = start_inputs(&self.inputs_cfg, opts, ephemeral_id).unwrap_or_else(|e| {
-                        tracing::error!(error = format!("{e:#}"), "the inputs cannot start again with the old settings either: no input runs until the next reload");
-                        None
-                    });
-                }
+            let start = |c: &Config| start_inputs(c, opts, ephemeral_id);
+            let started;
+            (self.inputs, started) = start_new_or_old("inputs", &new, &self.inputs_cfg, start, || None);
+            if started {
+                self.inputs_cfg = new.clone();
             }
+            ok &= started;
         }
         if sinks_changed {
+            std::mem::replace(&mut self.sinks, Sinks::none()).join();
             let data = &self.inputs_cfg.path.data;
-            let old = std::mem::replace(&mut self.sinks, Sinks::none());
-            old.join();
-            match Sinks::start(&new.sinks, data, &opts.status, opts.hangups.clone()) {
-                Ok(sinks) => {
-                    self.sinks = sinks;
-                    self.sinks_cfg = new.sinks.clone();
-                }
-                Err(e) => {
-                    ok = false;
-                    tracing::error!(error = format!("{e:#}"), "config reload: the sinks cannot start with the new settings; starting them again with the old ones");
-                    self.sinks = Sinks::start(&self.sinks_cfg, data, &opts.status, opts.hangups.clone()).unwrap_or_else(|e| {
-                        tracing::error!(error = format!("{e:#}"), "the sinks cannot start again with the old settings either: no sink runs until the next reload");
-                        Sinks::none()
-                    });
-                }
+            let start = |c: &Vec<SinkConfig>| Sinks::start(c, data, &opts.status, opts.hangups.clone());
+            let started;
+            (self.sinks, started) = start_new_or_old("sinks", &new.sinks, &self.sinks_cfg, start, Sinks::none);
+            if started {
+                self.sinks_cfg = new.sinks.clone();
             }
+            ok &= started;
         }
         if ok {
             Metrics::inc(&metrics.config_reloads);
@@ -186,6 +171,33 @@ impl Running {
             Metrics::inc(&metrics.config_reload_errors);
         }
     }
+}
+
+/// Starts one side (`what`: inputs or sinks) with the `new` settings or, when it cannot, with the
+/// `old` ones again, and failing that with `nothing`. True when the new settings run.
+fn start_new_or_old<C, T>(
+    what: &str,
+    new: &C,
+    old: &C,
+    start: impl Fn(&C) -> anyhow::Result<T>,
+    nothing: impl FnOnce() -> T,
+) -> (T, bool) {
+    let e = match start(new) {
+        Ok(side) => return (side, true),
+        Err(e) => e,
+    };
+    tracing::error!(
+        error = format!("{e:#}"),
+        "config reload: the {what} cannot start with the new settings; starting them again with the old ones"
+    );
+    let side = start(old).unwrap_or_else(|e| {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "the {what} cannot start again with the old settings either: none runs until the next reload"
+        );
+        nothing()
+    });
+    (side, false)
 }
 
 /// Whether two settings are the same. The config types are plain data whose `Debug` shows every
