@@ -26,11 +26,6 @@ macro_rules! counters {
         }
 
         impl Metrics {
-            /// Name and value of every counter.
-            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
-            }
-
             /// Every counter and gauge with its description.
             pub fn describe(&self) -> Vec<Described> {
                 vec![$({
@@ -175,6 +170,11 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Name and value of every counter.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.describe().into_iter().map(|d| (d.name, d.value)).collect()
     }
 
     /// `name=value` pairs of the non-zero counters, for a log line.
