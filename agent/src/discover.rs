@@ -7,7 +7,7 @@
 //! every regular file matching the input's globs and not excluded, once per (device, inode); the
 //! reader treats a file missing from a scan as renamed away or deleted.
 
-use crate::fingerprint::FileId;
+use crate::fingerprint::{FileId, Stamp};
 use notify::{EventKind, RecursiveMode, Watcher};
 use regex::bytes::Regex;
 use std::collections::HashSet;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub struct Found {
     pub path: PathBuf,
     pub id: FileId,
-    pub size: u64,
+    pub stamp: Stamp,
 }
 
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl Selector {
                 }
                 let id = FileId::of(&meta);
                 if seen.insert(id) {
-                    out.push(Found { path, id, size: meta.len() });
+                    out.push(Found { path, id, stamp: Stamp::of(&meta) });
                 }
             }
         }

@@ -7,6 +7,11 @@
 //! over those 3 bytes and shipped at once; the fingerprint grows (up to [`FINGERPRINT_MAX`]) as the
 //! file does. A gzip archive is fingerprinted over its *uncompressed* first bytes, so the archive
 //! of a file already read (logrotate's `compress`) has that file's fingerprint.
+//!
+//! A [`Stamp`] (size and change times) is what the reader remembers of a file it closed: while
+//! the path's stamp is unchanged the file is untouched; once it differs the file is checked
+//! against its fingerprint before it is read on, because device and inode alone do not tell a
+//! file from a new one that was given the freed inode.
 
 use std::fs::File;
 use std::io;
@@ -25,6 +30,21 @@ pub struct FileId {
 impl FileId {
     pub fn of(meta: &std::fs::Metadata) -> FileId {
         FileId { dev: meta.dev(), ino: meta.ino() }
+    }
+}
+
+/// What the metadata says of a file's content: its size and its modification and status change
+/// times. Any write, truncation or re-creation changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp { size: meta.len(), mtime: (meta.mtime(), meta.mtime_nsec()), ctime: (meta.ctime(), meta.ctime_nsec()) }
     }
 }
 

@@ -5,13 +5,15 @@
 //! Invariants: reads use `pread` at the splitter's stream position, so the descriptor has no
 //! hidden cursor; a file whose size fell below that position was truncated and is reported, not
 //! read past (not for gzip archives, whose offsets are uncompressed ones); a reopened path is
-//! only used if it still leads to the same (device, inode); reads hand the splitter whole code
+//! only used if it still leads to the same (device, inode), and it is only read on from the
+//! offset if it still starts with the fingerprinted bytes: a closed file's inode may have been
+//! freed and handed to a new file ([`Reopened::Replaced`]); reads hand the splitter whole code
 //! units (an even number of bytes in UTF-16 files).
 
 use super::gzip::{self, GzStream};
 use super::input::FileState;
 use super::lines::{Line, LineSplitter};
-use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
+use crate::fingerprint::{FileId, Fingerprint, Stamp, FINGERPRINT_MAX};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -31,6 +33,9 @@ pub struct TailFile {
     pub id: FileId,
     pub fingerprint: Fingerprint,
     src: Option<Source>,
+    /// The file's stamp when it was closed (`None` while open or before its first open): while the
+    /// path shows the same stamp, nothing about the file changed.
+    closed_stamp: Option<Stamp>,
     /// The file is a gzip archive (read once, to its end).
     pub gzip: bool,
     /// A gzip archive read to its end, or given up as corrupt: never read again.
@@ -66,6 +71,18 @@ impl Source {
             Source::Gzip(g) => g.file(),
         }
     }
+}
+
+/// What reopening a closed file by its path found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reopened {
+    /// The same file: read on from the offset.
+    Same,
+    /// Open, under the same device and inode, but no longer starting with the fingerprinted bytes:
+    /// a new file that was given the freed inode, or the file rewritten. It holds `size` bytes.
+    Replaced { size: u64 },
+    /// The path leads to another file or nowhere.
+    NotThere,
 }
 
 /// What one poll of a file found.
@@ -112,6 +129,7 @@ impl TailFile {
             id,
             fingerprint,
             src: None,
+            closed_stamp: None,
             gzip,
             complete: false,
             gz_size: 0,
@@ -138,40 +156,53 @@ impl TailFile {
 
     /// Adopts an already opened descriptor of this file.
     pub fn adopt(&mut self, file: File) {
+        self.closed_stamp = None;
         self.src = Some(if self.gzip { Source::Gzip(Box::new(GzStream::new(file))) } else { Source::Plain(file) });
     }
 
-    /// Opens the file by path. `Ok(false)` when the path now leads to another file or nowhere.
-    pub fn reopen(&mut self) -> io::Result<bool> {
+    /// Opens the file by path and checks that it is still the file read so far.
+    pub fn reopen(&mut self) -> io::Result<Reopened> {
         let file = match File::open(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Reopened::NotThere),
             Err(e) => return Err(e),
         };
-        if FileId::of(&file.metadata()?) != self.id {
-            return Ok(false);
+        let meta = file.metadata()?;
+        if FileId::of(&meta) != self.id {
+            return Ok(Reopened::NotThere);
         }
+        // A gzip archive's fingerprint is over its uncompressed start, and archives are not
+        // rewritten; a plain file's first bytes must still be the ones fingerprinted.
+        let same = self.gzip || self.fingerprint.matches(&file, meta.len())?;
         self.adopt(file);
-        Ok(true)
+        Ok(if same { Reopened::Same } else { Reopened::Replaced { size: meta.len() } })
     }
 
-    pub fn close(&mut self) {
+    /// Closes the descriptor, first taking a longer fingerprint if the file grew past it (returned,
+    /// for the registry) and remembering the file's stamp, by which a later change is noticed.
+    pub fn close(&mut self) -> Option<Fingerprint> {
+        let grown = self.refresh_fingerprint();
+        if let Some(Source::Plain(f)) = &self.src {
+            self.closed_stamp = f.metadata().ok().map(|m| Stamp::of(&m));
+        }
         self.src = None;
+        grown
     }
 
-    /// Whether a file of `size` bytes (by its path) may hold data not read yet.
-    pub fn may_have_data(&self, size: u64) -> bool {
+    /// Whether a file whose path shows `stamp` may hold data not read yet, or may no longer be
+    /// the file read so far (then [`TailFile::reopen`] tells).
+    pub fn may_have_changed(&self, stamp: &Stamp) -> bool {
         if self.gzip {
-            !self.complete && size != self.gz_size
+            !self.complete && stamp.size != self.gz_size
         } else {
-            size != self.splitter.stream_pos()
+            stamp.size != self.splitter.stream_pos() || (!self.is_open() && self.closed_stamp != Some(*stamp))
         }
     }
 
-    /// Size of the file behind the path (for a closed file), if it is still this file.
-    pub fn size_by_path(&self) -> Option<u64> {
+    /// Stamp of the file behind the path, if it is still this (device, inode).
+    pub fn stamp_by_path(&self) -> Option<Stamp> {
         let meta = std::fs::metadata(&self.path).ok()?;
-        (FileId::of(&meta) == self.id).then_some(meta.len())
+        (FileId::of(&meta) == self.id).then(|| Stamp::of(&meta))
     }
 
     /// The open file has no directory entry left (deleted).
@@ -261,4 +292,81 @@ fn poll_gzip(
         }
     }
     Polled::Data(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LineTerminator;
+    use crate::decode::encoding::Newline;
+    use std::io::Write;
+    use std::path::Path;
+
+    /// A file of `text` tracked from 0, read to its end and closed, as the reader leaves an
+    /// inactive file.
+    fn read_and_close(path: &Path, text: &[u8]) -> TailFile {
+        std::fs::write(path, text).unwrap();
+        let file = File::open(path).unwrap();
+        let id = FileId::of(&file.metadata().unwrap());
+        let fp = Fingerprint::read(&file, 0).unwrap();
+        let splitter = LineSplitter::new(0, 1 << 20, LineTerminator::Auto, Newline::Byte);
+        let mut f = TailFile::new(0, 0, path.to_path_buf(), id, fp, false, splitter);
+        f.adopt(file);
+        let mut lines = 0;
+        let polled = f.poll(&mut [0; 4096], READ_BUDGET, |_, _| lines += 1).unwrap();
+        assert!(matches!(polled, Polled::Data(n) if n == text.len()));
+        assert_eq!(lines, text.iter().filter(|b| **b == b'\n').count());
+        let grown = f.close().expect("the fingerprint grows to what was read, at close");
+        assert_eq!(grown.len, text.len() as u64);
+        f
+    }
+
+    fn changed(f: &TailFile) -> bool {
+        f.stamp_by_path().is_some_and(|s| f.may_have_changed(&s))
+    }
+
+    #[test]
+    fn an_untouched_closed_file_is_not_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = read_and_close(&dir.path().join("a.log"), b"one\ntwo\n");
+        assert!(!changed(&f));
+    }
+
+    #[test]
+    fn a_closed_file_that_grew_is_reopened_as_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let mut f = read_and_close(&p, b"one\ntwo\n");
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"three\n").unwrap();
+        assert!(changed(&f));
+        assert_eq!(f.reopen().unwrap(), Reopened::Same);
+        assert!(f.is_open());
+    }
+
+    /// The loss of issue #14: same device, inode and size, other bytes. Only the stamp says that
+    /// something happened and only the fingerprint says what.
+    #[test]
+    fn a_closed_file_rewritten_at_the_same_size_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let mut f = read_and_close(&p, b"one\ntwo\n");
+        // The stamp's times must move: coarse file system clocks tick every few milliseconds.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap().write_all_at(b"ONE\nTWO\n", 0).unwrap();
+        assert!(changed(&f), "same size, but the stamp moved");
+        assert_eq!(f.reopen().unwrap(), Reopened::Replaced { size: 8 });
+    }
+
+    #[test]
+    fn a_deleted_and_recreated_file_is_replaced_or_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let mut f = read_and_close(&p, b"one\ntwo\n");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, b"new!\nnew!\n").unwrap();
+        let reused = std::fs::metadata(&p).unwrap().ino() == f.id.ino;
+        let want = if reused { Reopened::Replaced { size: 10 } } else { Reopened::NotThere };
+        assert_eq!(f.reopen().unwrap(), want);
+    }
 }

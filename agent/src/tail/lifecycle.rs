@@ -191,12 +191,11 @@ impl Reader {
                 cleaned.push(*key);
             } else if f.is_open() && idle {
                 tracing::debug!(path = %f.path.display(), "closing inactive file");
-                f.close();
-                closed.push(key.0);
+                closed.push(*key);
             }
         }
-        for input in closed {
-            self.note_closed(input);
+        for key in closed {
+            self.close_file(key);
         }
         for key in finished {
             self.finish_file(key, self.p.inputs[key.0].config.clean_removed);

@@ -4,7 +4,9 @@
 //! It reconciles discovery scans (new files, renames, files gone), polls files that are due, and
 //! pushes full batches into the byte-bounded [`Queue`], blocking when it is full. Invariants:
 //! - a file's start offset is its registry offset only when its fingerprint still matches;
-//!   otherwise (inode reuse) it is read from 0, and a shrunken file (copytruncate) too;
+//!   otherwise (inode reuse) it is read from 0, and a shrunken file (copytruncate) too; the same
+//!   holds for a file closed in this run: once its path shows a changed [`Stamp`](crate::fingerprint::Stamp) it is reopened
+//!   and read on only if its fingerprint still matches, else read from 0 as a new file;
 //! - a gzip archive whose uncompressed start is the fingerprint of a file already read (its
 //!   rotated, compressed copy) starts where that file was read to, so it is not shipped twice;
 //! - a file gone from its path is read to its end before it is closed (deleted files at once,
@@ -34,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Batch, Queue};
 use crate::registry::{Entry, Key, Recovery};
 use crate::status::Connector;
-use file::{Polled, TailFile, READ_BUDGET};
+use file::{Polled, Reopened, TailFile, READ_BUDGET};
 use input::{FileCtx, InputRt};
 use lifecycle::Seen;
 use limit::RateLimit;
@@ -111,6 +113,16 @@ enum AfterPoll {
     Restart {
         size: u64,
     },
+}
+
+/// Why a tracked file is read again from 0, as a new file.
+#[derive(Debug, Clone, Copy)]
+enum Restart {
+    /// It shrank below the read position (copytruncate).
+    Truncated,
+    /// Reopened after a close, it no longer starts with the fingerprinted bytes (its inode was
+    /// given to a new file, or it was rewritten).
+    Replaced,
 }
 
 impl Reader {
@@ -242,7 +254,7 @@ impl Reader {
                         }
                     }
                     f.gone = false;
-                    if f.may_have_data(fd.size) {
+                    if f.may_have_changed(&fd.stamp) {
                         f.next_poll = Instant::now();
                     }
                 }
@@ -293,7 +305,7 @@ impl Reader {
             self.p.connectors[input].set_failure(None);
         }
         let meta = file.metadata().ok();
-        let size = meta.as_ref().map_or(fd.size, |m| m.len());
+        let size = meta.as_ref().map_or(fd.stamp.size, |m| m.len());
         let modified = meta.and_then(|m| m.modified().ok());
         let rt = &self.p.inputs[input];
         let gzip = match rt.config.compression {
@@ -365,8 +377,7 @@ impl Reader {
             .map(|(k, _)| *k);
         match victim {
             Some(k) => {
-                self.files.get_mut(&k).expect("victim exists").close();
-                self.note_closed(k.0);
+                self.close_file(k);
                 true
             }
             None => false,
@@ -453,7 +464,7 @@ impl Reader {
                 close_stream = true;
                 if damage == gzip::Damage::Truncated {
                     // Maybe still being written: tried again once its size changes.
-                    f.gz_size = f.size_by_path().unwrap_or(0);
+                    f.gz_size = f.stamp_by_path().map_or(0, |s| s.size);
                     (read > 0, AfterPoll::Nothing)
                 } else {
                     f.complete = true;
@@ -464,38 +475,58 @@ impl Reader {
                 Metrics::inc(&p.metrics.file_errors);
                 tracing::warn!(path = %f.path.display(), error = %e, "read failed; closing the file, will retry");
                 f.next_poll = now + rt.config.backoff.max.0;
-                f.close();
-                self.note_closed(key.0);
+                self.close_file(key);
                 return false;
             }
         };
         if close_stream {
-            self.files.get_mut(&key).expect("due file exists").close();
-            self.note_closed(key.0);
+            self.close_file(key);
         }
         match after {
             AfterPoll::Nothing => {}
             AfterPoll::FinishLines => self.finish_lines(key),
-            AfterPoll::Restart { size } => self.restart_truncated(key, size),
+            AfterPoll::Restart { size } => self.restart_from_zero(key, Restart::Truncated, size),
         }
         data
     }
 
-    /// A file shrank below the read position (copytruncate): what was read of it is shipped,
-    /// and it is read again from 0 under a new slot.
-    fn restart_truncated(&mut self, key: FileKey, size: u64) {
+    /// Closes a tracked file's descriptor; it stays tracked. The fingerprint taken at close goes
+    /// to the registry too, so a restart checks the file against as many bytes as a reopen does.
+    fn close_file(&mut self, key: FileKey) {
+        let f = self.files.get_mut(&key).expect("closed file exists");
+        if let Some(fp) = f.close() {
+            if !f.detached {
+                self.p.tracker.update_file(f.slot, |s| s.fingerprint = fp);
+            }
+        }
+        self.note_closed(key.0);
+    }
+
+    /// A file shrank below the read position (copytruncate) or was replaced under its inode:
+    /// what was read of it is shipped, and it is read again from 0 under a new slot.
+    fn restart_from_zero(&mut self, key: FileKey, why: Restart, size: u64) {
         self.finish_lines(key);
         let Reader { p, files, .. } = self;
-        let f = files.get_mut(&key).expect("truncated file exists");
-        let rt = &p.inputs[f.input];
-        tracing::warn!(path = %f.path.display(), offset = f.splitter.stream_pos(), size, "file truncated (copytruncate?); reading it again from 0");
-        Metrics::inc(&p.metrics.files_truncated);
+        let f = files.get_mut(&key).expect("restarted file exists");
+        let (path, offset) = (f.path.display(), f.splitter.stream_pos());
+        match why {
+            Restart::Truncated => {
+                tracing::warn!(%path, offset, size, "file truncated (copytruncate?); reading it again from 0");
+                Metrics::inc(&p.metrics.files_truncated);
+            }
+            Restart::Replaced => {
+                tracing::info!(%path, offset, size, "same inode, other content (inode reused by a new file, or the file rewritten); reading it from 0");
+                Metrics::inc(&p.metrics.files_inode_reused);
+            }
+        }
         p.tracker.supersede(f.slot);
+        let rt = &p.inputs[f.input];
         let file = SlotFile {
             input: rt.config.id.clone(),
             path: f.path.clone(),
             id: f.id,
-            fingerprint: Fingerprint::default(),
+            // Nothing read yet: the empty prefix, which every file starts with.
+            fingerprint: Fingerprint::of_content(&[]),
         };
         match p.tracker.open(file, 0) {
             Some(slot) => f.restart_from_zero(slot),
@@ -511,8 +542,8 @@ impl Reader {
             return true;
         }
         let max_backoff = self.p.inputs[f.input].config.backoff.max.0;
-        let grown = f.size_by_path().is_some_and(|s| f.may_have_data(s));
-        if !grown {
+        let changed = f.stamp_by_path().is_some_and(|s| f.may_have_changed(&s));
+        if !changed {
             f.next_poll = Instant::now() + max_backoff;
             return false;
         }
@@ -521,13 +552,17 @@ impl Reader {
             return false;
         }
         let f = self.files.get_mut(&key).expect("due file exists");
-        match f.reopen() {
-            Ok(true) => {
+        let reopened = f.reopen();
+        match reopened {
+            Ok(Reopened::Same | Reopened::Replaced { .. }) => {
                 f.gz_size = 0;
                 self.note_opened(key.0);
+                if let Ok(Reopened::Replaced { size }) = reopened {
+                    self.restart_from_zero(key, Restart::Replaced, size);
+                }
                 true
             }
-            Ok(false) => {
+            Ok(Reopened::NotThere) => {
                 f.next_poll = Instant::now() + max_backoff;
                 false
             }
