@@ -165,9 +165,7 @@ mod tests {
     use serde_json::json;
 
     fn chain(yaml: &str) -> Processors {
-        let list: Vec<ProcessorConfig> =
-            serde_yaml_ng::with::singleton_map_recursive::deserialize(serde_yaml_ng::Deserializer::from_str(yaml))
-                .unwrap();
+        let list: Vec<ProcessorConfig> = crate::config::from_yaml(yaml).unwrap();
         Processors::new(&list, &[])
     }
 

@@ -46,7 +46,7 @@ pub struct InputConfig {
     #[serde(default)]
     pub compression: FileCompression,
     /// Written as Filebeat does: `- ndjson: {...}` (a one-key map per parser).
-    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
+    #[serde(default)]
     pub parsers: Vec<ParserConfig>,
     /// Regexes: when set, only events whose message matches one of them are shipped.
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct InputConfig {
     /// Regexes: events whose message matches one of them are not shipped (after include_lines).
     #[serde(default)]
     pub exclude_lines: Vec<String>,
-    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
+    #[serde(default)]
     pub processors: Vec<ProcessorConfig>,
     #[serde(default)]
     pub fields: BTreeMap<String, serde_json::Value>,

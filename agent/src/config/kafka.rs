@@ -41,7 +41,7 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub key: Option<String>,
     /// `round_robin: {...}`, `hash: {}` or `random: {}`, as in Filebeat.
-    #[serde(default, with = "serde_yaml_ng::with::singleton_map")]
+    #[serde(default)]
     pub partition: Partitioning,
     #[serde(default = "d_acks")]
     pub required_acks: i8,
@@ -79,7 +79,7 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub ssl: SslConfig,
     /// Any other librdkafka property, passed through as is.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::dotted::flat_strings")]
     pub librdkafka: BTreeMap<String, String>,
 }
 
@@ -316,12 +316,7 @@ impl KafkaConfig {
             return Err(invalid(k("required_acks"), "must be 0, 1 or -1"));
         }
         self.validate_compression_level()?;
-        if self.max_message_bytes.0 < 1000 {
-            return Err(invalid(k("max_message_bytes"), "must be at least 1000"));
-        }
-        if self.bulk_max_size == 0 {
-            return Err(invalid(k("bulk_max_size"), "must be at least 1"));
-        }
+        self.validate_ranges()?;
         if let Partitioning::RoundRobin(rr) = &self.partition {
             if rr.group_events == 0 {
                 return Err(invalid(k("partition.round_robin.group_events"), "must be at least 1"));
@@ -329,6 +324,35 @@ impl KafkaConfig {
         }
         validate_security("output.kafka.", &self.username, &self.password, &self.sasl, &self.ssl)?;
         self.validate_pass_through()
+    }
+
+    /// Each setting that becomes a librdkafka property is within that property's range, so a
+    /// value that passes `test config` never stops the agent at start (or wraps around).
+    fn validate_ranges(&self) -> Result<(), Invalid> {
+        let ms = |d: HumanDuration| d.0.as_millis();
+        let checks: [(&str, u128, u128, u128); 8] = [
+            ("timeout", ms(self.timeout), 10, 300_000),
+            ("broker_timeout", ms(self.broker_timeout), 1, 900_000),
+            ("metadata.refresh_frequency", ms(self.metadata.refresh_frequency), 0, 3_600_000),
+            ("backoff.init", ms(self.backoff.init), 1, 300_000),
+            ("backoff.max", ms(self.backoff.max), 1, 300_000),
+            ("bulk_flush_frequency", ms(self.bulk_flush_frequency), 0, 900_000),
+            ("bulk_max_size", self.bulk_max_size as u128, 1, 1_000_000),
+            ("max_message_bytes", u128::from(self.max_message_bytes.0), 1000, 1_000_000_000),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                let unit = if key.starts_with("bulk_max") || key.starts_with("max_message") { "" } else { " ms" };
+                return Err(invalid(
+                    format!("output.kafka.{key}"),
+                    format!("must be between {min}{unit} and {max}{unit} (librdkafka's range), not {value}{unit}"),
+                ));
+            }
+        }
+        if self.backoff.init > self.backoff.max {
+            return Err(invalid("output.kafka.backoff.init", "must not be greater than backoff.max"));
+        }
+        Ok(())
     }
 
     fn validate_compression_level(&self) -> Result<(), Invalid> {
@@ -528,6 +552,20 @@ mod tests {
         assert_eq!(p["sasl.mechanism"], "SCRAM-SHA-512");
         assert_eq!(p["ssl.ca.location"], "/ca.pem");
         assert!(!format!("{:?}", c.kafka().unwrap()).contains("hunter2"));
+    }
+
+    #[test]
+    fn settings_outside_librdkafkas_ranges_are_refused_with_their_key() {
+        let err = kafka("    timeout: 100000d\n").unwrap_err();
+        assert!(err.contains("output.kafka.timeout (line 5)") && err.contains("10 years"), "{err}");
+        let err = kafka("    timeout: 3000d\n").unwrap_err();
+        assert!(err.contains("output.kafka.timeout (line 5): must be between 10 ms and 300000 ms"), "{err}");
+        let err = kafka("    bulk_max_size: 4611686018427387904\n").unwrap_err();
+        assert!(err.contains("output.kafka.bulk_max_size (line 5)"), "{err}");
+        let err = kafka("    bulk_max_size: 99999999999999999999999\n").unwrap_err();
+        assert!(err.contains("output.kafka.bulk_max_size (line 5)") && err.contains("out of range"), "{err}");
+        assert!(kafka("    backoff.init: 2s\n    backoff.max: 1s\n").unwrap_err().contains("backoff.init"));
+        assert!(kafka("    timeout: 90s\n    bulk_max_size: 4096\n").is_ok());
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! The configuration file: schema, defaults, validation.
 //!
-//! Owns the mapping from YAML to typed settings. Invariants it keeps:
-//! - every key of the file is known (`deny_unknown_fields` everywhere), and an error names the key
-//!   path and, where it can be found, the line;
+//! Owns the mapping from YAML to typed settings: [`tree`] reads the text as libbeat does (dotted
+//! keys, `${VAR}`), `de` types it into the schema below, then `Config::validate` checks what
+//! the types cannot. Invariants it keeps:
+//! - every key of the file is known (`deny_unknown_fields` everywhere), and every error names the
+//!   key path and the line it was written on; all errors of a file are reported in one run;
 //! - every default is a named constant below and is shown in `config.example.yml` (a test parses
 //!   that file, so it cannot drift);
 //! - a loaded `Config` has passed validation (`Config::validate`), so the rest of the agent never re-checks.
 //!
 //! Key names follow Filebeat's where the concept is the same (`paths`, `exclude_files`,
-//! `output.kafka.hosts`, `required_acks`, ...). Dotted keys must be written as nested maps.
+//! `output.kafka.hosts`, `required_acks`, ...); dotted keys and nested maps mean the same.
 
+mod de;
+mod dotted;
 mod http;
 mod input;
 mod kafka;
 mod processors;
 mod sink;
 mod spool;
+pub mod tree;
 mod units;
 
 pub use http::{is_loopback, HttpConfig, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT};
@@ -60,8 +65,38 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {key}{line}: {message}", line = line.map(|l| format!(" (line {l})")).unwrap_or_default())]
-    Invalid { path: PathBuf, key: String, line: Option<usize>, message: String },
+    /// Every problem found in the file, in the order of the file.
+    #[error("{path}: {}", show_problems(problems))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+/// One thing wrong in a config file: the key path, its line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path (`inputs[0].close.on_state_change.inactive`); empty for the whole file.
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = self.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        match self.key.as_str() {
+            "" => write!(f, "line{}: {}", line.trim_start_matches(" (line").trim_end_matches(')'), self.message),
+            key => write!(f, "{key}{line}: {}", self.message),
+        }
+    }
+}
+
+fn show_problems(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let list: Vec<String> = many.iter().map(|p| format!("\n  {p}")).collect();
+            format!("{} problems:{}", many.len(), list.concat())
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,7 +112,7 @@ pub struct Config {
     #[serde(default)]
     pub inputs: Vec<InputConfig>,
     /// Applied to every event after its input's own processors.
-    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
+    #[serde(default)]
     pub processors: Vec<ProcessorConfig>,
     #[serde(default)]
     pub queue: QueueConfig,
@@ -288,18 +323,40 @@ impl Config {
         Self::from_str_at(&text, path)
     }
 
-    /// Parses and validates config text; `path` is only used in error messages.
+    /// Parses and validates config text; `path` is only used in error messages. `${NAME}`
+    /// references that are not settings of the file are looked up in the process environment.
     pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: explain_parse_error(&e.to_string()),
-        })?;
-        config.validate().map_err(|inv| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: line_of_key(text, &inv.key),
-            key: inv.key,
-            message: inv.message,
-        })?;
+        Self::from_text(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_str_at`] with the environment given as a lookup function.
+    pub fn from_text(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let invalid_file = |problems| ConfigError::Invalid { path: path.to_path_buf(), problems };
+        let mut root = tree::parse(text).map_err(|e| invalid_file(vec![problem_of(e)]))?;
+        tree::expand_dots(&mut root);
+        let mut problems: Vec<Problem> = tree::expand_references(&mut root, env).into_iter().map(problem_of).collect();
+        let typed = de::from_tree::<Config>(&root);
+        let config = match typed {
+            Ok(c) if problems.is_empty() => c,
+            Ok(_) => return Err(invalid_file(problems)),
+            Err(errs) => {
+                problems.extend(errs.into_iter().map(|e| Problem {
+                    message: explain_parse_error(&e.key, &e.message),
+                    key: e.key,
+                    line: e.line,
+                }));
+                problems.sort_by_key(|p| p.line.unwrap_or(0));
+                return Err(invalid_file(problems));
+            }
+        };
+        let problems: Vec<Problem> = config
+            .validate()
+            .into_iter()
+            .map(|inv| Problem { line: root.line_of(&inv.key), key: inv.key, message: inv.message })
+            .collect();
+        if !problems.is_empty() {
+            return Err(invalid_file(problems));
+        }
         Ok(config)
     }
 
@@ -308,53 +365,60 @@ impl Config {
         self.output.as_ref().map(|o| &o.kafka)
     }
 
-    fn validate(&self) -> Result<(), Invalid> {
-        let Some(kafka) = self.kafka() else {
-            if !self.inputs.is_empty() {
-                return Err(invalid("output.kafka", "inputs need an output: add output.kafka with hosts and topic"));
+    /// Every problem the types could not catch: each input, sink and section is checked on its
+    /// own, so one bad input does not hide another's problem.
+    fn validate(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        match self.kafka() {
+            None if !self.inputs.is_empty() => {
+                problems.push(invalid("output.kafka", "inputs need an output: add output.kafka with hosts and topic"))
             }
-            if self.sinks.is_empty() {
-                return Err(invalid("output", "nothing to run: add inputs with output.kafka, or sinks"));
+            None if self.sinks.is_empty() => {
+                problems.push(invalid("output", "nothing to run: add inputs with output.kafka, or sinks"))
             }
-            return self.validate_common();
-        };
-        self.validate_inputs(kafka)?;
-        self.validate_common()?;
-        kafka.validate()
+            None => {}
+            Some(kafka) => {
+                problems.extend(self.validate_inputs(kafka));
+                problems.extend(kafka.validate().err());
+            }
+        }
+        problems.extend(self.validate_sinks());
+        problems.extend(self.validate_common().err());
+        problems
     }
 
-    fn validate_inputs(&self, kafka: &KafkaConfig) -> Result<(), Invalid> {
+    fn validate_inputs(&self, kafka: &KafkaConfig) -> Vec<Invalid> {
+        let mut problems = Vec::new();
         let mut ids = HashSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
-            input.validate(i)?;
+            problems.extend(input.validate(i).err());
             if !ids.insert(input.id.as_str()) {
-                return Err(invalid(
+                problems.push(invalid(
                     format!("inputs[{i}].id"),
                     format!("duplicate input id {:?}; ids must be unique", input.id),
                 ));
             }
             if !input.processors.is_empty() && !kafka.codec.has_fields() {
-                return Err(invalid(
+                problems.push(invalid(
                     format!("inputs[{i}].processors"),
                     "processors need output.kafka.codec: json (the other codecs send the line alone, without fields)",
                 ));
             }
         }
         for (j, p) in self.processors.iter().enumerate() {
-            p.validate(&format!("processors[{j}]"))?;
+            problems.extend(p.validate(&format!("processors[{j}]")).err());
         }
         if !self.processors.is_empty() && !kafka.codec.has_fields() {
-            return Err(invalid(
+            problems.push(invalid(
                 "processors",
                 "processors need output.kafka.codec: json (the other codecs send the line alone, without fields)",
             ));
         }
-        Ok(())
+        problems
     }
 
     /// Checks everything that does not depend on the output.
     fn validate_common(&self) -> Result<(), Invalid> {
-        self.validate_sinks()?;
         if self.registry.flush.0.is_zero() {
             return Err(invalid("registry.flush", "must be greater than 0 (offsets are flushed on this timer)"));
         }
@@ -379,123 +443,46 @@ impl Config {
         self.http.validate()
     }
 
-    fn validate_sinks(&self) -> Result<(), Invalid> {
+    fn validate_sinks(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
         let (mut ids, mut files, mut groups) = (HashSet::new(), HashSet::new(), HashSet::new());
         for (i, sink) in self.sinks.iter().enumerate() {
-            sink.validate(i)?;
+            problems.extend(sink.validate(i).err());
             let dup =
                 |what: &str, key: &str| invalid(format!("sinks[{i}].{key}"), format!("{what} is used by another sink"));
             if !ids.insert(sink.id.as_str()) || self.inputs.iter().any(|inp| inp.id == sink.id) {
-                return Err(dup(&format!("id {:?}", sink.id), "id"));
+                problems.push(dup(&format!("id {:?}", sink.id), "id"));
             }
             if !files.insert(&sink.file) {
-                return Err(dup(&format!("file {}", sink.file.display()), "file"));
+                problems.push(dup(&format!("file {}", sink.file.display()), "file"));
             }
             if !groups.insert((sink.hosts.clone(), sink.group_id.as_str())) {
-                return Err(dup(&format!("group_id {:?}", sink.group_id), "group_id"));
+                problems.push(dup(&format!("group_id {:?}", sink.group_id), "group_id"));
             }
         }
-        Ok(())
+        problems
     }
 }
 
-/// Adds a hint to serde's message where Filebeat habits trip the schema.
-fn explain_parse_error(message: &str) -> String {
-    if message.contains("unknown field `") && message.split('`').nth(1).is_some_and(|k| k.contains('.')) {
-        format!("{message} (write dotted keys as nested maps: `output.kafka:` becomes `output:` then `  kafka:`)")
-    } else {
-        message.to_string()
-    }
+/// Reads one YAML value (not a whole file) into `T` the way config files are read: dotted keys,
+/// typing, errors with key and line. For tests of the types that make up the schema.
+#[cfg(test)]
+pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut node = tree::parse_value(text).map_err(|e| e.message)?;
+    tree::expand_dots(&mut node);
+    de::from_tree(&node).map_err(|errs| {
+        errs.iter().map(|e| format!("{} (line {:?}): {}", e.key, e.line, e.message)).collect::<Vec<_>>().join("; ")
+    })
 }
 
-/// Best-effort line number (1-based) of a key path like `inputs[1].paths[0]` in YAML text written in
-/// block style. Used to point at the line of a validation error; `None` when it cannot be found.
-pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let segs: Vec<&str> = key.split('.').collect();
-    let mut from = 0usize;
-    let mut min_indent = 0usize;
-    let mut found = 0usize;
-    let mut i = 0;
-    while i < segs.len() {
-        // A key may itself contain dots (`librdkafka: {compression.codec: ..}`): try the longest
-        // run of segments first.
-        // A key that is not written (a missing required key) points at its parent's line.
-        let parent = (found > 0).then_some(found);
-        let Some((seg, used)) = (i + 1..=segs.len()).rev().map(|j| (segs[i..j].join("."), j - i)).find(|(name, _)| {
-            let base = if name.ends_with(']') { name.rfind('[').map_or(name.as_str(), |b| &name[..b]) } else { name };
-            find_key_line(&lines, from, min_indent, base).is_some()
-        }) else {
-            return parent;
-        };
-        i += used;
-        let (name, index) = match seg.rfind('[').filter(|_| seg.ends_with(']')) {
-            Some(b) => (&seg[..b], seg[b + 1..seg.len() - 1].parse::<usize>().ok()),
-            None => (seg.as_str(), None),
-        };
-        let (line_no, indent) = find_key_line(&lines, from, min_indent, name)?;
-        from = line_no + 1;
-        found = line_no + 1;
-        min_indent = indent + 1;
-        if let Some(n) = index {
-            // A list written in flow style (`[a, b]`) has no item lines: its key's line it is.
-            let Some((item_line, item_indent)) = find_list_item(&lines, from, indent, n) else {
-                return Some(found);
-            };
-            // The item's own keys start after "- ", on the same line or deeper.
-            from = item_line;
-            found = item_line + 1;
-            min_indent = item_indent;
-        }
-    }
-    Some(found)
+fn problem_of(e: tree::TreeError) -> Problem {
+    Problem { key: e.key.unwrap_or_default(), line: Some(e.line), message: e.message }
 }
 
-fn indent_of(line: &str) -> usize {
-    line.len() - line.trim_start().len()
-}
-
-fn find_key_line(lines: &[&str], from: usize, min_indent: usize, name: &str) -> Option<(usize, usize)> {
-    for (i, line) in lines.iter().enumerate().skip(from) {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = indent_of(line);
-        let body = trimmed.trim_start_matches("- ");
-        let key_indent = indent + (trimmed.len() - body.len());
-        if key_indent < min_indent && i > from {
-            return None;
-        }
-        if body.starts_with(&format!("{name}:")) || body.starts_with(&format!("\"{name}\":")) {
-            return Some((i, key_indent));
-        }
-    }
-    None
-}
-
-fn find_list_item(lines: &[&str], from: usize, parent_indent: usize, n: usize) -> Option<(usize, usize)> {
-    let mut seen = 0;
-    let mut item_indent = None;
-    for (i, line) in lines.iter().enumerate().skip(from) {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = indent_of(line);
-        if indent <= parent_indent && !trimmed.starts_with("- ") {
-            return None;
-        }
-        let is_item = trimmed.starts_with("- ") || trimmed == "-";
-        // Only items of this list count, not those of lists nested in its items.
-        if is_item && *item_indent.get_or_insert(indent) == indent {
-            if seen == n {
-                return Some((i, indent + 2));
-            }
-            seen += 1;
-        }
-    }
-    None
+/// Adds a hint where an agent habit or a Filebeat one trips the schema.
+fn explain_parse_error(key: &str, message: &str) -> String {
+    let _ = key;
+    message.to_string()
 }
 
 #[cfg(test)]
@@ -593,9 +580,50 @@ mod tests {
     }
 
     #[test]
-    fn dotted_filebeat_key_gets_a_hint() {
-        let err = parse("output.kafka:\n  hosts: [a]\n").unwrap_err().to_string();
-        assert!(err.contains("nested maps"), "{err}");
+    fn dotted_keys_and_nested_maps_mean_the_same() {
+        let dotted = "inputs:\n  - id: a\n    paths: [/x/*.log]\n    close.on_state_change.inactive: 1m\n\
+output.kafka.hosts: [h:9092]\noutput.kafka:\n  topic: t\n  librdkafka.socket.keepalive.enable: true\n  partition.round_robin.group_events: 3\n";
+        let c = parse(dotted).unwrap();
+        let k = c.kafka().unwrap();
+        assert_eq!((k.hosts.as_slice(), k.topic.as_str()), (&["h:9092".to_string()][..], "t"));
+        assert_eq!(k.librdkafka.get("socket.keepalive.enable").map(String::as_str), Some("true"));
+        assert_eq!(k.partition, Partitioning::RoundRobin(RoundRobin { reachable_only: false, group_events: 3 }));
+        assert_eq!(c.inputs[0].close.on_state_change.inactive, HumanDuration::from_secs(60));
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_with_its_key_and_line() {
+        let text = "inputs:\n  - id: a\n    pathz: [a]\n    paths: [/x]\n    max_bytes: lots\n  - id: b\n    paths: [/y]\n    encoding: klingon\n\
+output:\n  kafka:\n    hosts: [h]\n    topic: t\n    required_acks: 7\n    compresion: gzip\n";
+        let err = parse(text).unwrap_err().to_string();
+        for want in [
+            "inputs[0].pathz (line 3): unknown key `pathz`",
+            "inputs[0].max_bytes (line 5)",
+            "output.kafka.compresion (line 14): unknown key",
+        ] {
+            assert!(err.contains(want), "{want} in {err}");
+        }
+        // Values the types accept but validation refuses come in a second run, once the file types.
+        let text = text.replace("    pathz: [a]\n", "").replace("lots", "1MiB").replace("    compresion: gzip\n", "");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("inputs[1].encoding (line 7)") && err.contains("output.kafka.required_acks (line 12)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn environment_references_expand_and_unset_ones_are_named() {
+        let text = MINIMAL
+            .replace("topic: logs", "topic: ${TOPIC:fallback}\n    password: ${KAFKA_PASSWORD}\n    username: u");
+        let env = |k: &str| (k == "KAFKA_PASSWORD").then(|| "s3cret".to_string());
+        let c = Config::from_text(&text, Path::new("agent.yml"), &env).unwrap();
+        assert_eq!(
+            (c.kafka().unwrap().topic.as_str(), c.kafka().unwrap().password.as_deref()),
+            ("fallback", Some("s3cret"))
+        );
+        let err = Config::from_text(&text, Path::new("agent.yml"), &|_| None).unwrap_err().to_string();
+        assert!(err.contains("output.kafka.password (line 8)") && err.contains("${KAFKA_PASSWORD}"), "{err}");
     }
 
     #[test]
@@ -608,16 +636,21 @@ mod tests {
     }
 
     #[test]
-    fn line_of_key_walks_nested_lists() {
+    fn line_of_a_key_walks_nested_lists() {
+        let line = |text: &str, key: &str| {
+            let mut t = tree::parse(text).unwrap();
+            tree::expand_dots(&mut t);
+            t.line_of(key)
+        };
         let text = "a: 1\ninputs:\n  - id: x\n    paths:\n      - p1\n  - id: y\n    paths:\n      - p2\n      - p3\n";
-        assert_eq!(line_of_key(text, "inputs[1].id"), Some(6));
-        assert_eq!(line_of_key(text, "inputs[1].paths"), Some(7));
-        assert_eq!(line_of_key(text, "inputs[1].paths[1]"), Some(9));
-        assert_eq!(line_of_key(text, "nothing"), None);
+        assert_eq!(line(text, "inputs[1].id"), Some(6));
+        assert_eq!(line(text, "inputs[1].paths"), Some(7));
+        assert_eq!(line(text, "inputs[1].paths[1]"), Some(9));
+        assert_eq!(line(text, "nothing"), None);
         // A key that is not there points at the nearest parent that is.
-        assert_eq!(line_of_key(text, "inputs[1].parsers"), Some(6));
-        assert_eq!(line_of_key("a:\n  list: [x, y]\n", "a.list[1]"), Some(2));
+        assert_eq!(line(text, "inputs[1].parsers"), Some(6));
+        assert_eq!(line("a:\n  list: [x, y]\n", "a.list[1]"), Some(2));
         let text = "output:\n  kafka:\n    librdkafka:\n      linger.ms: 5\n      compression.codec: lz4\n";
-        assert_eq!(line_of_key(text, "output.kafka.librdkafka.compression.codec"), Some(5));
+        assert_eq!(line(text, "output.kafka.librdkafka.compression.codec"), Some(5));
     }
 }

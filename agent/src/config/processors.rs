@@ -57,11 +57,11 @@ pub struct DropEvent {
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// Every field equals its value (strings, numbers, booleans).
-    Equals(BTreeMap<String, serde_json::Value>),
+    Equals(#[serde(deserialize_with = "super::dotted::flat_values")] BTreeMap<String, serde_json::Value>),
     /// Every field is a string containing its value.
-    Contains(BTreeMap<String, String>),
+    Contains(#[serde(deserialize_with = "super::dotted::flat_strings")] BTreeMap<String, String>),
     /// Every field is a string matching its regex.
-    Regexp(BTreeMap<String, String>),
+    Regexp(#[serde(deserialize_with = "super::dotted::flat_strings")] BTreeMap<String, String>),
     HasFields(Vec<String>),
     And(Vec<Condition>),
     Or(Vec<Condition>),

@@ -50,7 +50,7 @@ pub struct SinkConfig {
     #[serde(default)]
     pub ssl: SslConfig,
     /// Any other librdkafka consumer property, passed through as is.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::dotted::flat_strings")]
     pub librdkafka: BTreeMap<String, String>,
 }
 

@@ -25,25 +25,38 @@ impl HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Filebeat writes "disabled" as a bare `0` (`ignore_older: 0`); any other number needs a unit.
+        // A bare number is seconds, as libbeat reads it (`scan_frequency: 10`, `backoff: 0.5`).
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
             Text(String),
-            Number(i64),
+            Number(f64),
         }
         let s = match Raw::deserialize(d)? {
             Raw::Text(s) => s,
-            Raw::Number(0) => return Ok(HumanDuration(Duration::ZERO)),
             Raw::Number(n) => {
-                return Err(serde::de::Error::custom(format!("invalid duration {n}: write a unit, e.g. {n}s or {n}h")))
+                return Duration::try_from_secs_f64(n)
+                    .ok()
+                    .filter(|d| *d <= MAX_DURATION)
+                    .map(HumanDuration)
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!("invalid duration {n}: not between 0 and 10 years"))
+                    })
             }
         };
-        humantime::parse_duration(s.trim())
-            .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. 250ms, 10s, 5m")))
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. 250ms, 10s, 5m"))
+        })?;
+        if d > MAX_DURATION {
+            return Err(serde::de::Error::custom(format!("duration {s:?} is longer than 10 years")));
+        }
+        Ok(HumanDuration(d))
     }
 }
+
+/// Longest duration accepted anywhere: durations become librdkafka milliseconds (an `i32` for
+/// some properties) and timer deadlines, and none of them means anything past this.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,14 +123,18 @@ mod tests {
 
     #[test]
     fn durations_parse_like_filebeat() {
-        let d: HumanDuration = serde_yaml_ng::from_str("250ms").unwrap();
+        let d: HumanDuration = crate::config::from_yaml("250ms").unwrap();
         assert_eq!(d.0, Duration::from_millis(250));
-        let d: HumanDuration = serde_yaml_ng::from_str("5m").unwrap();
+        let d: HumanDuration = crate::config::from_yaml("5m").unwrap();
         assert_eq!(d.0, Duration::from_secs(300));
-        assert!(serde_yaml_ng::from_str::<HumanDuration>("soon").is_err());
-        // Filebeat's bare 0 ("disabled") is accepted; other bare numbers are ambiguous.
-        assert!(serde_yaml_ng::from_str::<HumanDuration>("0").unwrap().is_off());
-        let err = serde_yaml_ng::from_str::<HumanDuration>("30").unwrap_err().to_string();
-        assert!(err.contains("write a unit"), "{err}");
+        assert!(crate::config::from_yaml::<HumanDuration>("soon").is_err());
+        // A bare number is seconds, as libbeat reads it (Filebeat 8.1.3 refuses `clean_inactive:
+        // 19` next to `ignore_older: 10s` and `scan_frequency: 10s`, and takes 21).
+        assert!(crate::config::from_yaml::<HumanDuration>("0").unwrap().is_off());
+        assert_eq!(crate::config::from_yaml::<HumanDuration>("30").unwrap().0, Duration::from_secs(30));
+        assert_eq!(crate::config::from_yaml::<HumanDuration>("0.5").unwrap().0, Duration::from_millis(500));
+        assert!(crate::config::from_yaml::<HumanDuration>("-1").is_err());
+        let err = crate::config::from_yaml::<HumanDuration>("100000d").unwrap_err().to_string();
+        assert!(err.contains("10 years"), "{err}");
     }
 }

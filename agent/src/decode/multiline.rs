@@ -176,7 +176,7 @@ mod tests {
     use crate::config::MultilineConfig;
 
     fn rt(yaml: &str) -> MultilineRt {
-        let cfg: MultilineConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        let cfg: MultilineConfig = crate::config::from_yaml(yaml).unwrap();
         MultilineRt::new(&cfg)
     }
 

@@ -1,0 +1,46 @@
+//! Maps whose keys are dotted names, read back from libbeat's nesting.
+//!
+//! libbeat (and [`super::tree::expand_dots`]) reads `linger.ms: 5` as `linger: {ms: 5}` and
+//! `equals: {log.level: error}` as `equals: {log: {level: error}}`. Where a key is a name rather
+//! than a path into the settings (librdkafka properties, the fields a condition tests), these
+//! deserializers join the nesting back into dotted keys, so both spellings mean the same.
+//! Invariant: the result has only leaves (no map values), each under its full dotted name.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A map of dotted names to values; nested maps are joined into their leaves' dotted names.
+pub fn flat_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Value>, D::Error> {
+    let nested = BTreeMap::<String, Value>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in nested {
+        flatten(k, v, &mut out);
+    }
+    Ok(out)
+}
+
+/// [`flat_values`] with every leaf as text (`5` is `"5"`, `true` is `"true"`).
+pub fn flat_strings<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    flat_values(d)?
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            Value::Number(_) | Value::Bool(_) => Ok((k, v.to_string())),
+            other => Err(serde::de::Error::custom(format!("{k} needs a single value, not {other}"))),
+        })
+        .collect()
+}
+
+fn flatten(prefix: String, v: Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                flatten(format!("{prefix}.{k}"), v, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix, leaf);
+        }
+    }
+}
