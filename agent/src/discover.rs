@@ -4,13 +4,16 @@
 //! list of matching files per input (a *scan*) every `check_interval`, and at once (debounced) when a
 //! watched directory reports a created, removed or renamed entry; writes to a file are forwarded as
 //! *pokes* so the reader reads them without waiting for its poll backoff. Invariant: a scan lists
-//! every regular file matching the input's globs and not excluded, once per (device, inode); the
-//! reader treats a file missing from a scan as renamed away or deleted.
+//! every regular file matching the input's globs and not excluded, once per (device, inode), under
+//! the shortest path that reaches it (so a `**` through a symlink loop never names a file by a
+//! looped path, and the name does not change from scan to scan); a path that is itself a symlink
+//! only when the input asks for symlinks; the reader treats a file missing from a scan as renamed
+//! away or deleted.
 
 use crate::fingerprint::{FileId, Stamp};
 use notify::{EventKind, RecursiveMode, Watcher};
 use regex::bytes::Regex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,31 +43,50 @@ pub struct Selector {
     pub input_id: String,
     pub globs: Vec<String>,
     pub exclude: Vec<Regex>,
+    /// When not empty, only paths matching one of these are selected.
+    pub include: Vec<Regex>,
+    /// Whether a path that is a symlink is selected (the file it leads to is identified).
+    pub symlinks: bool,
     pub check_interval: Duration,
 }
 
 impl Selector {
     /// Lists the matching files. Unreadable directories and vanished entries are skipped.
     pub fn scan(&self) -> Vec<Found> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
+        let mut at: HashMap<FileId, usize> = HashMap::new();
+        let mut out: Vec<Found> = Vec::new();
         for g in &self.globs {
             let Ok(paths) = glob::glob(g) else { continue };
             for path in paths.flatten() {
-                if self.exclude.iter().any(|r| r.is_match(path.as_os_str().as_bytes())) {
-                    continue;
-                }
-                let Ok(meta) = std::fs::metadata(&path) else { continue };
-                if !meta.is_file() {
-                    continue;
-                }
+                let Some(meta) = self.selects(&path) else { continue };
                 let id = FileId::of(&meta);
-                if seen.insert(id) {
-                    out.push(Found { path, id, stamp: Stamp::of(&meta) });
+                match at.get(&id) {
+                    None => {
+                        at.insert(id, out.len());
+                        out.push(Found { path, id, stamp: Stamp::of(&meta) });
+                    }
+                    Some(&i) if path.as_os_str().len() < out[i].path.as_os_str().len() => out[i].path = path,
+                    Some(_) => {}
                 }
             }
         }
         out
+    }
+
+    /// The metadata of the regular file at `path` if this input reads it.
+    fn selects(&self, path: &Path) -> Option<std::fs::Metadata> {
+        let bytes = path.as_os_str().as_bytes();
+        if self.exclude.iter().any(|r| r.is_match(bytes)) {
+            return None;
+        }
+        if !self.include.is_empty() && !self.include.iter().any(|r| r.is_match(bytes)) {
+            return None;
+        }
+        if !self.symlinks && std::fs::symlink_metadata(path).ok()?.file_type().is_symlink() {
+            return None;
+        }
+        let meta = std::fs::metadata(path).ok()?;
+        meta.is_file().then_some(meta)
     }
 
     /// Directories to watch for this input: the fixed prefix of each glob, and whether the glob
@@ -200,8 +222,45 @@ mod tests {
             input_id: "t".into(),
             globs: globs.iter().map(|g| dir.join(g).to_string_lossy().into_owned()).collect(),
             exclude: exclude.iter().map(|r| Regex::new(r).unwrap()).collect(),
+            include: vec![],
+            symlinks: false,
             check_interval: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn include_files_and_symlinks_select_like_filebeat() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.log"), b"x").unwrap();
+        std::fs::write(dir.path().join("db.log"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("db.log"), dir.path().join("link.log")).unwrap();
+        let names = |sel: &Selector| {
+            let mut v: Vec<String> =
+                sel.scan().iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v
+        };
+        let mut sel = selector(dir.path(), &["*.log"], &[]);
+        assert_eq!(names(&sel), ["app.log", "db.log"], "a symlink is not read by default");
+        sel.include = vec![Regex::new("app").unwrap()];
+        assert_eq!(names(&sel), ["app.log"]);
+        // With symlinks on, the linked file is still one file, under its shorter name.
+        let mut sel = selector(dir.path(), &["link.log", "*.log"], &[]);
+        sel.symlinks = true;
+        assert_eq!(names(&sel), ["app.log", "db.log"], "link.log and db.log are one file");
+    }
+
+    #[test]
+    fn a_symlink_loop_under_a_double_star_names_each_file_by_its_shortest_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/app.log"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("d"), dir.path().join("d/loop")).unwrap();
+        let mut sel = selector(dir.path(), &["**/*.log"], &[]);
+        sel.symlinks = true;
+        let found = sel.scan();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, dir.path().join("d/app.log"));
     }
 
     #[test]
@@ -239,6 +298,8 @@ mod tests {
             input_id: "t".into(),
             globs: vec!["/var/log/app/*.log".into(), "/srv/**/x.log".into()],
             exclude: vec![],
+            include: vec![],
+            symlinks: false,
             check_interval: Duration::from_secs(1),
         };
         let roots = sel.watch_roots();

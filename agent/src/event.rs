@@ -149,7 +149,7 @@ pub struct EventTemplate {
 impl EventTemplate {
     pub fn new(input: &InputConfig, codec: Codec, agent: &AgentMeta) -> EventTemplate {
         let mut base = Map::new();
-        base.insert("input".into(), serde_json::json!({"type": "filestream"}));
+        base.insert("input".into(), serde_json::json!({"type": input.input_type.name()}));
         base.insert("host".into(), serde_json::json!({"name": agent.host_name}));
         base.insert(
             "agent".into(),

@@ -110,6 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Test { what: TestWhat::Config }) => {
             let output = config.kafka().map_or_else(|| "none".to_string(), |k| format!("kafka {}", k.hosts.join(",")));
             println!("Config OK: {} input(s), {} sink(s), output {output}", config.inputs.len(), config.sinks.len());
+            for note in &config.notes {
+                println!("  note: {note}");
+            }
             Ok(())
         }
         Some(Command::Test { what: TestWhat::Output }) => {
@@ -124,6 +127,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> anyhow::Result<()> {
     let _log_guard = init_logging(&config.logging, &config.path.data)?;
+    for note in &config.notes {
+        tracing::info!(setting = %note.key, line = note.line, "Filebeat setting: {}", note.what);
+    }
     raise_fd_limit();
     let shutdown = Arc::new(AtomicBool::new(false));
     let opts = RunOptions {

@@ -230,7 +230,8 @@ impl Inputs {
         let data = &config.path.data;
         let metrics = opts.status.metrics.clone();
         let agent = agent_meta(config, data, ephemeral_id)?;
-        let opened = Registry::open(&data.join("registry"), opts.registry_recovery)?;
+        let registry_dir = config.registry.path.clone().unwrap_or_else(|| data.join("registry"));
+        let opened = Registry::open(&registry_dir, opts.registry_recovery)?;
         let known = opened.registry.entries().clone();
         tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
 
@@ -336,6 +337,8 @@ fn selector(input: &crate::config::InputConfig) -> Selector {
         input_id: input.id.clone(),
         globs: input.paths.clone(),
         exclude: input.exclude_files.iter().map(|r| crate::config::compile(r).expect("validated")).collect(),
+        include: input.include_files.iter().map(|r| crate::config::compile(r).expect("validated")).collect(),
+        symlinks: input.symlinks,
         check_interval: input.check_interval.0,
     }
 }

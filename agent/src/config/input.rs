@@ -30,7 +30,8 @@ pub const DEFAULT_ENCODING: &str = "plain";
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     pub id: String,
-    /// Only `filestream` exists; accepted so Filebeat input blocks paste in unchanged.
+    /// `filestream` (the default) or `log`: Filebeat's 7.x input, whose settings
+    /// [`super::filebeat`] maps onto filestream's; events carry it in `input.type`.
     #[serde(rename = "type", default)]
     pub input_type: InputType,
     #[serde(default = "super::d_true")]
@@ -38,6 +39,15 @@ pub struct InputConfig {
     pub paths: Vec<String>,
     #[serde(default)]
     pub exclude_files: Vec<String>,
+    /// Regexes: when set, only files whose path matches one of them are read (Filebeat's
+    /// `prospector.scanner.include_files`).
+    #[serde(default)]
+    pub include_files: Vec<String>,
+    /// Whether a path that is a symbolic link is read (Filebeat's `prospector.scanner.symlinks`,
+    /// off by default as there). The file it leads to is identified by its own device and inode,
+    /// so a file reached by two paths is read once.
+    #[serde(default)]
+    pub symlinks: bool,
     /// Character encoding of the files: `plain`, `utf-8`, `utf-16le`, `utf-16be`, `latin1`, or a
     /// WHATWG label (`windows-1252`, `shift_jis`, `gbk`, ...). Events carry UTF-8.
     #[serde(default = "d_encoding")]
@@ -108,6 +118,17 @@ fn d_check_interval() -> HumanDuration {
 pub enum InputType {
     #[default]
     Filestream,
+    Log,
+}
+
+impl InputType {
+    /// The name events carry in `input.type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputType::Filestream => "filestream",
+            InputType::Log => "log",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -224,6 +245,10 @@ pub enum MultilineMatch {
 pub struct CloseConfig {
     #[serde(default)]
     pub on_state_change: CloseOnStateChange,
+    /// Close a file as soon as it is read to its end (Filebeat's `close.reader.on_eof`); it is
+    /// opened again when it grows.
+    #[serde(default)]
+    pub on_eof: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,6 +323,7 @@ impl InputConfig {
                 .map_err(|e| invalid(at(&format!("paths[{j}]")), format!("invalid glob {p:?}: {e}")))?;
         }
         check_regexes(&self.exclude_files, &at("exclude_files"))?;
+        check_regexes(&self.include_files, &at("include_files"))?;
         check_regexes(&self.include_lines, &at("include_lines"))?;
         check_regexes(&self.exclude_lines, &at("exclude_lines"))?;
         if crate::decode::encoding::TextEncoding::from_label(&self.encoding).is_none() {

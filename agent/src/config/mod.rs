@@ -14,6 +14,7 @@
 
 mod de;
 mod dotted;
+pub mod filebeat;
 mod http;
 mod input;
 mod kafka;
@@ -129,6 +130,9 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default = "d_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
+    /// Filebeat settings accepted without effect or applied differently, logged once at start.
+    #[serde(skip)]
+    pub notes: Vec<filebeat::Note>,
 }
 
 fn d_shutdown_timeout() -> HumanDuration {
@@ -156,6 +160,10 @@ fn d_path_data() -> PathBuf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
+    /// Directory of `registry.json` (Filebeat's `filebeat.registry.path`); `<path.data>/registry`
+    /// when unset.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     #[serde(default = "d_registry_flush")]
     pub flush: HumanDuration,
     #[serde(default = "d_clean_removed_after")]
@@ -163,7 +171,7 @@ pub struct RegistryConfig {
 }
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { flush: d_registry_flush(), clean_removed_after: d_clean_removed_after() }
+        Self { path: None, flush: d_registry_flush(), clean_removed_after: d_clean_removed_after() }
     }
 }
 fn d_registry_flush() -> HumanDuration {
@@ -334,9 +342,25 @@ impl Config {
         let invalid_file = |problems| ConfigError::Invalid { path: path.to_path_buf(), problems };
         let mut root = tree::parse(text).map_err(|e| invalid_file(vec![problem_of(e)]))?;
         tree::expand_dots(&mut root);
-        let mut problems: Vec<Problem> = tree::expand_references(&mut root, env).into_iter().map(problem_of).collect();
+        // libbeat's built-in paths, for `${path.config}/...` and the like (path.home and
+        // path.config are the config file's directory; Filebeat's are its install directory).
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).display().to_string();
+        let builtin = |name: &str| match name {
+            "path.home" | "path.config" => Some(dir.clone()),
+            "path.data" => Some(DEFAULT_PATH_DATA.to_string()),
+            "path.logs" => Some(format!("{DEFAULT_PATH_DATA}/logs")),
+            _ => None,
+        };
+        // Sections translated away (Filebeat's modules, set-up) are not expanded at all.
+        let translation = filebeat::translate(&mut root);
+        let mut problems: Vec<Problem> =
+            tree::expand_references(&mut root, &|name| builtin(name).or_else(|| env(name)))
+                .into_iter()
+                .map(problem_of)
+                .collect();
+        problems.extend(translation.errors.into_iter().map(problem_of));
         let typed = de::from_tree::<Config>(&root);
-        let config = match typed {
+        let mut config = match typed {
             Ok(c) if problems.is_empty() => c,
             Ok(_) => return Err(invalid_file(problems)),
             Err(errs) => {
@@ -357,6 +381,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(invalid_file(problems));
         }
+        config.notes = translation.notes;
         Ok(config)
     }
 
@@ -527,7 +552,9 @@ mod tests {
         assert!(i.processors.is_empty() && c.processors.is_empty());
         assert!(i.ignore_older.is_off() && i.clean_inactive.is_off() && i.clean_removed);
         assert_eq!(i.harvester_limit, 0);
-        assert!(!i.close.on_state_change.renamed && !i.close.on_state_change.removed);
+        assert!(!i.close.on_state_change.renamed && !i.close.on_state_change.removed && !i.close.on_eof);
+        assert!(i.include_files.is_empty() && !i.symlinks && i.input_type == InputType::Filestream);
+        assert_eq!(c.registry.path, None);
         assert_eq!(c.queue.mem.max_bytes, DEFAULT_QUEUE_MAX_BYTES);
         assert_eq!(c.queue.max_open_files, DEFAULT_MAX_OPEN_FILES);
         let sp = &c.queue.spool;

@@ -100,6 +100,10 @@ impl Node {
         self.as_map()?.iter().find(|e| e.key == key).map(|e| &e.node)
     }
 
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        self.as_map_mut()?.iter_mut().find(|e| e.key == key).map(|e| &mut e.node)
+    }
+
     /// Takes the entry `key` out of a map node.
     pub fn remove(&mut self, key: &str) -> Option<Entry> {
         let m = self.as_map_mut()?;

@@ -179,7 +179,7 @@ impl Reader {
             }
             let cfg = &self.p.inputs[f.input].config;
             let quiet = f.last_data.elapsed();
-            let idle = quiet >= cfg.close.on_state_change.inactive.0 && f.at_eof;
+            let idle = f.at_eof && (cfg.close.on_eof || quiet >= cfg.close.on_state_change.inactive.0);
             if f.gone && (!f.is_open() || idle || (f.at_eof && f.is_deleted())) {
                 finished.push(*key);
             } else if !cfg.clean_inactive.is_off()
