@@ -50,6 +50,21 @@ enum Command {
         #[arg(required = true)]
         connectors: Vec<PathBuf>,
     },
+    /// Shows the registry, or takes one over from Filebeat.
+    Registry {
+        #[command(subcommand)]
+        what: RegistryWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RegistryWhat {
+    /// Prints every file the registry knows: input, path, device, inode, offset, size now, last seen.
+    Show,
+    /// Takes over Filebeat 8.x's registry from DIR (its `registry/filebeat` store directory, or the
+    /// registry directory holding it) into the agent's empty registry. The agent does this by itself
+    /// at its first start when the store is under its own registry directory.
+    ImportFilebeat { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +133,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Test { what: TestWhat::Output }) => {
             let kafka = config.kafka().context("no output.kafka in the config")?;
             print!("{}", agent::output::kafka::test_output(kafka)?);
+            Ok(())
+        }
+        Some(Command::Registry { what: RegistryWhat::Show }) => {
+            print!("{}", pipeline::show_registry(&config)?);
+            Ok(())
+        }
+        Some(Command::Registry { what: RegistryWhat::ImportFilebeat { dir } }) => {
+            let _log_guard = init_logging(&LoggingConfig::default(), &config.path.data)?;
+            print!("{}", pipeline::import_filebeat(&config, &dir)?);
             Ok(())
         }
         Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery, load),

@@ -100,6 +100,10 @@ counters! {
     files_closed_on_state_change,
     /// Registry entries removed by `clean_inactive` or `clean_removed`.
     registry_entries_cleaned,
+    /// File states taken over from Filebeat's registry at the first start.
+    registry_taken_over,
+    /// File states in Filebeat's registry not taken over (another identity, no matching input).
+    registry_take_over_skipped,
     /// Gauge: entries (files) in the registry.
     registry_entries,
     /// Registry writes.

@@ -231,7 +231,11 @@ impl Inputs {
         let metrics = opts.status.metrics.clone();
         let agent = agent_meta(config, data, ephemeral_id)?;
         let registry_dir = config.registry.path.clone().unwrap_or_else(|| data.join("registry"));
-        let opened = Registry::open(&registry_dir, opts.registry_recovery)?;
+        let first_start = !Registry::exists_in(&registry_dir);
+        let mut opened = Registry::open(&registry_dir, opts.registry_recovery)?;
+        if first_start {
+            take_over_filebeat(&registry_dir, &config.inputs, &mut opened.registry, &metrics)?;
+        }
         let known = opened.registry.entries().clone();
         tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
 
@@ -330,6 +334,104 @@ impl Inputs {
         }
         unacknowledged
     }
+}
+
+/// The first start on a host where Filebeat ran (its store under the same registry directory):
+/// every file state of Filebeat's that belongs to one of our inputs becomes our registry entry,
+/// so each file continues at Filebeat's acknowledged offset. Written at once, so the next start
+/// uses the agent's own registry. Filebeat's files are only read.
+fn take_over_filebeat(
+    dir: &Path,
+    inputs: &[crate::config::InputConfig],
+    registry: &mut Registry,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let Some(store) = crate::registry::filebeat::store_dir(dir) else { return Ok(()) };
+    let (taken, skipped) = take_over_from(&store, inputs, registry)?;
+    Metrics::add(&metrics.registry_taken_over, taken as u64);
+    Metrics::add(&metrics.registry_take_over_skipped, skipped as u64);
+    tracing::info!(store = %store.display(), taken, skipped, "first start: took over Filebeat's registry (its files are left as they are)");
+    Ok(())
+}
+
+/// Reads Filebeat's store at `store`, adds the states that belong to `inputs` to `registry` and
+/// writes it; returns how many states were taken and skipped (each skip is logged with why).
+fn take_over_from(
+    store: &Path,
+    inputs: &[crate::config::InputConfig],
+    registry: &mut Registry,
+) -> anyhow::Result<(usize, usize)> {
+    use crate::registry::filebeat;
+    let found = filebeat::read(store).map_err(|e| anyhow::anyhow!("cannot take over Filebeat's registry: {e}"))?;
+    if found.log_cut {
+        tracing::warn!(store = %store.display(), "Filebeat's registry log ends early (a crash?); taking over its states up to there, as Filebeat itself would");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (entries, skipped) = filebeat::take_over(&found.states, inputs, now);
+    for (key, why) in found.unusable.iter().chain(&skipped) {
+        tracing::warn!(state = %key, reason = %why, "Filebeat registry state not taken over; its file is treated as new");
+    }
+    let taken = entries.len();
+    registry.insert(entries);
+    registry.write()?;
+    Ok((taken, found.unusable.len() + skipped.len()))
+}
+
+/// `agent registry import-filebeat DIR`: takes Filebeat's registry over from `dir` (a memlog store
+/// directory, or a registry directory holding `filebeat/`) into the agent's, which must be empty.
+/// Refused while an agent runs on this `path.data`.
+pub fn import_filebeat(config: &Config, dir: &Path) -> anyhow::Result<String> {
+    let data = &config.path.data;
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create path.data {}", data.display()))?;
+    let _lock = lock_data_dir(data)?;
+    let store = if dir.join("meta.json").is_file() {
+        Some(dir.to_path_buf())
+    } else {
+        crate::registry::filebeat::store_dir(dir)
+    };
+    let store = store.with_context(|| {
+        format!("{} holds no Filebeat registry (no meta.json there or in filebeat/)", dir.display())
+    })?;
+    let registry_dir = config.registry.path.clone().unwrap_or_else(|| data.join("registry"));
+    let mut registry = Registry::open(&registry_dir, None)?.registry;
+    anyhow::ensure!(
+        registry.is_empty(),
+        "the agent's registry {} already has {} entries; importing would replace their offsets (move it away first)",
+        registry.path().display(),
+        registry.len()
+    );
+    let (taken, skipped) = take_over_from(&store, &config.inputs, &mut registry)?;
+    Ok(format!(
+        "took over {taken} file states from {} into {} ({skipped} skipped, see the log)\n",
+        store.display(),
+        registry.path().display()
+    ))
+}
+
+/// `agent registry show`: the agent's registry as a table (input, path, identity, offset, last seen).
+pub fn show_registry(config: &Config) -> anyhow::Result<String> {
+    let registry_dir = config.registry.path.clone().unwrap_or_else(|| config.path.data.join("registry"));
+    let registry = Registry::open(&registry_dir, None)?.registry;
+    let mut out = format!("{} ({} entries)\n", registry.path().display(), registry.len());
+    let mut entries: Vec<_> = registry.entries().values().collect();
+    entries.sort_by(|a, b| (&a.input, &a.path).cmp(&(&b.input, &b.path)));
+    out.push_str("input\tpath\tdevice\tinode\toffset\tsize now\tlast seen\n");
+    for e in entries {
+        let size = std::fs::metadata(&e.path)
+            .ok()
+            .filter(|m| crate::fingerprint::FileId::of(m) == e.id())
+            .map_or_else(|| "-".to_string(), |m| m.len().to_string());
+        let seen = crate::event::rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_secs(e.last_seen));
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{size}\t{seen}\n",
+            e.input,
+            e.path.display(),
+            e.dev,
+            e.ino,
+            e.offset
+        ));
+    }
+    Ok(out)
 }
 
 fn selector(input: &crate::config::InputConfig) -> Selector {

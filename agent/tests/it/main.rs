@@ -5,6 +5,7 @@
 mod common;
 mod connect;
 mod e2e;
+mod filebeat;
 mod inputs;
 mod mock;
 mod ops;

@@ -18,6 +18,10 @@
 //! ```
 //! An entry is keyed by (input, dev, ino); entries not seen for `registry.clean_removed_after`
 //! are dropped at the next write.
+//!
+//! On a host where Filebeat ran, the first start reads Filebeat's registry instead ([`filebeat`]).
+
+pub mod filebeat;
 
 use crate::ack::Watermark;
 use crate::fingerprint::{FileId, Fingerprint};
@@ -142,6 +146,18 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether `registry.json` exists in `dir` (the agent has a registry of its own there).
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(FILE_NAME).exists()
+    }
+
+    /// Adds entries taken over from another tool's registry (replacing any with the same key).
+    pub fn insert(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        for e in entries {
+            self.entries.insert((e.input.clone(), e.id()), e);
+        }
     }
 
     /// Removes entries of forgotten files (`clean_removed`, `clean_inactive`). Call before
