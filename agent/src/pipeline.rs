@@ -250,7 +250,8 @@ impl Inputs {
         }
         let selectors = enabled.iter().map(selector).collect::<Vec<_>>();
         let connectors = opts.status.install(Kind::Source, &enabled.iter().map(|i| i.id.as_str()).collect::<Vec<_>>());
-        let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors)).collect();
+        let global = config.global_fields();
+        let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors, &global)).collect();
 
         let stop_reading = Arc::new(AtomicBool::new(false));
         let abort_output = Arc::new(AtomicBool::new(false));

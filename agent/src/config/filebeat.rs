@@ -627,9 +627,6 @@ fn parsers_from_log(node: &mut Node, at: &str, t: &mut Translation) {
         if !under_root && !map.iter().any(|e| e.key == "target") {
             map.push(Entry { key: "target".into(), line, node: Node::scalar(line, "json", false) });
         }
-        if !map.iter().any(|e| e.key == "add_error_key") {
-            map.push(Entry { key: "add_error_key".into(), line, node: Node::scalar(line, "false", true) });
-        }
         parsers.push(Node::map(line, vec![Entry { key: "ndjson".into(), line, node: j.node }]));
     }
     if !parsers.is_empty() {

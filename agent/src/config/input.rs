@@ -182,12 +182,22 @@ pub struct NdjsonConfig {
     /// Decoded keys replace the agent's own fields (`@timestamp`, `message`, ...) on conflict.
     #[serde(default)]
     pub overwrite_keys: bool,
-    /// An invalid line becomes an event with the raw line and `error.message`/`error.type`.
-    #[serde(default = "super::d_true")]
+    /// An invalid line's event carries `error.message`/`error.type` besides the raw line (off by
+    /// default, as in Filebeat: the line is shipped as `message` either way, and counted).
+    #[serde(default)]
     pub add_error_key: bool,
     /// The decoded key whose value becomes `message`.
     #[serde(default)]
     pub message_key: Option<String>,
+    /// Dotted keys of the document become nested objects (`{"a.b":1}` → `{"a":{"b":1}}`).
+    #[serde(default)]
+    pub expand_keys: bool,
+    /// Only stops Filebeat from logging each decoding error; the agent counts them instead.
+    #[serde(default)]
+    pub ignore_decoding_error: bool,
+    /// A key of the document whose string value becomes `@metadata._id` (and leaves the document).
+    #[serde(default)]
+    pub document_id: Option<String>,
 }
 
 /// Filebeat's `multiline` parser options.

@@ -115,6 +115,14 @@ pub struct Config {
     /// Applied to every event after its input's own processors.
     #[serde(default)]
     pub processors: Vec<ProcessorConfig>,
+    /// Added to every event, under `fields` or at the root (Filebeat's global settings).
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub fields_under_root: bool,
+    /// Added to every event's `tags`, before the input's own.
+    #[serde(default)]
+    pub tags: Vec<String>,
     #[serde(default)]
     pub queue: QueueConfig,
     /// Where inputs ship to; needed when there are inputs.
@@ -140,6 +148,15 @@ fn d_shutdown_timeout() -> HumanDuration {
 }
 pub(crate) fn d_true() -> bool {
     true
+}
+
+/// Fields and tags every event carries, whatever its input (Filebeat's global settings of the
+/// same names): global tags come before an input's, an input's fields override global ones.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalFields {
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+    pub fields_under_root: bool,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -383,6 +400,11 @@ impl Config {
         }
         config.notes = translation.notes;
         Ok(config)
+    }
+
+    /// The global fields and tags every event carries.
+    pub fn global_fields(&self) -> GlobalFields {
+        GlobalFields { fields: self.fields.clone(), fields_under_root: self.fields_under_root, tags: self.tags.clone() }
     }
 
     /// The output's settings; `None` for a sinks-only agent.

@@ -5,10 +5,15 @@
 //! it is counted); invalid JSON becomes [`Decoded::Invalid`], which the encoder still ships.
 //!
 //! The steps before and after it live in the submodules: [`encoding`] (file bytes to UTF-8),
-//! [`multiline`] (lines joined into one event) and [`filter`] (include/exclude_lines).
+//! [`multiline`] (lines joined into one event) and [`filter`] (include/exclude_lines);
+//! [`gojson`] words a decoding failure as Filebeat does.
+//!
+//! An ndjson line is read as Filebeat's decoder reads it: the first JSON value of the line counts
+//! (anything after it is ignored), and only an object is a document.
 
 pub mod encoding;
 pub mod filter;
+pub mod gojson;
 pub mod multiline;
 
 use crate::config::{InputConfig, NdjsonConfig};
@@ -68,27 +73,15 @@ impl Decoder {
         };
         let decoded = match self {
             Decoder::Plain => Decoded::Plain(text),
-            Decoder::Ndjson(_) => match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(map)) => Decoded::Object(map),
-                Ok(other) => Decoded::Invalid {
-                    raw: text,
-                    error: format!("expected a JSON object, found {}", json_kind(&other)),
-                },
-                Err(e) => Decoded::Invalid { raw: text, error: e.to_string() },
+            Decoder::Ndjson(_) => match serde_json::Deserializer::from_str(&text).into_iter::<Value>().next() {
+                Some(Ok(Value::Object(map))) => Decoded::Object(map),
+                _ => {
+                    let error = gojson::decode_error(line).unwrap_or_else(|| "not a JSON object".into());
+                    Decoded::Invalid { raw: text, error }
+                }
             },
         };
         DecodeOutcome { decoded, invalid_utf8 }
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -131,7 +124,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match ndjson().decode(b"[1,2]").decoded {
-            Decoded::Invalid { error, .. } => assert!(error.contains("an array"), "{error}"),
+            Decoded::Invalid { error, .. } => assert!(error.contains("cannot unmarshal array"), "{error}"),
             other => panic!("{other:?}"),
         }
     }

@@ -8,7 +8,7 @@
 //! end offset so the file's acknowledged offset moves past it. Skips are counted in [`Metrics`]
 //! and logged once per file.
 
-use crate::config::{Codec, InputConfig, KafkaConfig, NdjsonConfig, ProcessorConfig};
+use crate::config::{Codec, GlobalFields, InputConfig, KafkaConfig, NdjsonConfig, ProcessorConfig};
 use crate::decode::encoding::TextEncoding;
 use crate::decode::filter::LineFilter;
 use crate::decode::multiline::{Multiline, MultilineRt};
@@ -68,7 +68,13 @@ pub struct FileCtx<'a> {
 }
 
 impl InputRt {
-    pub fn new(config: InputConfig, kafka: &KafkaConfig, agent: &AgentMeta, global: &[ProcessorConfig]) -> InputRt {
+    pub fn new(
+        config: InputConfig,
+        kafka: &KafkaConfig,
+        agent: &AgentMeta,
+        global: &[ProcessorConfig],
+        global_fields: &GlobalFields,
+    ) -> InputRt {
         let topic_fmt = Format::parse(&kafka.topic).expect("validated");
         let topic = match topic_fmt.as_static() {
             Some(t) => TopicChoice::Static(t.into()),
@@ -79,7 +85,7 @@ impl InputRt {
             multiline: config.multiline().map(MultilineRt::new),
             decoder: Decoder::for_input(&config),
             filter: LineFilter::new(&config.include_lines, &config.exclude_lines),
-            template: EventTemplate::new(&config, kafka.codec, agent),
+            template: EventTemplate::new(&config, global_fields, kafka.codec, agent),
             processors: Processors::new(&config.processors, global),
             topic,
             key: kafka.key.as_ref().map(|k| Format::parse(k).expect("validated")),

@@ -182,7 +182,7 @@ fn json_events_have_filebeat_fields_and_ndjson_errors_are_kept() {
     let log = dir.path().join("app.json");
     std::fs::write(&log, "{\"msg\":\"one\",\"level\":\"info\"}\nnot json at all\n{\"msg\":\"two\"}\r\n").unwrap();
     let input =
-        "    fields: {service: api}\n    tags: [edge]\n    parsers:\n      - ndjson:\n          message_key: msg\n";
+        "    fields: {service: api}\n    tags: [edge]\n    parsers:\n      - ndjson:\n          message_key: msg\n          add_error_key: true\n";
     let cfg = config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), "json", input, "");
     let agent = RunningAgent::start(&cfg);
     let got = consume(&kc.bootstrap_servers(), "json", 1, 3, T);

@@ -4,9 +4,13 @@
 //! Owns the event shape. Invariants: the JSON codec always produces one valid JSON object per line
 //! with Filebeat's field names (`@timestamp`, `message`, `log.offset`, `log.file.path`, `host.name`,
 //! `input.type`, `agent.*`, `ecs.version`, `fields`, `tags`); the raw codec sends the line's bytes
-//! unchanged. `log.offset` is the byte offset of the line's first byte, as in Filebeat.
+//! unchanged. `log.offset` is the byte offset of the line's first byte, as in Filebeat. Global
+//! `fields` and `tags` join the input's as Filebeat joins them (tags: the global ones first); the
+//! ndjson path is [`ndjson`]'s, step for step Filebeat's.
 
-use crate::config::{Codec, InputConfig, NdjsonConfig};
+pub mod ndjson;
+
+use crate::config::{Codec, GlobalFields, InputConfig, NdjsonConfig};
 use crate::decode::Decoded;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
@@ -136,45 +140,61 @@ pub struct AgentMeta {
 /// Kafka Connect's JsonConverter envelope for a `Schema.STRING_SCHEMA` value, up to the payload.
 pub const CONNECT_STRING_ENVELOPE_HEAD: &[u8] = br#"{"schema":{"type":"string","optional":false},"payload":"#;
 
-/// Everything an input adds to each of its events, prepared once.
+/// Everything an input adds to each of its events, prepared once, in the parts Filebeat's
+/// publisher adds in turn: `tags` (appended), `added` (`input` and the fields, overwriting), then
+/// `builtin` (`host`, `agent`, `ecs`, only where the event has nothing yet), and `@metadata`.
 #[derive(Debug)]
 pub struct EventTemplate {
     codec: Codec,
     /// The constant part of every JSON event, starting with `,"input"` and without the closing `}`.
     json_tail: String,
-    /// The same constant fields as a JSON object, for the ndjson path and format lookups.
+    /// The same constant fields as a JSON object, for the plain path and format lookups.
     base: Map<String, Value>,
+    tags: Vec<Value>,
+    added: Map<String, Value>,
+    builtin: Map<String, Value>,
+    meta: Map<String, Value>,
+    /// A `type: log` input, whose `json.*` lines Filebeat assembles differently from ndjson's.
+    log_input: bool,
 }
 
 impl EventTemplate {
-    pub fn new(input: &InputConfig, codec: Codec, agent: &AgentMeta) -> EventTemplate {
-        let mut base = Map::new();
-        base.insert("input".into(), serde_json::json!({"type": input.input_type.name()}));
-        base.insert("host".into(), serde_json::json!({"name": agent.host_name}));
-        base.insert(
-            "agent".into(),
-            serde_json::json!({
-                "type": AGENT_TYPE, "name": agent.host_name, "version": AGENT_VERSION,
-                "id": agent.agent_id, "ephemeral_id": agent.ephemeral_id,
-            }),
-        );
-        base.insert("ecs".into(), serde_json::json!({"version": ECS_VERSION}));
-        if !input.fields.is_empty() {
-            let fields: Map<String, Value> = input.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            if input.fields_under_root {
-                base.extend(fields);
-            } else {
-                base.insert("fields".into(), Value::Object(fields));
+    pub fn new(input: &InputConfig, global: &GlobalFields, codec: Codec, agent: &AgentMeta) -> EventTemplate {
+        let meta = object(serde_json::json!({"beat": AGENT_TYPE, "type": "_doc", "version": AGENT_VERSION}));
+        let mut added = object(serde_json::json!({"input": {"type": input.input_type.name()}}));
+        // Global fields first, then the input's over them, each at the root or under `fields`.
+        for (fields, under_root) in
+            [(&global.fields, global.fields_under_root), (&input.fields, input.fields_under_root)]
+        {
+            let fields: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if under_root {
+                ndjson::deep_update(&mut added, fields, true);
+            } else if !fields.is_empty() {
+                ndjson::deep_update(&mut added, object(serde_json::json!({ "fields": fields })), true);
             }
         }
-        if !input.tags.is_empty() {
-            base.insert("tags".into(), serde_json::json!(input.tags));
+        let tags: Vec<Value> = global.tags.iter().chain(&input.tags).map(|t| Value::String(t.clone())).collect();
+        let builtin = object(serde_json::json!({
+            "host": {"name": agent.host_name},
+            "agent": {
+                "type": AGENT_TYPE, "name": agent.host_name, "version": AGENT_VERSION,
+                "id": agent.agent_id, "ephemeral_id": agent.ephemeral_id,
+            },
+            "ecs": {"version": ECS_VERSION},
+        }));
+        let mut base = Map::new();
+        base.insert("@metadata".into(), Value::Object(meta.clone()));
+        if !tags.is_empty() {
+            base.insert("tags".into(), Value::Array(tags.clone()));
         }
+        ndjson::deep_update(&mut base, added.clone(), true);
+        ndjson::deep_update(&mut base, builtin.clone(), false);
         let mut json_tail = String::new();
         for (k, v) in &base {
             let _ = write!(json_tail, ",{}:{}", Value::String(k.clone()), v);
         }
-        EventTemplate { codec, json_tail, base }
+        let log_input = input.input_type == crate::config::InputType::Log;
+        EventTemplate { codec, json_tail, base, tags, added, builtin, meta, log_input }
     }
 
     pub fn codec(&self) -> Codec {
@@ -196,9 +216,13 @@ impl EventTemplate {
         out.clear();
         match (self.codec, decoded) {
             (Codec::Raw, _) => out.extend_from_slice(line.raw),
+            (Codec::Json, decoded) if line.ndjson.is_some() => self.encode_ndjson(line, decoded, out),
             (Codec::Json, Decoded::Plain(msg)) => self.encode_plain(line, &msg, None, out),
             (Codec::Json, Decoded::Invalid { raw, error }) => self.encode_plain(line, &raw, Some(&error), out),
-            (Codec::Json, Decoded::Object(obj)) => self.encode_object(line, obj, out),
+            (Codec::Json, Decoded::Object(obj)) => {
+                let nd = NdjsonConfig::default();
+                self.encode_ndjson(&LineCtx { ndjson: Some(&nd), ..*line }, Decoded::Object(obj), out)
+            }
             (Codec::ConnectJson | Codec::ConnectJsonSchemaless, decoded) => {
                 let text = match decoded {
                     Decoded::Plain(msg) | Decoded::Invalid { raw: msg, .. } => msg,
@@ -240,37 +264,47 @@ impl EventTemplate {
         out.push(b'}');
     }
 
-    fn encode_object(&self, line: &LineCtx<'_>, decoded: Map<String, Value>, out: &mut Vec<u8>) {
-        let cfg = line.ndjson.expect("object events come from ndjson inputs");
-        let mut ev = self.base.clone();
-        ev.insert("@timestamp".into(), Value::String(line.timestamp.to_string()));
-        let mut log = serde_json::json!({"offset": line.offset, "file": {"path": line.path}});
-        let flags: Vec<&str> = [(line.multiline, "multiline"), (line.truncated, "truncated")]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect();
-        if !flags.is_empty() {
-            log["flags"] = serde_json::json!(flags);
-        }
-        ev.insert("log".into(), log);
-        if let Some(Value::String(m)) = cfg.message_key.as_ref().and_then(|k| decoded.get(k)) {
-            ev.insert("message".into(), Value::String(m.clone()));
-        }
-        if cfg.target.is_empty() {
-            for (k, v) in decoded {
-                if cfg.overwrite_keys || !ev.contains_key(&k) {
-                    ev.insert(k, v);
+    /// An ndjson line's event: [`ndjson::assemble`], then the input's constant parts in the
+    /// order Filebeat's publisher adds them (see [`EventTemplate`]).
+    fn encode_ndjson(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) {
+        let cfg = line.ndjson.expect("ndjson events come from ndjson inputs");
+        let a = if self.log_input {
+            ndjson::assemble_log_input(line, cfg, decoded)
+        } else {
+            ndjson::assemble(line, cfg, decoded)
+        };
+        let mut ev = Value::Object(a.fields);
+        ndjson::normalize(&mut ev);
+        let Value::Object(mut ev) = ev else { unreachable!("an object stays an object") };
+        if !self.tags.is_empty() {
+            match ev.get_mut("tags") {
+                Some(Value::Array(have)) => have.extend(self.tags.iter().cloned()),
+                _ => {
+                    ev.insert("tags".into(), Value::Array(self.tags.clone()));
                 }
             }
-        } else {
-            ev.insert(cfg.target.clone(), Value::Object(decoded));
         }
+        ndjson::deep_update(&mut ev, self.added.clone(), true);
+        ndjson::deep_update(&mut ev, self.builtin.clone(), false);
+        let mut meta = self.meta.clone();
+        ndjson::deep_update(&mut meta, a.meta, true);
+        ev.insert("@metadata".into(), Value::Object(meta));
+        let ts = a.timestamp.unwrap_or_else(|| line.timestamp.to_string());
+        ev.insert("@timestamp".into(), Value::String(ts));
         // Writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, &ev);
     }
 }
 
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// Per-line facts the encoder needs besides the decoded content.
+#[derive(Clone, Copy)]
 pub struct LineCtx<'a> {
     pub raw: &'a [u8],
     pub offset: u64,
@@ -354,6 +388,12 @@ mod tests {
         Config::from_str_at(&text, std::path::Path::new("a.yml")).unwrap().inputs.remove(0)
     }
 
+    impl EventTemplate {
+        fn new_for_test(input: &InputConfig, codec: Codec, agent: &AgentMeta) -> EventTemplate {
+            EventTemplate::new(input, &GlobalFields::default(), codec, agent)
+        }
+    }
+
     fn agent() -> AgentMeta {
         AgentMeta { host_name: "web-1".into(), agent_id: "id-1".into(), ephemeral_id: "eph-1".into() }
     }
@@ -372,7 +412,7 @@ mod tests {
 
     #[test]
     fn plain_json_event_has_filebeat_fields() {
-        let t = EventTemplate::new(&input("    fields: {env: prod}\n    tags: [a]\n"), Codec::Json, &agent());
+        let t = EventTemplate::new_for_test(&input("    fields: {env: prod}\n    tags: [a]\n"), Codec::Json, &agent());
         let mut out = Vec::new();
         t.encode(&ctx(b"x", None), Decoded::Plain(Cow::Borrowed("he said \"hi\"\t\u{1}")), &mut out);
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -390,8 +430,11 @@ mod tests {
 
     #[test]
     fn fields_under_root_and_truncation_flag() {
-        let t =
-            EventTemplate::new(&input("    fields: {env: prod}\n    fields_under_root: true\n"), Codec::Json, &agent());
+        let t = EventTemplate::new_for_test(
+            &input("    fields: {env: prod}\n    fields_under_root: true\n"),
+            Codec::Json,
+            &agent(),
+        );
         let mut out = Vec::new();
         let mut c = ctx(b"x", None);
         c.truncated = true;
@@ -414,7 +457,7 @@ mod tests {
 
     #[test]
     fn raw_codec_sends_bytes_unchanged() {
-        let t = EventTemplate::new(&input(""), Codec::Raw, &agent());
+        let t = EventTemplate::new_for_test(&input(""), Codec::Raw, &agent());
         let mut out = Vec::new();
         t.encode(&ctx(b"\xffraw line", None), Decoded::Plain(Cow::Borrowed("ignored")), &mut out);
         assert_eq!(out, b"\xffraw line");
@@ -422,7 +465,7 @@ mod tests {
 
     #[test]
     fn ndjson_merges_at_root_or_under_target() {
-        let t = EventTemplate::new(&input(""), Codec::Json, &agent());
+        let t = EventTemplate::new_for_test(&input(""), Codec::Json, &agent());
         let obj = |s: &str| match serde_json::from_str(s).unwrap() {
             Value::Object(m) => m,
             _ => unreachable!(),
@@ -433,12 +476,26 @@ mod tests {
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["message"], "hi");
         assert_eq!(v["lvl"], 1);
-        assert_eq!(v["host"]["name"], "web-1", "agent field kept without overwrite_keys");
-
-        let over = NdjsonConfig { overwrite_keys: true, ..NdjsonConfig::default() };
-        t.encode(&ctx(b"", Some(&over)), Decoded::Object(obj(r#"{"host":"x"}"#)), &mut out);
-        let v: Value = serde_json::from_slice(&out).unwrap();
+        // Filebeat's builtins (host, agent, ecs) never overwrite what the document brought.
         assert_eq!(v["host"], "x");
+        assert_eq!(v["agent"]["type"], AGENT_TYPE);
+
+        // Without overwrite_keys a document's `log` joins log.offset and log.file.path (the
+        // document is decoded before they are set); with it, too.
+        for over in [false, true] {
+            let cfg = NdjsonConfig { overwrite_keys: over, ..NdjsonConfig::default() };
+            let doc = r#"{"log":{"level":"warn"},"message":"m","n":null,"o":{"p":null,"q":1.0}}"#;
+            t.encode(&ctx(b"", Some(&cfg)), Decoded::Object(obj(doc)), &mut out);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["log"]["level"], "warn");
+            assert_eq!(
+                (v["log"]["offset"].as_u64(), v["log"]["file"]["path"].as_str()),
+                (Some(42), Some("/var/log/a \"b\".log"))
+            );
+            assert_eq!(v["message"], "m");
+            assert!(v.get("n").is_none(), "nulls are dropped");
+            assert_eq!(v["o"].to_string(), r#"{"q":1}"#, "whole floats as Go writes them");
+        }
 
         let target = NdjsonConfig { target: "json".into(), ..NdjsonConfig::default() };
         t.encode(&ctx(b"", Some(&target)), Decoded::Object(obj(r#"{"a":1}"#)), &mut out);
@@ -447,15 +504,46 @@ mod tests {
     }
 
     #[test]
-    fn invalid_json_event_carries_raw_line_and_error() {
-        let t = EventTemplate::new(&input(""), Codec::Json, &agent());
+    fn invalid_json_event_carries_raw_line_and_error_only_with_add_error_key() {
+        let t = EventTemplate::new_for_test(&input(""), Codec::Json, &agent());
         let mut out = Vec::new();
-        let d = Decoded::Invalid { raw: Cow::Borrowed("{oops"), error: "key must be a string".into() };
-        t.encode(&ctx(b"{oops", None), d, &mut out);
+        let invalid = || Decoded::Invalid { raw: Cow::Borrowed("{oops"), error: "unexpected EOF".into() };
+        let with = NdjsonConfig { add_error_key: true, ..NdjsonConfig::default() };
+        t.encode(&ctx(b"{oops", Some(&with)), invalid(), &mut out);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["message"], "{oops");
         assert_eq!(v["error"]["type"], "json");
-        assert_eq!(v["error"]["message"], "key must be a string");
+        assert_eq!(v["error"]["message"], "Error decoding JSON: unexpected EOF");
+        let without = NdjsonConfig { add_error_key: false, target: "doc".into(), ..NdjsonConfig::default() };
+        t.encode(&ctx(b"{oops", Some(&without)), invalid(), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["message"], "{oops");
+        assert!(v.get("error").is_none() && v.get("doc").is_none(), "{v}");
+    }
+
+    #[test]
+    fn document_id_timestamp_and_message_key_follow_filebeat() {
+        let t = EventTemplate::new_for_test(&input(""), Codec::Json, &agent());
+        let mut out = Vec::new();
+        let cfg = NdjsonConfig {
+            overwrite_keys: true,
+            document_id: Some("meta.id".into()),
+            message_key: Some("msg".into()),
+            ..NdjsonConfig::default()
+        };
+        let doc = r#"{"meta":{"id":"abc"},"msg":"hello","@timestamp":"2026-01-02T05:04:05+02:00","type":"_x"}"#;
+        let obj = match serde_json::from_str(doc).unwrap() {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        t.encode(&ctx(b"", Some(&cfg)), Decoded::Object(obj), &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["@metadata"]["_id"], "abc");
+        assert!(v["meta"].get("id").is_none());
+        assert_eq!(v["message"], "hello");
+        assert_eq!(v["@timestamp"], "2026-01-02T03:04:05.000Z");
+        assert!(v.get("type").is_none(), "a type starting with _ is refused");
+        assert_eq!(v["@metadata"]["type"], "_doc");
     }
 
     #[test]
