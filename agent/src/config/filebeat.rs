@@ -345,6 +345,7 @@ fn outputs(root: &mut Node, t: &mut Translation) {
     }
     if let Some(k) = root.get_mut("output").and_then(|o| o.get_mut("kafka")) {
         k.remove("enabled");
+        kafka_output(k, t);
     }
     if root.get("output").and_then(Node::as_map).is_some_and(Vec::is_empty) {
         root.remove("output");
@@ -379,6 +380,62 @@ fn inactive_processors(node: &mut Node, at: &str, t: &mut Translation) {
 /// A YAML boolean (`true`, `no`, `on`...), as libbeat reads it.
 fn flag(node: Option<&Node>) -> Option<bool> {
     super::de::parse_bool(node?.as_scalar()?.text.trim())
+}
+
+/// `output.kafka`'s Filebeat-only spellings: `codec.format.string` and `codec.json.*`, settings
+/// that tune Filebeat's Kafka client (sarama) and have no counterpart here.
+fn kafka_output(k: &mut Node, t: &mut Translation) {
+    if let Some(codec) = k.get("codec").filter(|c| c.as_map().is_some()).cloned() {
+        let line = codec.line;
+        k.remove("codec");
+        let (name, extra) = match (codec.get("format"), codec.get("json")) {
+            (Some(f), None) => match f.get("string") {
+                Some(string) => ("format", Some(string.clone())),
+                None => {
+                    t.error("output.kafka.codec.format.string", f.line, "the format codec needs its string");
+                    return;
+                }
+            },
+            (None, Some(j)) => {
+                for key in ["pretty", "escape_html"] {
+                    if let Some(v) = j.get(key).filter(|v| flag(Some(v)) == Some(true)) {
+                        t.error(format!("output.kafka.codec.json.{key}"), v.line, "not supported: events are written compact and HTML characters unescaped (Filebeat's defaults)");
+                    }
+                }
+                ("json", None)
+            }
+            _ => {
+                t.error("output.kafka.codec", line, "needs one of format or json");
+                return;
+            }
+        };
+        let map = k.as_map_mut().expect("a map");
+        map.push(Entry { key: "codec".into(), line, node: Node::scalar(line, name, false) });
+        if let Some(string) = extra {
+            map.push(Entry { key: "codec_format".into(), line: string.line, node: string });
+        }
+    }
+    for (key, what) in [
+        ("channel_buffer_size", "librdkafka queues per partition itself (bounded by queue.buffering.max.*)"),
+        ("max_retries", "retries are unlimited, as Filebeat's Kafka output ignores this setting too"),
+        ("bulk_max_duration", "batches are flushed by bulk_flush_frequency (linger.ms)"),
+    ] {
+        if let Some(e) = k.remove(key) {
+            t.note(format!("output.kafka.{key}"), e.line, format!("accepted, not applied: {what}"));
+        }
+    }
+    if let Some(ssl) = k.get_mut("ssl") {
+        if let Some(e) = ssl.remove("supported_protocols") {
+            t.note(
+                "output.kafka.ssl.supported_protocols",
+                e.line,
+                "not applied: librdkafka negotiates the highest TLS version both sides allow (1.2 or 1.3)",
+            );
+        }
+        if let Some(e) = ssl.remove("cipher_suites") {
+            t.error("output.kafka.ssl.cipher_suites", e.line, "not supported: Go's cipher suite names have no mapping to OpenSSL's here; set librdkafka's ssl.cipher.suites under output.kafka.librdkafka");
+        }
+    }
 }
 
 /// Sets `root.<path>` to the entry's value, keeping its line (maps are merged).

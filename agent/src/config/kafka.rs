@@ -70,6 +70,17 @@ pub struct KafkaConfig {
     pub backoff: KafkaBackoff,
     #[serde(default)]
     pub codec: Codec,
+    /// The format string of `codec: format` (Filebeat's `codec.format.string`).
+    #[serde(default)]
+    pub codec_format: Option<String>,
+    /// Kafka protocol version the brokers speak at least (Filebeat's `version`); below 0.10 the
+    /// client cannot ask the broker, so librdkafka is told (`broker.version.fallback`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// TCP keep-alive on broker connections when not 0 (Filebeat's `keep_alive`; librdkafka's
+    /// `socket.keepalive.enable` leaves the interval to the operating system).
+    #[serde(default)]
+    pub keep_alive: HumanDuration,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -128,10 +139,11 @@ impl fmt::Debug for KafkaConfig {
 pub enum Partitioning {
     /// The agent picks partitions in turn from the topic's metadata.
     RoundRobin(RoundRobin),
-    /// librdkafka hashes the key (murmur2, as the Java client does); keyless records go to a random partition.
+    /// The partition is Filebeat's hash of the key (FNV-1a, `(hash & 0x7fffffff) % partitions`),
+    /// so keyed events land where Filebeat put them; keyless records go to a random partition.
     Hash(HashPartitioning),
     /// librdkafka picks a random partition per record.
-    Random(HashPartitioning),
+    Random(RandomPartitioning),
 }
 
 impl Default for Partitioning {
@@ -161,7 +173,27 @@ fn d_group_events() -> usize {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct HashPartitioning {}
+pub struct HashPartitioning {
+    /// Event fields to hash instead of the key (Filebeat's `hash.hash`): not supported yet.
+    #[serde(default)]
+    pub hash: Vec<String>,
+    /// Filebeat's `hash.random`: a keyless record goes to a random partition (always, here).
+    #[serde(default)]
+    pub random: Option<bool>,
+    /// Accepted; a keyed record must go to its partition, so nothing is skipped for it.
+    #[serde(default)]
+    pub reachable_only: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RandomPartitioning {
+    /// Filebeat's `group_events` (1): only 1 is supported.
+    #[serde(default = "d_group_events")]
+    pub group_events: usize,
+    #[serde(default)]
+    pub reachable_only: bool,
+}
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -202,12 +234,16 @@ pub enum Codec {
     /// The line as Kafka Connect's JsonConverter writes a string with `schemas.enable=false`: a
     /// JSON string.
     ConnectJsonSchemaless,
+    /// The record is `codec_format` rendered from the event (Filebeat's `codec.format.string`,
+    /// e.g. `'%{[@timestamp]} %{[message]}'`); an event lacking a field it names is dropped and
+    /// counted, as Filebeat drops it.
+    Format,
 }
 
 impl Codec {
-    /// Whether events are JSON documents with fields (processors need them).
+    /// Whether events are built with their fields (processors need them).
     pub fn has_fields(self) -> bool {
-        self == Codec::Json
+        matches!(self, Codec::Json | Codec::Format)
     }
 }
 
@@ -267,7 +303,8 @@ pub struct SslConfig {
     pub key: Option<String>,
     #[serde(default)]
     pub key_passphrase: Option<String>,
-    /// `full` (default) or `none`.
+    /// `full` (default) and `strict`: the certificate chain and the host name are checked;
+    /// `certificate`: the chain only; `none`: nothing (Filebeat's modes).
     #[serde(default)]
     pub verification_mode: Option<String>,
 }
@@ -309,6 +346,20 @@ impl KafkaConfig {
             return Err(invalid(k("topic"), "must not be empty"));
         }
         crate::event::Format::parse(&self.topic).map_err(|e| invalid(k("topic"), e))?;
+        match (self.codec, &self.codec_format) {
+            (Codec::Format, None) => {
+                return Err(invalid(k("codec"), "format needs codec_format (codec.format.string)"))
+            }
+            (Codec::Format, Some(f)) => {
+                crate::event::Format::parse(f).map_err(|e| invalid(k("codec_format"), e))?;
+            }
+            (_, Some(_)) => return Err(invalid(k("codec_format"), "only applies to codec: format")),
+            _ => {}
+        }
+        if let Some(v) = &self.version {
+            parse_version(v)
+                .ok_or_else(|| invalid(k("version"), format!("{v:?} is not a Kafka version such as 2.1.0")))?;
+        }
         if let Some(key) = &self.key {
             crate::event::Format::parse(key).map_err(|e| invalid(k("key"), e))?;
         }
@@ -317,10 +368,20 @@ impl KafkaConfig {
         }
         self.validate_compression_level()?;
         self.validate_ranges()?;
-        if let Partitioning::RoundRobin(rr) = &self.partition {
-            if rr.group_events == 0 {
-                return Err(invalid(k("partition.round_robin.group_events"), "must be at least 1"));
+        match &self.partition {
+            Partitioning::RoundRobin(rr) if rr.group_events == 0 => {
+                return Err(invalid(k("partition.round_robin.group_events"), "must be at least 1"))
             }
+            Partitioning::Hash(h) if !h.hash.is_empty() => {
+                return Err(invalid(
+                    k("partition.hash.hash"),
+                    "hashing event fields is not supported yet: set output.kafka.key to a format of those fields",
+                ))
+            }
+            Partitioning::Random(r) if r.group_events != 1 => {
+                return Err(invalid(k("partition.random.group_events"), "only 1 is supported"))
+            }
+            _ => {}
         }
         validate_security("output.kafka.", &self.username, &self.password, &self.sasl, &self.ssl)?;
         self.validate_pass_through()
@@ -444,9 +505,26 @@ impl KafkaConfig {
             }
             .into(),
         );
+        if let Some(v) = self.version.as_deref().and_then(parse_version) {
+            if v < (0, 10) {
+                p.insert("api.version.request".into(), "false".into());
+                p.insert("broker.version.fallback".into(), self.version.clone().unwrap_or_default());
+            }
+        }
+        if !self.keep_alive.is_off() {
+            p.insert("socket.keepalive.enable".into(), "true".into());
+        }
         security_properties(&self.username, &self.password, &self.sasl, &self.ssl, &mut p);
         p
     }
+}
+
+/// A Kafka version's major and minor numbers (`2.1.0` → (2, 1); `0.8.2.0` → (0, 8)).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+    parts.all(|p| p.parse::<u32>().is_ok()).then_some((major, minor))
 }
 
 /// Checks the TLS/SASL settings shared by the output and the sinks; `prefix` ends with a dot.
@@ -467,8 +545,8 @@ pub(super) fn validate_security(
         return Err(invalid(k("password"), "username and password must be set together"));
     }
     if let Some(v) = &ssl.verification_mode {
-        if v != "full" && v != "none" {
-            return Err(invalid(k("ssl.verification_mode"), "must be full or none"));
+        if !["full", "strict", "certificate", "none"].contains(&v.as_str()) {
+            return Err(invalid(k("ssl.verification_mode"), "must be full, strict, certificate or none"));
         }
     }
     if ssl.certificate_authorities.len() > 1 {
@@ -515,8 +593,11 @@ pub(super) fn security_properties(
         if let Some(k) = &ssl.key_passphrase {
             p.insert("ssl.key.password".into(), k.clone());
         }
-        let verify = ssl.verification_mode.as_deref() != Some("none");
-        p.insert("enable.ssl.certificate.verification".into(), verify.to_string());
+        // full and strict check the chain and the host name; certificate only the chain.
+        let mode = ssl.verification_mode.as_deref().unwrap_or("full");
+        p.insert("enable.ssl.certificate.verification".into(), (mode != "none").to_string());
+        let hostname = if matches!(mode, "full" | "strict") { "https" } else { "none" };
+        p.insert("ssl.endpoint.identification.algorithm".into(), hostname.into());
     }
 }
 
@@ -566,6 +647,26 @@ mod tests {
         assert!(err.contains("output.kafka.bulk_max_size (line 5)") && err.contains("out of range"), "{err}");
         assert!(kafka("    backoff.init: 2s\n    backoff.max: 1s\n").unwrap_err().contains("backoff.init"));
         assert!(kafka("    timeout: 90s\n    bulk_max_size: 4096\n").is_ok());
+    }
+
+    #[test]
+    fn verification_modes_version_and_keep_alive_map_onto_librdkafka() {
+        let props = |extra: &str| kafka(extra).unwrap().kafka().unwrap().client_properties();
+        let p = props("    ssl.certificate_authorities: [/ca.pem]\n    ssl.verification_mode: certificate\n");
+        assert_eq!(
+            (p["enable.ssl.certificate.verification"].as_str(), p["ssl.endpoint.identification.algorithm"].as_str()),
+            ("true", "none")
+        );
+        let p = props("    ssl.certificate_authorities: [/ca.pem]\n    ssl.verification_mode: strict\n");
+        assert_eq!(p["ssl.endpoint.identification.algorithm"], "https");
+        let p = props("    ssl.certificate_authorities: [/ca.pem]\n    ssl.verification_mode: none\n");
+        assert_eq!(p["enable.ssl.certificate.verification"], "false");
+        assert!(kafka("    ssl.verification_mode: sometimes\n").unwrap_err().contains("ssl.verification_mode"));
+        let p = props("    version: 0.8.2.0\n    keep_alive: 30s\n");
+        assert_eq!((p["api.version.request"].as_str(), p["broker.version.fallback"].as_str()), ("false", "0.8.2.0"));
+        assert_eq!(p["socket.keepalive.enable"], "true");
+        assert!(!props("    version: 2.1.0\n").contains_key("api.version.request"));
+        assert!(kafka("    version: latest\n").unwrap_err().contains("output.kafka.version (line 5)"));
     }
 
     #[test]

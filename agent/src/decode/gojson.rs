@@ -1,5 +1,5 @@
 //! Why a line is not a JSON object, in the words of Go's `encoding/json` decoder, which Filebeat
-//! puts in `error.message` ("Error decoding JSON: <this>").
+//! puts in `error.message` (`Error decoding JSON: <this>`).
 //!
 //! Owns nothing but the wording: it scans the raw line the way Go's `json.Decoder` reads one value
 //! (leading whitespace skipped, the first value only, anything after it ignored) and names the

@@ -216,10 +216,13 @@ impl EventTemplate {
         out.clear();
         match (self.codec, decoded) {
             (Codec::Raw, _) => out.extend_from_slice(line.raw),
-            (Codec::Json, decoded) if line.ndjson.is_some() => self.encode_ndjson(line, decoded, out),
-            (Codec::Json, Decoded::Plain(msg)) => self.encode_plain(line, &msg, None, out),
-            (Codec::Json, Decoded::Invalid { raw, error }) => self.encode_plain(line, &raw, Some(&error), out),
-            (Codec::Json, Decoded::Object(obj)) => {
+            // The format codec renders from the whole event (see `tail::input`).
+            (Codec::Json | Codec::Format, decoded) if line.ndjson.is_some() => self.encode_ndjson(line, decoded, out),
+            (Codec::Json | Codec::Format, Decoded::Plain(msg)) => self.encode_plain(line, &msg, None, out),
+            (Codec::Json | Codec::Format, Decoded::Invalid { raw, error }) => {
+                self.encode_plain(line, &raw, Some(&error), out)
+            }
+            (Codec::Json | Codec::Format, Decoded::Object(obj)) => {
                 let nd = NdjsonConfig::default();
                 self.encode_ndjson(&LineCtx { ndjson: Some(&nd), ..*line }, Decoded::Object(obj), out)
             }

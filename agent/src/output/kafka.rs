@@ -390,7 +390,7 @@ impl KafkaOutput {
     /// a spool) or `abort` is set.
     pub fn send_event(&mut self, ev: Event, abort: &AtomicBool) -> Result<(), Parked> {
         let Some(p) = Parked::register(ev, &self.shared.tracker) else { return Ok(()) };
-        let partition = self.choose_partition(&p.topic);
+        let partition = self.choose_partition(&p.topic, p.key.as_deref());
         let producer = self.producer_for(partition);
         let out = Outgoing {
             producer,
@@ -408,7 +408,7 @@ impl KafkaOutput {
 
     /// Sends one replayed spool record; false when the producer's queue is full (try again later).
     pub fn send_replay(&mut self, rec: &Record) -> bool {
-        let partition = self.choose_partition(&rec.topic);
+        let partition = self.choose_partition(&rec.topic, rec.key.as_deref());
         let producer = self.producer_for(partition);
         let opaque = REPLAY_BIT | rec.seq as usize;
         let out =
@@ -444,14 +444,21 @@ impl KafkaOutput {
         }
     }
 
-    fn choose_partition(&mut self, topic: &str) -> Option<i32> {
-        let Partitioning::RoundRobin(rr_cfg) = &self.partitioning else { return None };
+    fn choose_partition(&mut self, topic: &str, key: Option<&[u8]>) -> Option<i32> {
+        let (group_events, reachable_only) = match &self.partitioning {
+            Partitioning::RoundRobin(rr) => (rr.group_events, rr.reachable_only),
+            Partitioning::Hash(_) if key.is_some() => (1, false),
+            _ => return None,
+        };
         if !self.topics.contains_key(topic) {
             let partitions = self.fetch_partitions(topic);
-            self.topics.insert(topic.into(), TopicState { partitions, rr: RoundRobin::new(rr_cfg.group_events) });
+            self.topics.insert(topic.into(), TopicState { partitions, rr: RoundRobin::new(group_events) });
         }
-        let reachable = if rr_cfg.reachable_only { self.reachable.get(topic) } else { None };
         let st = self.topics.get_mut(topic).expect("inserted above");
+        if let (Partitioning::Hash(_), Some(key)) = (&self.partitioning, key) {
+            return super::partition::filebeat_hash(key, &st.partitions);
+        }
+        let reachable = if reachable_only { self.reachable.get(topic) } else { None };
         st.rr.choose(&st.partitions, reachable.map(Vec::as_slice))
     }
 

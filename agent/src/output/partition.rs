@@ -1,5 +1,6 @@
-//! Round-robin partition choice (librdkafka has no round-robin partitioner for keyless records,
-//! so the agent picks each record's partition itself from the topic's metadata).
+//! Partition choice the agent makes itself from the topic's metadata: round robin (librdkafka has
+//! no round-robin partitioner for keyless records), and Filebeat's hash of a record's key (so a
+//! key lands on the partition Filebeat gave it, which librdkafka's murmur2 would not).
 //!
 //! Owns the per-topic rotation position. Invariant: with `group_events = n`, runs of exactly `n`
 //! consecutive records go to one partition before the next partition is used, cycling through the
@@ -36,6 +37,17 @@ impl RoundRobin {
     }
 }
 
+/// Filebeat's hash partitioner: FNV-1a (32 bits) of the key, `(hash as i32 & 0x7fffffff) %
+/// partitions`, as an index into the topic's partitions; `None` while none are known.
+pub fn filebeat_hash(key: &[u8], partitions: &[i32]) -> Option<i32> {
+    if partitions.is_empty() {
+        return None;
+    }
+    let hash = key.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+    let index = ((hash as i32) & 0x7fff_ffff) as usize % partitions.len();
+    Some(partitions[index])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +76,16 @@ mod tests {
         assert_eq!(got.iter().filter(|&&p| p == 0).count(), 3);
         // Nobody known to be up: fall back to all partitions instead of refusing.
         assert_eq!(take(&mut rr, &[5], Some(&[]), 2), vec![5, 5]);
+    }
+
+    #[test]
+    fn keys_hash_to_filebeats_partitions() {
+        // FNV-1a of "a" is 0xe40c292c: (0xe40c292c as i32 & 0x7fffffff) % 3 == 0x640c292c % 3.
+        assert_eq!(filebeat_hash(b"a", &[0, 1, 2]), Some((0x640c_292c_u32 % 3) as i32));
+        assert_eq!(filebeat_hash(b"", &[0, 1, 2]), Some((0x011c_9dc5_u32 % 3) as i32));
+        assert_eq!(filebeat_hash(b"a", &[]), None);
+        let keys: Vec<i32> = (0..300).map(|i| filebeat_hash(format!("k{i}").as_bytes(), &[0, 1, 2]).unwrap()).collect();
+        assert!((0..3).all(|p| keys.iter().filter(|&&k| k == p).count() > 60), "keys spread over partitions");
     }
 
     #[test]

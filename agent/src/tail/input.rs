@@ -31,6 +31,8 @@ pub struct InputRt {
     processors: Processors,
     topic: TopicChoice,
     key: Option<Format>,
+    /// `codec: format`: the record is this, rendered from the finished event.
+    format: Option<Format>,
     max_message_bytes: usize,
 }
 
@@ -89,6 +91,10 @@ impl InputRt {
             processors: Processors::new(&config.processors, global),
             topic,
             key: kafka.key.as_ref().map(|k| Format::parse(k).expect("validated")),
+            format: match kafka.codec {
+                Codec::Format => kafka.codec_format.as_ref().map(|f| Format::parse(f).expect("validated")),
+                _ => None,
+            },
             max_message_bytes: kafka.max_message_bytes.0 as usize,
             config,
         }
@@ -220,24 +226,38 @@ impl InputRt {
             (d, _) => d,
         };
         self.template.encode(&ctx, decoded, scratch);
+        let mut event: Option<Map<String, Value>> = None;
         if route.is_none() {
             // Processors see the whole event; topic and key formats see what they left.
-            let mut event: Map<String, Value> = serde_json::from_slice(scratch).expect("the agent's own JSON event");
-            if !self.processors.apply(&mut event) {
+            let mut ev: Map<String, Value> = serde_json::from_slice(scratch).expect("the agent's own JSON event");
+            if !self.processors.apply(&mut ev) {
                 Metrics::inc(&m.events_dropped_processor);
                 return skip(f.slot);
             }
             scratch.clear();
-            serde_json::to_writer(&mut *scratch, &event).expect("writing into a Vec");
-            route = Some(self.route(|p| lookup_path(&event, p)));
+            serde_json::to_writer(&mut *scratch, &ev).expect("writing into a Vec");
+            route = Some(self.route(|p| lookup_path(&ev, p)));
+            event = Some(ev);
         }
-        let (topic, key) = match route.expect("set on both paths") {
+        let mut route = route.expect("set on both paths");
+        if let (Some(format), Ok(_)) = (&self.format, &route) {
+            // `codec: format`: the record is the format rendered from the finished event.
+            let ev = event.unwrap_or_else(|| serde_json::from_slice(scratch).expect("the agent's own JSON event"));
+            match format.render(|p| lookup_path(&ev, p)) {
+                Ok(text) => {
+                    scratch.clear();
+                    scratch.extend_from_slice(text.as_bytes());
+                }
+                Err(field) => route = Err(field),
+            }
+        }
+        let (topic, key) = match route {
             Ok(r) => r,
             Err(field) => {
                 Metrics::inc(&m.events_dropped_format);
                 if !warned.format {
                     warned.format = true;
-                    tracing::error!(path = f.path, offset = line.offset, %field, "event dropped: topic or key names a field the event lacks (logged once per file)");
+                    tracing::error!(path = f.path, offset = line.offset, %field, "event dropped: its topic, key or codec format names a field the event lacks (logged once per file)");
                 }
                 return skip(f.slot);
             }

@@ -31,6 +31,17 @@ pub fn write_config(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// A child process killed when the test ends, passing or not (a failed assertion must not leave
+/// an agent or Filebeat running, holding the test's output open).
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts Filebeat on `config`, logging to `filebeat.log` beside it.
 pub fn spawn_filebeat(config: &Path, home: &Path) -> Child {
     let log = std::fs::File::create(config.with_file_name("filebeat.log")).unwrap();
@@ -81,10 +92,10 @@ output.kafka:\n  hosts: [\"{bs}\"]\n  topic: fb\n  required_acks: 1\n",
         append_lines(&d.join(format!("logs/{f}.log")), lines.clone());
         expected.extend(lines);
     }
-    let mut fb = spawn_filebeat(&cfg, d);
+    let mut fb = Reaped(spawn_filebeat(&cfg, d));
     let shipped = wait_records(&tansu.bootstrap, 900);
-    signal(&fb, stop_signal);
-    wait_exit(&mut fb, Duration::from_secs(30));
+    signal(&fb.0, stop_signal);
+    wait_exit(&mut fb.0, Duration::from_secs(30));
     for f in ["a", "b", "c"] {
         let lines = numbered(&format!("{f}-later"), 0..200);
         append_lines(&d.join(format!("logs/{f}.log")), lines.clone());
@@ -96,10 +107,10 @@ output.kafka:\n  hosts: [\"{bs}\"]\n  topic: fb\n  required_acks: 1\n",
 
     let out = Command::new(AGENT).args(["test", "config", "-c", cfg.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "the agent takes the same filebeat.yml: {}", String::from_utf8_lossy(&out.stderr));
-    let mut agent = spawn_agent(&cfg);
+    let mut agent = Reaped(spawn_agent(&cfg));
     let got = consume(&tansu.bootstrap, "fb", 1, shipped + 700, T);
-    signal(&agent, libc::SIGTERM);
-    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
+    signal(&agent.0, libc::SIGTERM);
+    assert!(wait_exit(&mut agent.0, Duration::from_secs(30)).success());
     let log = std::fs::read_to_string(d.join("agent.log")).unwrap();
     assert!(log.contains("took over Filebeat's registry"), "{log}");
     // `registry show`: every file read to its end, by the agent's own registry now.
@@ -160,10 +171,10 @@ fn a_filebeat_registry_from_elsewhere_is_imported_by_command() {
     write_config(&fb_cfg, &format!("{inputs}path.data: {}/fb-data\n{output}", d.display()));
     let first = numbered("before", 0..500);
     append_lines(&d.join("logs/app.log"), first.clone());
-    let mut fb = spawn_filebeat(&fb_cfg, d);
+    let mut fb = Reaped(spawn_filebeat(&fb_cfg, d));
     wait_records(&tansu.bootstrap, 500);
-    signal(&fb, libc::SIGTERM);
-    wait_exit(&mut fb, Duration::from_secs(30));
+    signal(&fb.0, libc::SIGTERM);
+    wait_exit(&mut fb.0, Duration::from_secs(30));
     let later = numbered("after", 0..100);
     append_lines(&d.join("logs/app.log"), later.clone());
 
@@ -186,10 +197,10 @@ fn a_filebeat_registry_from_elsewhere_is_imported_by_command() {
     assert!(!again.status.success(), "a second import would replace the agent's offsets");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has 1 entries"));
 
-    let mut agent = spawn_agent(&agent_cfg);
+    let mut agent = Reaped(spawn_agent(&agent_cfg));
     let got = consume(&tansu.bootstrap, "fb", 1, 600, T);
-    signal(&agent, libc::SIGTERM);
-    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
+    signal(&agent.0, libc::SIGTERM);
+    assert!(wait_exit(&mut agent.0, Duration::from_secs(30)).success());
     let got = messages(&got);
     assert!(
         first.iter().chain(&later).all(|l| got.get(l) == Some(&1)),
@@ -203,19 +214,26 @@ fn a_filebeat_registry_from_elsewhere_is_imported_by_command() {
 /// log.offset), with the fields that may differ removed: `agent.*`, the read-time `@timestamp`,
 /// and `@metadata`'s `beat` and `version`.
 fn run_both(files: &[(&str, &[u8])], inputs: &str) -> (Events, Events) {
+    let (fb, ag) = run_both_raw(files, inputs, 1, "");
+    (events(&fb), events(&ag))
+}
+
+/// [`run_both`] into topics of `partitions` partitions with `output` added under
+/// `output.kafka`; the records as they arrived.
+fn run_both_raw(files: &[(&str, &[u8])], inputs: &str, partitions: i32, output: &str) -> (Vec<Record>, Vec<Record>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("logs")).unwrap();
     for (name, bytes) in files {
         std::fs::write(d.join("logs").join(name), bytes).unwrap();
     }
-    let tansu = Tansu::start("fb", 1);
-    tansu.create_topic("ag", 1);
+    let tansu = Tansu::start("fb", partitions);
+    tansu.create_topic("ag", partitions);
     let inputs = inputs.replace("{logs}", &d.join("logs").display().to_string());
     let config = |who: &str| {
         let path = d.join(format!("{who}.yml"));
         let text = format!(
-            "{inputs}\npath.data: {data}\noutput.kafka:\n  hosts: [\"{bs}\"]\n  topic: {who}\n",
+            "{inputs}\npath.data: {data}\noutput.kafka:\n  hosts: [\"{bs}\"]\n  topic: {who}\n{output}",
             data = d.join(format!("{who}-data")).display(),
             bs = tansu.bootstrap
         );
@@ -223,26 +241,29 @@ fn run_both(files: &[(&str, &[u8])], inputs: &str) -> (Events, Events) {
         path
     };
     let fb_cfg = config("fb");
-    let mut fb = spawn_filebeat(&fb_cfg, d);
-    let fb_records = settled(&tansu.bootstrap, "fb");
-    signal(&fb, libc::SIGTERM);
-    wait_exit(&mut fb, Duration::from_secs(30));
+    let mut fb = Reaped(spawn_filebeat(&fb_cfg, d));
+    let fb_records = settled(&tansu.bootstrap, "fb", partitions);
+    signal(&fb.0, libc::SIGTERM);
+    wait_exit(&mut fb.0, Duration::from_secs(30));
     let ag_cfg = config("ag");
-    let mut agent = spawn_agent(&ag_cfg);
-    let expected = events(&fb_records).values().filter(|e| deliberate(e).is_none()).count();
-    let ag_records = consume(&tansu.bootstrap, "ag", 1, expected, Duration::from_secs(30));
-    signal(&agent, libc::SIGTERM);
-    wait_exit(&mut agent, Duration::from_secs(30));
-    (events(&fb_records), events(&ag_records))
+    let mut agent = Reaped(spawn_agent(&ag_cfg));
+    let expected = fb_records
+        .iter()
+        .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.value).map_or(true, |e| deliberate(&e).is_none()))
+        .count();
+    let ag_records = consume(&tansu.bootstrap, "ag", partitions, expected, Duration::from_secs(30));
+    signal(&agent.0, libc::SIGTERM);
+    wait_exit(&mut agent.0, Duration::from_secs(30));
+    (fb_records, ag_records)
 }
 
 type Events = std::collections::BTreeMap<String, serde_json::Value>;
 
 /// Reads a topic until nothing new has come for 3 s (after at least one record).
-fn settled(bootstrap: &str, topic: &str) -> Vec<Record> {
+fn settled(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Record> {
     let mut last = Vec::new();
     wait_for("Filebeat's events to settle", T, || {
-        let now = consume(bootstrap, topic, 1, usize::MAX, Duration::from_secs(3));
+        let now = consume(bootstrap, topic, partitions, usize::MAX, Duration::from_secs(3));
         let done = !now.is_empty() && now.len() == last.len();
         last = now;
         done
@@ -381,4 +402,36 @@ fn parser_filter_encoding_log_input_and_processor_events_equal_filebeats() {
     let (fb, ag) = run_both(&files, &inputs);
     let diffs = differences(&fb, &ag);
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}
+
+/// `partition.hash` with a key: each keyed event lands on the partition Filebeat picks for it
+/// (FNV-1a of the key), not where librdkafka's murmur2 would put it.
+#[test]
+fn keyed_events_land_on_filebeats_partitions() {
+    let lines: String = (0..60).map(|i| format!("key-{i}\n")).collect();
+    let inputs = "filebeat.inputs:\n- type: filestream\n  id: k\n  paths: ['{logs}/k.log']\n";
+    let output = "  key: '%{[message]}'\n  partition.hash: {}\n";
+    let (fb, ag) = run_both_raw(&[("k.log", lines.as_bytes())], inputs, 3, output);
+    let placed = |records: &[Record]| -> std::collections::BTreeMap<String, i32> {
+        records.iter().map(|r| (r.json()["message"].as_str().unwrap().to_string(), r.partition)).collect()
+    };
+    let (fb, ag) = (placed(&fb), placed(&ag));
+    assert_eq!(fb.len(), 60);
+    assert!(fb.values().collect::<std::collections::HashSet<_>>().len() == 3, "Filebeat used every partition");
+    assert_eq!(fb, ag);
+}
+
+/// `codec.format.string`: the records are the same text, and an event lacking a named field is
+/// dropped by both.
+#[test]
+fn format_codec_records_equal_filebeats() {
+    let inputs = "filebeat.inputs:\n- type: filestream\n  id: f\n  paths: ['{logs}/f.log']\n  fields: {app: web}\n\
+- type: filestream\n  id: g\n  paths: ['{logs}/g.log']\n";
+    let output = "  codec.format.string: '%{[fields.app]}|%{[log.offset]}|%{[message]}'\n";
+    let files: Vec<(&str, &[u8])> =
+        vec![("f.log", b"one\ntwo \"quoted\"\n\xc3\xa9t\xc3\xa9\n"), ("g.log", b"no app field\n")];
+    let (fb, ag) = run_both_raw(&files, inputs, 1, output);
+    let texts = |r: &[Record]| -> std::collections::BTreeSet<String> { r.iter().map(Record::text).collect() };
+    assert_eq!(texts(&fb).len(), 3, "{:?}", texts(&fb));
+    assert_eq!(texts(&fb), texts(&ag));
 }
