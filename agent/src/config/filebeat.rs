@@ -424,6 +424,24 @@ fn kafka_output(k: &mut Node, t: &mut Translation) {
             t.note(format!("output.kafka.{key}"), e.line, format!("accepted, not applied: {what}"));
         }
     }
+    if let Some(meta) = k.get_mut("metadata") {
+        if let Some(e) = meta.remove("retry") {
+            t.note(
+                "output.kafka.metadata.retry",
+                e.line,
+                "accepted, not applied: librdkafka retries metadata requests itself (retry.backoff.ms)",
+            );
+        }
+        if let Some(e) = meta.remove("full") {
+            if flag(Some(&e.node)) == Some(true) {
+                t.note(
+                    "output.kafka.metadata.full",
+                    e.line,
+                    "not applied: only the metadata of the topics written to is fetched",
+                );
+            }
+        }
+    }
     if let Some(ssl) = k.get_mut("ssl") {
         if let Some(e) = ssl.remove("supported_protocols") {
             t.note(

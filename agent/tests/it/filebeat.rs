@@ -435,3 +435,82 @@ fn format_codec_records_equal_filebeats() {
     assert_eq!(texts(&fb).len(), 3, "{:?}", texts(&fb));
     assert_eq!(texts(&fb), texts(&ag));
 }
+
+/// The corpus `tests/fixtures/filebeat/corpus`: filebeat.yml files shaped like Filebeat's
+/// reference examples and users' posts. Each is checked by the real `filebeat test config` (it
+/// must accept it, unless the file says `# filebeat: refuses`) and by `agent test config`, which
+/// accepts it or, where the file says `# agent: refuses <key>`, refuses it naming that key; every
+/// key refused that way is listed in the README.
+#[test]
+fn filebeat_config_corpus_is_taken_as_filebeat_takes_it() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/filebeat");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("KAFKA_USER", "svc"), ("KAFKA_PASSWORD", "pw"), ("KAFKA_HOST", "kafka.example")];
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(fixtures.join("corpus")).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    assert!(entries.len() >= 20, "the corpus has {} files", entries.len());
+    let mut failures = Vec::new();
+    for src in &entries {
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(src)
+            .unwrap()
+            .replace("{fixtures}", &fixtures.display().to_string())
+            .replace("{logs}", &dir.path().display().to_string());
+        let header = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("# {k}: "))).map(str::to_string);
+        let cfg = dir.path().join(&name);
+        write_config(&cfg, &text);
+        let fb = Command::new(filebeat_bin())
+            .args(["test", "config", "-c", cfg.to_str().unwrap(), "--path.home", dir.path().to_str().unwrap()])
+            .envs(env)
+            .output()
+            .unwrap();
+        let fb_ok = fb.status.success();
+        let fb_expected = header("filebeat").as_deref() != Some("refuses");
+        if fb_ok != fb_expected {
+            failures.push(format!(
+                "{name}: filebeat test config: {}{}",
+                String::from_utf8_lossy(&fb.stdout),
+                String::from_utf8_lossy(&fb.stderr)
+            ));
+        }
+        let ag = Command::new(AGENT).args(["test", "config", "-c", cfg.to_str().unwrap()]).envs(env).output().unwrap();
+        let ag_err = String::from_utf8_lossy(&ag.stderr);
+        match header("agent").as_deref() {
+            Some("ok") if !ag.status.success() => failures.push(format!("{name}: agent refused it: {ag_err}")),
+            Some(refusal) if refusal.starts_with("refuses ") => {
+                let key = refusal.trim_start_matches("refuses ");
+                if ag.status.success() || !ag_err.contains(key) {
+                    failures.push(format!("{name}: the agent should refuse naming {key}: {ag_err}"));
+                }
+                // The README names list items generically: `filebeat.inputs[].type`.
+                let generic: String = {
+                    let mut out = String::new();
+                    let mut in_index = false;
+                    for c in key.chars() {
+                        match c {
+                            '[' => {
+                                in_index = true;
+                                out.push('[');
+                            }
+                            ']' => {
+                                in_index = false;
+                                out.push(']');
+                            }
+                            _ if in_index => {}
+                            c => out.push(c),
+                        }
+                    }
+                    out
+                };
+                if !readme.contains(&format!("`{generic}`")) {
+                    failures.push(format!("{name}: the README does not list {key} as refused"));
+                }
+            }
+            Some("ok") => {}
+            other => failures.push(format!("{name}: needs a `# agent: ok|refuses <key>` line, found {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
