@@ -44,3 +44,27 @@ fn flatten(prefix: String, v: Value, out: &mut BTreeMap<String, Value>) {
         }
     }
 }
+
+/// A `range` condition: fields (dotted names, flattened back) to their bounds.
+pub fn range_bounds<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, super::processors::RangeBounds>, D::Error> {
+    let flat = flat_values(d)?;
+    let mut out: BTreeMap<String, super::processors::RangeBounds> = BTreeMap::new();
+    for (k, v) in flat {
+        // `range: {http.status: {gte: 400}}` arrives as `http.status.gte`.
+        let (field, bound) = k
+            .rsplit_once('.')
+            .ok_or_else(|| serde::de::Error::custom(format!("range {k} needs gt, gte, lt or lte")))?;
+        let n = v.as_f64().ok_or_else(|| serde::de::Error::custom(format!("range bound {k} needs a number")))?;
+        let b = out.entry(field.to_string()).or_default();
+        match bound {
+            "gt" => b.gt = Some(n),
+            "gte" => b.gte = Some(n),
+            "lt" => b.lt = Some(n),
+            "lte" => b.lte = Some(n),
+            other => return Err(serde::de::Error::custom(format!("range bound {other:?} is not gt, gte, lt or lte"))),
+        }
+    }
+    Ok(out)
+}

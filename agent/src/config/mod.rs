@@ -32,7 +32,11 @@ pub use input::{
     DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
 };
 pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
-pub use processors::{AddFields, Condition, DropEvent, DropFields, ProcessorConfig, DEFAULT_ADD_FIELDS_TARGET};
+pub use processors::{
+    AddFields, AddHostMetadata, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
+    ConvertType, DecodeJsonFields, DropEvent, DropFields, FromTo, LocaleFormat, MoveFields, ProcessorConfig,
+    RangeBounds, TruncateFields, DEFAULT_ADD_FIELDS_TARGET,
+};
 pub use sink::{InitialOffset, SinkConfig, SinkFormat, DEFAULT_SINK_CLIENT_ID, DEFAULT_SINK_COMMIT_INTERVAL};
 pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};
 pub use units::{parse_byte_size, ByteSize, HumanDuration};

@@ -1,5 +1,7 @@
-//! Processor settings: Filebeat's `add_fields`, `drop_fields` and `drop_event`, each with an
-//! optional `when` condition (`equals`, `contains`, `regexp`, `has_fields`, `and`, `or`, `not`).
+//! Processor settings: Filebeat's `add_fields`, `drop_fields`, `drop_event`, `add_tags`,
+//! `add_labels`, `rename`, `copy_fields`, `truncate_fields`, `convert`, `decode_json_fields`,
+//! `add_locale` and `add_host_metadata`, each with an optional `when` condition (`equals`,
+//! `contains`, `regexp`, `range`, `has_fields`, `and`, `or`, `not`).
 //!
 //! Owns the `processors:` schema (per input and global) and its validation. Invariant: every
 //! regex in a condition compiles and every processor names what it acts on, so running one can
@@ -18,6 +20,199 @@ pub enum ProcessorConfig {
     AddFields(AddFields),
     DropFields(DropFields),
     DropEvent(DropEvent),
+    AddTags(AddTags),
+    AddLabels(AddLabels),
+    Rename(MoveFields),
+    CopyFields(MoveFields),
+    TruncateFields(TruncateFields),
+    Convert(Convert),
+    DecodeJsonFields(DecodeJsonFields),
+    AddLocale(AddLocale),
+    AddHostMetadata(AddHostMetadata),
+}
+
+fn d_true() -> bool {
+    true
+}
+
+/// Filebeat's `add_tags`: appends to the list at `target` (`tags`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddTags {
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    pub when: Option<Condition>,
+}
+
+/// Filebeat's `add_labels`: every leaf, flattened to a dotted name, as text under `labels`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddLabels {
+    pub labels: BTreeMap<String, serde_json::Value>,
+    pub when: Option<Condition>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FromTo {
+    pub from: String,
+    pub to: String,
+}
+
+/// Filebeat's `rename` and `copy_fields`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveFields {
+    pub fields: Vec<FromTo>,
+    #[serde(default)]
+    pub ignore_missing: bool,
+    /// On a failure the event is left as it was before this processor, with `error.message`.
+    #[serde(default = "d_true")]
+    pub fail_on_error: bool,
+    pub when: Option<Condition>,
+}
+
+/// Filebeat's `truncate_fields`: one of `max_bytes` or `max_characters`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TruncateFields {
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+    #[serde(default)]
+    pub max_characters: Option<usize>,
+    #[serde(default)]
+    pub ignore_missing: bool,
+    #[serde(default = "d_true")]
+    pub fail_on_error: bool,
+    pub when: Option<Condition>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertField {
+    pub from: String,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<ConvertType>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvertType {
+    Integer,
+    Long,
+    Float,
+    Double,
+    String,
+    Boolean,
+    Ip,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvertMode {
+    #[default]
+    Copy,
+    Rename,
+}
+
+/// Filebeat's `convert`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Convert {
+    pub fields: Vec<ConvertField>,
+    #[serde(default)]
+    pub ignore_missing: bool,
+    #[serde(default = "d_true")]
+    pub fail_on_error: bool,
+    #[serde(default)]
+    pub mode: ConvertMode,
+    /// Added to `tags` when a conversion fails.
+    #[serde(default)]
+    pub tag: Option<String>,
+    pub when: Option<Condition>,
+}
+
+/// Filebeat's `decode_json_fields`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeJsonFields {
+    pub fields: Vec<String>,
+    /// Where the decoded value goes: unset, in place; `""`, merged at the root; else this field.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub overwrite_keys: bool,
+    #[serde(default)]
+    pub add_error_key: bool,
+    #[serde(default)]
+    pub process_array: bool,
+    #[serde(default = "d_max_depth")]
+    pub max_depth: usize,
+    #[serde(default)]
+    pub expand_keys: bool,
+    #[serde(default)]
+    pub document_id: Option<String>,
+    pub when: Option<Condition>,
+}
+
+fn d_max_depth() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LocaleFormat {
+    #[default]
+    Offset,
+    Abbreviation,
+}
+
+/// Filebeat's `add_locale`: the machine's time zone in `event.timezone`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddLocale {
+    #[serde(default)]
+    pub format: LocaleFormat,
+    pub when: Option<Condition>,
+}
+
+/// Filebeat's `add_host_metadata`: this machine's `host.*` (no network lookups).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddHostMetadata {
+    /// `host.ip` and `host.mac` of the interfaces (Filebeat 8's default: on).
+    #[serde(default)]
+    pub netinfo: NetInfo,
+    /// Replace a `host` the event already has (the default), or only fill what is missing.
+    #[serde(default = "d_true")]
+    pub replace_fields: bool,
+    /// Accepted: the agent reads the host's facts once at start.
+    #[serde(default)]
+    pub cache: Option<serde_json::Value>,
+    pub when: Option<Condition>,
+}
+
+impl Default for AddHostMetadata {
+    fn default() -> Self {
+        Self { netinfo: NetInfo::default(), replace_fields: true, cache: None, when: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetInfo {
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetInfo {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,13 +258,53 @@ pub enum Condition {
     /// Every field is a string matching its regex.
     Regexp(#[serde(deserialize_with = "super::dotted::flat_strings")] BTreeMap<String, String>),
     HasFields(Vec<String>),
+    /// Every field is a number within its bounds (`gt`, `gte`, `lt`, `lte`).
+    Range(#[serde(deserialize_with = "super::dotted::range_bounds")] BTreeMap<String, RangeBounds>),
     And(Vec<Condition>),
     Or(Vec<Condition>),
     Not(Box<Condition>),
 }
 
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RangeBounds {
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lt: Option<f64>,
+    pub lte: Option<f64>,
+}
+
 impl ProcessorConfig {
+    /// The processor's name (its key in the config) and its condition.
+    pub fn name_and_when(&self) -> (&'static str, &Option<Condition>) {
+        match self {
+            ProcessorConfig::AddFields(p) => ("add_fields", &p.when),
+            ProcessorConfig::DropFields(p) => ("drop_fields", &p.when),
+            ProcessorConfig::DropEvent(p) => ("drop_event", &p.when),
+            ProcessorConfig::AddTags(p) => ("add_tags", &p.when),
+            ProcessorConfig::AddLabels(p) => ("add_labels", &p.when),
+            ProcessorConfig::Rename(p) => ("rename", &p.when),
+            ProcessorConfig::CopyFields(p) => ("copy_fields", &p.when),
+            ProcessorConfig::TruncateFields(p) => ("truncate_fields", &p.when),
+            ProcessorConfig::Convert(p) => ("convert", &p.when),
+            ProcessorConfig::DecodeJsonFields(p) => ("decode_json_fields", &p.when),
+            ProcessorConfig::AddLocale(p) => ("add_locale", &p.when),
+            ProcessorConfig::AddHostMetadata(p) => ("add_host_metadata", &p.when),
+        }
+    }
+
     pub(crate) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        if let ProcessorConfig::TruncateFields(t) = self {
+            if t.max_bytes.is_some() == t.max_characters.is_some() {
+                return Err(invalid(format!("{at}.truncate_fields"), "set one of max_bytes or max_characters"));
+            }
+        }
+        if let ProcessorConfig::Convert(c) = self {
+            if let Some(j) = c.fields.iter().position(|f| f.kind.is_none() && f.to.is_none()) {
+                return Err(invalid(format!("{at}.convert.fields[{j}]"), "needs a type or a to"));
+            }
+        }
+        let (name, when) = self.name_and_when();
         let (when, name) = match self {
             ProcessorConfig::AddFields(a) => {
                 if a.fields.is_empty() {
@@ -92,6 +327,7 @@ impl ProcessorConfig {
                 }
                 (&d.when, "drop_event")
             }
+            _ => (when, name),
         };
         match when {
             Some(c) => c.validate(&format!("{at}.{name}.when")),
@@ -115,6 +351,8 @@ impl Condition {
             Condition::And(list) | Condition::Or(list) => list.iter().try_for_each(|c| c.validate(at)),
             Condition::Not(c) => c.validate(at),
             Condition::Equals(m) if m.is_empty() => Err(invalid(format!("{at}.equals"), "names no field")),
+            Condition::Range(m) if m.is_empty() => Err(invalid(format!("{at}.range"), "names no field")),
+            Condition::Range(_) => Ok(()),
             Condition::Equals(_) | Condition::Contains(_) | Condition::HasFields(_) => Ok(()),
         }
     }

@@ -222,10 +222,7 @@ impl EventTemplate {
             (Codec::Json | Codec::Format, Decoded::Invalid { raw, error }) => {
                 self.encode_plain(line, &raw, Some(&error), out)
             }
-            (Codec::Json | Codec::Format, Decoded::Object(obj)) => {
-                let nd = NdjsonConfig::default();
-                self.encode_ndjson(&LineCtx { ndjson: Some(&nd), ..*line }, Decoded::Object(obj), out)
-            }
+            (Codec::Json | Codec::Format, d @ Decoded::Object(_)) => self.encode_ndjson(line, d, out),
             (Codec::ConnectJson | Codec::ConnectJsonSchemaless, decoded) => {
                 let text = match decoded {
                     Decoded::Plain(msg) | Decoded::Invalid { raw: msg, .. } => msg,
@@ -267,14 +264,24 @@ impl EventTemplate {
         out.push(b'}');
     }
 
-    /// An ndjson line's event: [`ndjson::assemble`], then the input's constant parts in the
-    /// order Filebeat's publisher adds them (see [`EventTemplate`]).
+    /// An ndjson line's event: [`EventTemplate::event_map`] and the builtins, written once.
     fn encode_ndjson(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) {
-        let cfg = line.ndjson.expect("ndjson events come from ndjson inputs");
-        let a = if self.log_input {
-            ndjson::assemble_log_input(line, cfg, decoded)
-        } else {
-            ndjson::assemble(line, cfg, decoded)
+        let mut ev = self.event_map(line, decoded);
+        self.add_builtin(&mut ev);
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &ev);
+    }
+
+    /// The event as a map, up to where an input's processors see it in Filebeat: the line's
+    /// fields (for ndjson, [`ndjson::assemble`]), nulls dropped, then tags, the input's fields and
+    /// `@metadata`; not yet `host`, `agent` and `ecs` ([`EventTemplate::add_builtin`]).
+    pub fn event_map(&self, line: &LineCtx<'_>, decoded: Decoded<'_>) -> Map<String, Value> {
+        let a = match (line.ndjson, decoded) {
+            (Some(cfg), d) if self.log_input => ndjson::assemble_log_input(line, cfg, d),
+            (Some(cfg), d) => ndjson::assemble(line, cfg, d),
+            (None, Decoded::Object(obj)) => ndjson::assemble(line, &NdjsonConfig::default(), Decoded::Object(obj)),
+            (None, Decoded::Plain(msg)) => ndjson::assemble_plain(line, &msg, None),
+            (None, Decoded::Invalid { raw, error }) => ndjson::assemble_plain(line, &raw, Some(&error)),
         };
         let mut ev = Value::Object(a.fields);
         ndjson::normalize(&mut ev);
@@ -288,14 +295,18 @@ impl EventTemplate {
             }
         }
         ndjson::deep_update(&mut ev, self.added.clone(), true);
-        ndjson::deep_update(&mut ev, self.builtin.clone(), false);
         let mut meta = self.meta.clone();
         ndjson::deep_update(&mut meta, a.meta, true);
         ev.insert("@metadata".into(), Value::Object(meta));
         let ts = a.timestamp.unwrap_or_else(|| line.timestamp.to_string());
         ev.insert("@timestamp".into(), Value::String(ts));
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &ev);
+        ev
+    }
+
+    /// `host`, `agent` and `ecs`, where the event has nothing yet (Filebeat adds them after an
+    /// input's processors and never over what is there).
+    pub fn add_builtin(&self, ev: &mut Map<String, Value>) {
+        ndjson::deep_update(ev, self.builtin.clone(), false);
     }
 }
 

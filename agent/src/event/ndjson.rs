@@ -85,6 +85,18 @@ fn log_field(line: &LineCtx<'_>) -> Value {
     log
 }
 
+/// A plain line's fields as Filebeat's filestream makes them (`message`, `log.*`, and the
+/// decoding error of an ndjson line shipped as plain text).
+pub fn assemble_plain(line: &LineCtx<'_>, message: &str, error: Option<&str>) -> Assembled {
+    let mut out = Assembled { fields: Map::new(), timestamp: None, meta: Map::new() };
+    out.fields.insert("log".into(), log_field(line));
+    out.fields.insert("message".into(), Value::String(message.to_string()));
+    if let Some(e) = error {
+        out.fields.insert("error".into(), json_error(e.to_string()));
+    }
+    out
+}
+
 /// Steps 1 to 4 for one decoded line.
 pub fn assemble(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decoded<'_>) -> Assembled {
     let (content, mut doc) = parse(cfg, decoded);

@@ -28,7 +28,10 @@ pub struct InputRt {
     decoder: Decoder,
     filter: LineFilter,
     template: EventTemplate,
+    /// The input's processors (they see the event before `host`, `agent`, `ecs`).
     processors: Processors,
+    /// The global processors (after those).
+    global_processors: Processors,
     topic: TopicChoice,
     key: Option<Format>,
     /// `codec: format`: the record is this, rendered from the finished event.
@@ -88,7 +91,8 @@ impl InputRt {
             decoder: Decoder::for_input(&config),
             filter: LineFilter::new(&config.include_lines, &config.exclude_lines),
             template: EventTemplate::new(&config, global_fields, kafka.codec, agent),
-            processors: Processors::new(&config.processors, global),
+            processors: Processors::new(&config.processors),
+            global_processors: Processors::new(global),
             topic,
             key: kafka.key.as_ref().map(|k| Format::parse(k).expect("validated")),
             format: match kafka.codec {
@@ -207,8 +211,9 @@ impl InputRt {
             Metrics::inc(&m.lines_filtered);
             return skip(f.slot);
         }
+        let with_processors = !(self.processors.is_empty() && self.global_processors.is_empty());
         let mut route = None;
-        if self.processors.is_empty() {
+        if !with_processors {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
         let ctx = LineCtx {
@@ -225,12 +230,16 @@ impl InputRt {
             (Decoded::Invalid { raw, .. }, Some(cfg)) if !cfg.add_error_key => Decoded::Plain(raw),
             (d, _) => d,
         };
-        self.template.encode(&ctx, decoded, scratch);
         let mut event: Option<Map<String, Value>> = None;
-        if route.is_none() {
-            // Processors see the whole event; topic and key formats see what they left.
-            let mut ev: Map<String, Value> = serde_json::from_slice(scratch).expect("the agent's own JSON event");
-            if !self.processors.apply(&mut ev) {
+        if with_processors {
+            // One event map through Filebeat's stages: the input's processors, the builtins, the
+            // global processors; topic and key formats see what they left.
+            let mut ev = self.template.event_map(&ctx, decoded);
+            let kept = self.processors.apply(&mut ev) && {
+                self.template.add_builtin(&mut ev);
+                self.global_processors.apply(&mut ev)
+            };
+            if !kept {
                 Metrics::inc(&m.events_dropped_processor);
                 return skip(f.slot);
             }
@@ -238,6 +247,8 @@ impl InputRt {
             serde_json::to_writer(&mut *scratch, &ev).expect("writing into a Vec");
             route = Some(self.route(|p| lookup_path(&ev, p)));
             event = Some(ev);
+        } else {
+            self.template.encode(&ctx, decoded, scratch);
         }
         let mut route = route.expect("set on both paths");
         if let (Some(format), Ok(_)) = (&self.format, &route) {

@@ -514,3 +514,45 @@ fn filebeat_config_corpus_is_taken_as_filebeat_takes_it() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn processor_events_equal_filebeats() {
+    let text: &[u8] =
+        b"hello {\"x\":1}\n{\"inner\":{\"a\":2},\"s\":\"abcdefghij\",\"n\":\"42\",\"arr\":[1,2]}\nGET /x 503\n";
+    let inputs = r#"filebeat.inputs:
+- type: filestream
+  id: p
+  paths: ['{logs}/p.log']
+  fields: {src: a.b}
+  processors:
+    - add_tags: {tags: [t1, t2]}
+    - add_tags: {tags: [x], target: other}
+    - add_labels: {labels: {number: 1, with.dots: test, nested: {k: v}, arr: [a, b]}}
+    - rename: {fields: [{from: fields.src, to: renamed}, {from: missing, to: m2}]}
+    - rename: {fields: [{from: fields.src, to: moved}]}
+    - copy_fields: {fields: [{from: message, to: msgcopy}]}
+    - truncate_fields: {fields: [msgcopy], max_characters: 5}
+    - add_locale: ~
+    - decode_json_fields: {fields: [message], target: decoded}
+    - convert: {fields: [{from: decoded.n, to: nconv, type: integer}], ignore_missing: true}
+    - add_fields:
+        when.range.decoded.inner.a.gte: 2
+        fields: {big: true}
+processors:
+  - add_host_metadata: ~
+  - drop_fields: {fields: [host.containerized]}
+"#;
+    let (fb, ag) = run_both(&[("p.log", text)], inputs);
+    // The comparison means something only if the processors did their work.
+    let second = fb.values().find(|e| e["decoded"].is_object()).expect("the JSON line's event");
+    assert_eq!((second["labels"]["number"].as_str(), second["labels"]["arr.1"].as_str()), (Some("1"), Some("b")));
+    assert_eq!(second["moved"], "a.b", "the second rename moved the field");
+    assert!(second["error"]["message"].as_str().unwrap().contains("missing"), "the first rename was rolled back");
+    assert_eq!((second["nconv"].as_i64(), second["fields"]["big"].as_bool()), (Some(42), Some(true)));
+    assert!(
+        second["host"]["ip"].as_array().is_some_and(|ips| !ips.is_empty()) && second["event"]["timezone"].is_string()
+    );
+    assert_eq!(second["log"]["flags"], serde_json::json!(["truncated"]));
+    let diffs = differences(&fb, &ag);
+    assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}

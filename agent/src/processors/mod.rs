@@ -1,27 +1,27 @@
-//! Processors: change or drop an event after it is built and before it is routed and sent
-//! (`add_fields`, `drop_fields`, `drop_event`, each with an optional `when` condition).
+//! Processors: change or drop an event after it is built and before it is routed and sent, as
+//! Filebeat's processors do (`add_fields`, `drop_fields`, `drop_event`, `add_tags`, `add_labels`,
+//! `rename`, `copy_fields`, `truncate_fields`, `convert`, `decode_json_fields`, `add_locale`,
+//! `add_host_metadata`), each with an optional `when` condition.
 //!
-//! Owns an input's compiled processor chain (its own processors, then the global ones).
-//! Invariants: processors run in the order written; a dropped event still advances its file's
-//! offset (the caller ships it as a no-delivery event and counts it); running a chain never fails
-//! (regexes were checked when the config was loaded). They work on the JSON event as a tree, so
-//! only inputs that configure processors pay for building one.
+//! Owns a compiled processor chain. Invariants: processors run in the order written, on one event
+//! map; a dropped event still advances its file's offset (the caller ships it as a no-delivery
+//! event and counts it); a processor that fails with `fail_on_error` (the default where Filebeat
+//! has it) leaves the event as it was before it and sets `error.message`, as libbeat does, and the
+//! chain goes on; running a chain never panics (regexes were checked when the config was loaded).
+//! An input's chain runs before `host`, `agent` and `ecs` are added, the global chain after, as in
+//! Filebeat's publisher (see `tail::input`).
 
-use crate::config::{compile, Condition, ProcessorConfig};
+mod fields;
+mod host;
+
+use crate::config::{compile, Condition, ProcessorConfig, RangeBounds};
 use crate::event::lookup_value;
 use regex::bytes::Regex;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Default)]
 pub struct Processors {
-    list: Vec<(Step, Option<Cond>)>,
-}
-
-#[derive(Debug)]
-enum Step {
-    AddFields { target: String, fields: Map<String, Value> },
-    DropFields { fields: Vec<String> },
-    DropEvent,
+    list: Vec<(fields::Step, Option<Cond>)>,
 }
 
 #[derive(Debug)]
@@ -29,6 +29,7 @@ enum Cond {
     Equals(Vec<(String, Value)>),
     Contains(Vec<(String, String)>),
     Regexp(Vec<(String, Regex)>),
+    Range(Vec<(String, RangeBounds)>),
     HasFields(Vec<String>),
     And(Vec<Cond>),
     Or(Vec<Cond>),
@@ -36,8 +37,8 @@ enum Cond {
 }
 
 impl Processors {
-    pub fn new(input: &[ProcessorConfig], global: &[ProcessorConfig]) -> Processors {
-        let list = input.iter().chain(global).map(step).collect();
+    pub fn new(list: &[ProcessorConfig]) -> Processors {
+        let list = list.iter().map(|p| (fields::Step::new(p), p.name_and_when().1.as_ref().map(cond))).collect();
         Processors { list }
     }
 
@@ -51,33 +52,12 @@ impl Processors {
             if when.as_ref().is_some_and(|c| !c.holds(event)) {
                 continue;
             }
-            match step {
-                Step::AddFields { target, fields } => {
-                    for (k, v) in fields {
-                        let path = if target.is_empty() { k.clone() } else { format!("{target}.{k}") };
-                        put(event, &path, v.clone());
-                    }
-                }
-                Step::DropFields { fields } => {
-                    for f in fields {
-                        remove(event, f);
-                    }
-                }
-                Step::DropEvent => return false,
+            match step.run(event) {
+                fields::Outcome::Kept => {}
+                fields::Outcome::Dropped => return false,
             }
         }
         true
-    }
-}
-
-fn step(p: &ProcessorConfig) -> (Step, Option<Cond>) {
-    match p {
-        ProcessorConfig::AddFields(a) => (
-            Step::AddFields { target: a.target.clone(), fields: a.fields.clone().into_iter().collect() },
-            a.when.as_ref().map(cond),
-        ),
-        ProcessorConfig::DropFields(d) => (Step::DropFields { fields: d.fields.clone() }, d.when.as_ref().map(cond)),
-        ProcessorConfig::DropEvent(d) => (Step::DropEvent, d.when.as_ref().map(cond)),
     }
 }
 
@@ -88,6 +68,7 @@ fn cond(c: &Condition) -> Cond {
         Condition::Regexp(m) => {
             Cond::Regexp(m.iter().map(|(k, r)| (k.clone(), compile(r).expect("validated"))).collect())
         }
+        Condition::Range(m) => Cond::Range(m.clone().into_iter().collect()),
         Condition::HasFields(f) => Cond::HasFields(f.clone()),
         Condition::And(l) => Cond::And(l.iter().map(cond).collect()),
         Condition::Or(l) => Cond::Or(l.iter().map(cond).collect()),
@@ -105,12 +86,31 @@ impl Cond {
             Cond::Regexp(pairs) => {
                 pairs.iter().all(|(f, r)| strings(lookup_value(ev, f)).iter().any(|v| r.is_match(v.as_bytes())))
             }
+            Cond::Range(pairs) => {
+                pairs.iter().all(|(f, b)| lookup_value(ev, f).and_then(number).is_some_and(|n| within(n, b)))
+            }
             Cond::HasFields(fields) => fields.iter().all(|f| lookup_value(ev, f).is_some()),
             Cond::And(l) => l.iter().all(|c| c.holds(ev)),
             Cond::Or(l) => l.iter().any(|c| c.holds(ev)),
             Cond::Not(c) => !c.holds(ev),
         }
     }
+}
+
+/// A number, or a string holding one (libbeat's `range` reads both).
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn within(n: f64, b: &RangeBounds) -> bool {
+    b.gt.map_or(true, |x| n > x)
+        && b.gte.map_or(true, |x| n >= x)
+        && b.lt.map_or(true, |x| n < x)
+        && b.lte.map_or(true, |x| n <= x)
 }
 
 /// Equality as Filebeat's `equals` sees it: numbers by value (200 equals 200.0).
@@ -130,35 +130,6 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
     }
 }
 
-fn remove(map: &mut Map<String, Value>, path: &str) -> bool {
-    if map.remove(path).is_some() {
-        return true;
-    }
-    match path.split_once('.') {
-        Some((head, tail)) => match map.get_mut(head) {
-            Some(Value::Object(inner)) => remove(inner, tail),
-            _ => false,
-        },
-        None => false,
-    }
-}
-
-/// Sets a dotted path, creating (or replacing non-object values with) objects on the way.
-fn put(map: &mut Map<String, Value>, path: &str, value: Value) {
-    match path.split_once('.') {
-        None => {
-            map.insert(path.to_string(), value);
-        }
-        Some((head, tail)) => {
-            let slot = map.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            put(slot.as_object_mut().expect("made an object"), tail, value);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,7 +137,7 @@ mod tests {
 
     fn chain(yaml: &str) -> Processors {
         let list: Vec<ProcessorConfig> = crate::config::from_yaml(yaml).unwrap();
-        Processors::new(&list, &[])
+        Processors::new(&list)
     }
 
     fn event() -> Map<String, Value> {
@@ -206,6 +177,8 @@ mod tests {
             ("not: {has_fields: [http.code]}", true),
             ("and: [{equals: {http.code: 200}}, {contains: {message: GET}}]", false),
             ("or: [{equals: {http.code: 500}}, {contains: {message: POST}}]", true),
+            ("range: {http.code: {gte: 200, lt: 300}}", false),
+            ("range.http.code.gte: 400", true),
         ];
         for (when, kept) in cases {
             let p = chain(&format!("- drop_event:\n    when:\n      {when}\n"));

@@ -1,0 +1,361 @@
+//! What each processor does to an event map, step by step as libbeat does it.
+//!
+//! Owns the compiled steps. Invariant: a step that fails with `fail_on_error` leaves the event as
+//! it was before the step and puts libbeat's message in `error.message`; one without it, or a
+//! step Filebeat only logs a failure of (`drop_fields`, `add_tags`, `decode_json_fields` without
+//! `add_error_key`), leaves what it could do and goes on.
+
+use super::host;
+use crate::config::{
+    AddFields, ConvertMode, ConvertType, DecodeJsonFields, FromTo, LocaleFormat, ProcessorConfig, TruncateFields,
+};
+use crate::event::{lookup_value, ndjson};
+use serde_json::{Map, Value};
+
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Deep-merged over the event (`add_fields`, `add_labels`, both already wrapped).
+    Merge(Map<String, Value>),
+    DropFields(Vec<String>),
+    DropEvent,
+    AddTags {
+        target: String,
+        tags: Vec<Value>,
+    },
+    Move {
+        fields: Vec<FromTo>,
+        copy: bool,
+        ignore_missing: bool,
+        fail_on_error: bool,
+    },
+    Truncate(TruncateFields),
+    Convert(crate::config::Convert),
+    DecodeJson(DecodeJsonFields),
+    /// `add_locale`: `event.timezone`, read once.
+    Locale(String),
+    /// `add_host_metadata`: this machine's `host`, read once.
+    Host {
+        host: Map<String, Value>,
+        replace: bool,
+    },
+}
+
+pub(super) enum Outcome {
+    Kept,
+    Dropped,
+}
+
+impl Step {
+    pub(super) fn new(p: &ProcessorConfig) -> Step {
+        match p {
+            ProcessorConfig::AddFields(a) => Step::Merge(wrap_fields(a)),
+            ProcessorConfig::DropFields(d) => Step::DropFields(d.fields.clone()),
+            ProcessorConfig::DropEvent(_) => Step::DropEvent,
+            ProcessorConfig::AddTags(t) => Step::AddTags {
+                target: t.target.clone().unwrap_or_else(|| "tags".into()),
+                tags: t.tags.iter().map(|s| Value::String(s.clone())).collect(),
+            },
+            ProcessorConfig::AddLabels(l) => {
+                let mut flat = Map::new();
+                for (k, v) in &l.labels {
+                    flatten_text(k.clone(), v, &mut flat);
+                }
+                let mut wrapped = Map::new();
+                wrapped.insert("labels".into(), Value::Object(flat));
+                Step::Merge(wrapped)
+            }
+            ProcessorConfig::Rename(m) | ProcessorConfig::CopyFields(m) => Step::Move {
+                fields: m.fields.clone(),
+                copy: matches!(p, ProcessorConfig::CopyFields(_)),
+                ignore_missing: m.ignore_missing,
+                fail_on_error: m.fail_on_error,
+            },
+            ProcessorConfig::TruncateFields(t) => Step::Truncate(t.clone()),
+            ProcessorConfig::Convert(c) => Step::Convert(c.clone()),
+            ProcessorConfig::DecodeJsonFields(d) => Step::DecodeJson(d.clone()),
+            ProcessorConfig::AddLocale(l) => Step::Locale(host::time_zone(l.format == LocaleFormat::Abbreviation)),
+            ProcessorConfig::AddHostMetadata(h) => {
+                Step::Host { host: host::fields(h.netinfo.enabled), replace: h.replace_fields }
+            }
+        }
+    }
+
+    pub(super) fn run(&self, ev: &mut Map<String, Value>) -> Outcome {
+        match self {
+            Step::Merge(fields) => ndjson::deep_update(ev, fields.clone(), true),
+            Step::DropFields(fields) => {
+                for f in fields.iter().filter(|f| !matches!(f.as_str(), "@timestamp" | "type")) {
+                    remove(ev, f);
+                }
+            }
+            Step::DropEvent => return Outcome::Dropped,
+            Step::AddTags { target, tags } => match lookup_mut(ev, target) {
+                Some(Value::Array(have)) => have.extend(tags.iter().cloned()),
+                Some(_) => {}
+                None => put(ev, target, Value::Array(tags.clone())),
+            },
+            Step::Move { fields, copy, ignore_missing, fail_on_error } => {
+                let what = if *copy {
+                    "Failed to copy fields in copy_fields processor"
+                } else {
+                    "Failed to rename fields in processor"
+                };
+                guarded(ev, *fail_on_error, what, |ev| {
+                    fields.iter().try_for_each(|f| move_field(ev, f, *copy, *ignore_missing))
+                });
+            }
+            Step::Truncate(t) => {
+                guarded(ev, t.fail_on_error, "Failed to truncate fields", |ev| truncate(ev, t));
+            }
+            Step::Convert(c) => {
+                guarded(ev, c.fail_on_error, "Failed to convert fields in processor", |ev| convert(ev, c));
+            }
+            Step::DecodeJson(d) => decode_json(ev, d),
+            Step::Locale(tz) => put(ev, "event.timezone", Value::String(tz.clone())),
+            Step::Host { host, replace } => {
+                let mut wrapped = Map::new();
+                wrapped.insert("host".into(), Value::Object(host.clone()));
+                if *replace {
+                    ev.remove("host");
+                }
+                ndjson::deep_update(ev, wrapped, *replace);
+            }
+        }
+        Outcome::Kept
+    }
+}
+
+/// `add_fields`: the fields under their target (a dotted path, or the root when empty).
+fn wrap_fields(a: &AddFields) -> Map<String, Value> {
+    let fields: Map<String, Value> = a.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if a.target.is_empty() {
+        return fields;
+    }
+    let mut out = Map::new();
+    put(&mut out, &a.target, Value::Object(fields));
+    out
+}
+
+/// Runs `body`; when it fails and `fail_on_error`, the event goes back to how it was and carries
+/// libbeat's `error.message` (`<what>: <reason>`); without it, the failure changes nothing more.
+fn guarded(
+    ev: &mut Map<String, Value>,
+    fail_on_error: bool,
+    what: &str,
+    body: impl FnOnce(&mut Map<String, Value>) -> Result<(), String>,
+) {
+    let backup = fail_on_error.then(|| ev.clone());
+    if let Err(reason) = body(ev) {
+        if let Some(b) = backup {
+            *ev = b;
+            put(ev, "error.message", Value::String(format!("{what}: {reason}")));
+        }
+    }
+}
+
+fn move_field(ev: &mut Map<String, Value>, f: &FromTo, copy: bool, ignore_missing: bool) -> Result<(), String> {
+    if lookup_value(ev, &f.to).is_some() {
+        return Err(format!("target field {} already exists, drop or rename this field first", f.to));
+    }
+    let value = match lookup_value(ev, &f.from) {
+        Some(v) => v.clone(),
+        None if ignore_missing => return Ok(()),
+        None => return Err(format!("could not fetch value for key: {}, Error: key not found", f.from)),
+    };
+    if !copy {
+        remove(ev, &f.from);
+    }
+    put(ev, &f.to, value);
+    Ok(())
+}
+
+fn truncate(ev: &mut Map<String, Value>, t: &TruncateFields) -> Result<(), String> {
+    let mut any = false;
+    for field in &t.fields {
+        let s = match lookup_value(ev, field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(format!("value cannot be truncated: {other}")),
+            None if t.ignore_missing => continue,
+            None => return Err(format!("could not fetch value for key: {field}, Error: key not found")),
+        };
+        let cut = match (t.max_bytes, t.max_characters) {
+            (Some(n), _) if s.len() > n => {
+                let mut end = n;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Some(s[..end].to_string())
+            }
+            (_, Some(n)) if s.chars().count() > n => Some(s.chars().take(n).collect()),
+            _ => None,
+        };
+        if let Some(c) = cut {
+            put(ev, field, Value::String(c));
+            any = true;
+        }
+    }
+    if any {
+        match lookup_mut(ev, "log.flags") {
+            Some(Value::Array(flags)) if !flags.iter().any(|f| f == "truncated") => flags.push("truncated".into()),
+            Some(_) => {}
+            None => put(ev, "log.flags", serde_json::json!(["truncated"])),
+        }
+    }
+    Ok(())
+}
+
+fn convert(ev: &mut Map<String, Value>, c: &crate::config::Convert) -> Result<(), String> {
+    for f in &c.fields {
+        let Some(v) = lookup_value(ev, &f.from).cloned() else {
+            if c.ignore_missing {
+                continue;
+            }
+            return Err(format!("field [{}] is missing", f.from));
+        };
+        let converted = match f.kind {
+            Some(kind) => {
+                convert_value(&v, kind).ok_or_else(|| format!("unable to convert value [{}] to {kind:?}", show(&v)))?
+            }
+            None => v,
+        };
+        let to = f.to.as_deref().unwrap_or(&f.from);
+        if c.mode == ConvertMode::Rename && to != f.from {
+            remove(ev, &f.from);
+        }
+        put(ev, to, converted);
+    }
+    Ok(())
+}
+
+fn show(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+fn convert_value(v: &Value, kind: ConvertType) -> Option<Value> {
+    let text = show(v);
+    let t = text.trim();
+    match kind {
+        ConvertType::Integer => t
+            .parse::<i32>()
+            .ok()
+            .map(Value::from)
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i32))),
+        ConvertType::Long => t
+            .parse::<i64>()
+            .ok()
+            .map(Value::from)
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i64))),
+        ConvertType::Float | ConvertType::Double => t.parse::<f64>().ok().map(Value::from),
+        ConvertType::String => Some(Value::String(text)),
+        ConvertType::Boolean => match t {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(Value::Bool(true)),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        ConvertType::Ip => t.parse::<std::net::IpAddr>().ok().map(|ip| Value::String(ip.to_string())),
+    }
+}
+
+/// `decode_json_fields`: each field holding JSON text gets the decoded value (in place, under
+/// `target`, or merged at the root); text that does not decode is left as it is, as Filebeat
+/// leaves it (with `add_error_key`, `error.message` says so).
+fn decode_json(ev: &mut Map<String, Value>, d: &DecodeJsonFields) {
+    for field in &d.fields {
+        let Some(Value::String(text)) = lookup_value(ev, field).cloned() else { continue };
+        let decoded = match serde_json::Deserializer::from_str(&text).into_iter::<Value>().next() {
+            Some(Ok(v)) if v.is_object() || (d.process_array && v.is_array()) => {
+                decode_nested(v, d.max_depth.saturating_sub(1))
+            }
+            Some(Ok(_)) => continue,
+            _ => {
+                if d.add_error_key {
+                    let why = crate::decode::gojson::decode_error(text.as_bytes()).unwrap_or_default();
+                    put(ev, "error.message", Value::String(format!("parsing input as JSON: {why}")));
+                    put(ev, "error.type", Value::String("json".into()));
+                }
+                continue;
+            }
+        };
+        match d.target.as_deref() {
+            None => put(ev, field, decoded),
+            Some("") => match decoded {
+                Value::Object(mut m) => {
+                    if let Some(key) = d.document_id.as_deref() {
+                        if let Some(Value::String(id)) = m.remove(key) {
+                            put(ev, "@metadata._id", Value::String(id));
+                        }
+                    }
+                    ndjson::deep_update(ev, m, d.overwrite_keys)
+                }
+                other => put(ev, field, other),
+            },
+            Some(target) => put(ev, target, decoded),
+        }
+    }
+}
+
+/// JSON text inside a decoded value, decoded too while `depth` lasts (`max_depth`).
+fn decode_nested(v: Value, depth: usize) -> Value {
+    if depth == 0 {
+        return v;
+    }
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, decode_nested(v, depth))).collect()),
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(inner @ (Value::Object(_) | Value::Array(_))) => decode_nested(inner, depth - 1),
+            _ => Value::String(s),
+        },
+        other => other,
+    }
+}
+
+/// Every leaf under its dotted name (arrays by index), as text: `add_labels`'s flattening.
+fn flatten_text(prefix: String, v: &Value, out: &mut Map<String, Value>) {
+    match v {
+        Value::Object(m) => m.iter().for_each(|(k, v)| flatten_text(format!("{prefix}.{k}"), v, out)),
+        Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten_text(format!("{prefix}.{i}"), v, out)),
+        other => {
+            out.insert(prefix, Value::String(show(other)));
+        }
+    }
+}
+
+fn lookup_mut<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
+    if map.contains_key(path) {
+        return map.get_mut(path);
+    }
+    let (head, tail) = path.split_once('.')?;
+    match map.get_mut(head)? {
+        Value::Object(inner) => lookup_mut(inner, tail),
+        _ => None,
+    }
+}
+
+pub(super) fn remove(map: &mut Map<String, Value>, path: &str) -> bool {
+    if map.remove(path).is_some() {
+        return true;
+    }
+    match path.split_once('.') {
+        Some((head, tail)) => match map.get_mut(head) {
+            Some(Value::Object(inner)) => remove(inner, tail),
+            _ => false,
+        },
+        None => false,
+    }
+}
+
+/// Sets a dotted path, creating (or replacing non-object values with) objects on the way.
+pub(super) fn put(map: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_string(), value);
+        }
+        Some((head, tail)) => {
+            let slot = map.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            put(slot.as_object_mut().expect("made an object"), tail, value);
+        }
+    }
+}
