@@ -185,7 +185,12 @@ fn processors_add_and_drop_fields_drop_events_and_routing_sees_the_result() {
         extra,
         "    codec: json\n    key: '%{[project.name]}-%{[env]}'\n",
     )
-    .replace("inputs:\n", "processors:\n  - add_fields:\n      target: ''\n      fields: {env: prod}\ninputs:\n");
+    // As in Filebeat, an input's processors run before `agent` is added (their drop of
+    // agent.ephemeral_id finds nothing); the global ones run after and can drop it.
+    .replace(
+        "inputs:\n",
+        "processors:\n  - add_fields:\n      target: ''\n      fields: {env: prod}\n  - drop_fields:\n      fields: [agent.ephemeral_id]\ninputs:\n",
+    );
     let agent = RunningAgent::start(&cfg);
     let got = consume(&kc.bootstrap_servers(), "proc", 1, 2, T);
     let summary = agent.stop();
