@@ -200,15 +200,42 @@ fn start_new_or_old<C, T>(
     (side, false)
 }
 
-/// Whether two settings are the same. The config types are plain data whose `Debug` shows every
-/// field, so comparing that is exact and needs no `PartialEq` on every config type.
-fn same_settings<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
-    format!("{a:?}") == format!("{b:?}")
+/// Whether two settings are the same, by value (every field of every config type, secrets and
+/// librdkafka properties included; `Debug` hides some of them, so it cannot be the test).
+fn same_settings<T: PartialEq>(a: &T, b: &T) -> bool {
+    a == b
 }
 
 /// The settings the input side is built from (everything but the sinks, logging and http).
-fn input_side(c: &Config) -> impl std::fmt::Debug + '_ {
-    (&c.name, &c.registry, &c.inputs, &c.processors, &c.queue, &c.output, &c.shutdown_timeout, &c.logging.metrics)
+#[derive(PartialEq)]
+struct InputSide<'a> {
+    name: &'a Option<String>,
+    registry: &'a crate::config::RegistryConfig,
+    inputs: &'a [crate::config::InputConfig],
+    processors: &'a [crate::config::ProcessorConfig],
+    queue: &'a crate::config::QueueConfig,
+    output: &'a Option<crate::config::OutputConfig>,
+    shutdown_timeout: HumanDuration,
+    metrics_log: &'a crate::config::LogMetricsConfig,
+    fields: &'a std::collections::BTreeMap<String, serde_json::Value>,
+    fields_under_root: bool,
+    tags: &'a [String],
+}
+
+fn input_side(c: &Config) -> InputSide<'_> {
+    InputSide {
+        name: &c.name,
+        registry: &c.registry,
+        inputs: &c.inputs,
+        processors: &c.processors,
+        queue: &c.queue,
+        output: &c.output,
+        shutdown_timeout: c.shutdown_timeout,
+        metrics_log: &c.logging.metrics,
+        fields: &c.fields,
+        fields_under_root: c.fields_under_root,
+        tags: &c.tags,
+    }
 }
 
 /// The input side's threads and the handles its shutdown sequence needs.

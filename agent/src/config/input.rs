@@ -26,7 +26,7 @@ pub const DEFAULT_MULTILINE_TIMEOUT: HumanDuration = HumanDuration::from_secs(5)
 /// `plain`: bytes are shipped as they are (Filebeat's default).
 pub const DEFAULT_ENCODING: &str = "plain";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     pub id: String,
@@ -165,7 +165,7 @@ pub enum FileCompression {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum ParserConfig {
     Multiline(MultilineConfig),
@@ -173,7 +173,7 @@ pub enum ParserConfig {
 }
 
 /// Filebeat's `ndjson` parser options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NdjsonConfig {
     /// Where the decoded object goes: `""` (the event root, the default) or a field name.
@@ -201,7 +201,7 @@ pub struct NdjsonConfig {
 }
 
 /// Filebeat's `multiline` parser options.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineConfig {
     #[serde(rename = "type", default)]
@@ -250,7 +250,7 @@ pub enum MultilineMatch {
     Before,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CloseConfig {
     #[serde(default)]
@@ -261,7 +261,7 @@ pub struct CloseConfig {
     pub on_eof: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CloseOnStateChange {
     #[serde(default = "d_close_inactive")]
@@ -282,7 +282,7 @@ fn d_close_inactive() -> HumanDuration {
     DEFAULT_CLOSE_INACTIVE
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffConfig {
     #[serde(default = "d_backoff_init")]

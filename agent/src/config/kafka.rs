@@ -31,7 +31,7 @@ pub const MAX_AUTO_WORKERS: usize = 4;
 /// Properties the agent relies on for its guarantees; the pass-through map may not touch them.
 const RESERVED_PROPERTIES: &[&str] = &["message.timeout.ms", "delivery.report.only.error", "enable.idempotence"];
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub hosts: Vec<String>,
@@ -247,7 +247,7 @@ impl Codec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataConfig {
     #[serde(default = "d_metadata_refresh")]
@@ -262,7 +262,7 @@ fn d_metadata_refresh() -> HumanDuration {
     DEFAULT_METADATA_REFRESH
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaBackoff {
     #[serde(default = "d_backoff_init")]
@@ -282,7 +282,7 @@ fn d_backoff_max() -> HumanDuration {
     DEFAULT_BACKOFF_MAX
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; PLAIN when `username` is set and this is not.
@@ -290,7 +290,7 @@ pub struct SaslConfig {
     pub mechanism: Option<String>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SslConfig {
     #[serde(default)]

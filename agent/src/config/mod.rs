@@ -104,7 +104,7 @@ fn show_problems(problems: &[Problem]) -> String {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Overrides `host.name` in events (Filebeat's `name`).
@@ -163,7 +163,7 @@ pub struct GlobalFields {
     pub tags: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PathConfig {
     #[serde(default = "d_path_data")]
@@ -178,7 +178,7 @@ fn d_path_data() -> PathBuf {
     PathBuf::from(DEFAULT_PATH_DATA)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Directory of `registry.json` (Filebeat's `filebeat.registry.path`); `<path.data>/registry`
@@ -202,7 +202,7 @@ fn d_clean_removed_after() -> HumanDuration {
     DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     #[serde(default)]
@@ -221,7 +221,7 @@ fn d_max_open_files() -> usize {
     DEFAULT_MAX_OPEN_FILES
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MemQueueConfig {
     #[serde(default = "d_queue_max_bytes")]
@@ -236,13 +236,13 @@ fn d_queue_max_bytes() -> ByteSize {
     DEFAULT_QUEUE_MAX_BYTES
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     pub kafka: KafkaConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingConfig {
     #[serde(default)]
@@ -279,7 +279,7 @@ pub enum LogLevel {
     Error,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogFilesConfig {
     /// Directory of the agent's own log files; defaults to `<path.data>/logs`.
@@ -317,7 +317,7 @@ fn d_keepfiles() -> usize {
     DEFAULT_LOG_KEEPFILES
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogMetricsConfig {
     #[serde(default = "d_true")]

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// Filebeat's default `add_fields.target`.
 pub const DEFAULT_ADD_FIELDS_TARGET: &str = "fields";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum ProcessorConfig {
     AddFields(AddFields),
@@ -36,7 +36,7 @@ fn d_true() -> bool {
 }
 
 /// Filebeat's `add_tags`: appends to the list at `target` (`tags`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AddTags {
     pub tags: Vec<String>,
@@ -46,14 +46,14 @@ pub struct AddTags {
 }
 
 /// Filebeat's `add_labels`: every leaf, flattened to a dotted name, as text under `labels`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AddLabels {
     pub labels: BTreeMap<String, serde_json::Value>,
     pub when: Option<Condition>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FromTo {
     pub from: String,
@@ -61,7 +61,7 @@ pub struct FromTo {
 }
 
 /// Filebeat's `rename` and `copy_fields`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MoveFields {
     pub fields: Vec<FromTo>,
@@ -74,7 +74,7 @@ pub struct MoveFields {
 }
 
 /// Filebeat's `truncate_fields`: one of `max_bytes` or `max_characters`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TruncateFields {
     pub fields: Vec<String>,
@@ -89,7 +89,7 @@ pub struct TruncateFields {
     pub when: Option<Condition>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertField {
     pub from: String,
@@ -120,7 +120,7 @@ pub enum ConvertMode {
 }
 
 /// Filebeat's `convert`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Convert {
     pub fields: Vec<ConvertField>,
@@ -137,7 +137,7 @@ pub struct Convert {
 }
 
 /// Filebeat's `decode_json_fields`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DecodeJsonFields {
     pub fields: Vec<String>,
@@ -172,7 +172,7 @@ pub enum LocaleFormat {
 }
 
 /// Filebeat's `add_locale`: the machine's time zone in `event.timezone`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AddLocale {
     #[serde(default)]
@@ -181,7 +181,7 @@ pub struct AddLocale {
 }
 
 /// Filebeat's `add_host_metadata`: this machine's `host.*` (no network lookups).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AddHostMetadata {
     /// `host.ip` and `host.mac` of the interfaces (Filebeat 8's default: on).
@@ -202,7 +202,7 @@ impl Default for AddHostMetadata {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NetInfo {
     #[serde(default = "d_true")]
@@ -215,7 +215,7 @@ impl Default for NetInfo {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AddFields {
     /// Where the fields go: a field name (default `fields`) or `""` for the event root.
@@ -229,7 +229,7 @@ fn d_target() -> String {
     DEFAULT_ADD_FIELDS_TARGET.to_string()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DropFields {
     /// Dotted field names (`agent.ephemeral_id`).
@@ -240,7 +240,7 @@ pub struct DropFields {
     pub when: Option<Condition>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DropEvent {
     /// Required: a `drop_event` without a condition would drop every event.
@@ -248,7 +248,7 @@ pub struct DropEvent {
 }
 
 /// Filebeat's conditions. Field names are dotted paths into the event.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// Every field equals its value (strings, numbers, booleans).

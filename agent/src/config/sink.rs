@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub const DEFAULT_SINK_COMMIT_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
 pub const DEFAULT_SINK_CLIENT_ID: &str = "agent-sink";
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Unique name (the connector name in the Kafka Connect view).

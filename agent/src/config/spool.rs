@@ -18,7 +18,7 @@ pub const DEFAULT_SPOOL_RETRY_INTERVAL: HumanDuration = HumanDuration::from_secs
 /// Directory under `path.data` used when `queue.spool.path` is not set.
 pub const DEFAULT_SPOOL_DIR: &str = "spool";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolConfig {
     #[serde(default = "d_true")]

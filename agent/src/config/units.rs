@@ -26,7 +26,7 @@ impl HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // A bare number is seconds, as libbeat reads it (`scan_frequency: 10`, `backoff: 0.5`).
-        #[derive(Deserialize)]
+        #[derive(Deserialize, PartialEq)]
         #[serde(untagged)]
         enum Raw {
             Text(String),
@@ -95,7 +95,7 @@ pub fn parse_byte_size(s: &str) -> Result<u64, String> {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, PartialEq)]
         #[serde(untagged)]
         enum Raw {
             Int(u64),

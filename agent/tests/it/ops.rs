@@ -232,3 +232,27 @@ fn health_follows_the_brokers_and_the_spool() {
         agent.stop();
     }
 }
+
+/// Issue #16: a reload that changes only `output.kafka.codec` (a setting `Debug` did not show)
+/// was logged as applied and kept the old codec. Settings are now compared by value.
+#[test]
+fn sighup_that_changes_only_the_codec_applies_it() {
+    let tansu = Tansu::start("codec", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("agent.yml");
+    append_lines(&a, numbered("raw", 0..100));
+    let raw = inputs_config(&data, &[("a", &a)], &tansu.bootstrap, "codec", "");
+    std::fs::write(&cfg, &raw).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    assert_eq!(consume(&tansu.bootstrap, "codec", 1, 100, Duration::from_secs(60)).len(), 100);
+    reload(&agent, &cfg, &raw.replace("codec: raw", "codec: json"), ("config reloaded", 1));
+    append_lines(&a, numbered("json", 0..100));
+    let got = consume(&tansu.bootstrap, "codec", 1, 200, Duration::from_secs(60));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success(), "{}", agent_log_tail(&cfg));
+    assert_eq!(got.len(), 200, "{}", agent_log_tail(&cfg));
+    let json: Vec<String> = got[100..].iter().map(|r| r.json()["message"].as_str().unwrap().to_string()).collect();
+    assert_eq!(json, numbered("json", 0..100), "every line after the reload is a JSON event");
+}
