@@ -345,7 +345,10 @@ impl KafkaConfig {
         if self.topic.trim().is_empty() {
             return Err(invalid(k("topic"), "must not be empty"));
         }
-        crate::event::Format::parse(&self.topic).map_err(|e| invalid(k("topic"), e))?;
+        let topic = crate::event::Format::parse(&self.topic).map_err(|e| invalid(k("topic"), e))?;
+        if let Some(name) = topic.as_static() {
+            check_topic_name(&name).map_err(|e| invalid(k("topic"), e))?;
+        }
         match (self.codec, &self.codec_format) {
             (Codec::Format, None) => {
                 return Err(invalid(k("codec"), "format needs codec_format (codec.format.string)"))
@@ -519,6 +522,21 @@ impl KafkaConfig {
     }
 }
 
+/// A name Kafka accepts for a topic: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`. A record for
+/// any other name is refused by the broker on every try, which is no outage to wait out.
+pub(super) fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!("a topic name has 1 to 249 characters ({:?} has {})", name, name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a topic name Kafka accepts"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("{name:?} is not a topic name Kafka accepts: {c:?} is outside [a-zA-Z0-9._-]"));
+    }
+    Ok(())
+}
+
 /// A Kafka version's major and minor numbers (`2.1.0` → (2, 1); `0.8.2.0` → (0, 8)).
 fn parse_version(v: &str) -> Option<(u32, u32)> {
     let mut parts = v.split('.');
@@ -667,6 +685,22 @@ mod tests {
         assert_eq!(p["socket.keepalive.enable"], "true");
         assert!(!props("    version: 2.1.0\n").contains_key("api.version.request"));
         assert!(kafka("    version: latest\n").unwrap_err().contains("output.kafka.version (line 5)"));
+    }
+
+    #[test]
+    fn topic_names_kafka_would_refuse_are_refused_when_static() {
+        let topic = |t: &str| kafka("").map(|_| ()).and_then(|_| kafka_topic(t));
+        assert!(topic("logs.app-1_x").is_ok());
+        for bad in ["my topic!", ".", "..", &"x".repeat(250)] {
+            let err = topic(bad).unwrap_err();
+            assert!(err.contains("output.kafka.topic (line 4)"), "{bad}: {err}");
+        }
+        assert!(topic("logs-%{[fields.app]}").is_ok(), "a format is checked per event by the broker");
+    }
+
+    fn kafka_topic(topic: &str) -> Result<(), String> {
+        let text = format!("output:\n  kafka:\n    hosts: [h:9092]\n    topic: '{topic}'\n");
+        Config::from_str_at(&text, Path::new("a.yml")).map(|_| ()).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -121,6 +121,9 @@ impl SinkConfig {
             }
             (false, None) => {}
         }
+        for (t, name) in self.topics.iter().enumerate() {
+            super::kafka::check_topic_name(name).map_err(|e| invalid(k(&format!("topics[{t}]")), e))?;
+        }
         if let Some(t) = self.topics.iter().position(|t| t.trim().is_empty()) {
             return Err(invalid(k(&format!("topics[{t}]")), "must not be empty"));
         }

@@ -25,32 +25,36 @@ impl HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A bare number is seconds, as libbeat reads it (`scan_frequency: 10`, `backoff: 0.5`).
-        #[derive(Deserialize, PartialEq)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Number(f64),
-        }
-        let s = match Raw::deserialize(d)? {
-            Raw::Text(s) => s,
-            Raw::Number(n) => {
-                return Duration::try_from_secs_f64(n)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 250ms, 10s or 5m (a bare number is seconds)")
+            }
+            // A bare number is seconds, as libbeat reads it (`scan_frequency: 10`, `backoff: 0.5`).
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<HumanDuration, E> {
+                Duration::try_from_secs_f64(n)
                     .ok()
                     .filter(|d| *d <= MAX_DURATION)
                     .map(HumanDuration)
-                    .ok_or_else(|| {
-                        serde::de::Error::custom(format!("invalid duration {n}: not between 0 and 10 years"))
-                    })
+                    .ok_or_else(|| E::custom(format!("invalid duration {n}: not between 0 and 10 years")))
             }
-        };
-        let d = humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. 250ms, 10s, 5m"))
-        })?;
-        if d > MAX_DURATION {
-            return Err(serde::de::Error::custom(format!("duration {s:?} is longer than 10 years")));
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<HumanDuration, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<HumanDuration, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+                let d = humantime::parse_duration(s.trim())
+                    .map_err(|e| E::custom(format!("invalid duration {s:?} ({e}); write e.g. 250ms, 10s, 5m")))?;
+                if d > MAX_DURATION {
+                    return Err(E::custom(format!("duration {s:?} is longer than 10 years")));
+                }
+                Ok(HumanDuration(d))
+            }
         }
-        Ok(HumanDuration(d))
+        d.deserialize_any(V)
     }
 }
 
@@ -95,16 +99,26 @@ pub fn parse_byte_size(s: &str) -> Result<u64, String> {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize, PartialEq)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Str(String),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte size such as 1048576, 512KiB or 10MiB")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n).map(ByteSize).map_err(|_| E::custom(format!("a byte size cannot be negative ({n})")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ByteSize, E> {
+                Err(E::custom(format!("{n} is not a whole number of bytes")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                parse_byte_size(s).map(ByteSize).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Str(s) => parse_byte_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -134,6 +148,12 @@ mod tests {
         assert_eq!(crate::config::from_yaml::<HumanDuration>("30").unwrap().0, Duration::from_secs(30));
         assert_eq!(crate::config::from_yaml::<HumanDuration>("0.5").unwrap().0, Duration::from_millis(500));
         assert!(crate::config::from_yaml::<HumanDuration>("-1").is_err());
+        let err = crate::config::from_yaml::<HumanDuration>("{a: 1}").unwrap_err();
+        assert!(err.contains("expected a duration such as"), "{err}");
+        let err = crate::config::from_yaml::<ByteSize>("-1").unwrap_err();
+        assert!(err.contains("cannot be negative"), "{err}");
+        let err = crate::config::from_yaml::<ByteSize>("[1]").unwrap_err();
+        assert!(err.contains("expected a byte size"), "{err}");
         let err = crate::config::from_yaml::<HumanDuration>("100000d").unwrap_err().to_string();
         assert!(err.contains("10 years"), "{err}");
     }

@@ -198,13 +198,17 @@ impl InputRt {
         let out = self.decoder.decode(line.bytes);
         if out.invalid_utf8 {
             Metrics::inc(&m.lines_invalid_utf8);
-            warn_once(&mut warned.utf8, f.path, line.offset, "invalid UTF-8 replaced by U+FFFD in the JSON event");
+            let what = match self.template.codec() {
+                Codec::Raw => "invalid UTF-8: the raw codec sends the bytes unchanged (counted in lines_invalid_utf8)",
+                _ => "invalid UTF-8 replaced by U+FFFD in the event",
+            };
+            warn_once(&mut warned.utf8, f.path, line.offset, what);
         }
         if let Decoded::Invalid { error, .. } = &out.decoded {
             Metrics::inc(&m.lines_invalid_json);
             if !warned.json {
                 warned.json = true;
-                tracing::warn!(path = f.path, offset = line.offset, %error, "invalid JSON line shipped with the raw line and an error (logged once per file)");
+                tracing::warn!(path = f.path, offset = line.offset, %error, "invalid JSON line shipped as its text (with error.* under add_error_key; logged once per file)");
             }
         }
         if !self.filter.is_empty() && !self.filter.keep(self.decoder.message(&out.decoded).map(str::as_bytes)) {
