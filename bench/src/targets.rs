@@ -91,7 +91,9 @@ impl Tools {
             agent: std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| dir.join("agent")),
             bench: exe,
             connect_classpath: cp.is_file().then_some(cp),
-            filebeat: find_bin("FILEBEAT_BIN", "filebeat"),
+            // `scripts/install-peers.sh` installs Filebeat 8.1.3 here.
+            filebeat: find_bin("FILEBEAT_BIN", "filebeat")
+                .or_else(|| Some(root.join(".tools/filebeat/filebeat")).filter(|p| p.is_file())),
             vector: find_bin("VECTOR_BIN", "vector"),
             fluent_bit: find_bin("FLUENT_BIT_BIN", "fluent-bit"),
         }
@@ -111,7 +113,9 @@ impl Tools {
                 Some("skipped: FileStreamSource reads a single file".into())
             }
             Target::KafkaConnect => None,
-            Target::Filebeat if self.filebeat.is_none() => Some("skipped: not installed (FILEBEAT_BIN or PATH)".into()),
+            Target::Filebeat if self.filebeat.is_none() => {
+                Some("skipped: not installed (scripts/install-peers.sh, FILEBEAT_BIN or PATH)".into())
+            }
             Target::Vector if self.vector.is_none() => Some("skipped: not installed (VECTOR_BIN or PATH)".into()),
             Target::FluentBit if self.fluent_bit.is_none() => {
                 Some("skipped: not installed (FLUENT_BIT_BIN or PATH)".into())
@@ -149,6 +153,8 @@ impl Tools {
                 let cfg = filebeat_config(files, bootstrap, topic, s, work);
                 let mut c = Command::new(self.filebeat.as_ref().unwrap());
                 c.args(["-c", cfg.to_str().unwrap(), "--path.data", work.join("fb-data").to_str().unwrap(), "-e"]);
+                // Its own home: no module directory or log files beside the binary.
+                c.args(["--path.home", work.to_str().unwrap()]);
                 c
             }
             Target::Vector => {
