@@ -29,23 +29,49 @@
 //! librdkafka's own threads (compression, delivery reports
 //! → [`ack`]), `registry` (periodic atomic writes). Modules are listed in data-flow order.
 
-pub mod ack;
+// Configuration.
 pub mod config;
-pub mod connect;
-pub mod decode;
+
+// Reading: which files, their identity, reading them, decoding lines, making events.
 pub mod discover;
-pub mod durable;
-pub mod event;
 pub mod fingerprint;
-pub mod http;
-pub mod logging;
-pub mod metrics;
-pub mod output;
-pub mod pipeline;
-pub mod processors;
-pub mod queue;
-pub mod registry;
-pub mod sink;
-pub mod spool;
-pub mod status;
+
 pub mod tail;
+
+pub mod decode;
+
+pub mod event;
+
+pub mod processors;
+
+// Shipping: the bounded queue, the Kafka output (and librdkafka's log), the disk spool.
+pub mod queue;
+
+pub mod output;
+
+pub mod rdlog;
+
+pub mod spool;
+
+// Remembering: acknowledgements, the registry, atomic small-file writes.
+pub mod ack;
+
+pub mod registry;
+
+pub mod durable;
+
+// Telling: counters, connector status, the HTTP endpoint, the agent's own log files.
+pub mod metrics;
+
+pub mod status;
+
+pub mod http;
+
+pub mod logging;
+
+// The other direction (topics to files), Kafka Connect's files, and the wiring of it all.
+pub mod sink;
+
+pub mod connect;
+
+pub mod pipeline;

@@ -115,6 +115,8 @@ pub struct AgentContext {
     failed_topics: Mutex<HashSet<String>>,
     /// Retriable errors already logged (once per topic and error).
     retried_errors: Mutex<HashSet<(String, String)>>,
+    /// librdkafka's own log lines and errors, each cause once a minute (shared by the workers).
+    rdlog: Arc<crate::rdlog::RdLog>,
 }
 
 impl AgentContext {
@@ -164,14 +166,14 @@ impl ClientContext for AgentContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            if !self.shared.all_down.swap(true, Ordering::Relaxed) {
-                tracing::warn!(reason, "librdkafka: all brokers are down");
-            }
-        } else {
-            // Connection errors repeat at every reconnect attempt; the output's state changes
-            // (spooling, replaying) are what an operator needs, at WARN.
-            tracing::debug!(error = %error, reason, "librdkafka error");
+            self.shared.all_down.store(true, Ordering::Relaxed);
         }
+        // Each cause once a minute: connection errors repeat at every reconnect attempt.
+        self.rdlog.error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.rdlog.log(level, fac, message);
     }
 }
 
@@ -350,6 +352,7 @@ impl KafkaOutput {
         });
         let workers = cfg.workers();
         let mut producers: Vec<Arc<ThreadedProducer<AgentContext>>> = Vec::with_capacity(workers);
+        let rdlog = Arc::new(crate::rdlog::RdLog::new("output"));
         for _ in 0..workers {
             let ctx = AgentContext {
                 shared: shared.clone(),
@@ -358,6 +361,7 @@ impl KafkaOutput {
                 reachable: Mutex::new(HashMap::new()),
                 failed_topics: Mutex::new(HashSet::new()),
                 retried_errors: Mutex::new(HashSet::new()),
+                rdlog: rdlog.clone(),
             };
             producers.push(Arc::new(client_config(cfg).create_with_context(ctx)?));
         }

@@ -107,11 +107,18 @@ impl Sinks {
     }
 }
 
-/// librdkafka's errors repeat at every reconnect; commit failures are what the sink reports.
-struct SinkContext;
+/// librdkafka's log lines and errors go to the agent's log, each cause once a minute
+/// ([`crate::rdlog`]), naming the sink.
+struct SinkContext {
+    rdlog: crate::rdlog::RdLog,
+}
 impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(error = %error, reason, "librdkafka consumer error");
+        self.rdlog.error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.rdlog.log(level, fac, message);
     }
 }
 impl ConsumerContext for SinkContext {}
@@ -160,8 +167,9 @@ impl Sink {
         for (k, v) in cfg.client_properties() {
             cc.set(k, v);
         }
-        let consumer: BaseConsumer<SinkContext> =
-            cc.create_with_context(SinkContext).context("cannot create the consumer")?;
+        let consumer: BaseConsumer<SinkContext> = cc
+            .create_with_context(SinkContext { rdlog: crate::rdlog::RdLog::new(format!("sink {}", cfg.id)) })
+            .context("cannot create the consumer")?;
         let topics = cfg.subscription();
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).context("cannot subscribe")?;
         tracing::info!(sink = %cfg.id, topics = ?topics, group_id = %cfg.group_id, file = %cfg.file.display(), "sink started");

@@ -256,3 +256,30 @@ fn sighup_that_changes_only_the_codec_applies_it() {
     let json: Vec<String> = got[100..].iter().map(|r| r.json()["message"].as_str().unwrap().to_string()).collect();
     assert_eq!(json, numbered("json", 0..100), "every line after the reload is a JSON event");
 }
+
+/// Issue #16: with no broker listening, librdkafka's "Connection refused" reaches the agent's log,
+/// naming the client, and once (not at every reconnect attempt).
+#[test]
+fn librdkafka_errors_reach_the_log_once_per_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    append_lines(&a, numbered("a", 0..10));
+    let cfg = dir.path().join("agent.yml");
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let text =
+        inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", "queue:\n  spool:\n    enabled: false\n")
+            .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
+    std::fs::write(&cfg, text).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    // librdkafka retries the connection every few hundred milliseconds meanwhile.
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&agent, libc::SIGTERM);
+    wait_exit(&mut agent, Duration::from_secs(30));
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("Connection refused")).collect();
+    assert!(!refused.is_empty(), "no librdkafka line in the log:\n{log}");
+    assert!(refused.iter().all(|l| l.contains("client=\"output\"") || l.contains("client=output")), "{refused:?}");
+    // Two bootstrap connections at most (one per address family librdkafka tries), not one line
+    // per reconnect attempt (about ten a second here).
+    assert!(refused.len() <= 2, "each cause once a minute, not per attempt: {refused:#?}");
+}
