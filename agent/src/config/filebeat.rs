@@ -55,14 +55,27 @@ const IGNORED_SECTIONS: &[(&str, &str)] = &[
     ("timestamp", "events carry millisecond timestamps, as Filebeat's default precision"),
 ];
 
+/// Where the file being translated lives and how `${...}` resolves outside it: for the input
+/// files `filebeat.config.inputs` loads.
+pub struct Context<'a> {
+    /// The config file's directory (relative input file globs start there).
+    pub dir: &'a std::path::Path,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
 /// Translates the tree in place. `from_filebeat` inputs (`filebeat.inputs`) default to
 /// `type: log`, as in Filebeat; the agent's own `inputs` default to filestream.
-pub fn translate(root: &mut Node) -> Translation {
+pub fn translate(root: &mut Node, cx: &Context<'_>) -> Translation {
     let mut t = Translation::default();
-    let mut inputs =
-        take_list(root, "inputs", &mut t).into_iter().map(|n| (n, "filestream", "inputs")).collect::<Vec<_>>();
+    let mut inputs: Vec<(Node, &str, String)> =
+        take_list(root, "inputs", &mut t).into_iter().map(|n| (n, "filestream", "inputs".to_string())).collect();
+    let mut loaded = Vec::new();
     if let Some(fb) = root.remove("filebeat") {
-        inputs.extend(filebeat_namespace(root, fb, &mut t));
+        let (listed, external) = filebeat_namespace(root, fb, &mut t);
+        inputs.extend(listed.into_iter().map(|(n, d, f)| (n, d, f.to_string())));
+        for e in external {
+            loaded.extend(input_files(root, e, cx, &mut t));
+        }
     }
     for (name, why) in IGNORED_SECTIONS {
         if let Some(e) = root.remove(name) {
@@ -76,7 +89,7 @@ pub fn translate(root: &mut Node) -> Translation {
     inactive_processors(root, "processors", &mut t);
     let mut out = Vec::new();
     let mut ids = Vec::new();
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
     for (node, default_type, from) in inputs {
         let i = match counts.iter_mut().find(|(f, _)| *f == from) {
             Some((_, n)) => {
@@ -84,7 +97,7 @@ pub fn translate(root: &mut Node) -> Translation {
                 *n - 1
             }
             None => {
-                counts.push((from, 1));
+                counts.push((from.clone(), 1));
                 0
             }
         };
@@ -93,6 +106,8 @@ pub fn translate(root: &mut Node) -> Translation {
             out.push(n);
         }
     }
+    // Inputs from `filebeat.config.inputs` files, translated and checked where they were read.
+    out.extend(loaded);
     if !out.is_empty() {
         let line = out[0].line;
         root.as_map_mut().expect("the root is a map").push(Entry {
@@ -117,14 +132,18 @@ fn take_list(node: &mut Node, key: &str, t: &mut Translation) -> Vec<Node> {
     }
 }
 
-/// `filebeat.*`: inputs (and 6.x prospectors) come back to be translated; the rest moves to the
-/// agent's keys or is noted.
-fn filebeat_namespace(root: &mut Node, fb: Entry, t: &mut Translation) -> Vec<(Node, &'static str, &'static str)> {
+/// The inputs a Filebeat file lists, each with its default type and where it was listed.
+type Listed = Vec<(Node, &'static str, &'static str)>;
+
+/// `filebeat.*`: inputs (and 6.x prospectors) come back to be translated, and the
+/// `filebeat.config.inputs` settings to load; the rest moves to the agent's keys or is noted.
+fn filebeat_namespace(root: &mut Node, fb: Entry, t: &mut Translation) -> (Listed, Vec<Entry>) {
     let Value::Map(entries) = fb.node.value else {
         t.error("filebeat", fb.line, "needs a map of settings");
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut inputs = Vec::new();
+    let mut external = Vec::new();
     for e in entries {
         let key = format!("filebeat.{}", e.key);
         match e.key.as_str() {
@@ -155,7 +174,7 @@ fn filebeat_namespace(root: &mut Node, fb: Entry, t: &mut Translation) -> Vec<(N
                 }
             }
             "shutdown_timeout" => set(root, &["shutdown_timeout"], e),
-            "config" => config_loading(e, t),
+            "config" => external.extend(config_loading(e, t)),
             "modules" => {
                 let enabled = match &e.node.value {
                     Value::Seq(items) => items.iter().any(|m| flag(m.get("enabled")) != Some(false)),
@@ -175,7 +194,7 @@ fn filebeat_namespace(root: &mut Node, fb: Entry, t: &mut Translation) -> Vec<(N
             _ => t.error(&key, e.line, "unknown Filebeat setting (or one the agent does not support)"),
         }
     }
-    inputs
+    (inputs, external)
 }
 
 /// `filebeat.registry.*`: `path` and `flush` are the agent's; the file's mode is always 0600.
@@ -207,23 +226,109 @@ fn registry(root: &mut Node, e: Entry, t: &mut Translation) {
     }
 }
 
-/// `filebeat.config.{inputs,modules}`: module loading changes nothing; input files are not read.
-fn config_loading(e: Entry, t: &mut Translation) {
-    let Value::Map(entries) = e.node.value else { return };
+/// `filebeat.config.{inputs,modules}`: module loading changes nothing; enabled `inputs` come
+/// back to be loaded ([`input_files`]).
+fn config_loading(e: Entry, t: &mut Translation) -> Option<Entry> {
+    let Value::Map(entries) = e.node.value else { return None };
+    let mut inputs = None;
     for c in entries {
         let key = format!("filebeat.config.{}", c.key);
         let enabled = flag(c.node.get("enabled")) != Some(false);
         match c.key.as_str() {
             "modules" => t.note(&key, c.line, "accepted, not applied: Filebeat modules are not run by the agent"),
-            "inputs" if enabled => t.error(
-                &key,
-                c.line,
-                "input files loaded from a glob are not supported yet: list the inputs in this file under filebeat.inputs",
-            ),
+            "inputs" if enabled => inputs = Some(c),
             "inputs" => t.note(&key, c.line, "accepted, not applied: disabled"),
             _ => t.error(&key, c.line, "unknown Filebeat setting"),
         }
     }
+    inputs
+}
+
+/// `filebeat.config.inputs`: every file its `path` glob matches (default
+/// `${path.config}/inputs.d/*.yml`) is a YAML list of inputs, read now (and again at every reload)
+/// and checked on its own, so a problem in one is reported with that file's name and line.
+fn input_files(root: &Node, e: Entry, cx: &Context<'_>, t: &mut Translation) -> Vec<Node> {
+    let at = "filebeat.config.inputs";
+    if let Some(r) = e.node.get("reload") {
+        if flag(r.get("enabled")) == Some(true) {
+            t.note(
+                format!("{at}.reload"),
+                r.line,
+                "input files are read at start and at every SIGHUP (systemctl reload), not watched",
+            );
+        }
+    }
+    let pattern = match e.node.get("path").and_then(Node::as_scalar) {
+        Some(p) => match super::tree::expand_str(&p.text, root, cx.env) {
+            Ok(p) => p,
+            Err(message) => {
+                t.error(format!("{at}.path"), e.line, message);
+                return Vec::new();
+            }
+        },
+        None => format!("{}/inputs.d/*.yml", cx.dir.display()),
+    };
+    let pattern =
+        if std::path::Path::new(&pattern).is_relative() { format!("{}/{pattern}", cx.dir.display()) } else { pattern };
+    let files: Vec<std::path::PathBuf> = match glob::glob(&pattern) {
+        Ok(paths) => paths.flatten().collect(),
+        Err(err) => {
+            t.error(format!("{at}.path"), e.line, format!("invalid glob {pattern:?}: {err}"));
+            return Vec::new();
+        }
+    };
+    if files.is_empty() {
+        t.note(format!("{at}.path"), e.line, format!("no input file matches {pattern:?} yet"));
+    }
+    let mut out = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(err) => {
+                t.error(&name, 1, format!("cannot read this input file: {err}"));
+                continue;
+            }
+        };
+        let mut list = match super::tree::parse_value(&text) {
+            Ok(list) => list,
+            Err(err) => {
+                t.error(&name, err.line, err.message);
+                continue;
+            }
+        };
+        super::tree::expand_dots(&mut list);
+        for err in super::tree::expand_references(&mut list, &|k| {
+            root.lookup(k).and_then(|n| n.as_scalar()).map(|s| s.text.clone()).or_else(|| (cx.env)(k))
+        }) {
+            t.error(format!("{name}: {}", err.key.unwrap_or_default()), err.line, err.message);
+        }
+        let Value::Seq(items) = list.value else {
+            t.error(&name, list.line, "an input file holds a list of inputs");
+            continue;
+        };
+        for (i, node) in items.into_iter().enumerate() {
+            let Some(node) = input(node, "log", &format!("{name}[{i}]"), &mut Vec::new(), t) else { continue };
+            // Typed and checked here, so a problem names this file and its line.
+            match super::de::from_tree::<super::InputConfig>(&node) {
+                Ok(cfg) => match cfg.validate(i) {
+                    Ok(()) => out.push(node),
+                    Err(inv) => {
+                        let key =
+                            inv.key.trim_start_matches(&format!("inputs[{i}]")).trim_start_matches('.').to_string();
+                        let line = node.line_of(&key).unwrap_or(node.line);
+                        t.error(format!("{name}[{i}].{key}"), line, inv.message);
+                    }
+                },
+                Err(errs) => {
+                    for err in errs {
+                        t.error(format!("{name}[{i}].{}", err.key), err.line.unwrap_or(node.line), err.message);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `path.home`, `path.config` describe Filebeat's install; `path.logs` is where its own log files
@@ -756,10 +861,43 @@ mod tests {
     use crate::config::tree;
 
     fn translated(text: &str) -> (Node, Translation) {
+        translated_in(text, std::path::Path::new("/nonexistent"))
+    }
+
+    fn translated_in(text: &str, dir: &std::path::Path) -> (Node, Translation) {
         let mut n = tree::parse(text).unwrap();
         tree::expand_dots(&mut n);
-        let t = translate(&mut n);
+        let d = dir.display().to_string();
+        let env = move |k: &str| (k == "path.config").then(|| d.clone());
+        let t = translate(&mut n, &Context { dir, env: &env });
         (n, t)
+    }
+
+    #[test]
+    fn input_files_are_loaded_translated_and_checked_with_their_own_name_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inputs.d")).unwrap();
+        std::fs::write(
+            dir.path().join("inputs.d/a.yml"),
+            "- type: log\n  paths: [/var/log/a/*.log]\n  close_removed: false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("inputs.d/b.yml"),
+            "- type: filestream\n  id: b\n  paths: [/var/log/b/*.log]\n  pathz: [x]\n",
+        )
+        .unwrap();
+        let (n, t) = translated_in(
+            "filebeat.config.inputs:\n  enabled: true\n  path: ${path.config}/inputs.d/*.yml\n  reload.enabled: true\n",
+            dir.path(),
+        );
+        assert_eq!(text(&n, "inputs[0].type"), "log");
+        assert_eq!(text(&n, "inputs[0].close.on_state_change.removed"), "false", "the user's value, translated once");
+        assert!(n.lookup("inputs[1]").is_none(), "the file with a bad key is left out");
+        let b = dir.path().join("inputs.d/b.yml").display().to_string();
+        let err = t.errors.iter().find(|e| e.key.as_deref().is_some_and(|k| k.starts_with(&b))).expect("b.yml's error");
+        assert_eq!((err.key.as_deref(), err.line), (Some(format!("{b}[0].pathz").as_str()), 4));
+        assert!(t.notes.iter().any(|n| n.key == "filebeat.config.inputs.reload"));
     }
 
     fn text<'a>(n: &'a Node, path: &str) -> &'a str {

@@ -373,7 +373,8 @@ impl Config {
             _ => None,
         };
         // Sections translated away (Filebeat's modules, set-up) are not expanded at all.
-        let translation = filebeat::translate(&mut root);
+        let cx = filebeat::Context { dir: Path::new(&dir), env };
+        let translation = filebeat::translate(&mut root, &cx);
         let mut problems: Vec<Problem> =
             tree::expand_references(&mut root, &|name| builtin(name).or_else(|| env(name)))
                 .into_iter()

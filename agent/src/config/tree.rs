@@ -406,6 +406,11 @@ fn expand_in(
 /// How deep references may refer to references.
 const MAX_REFERENCE_DEPTH: usize = 16;
 
+/// Expands the references in one text against `root` and `env` (see [`expand_references`]).
+pub fn expand_str(text: &str, root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_text(text, root, env, 0)
+}
+
 fn expand_text(text: &str, root: &Node, env: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String, String> {
     if depth > MAX_REFERENCE_DEPTH {
         return Err(format!("references nested deeper than {MAX_REFERENCE_DEPTH} (a reference to itself?)"));
