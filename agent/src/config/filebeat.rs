@@ -522,7 +522,6 @@ fn kafka_output(k: &mut Node, t: &mut Translation) {
     }
     for (key, why) in [
         ("topics", "topic rules with `when` conditions are not supported yet: use `topic` with a format string such as '%{[fields.log_topic]}'"),
-        ("headers", "record headers are not supported yet"),
     ] {
         if let Some(e) = k.remove(key) {
             t.error(format!("output.kafka.{key}"), e.line, why);

@@ -73,6 +73,9 @@ pub struct KafkaConfig {
     /// The format string of `codec: format` (Filebeat's `codec.format.string`).
     #[serde(default)]
     pub codec_format: Option<String>,
+    /// Record headers added to every record (Filebeat's `headers`; text values).
+    #[serde(default)]
+    pub headers: Vec<RecordHeader>,
     /// Kafka protocol version the brokers speak at least (Filebeat's `version`); below 0.10 the
     /// client cannot ask the broker, so librdkafka is told (`broker.version.fallback`).
     #[serde(default)]
@@ -131,6 +134,14 @@ impl fmt::Debug for KafkaConfig {
             .field("password", &self.password.as_ref().map(|_| "*****"))
             .finish_non_exhaustive()
     }
+}
+
+/// One `headers` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordHeader {
+    pub key: String,
+    pub value: String,
 }
 
 /// How records are spread over the topic's partitions.

@@ -330,6 +330,8 @@ pub struct KafkaOutput {
     /// unreachable; `None` without a spool (the output then waits, as Filebeat does).
     unhealthy_after: Option<Duration>,
     probe: Option<Probe>,
+    /// `headers`: added to every record.
+    headers: Vec<(String, String)>,
 }
 
 impl KafkaOutput {
@@ -379,6 +381,7 @@ impl KafkaOutput {
             idle_at: Instant::now(),
             unhealthy_after: spool_timing.map(|(after, _)| after),
             probe,
+            headers: cfg.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
         })
     }
 
@@ -503,7 +506,7 @@ impl KafkaOutput {
         }
     }
 
-    fn record<'a>(r: &'a Outgoing<'a>) -> BaseRecord<'a, [u8], [u8], usize> {
+    fn record<'a>(&self, r: &'a Outgoing<'a>) -> BaseRecord<'a, [u8], [u8], usize> {
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(r.topic, r.opaque).payload(r.payload);
         if let Some(k) = r.key {
@@ -512,13 +515,21 @@ impl KafkaOutput {
         if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
+        // `output.kafka.headers`, on every record (replayed spool records included).
+        if !self.headers.is_empty() {
+            let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len());
+            for (key, value) in &self.headers {
+                h = h.insert(rdkafka::message::Header { key, value: Some(value.as_bytes()) });
+            }
+            rec = rec.headers(h);
+        }
         rec
     }
 
     /// One attempt; `Err` when the producer's queue is full. Other errors are permanent failures
     /// (counted, and the record is done).
     fn try_send(&self, r: &Outgoing<'_>) -> Result<(), ()> {
-        match self.producers[r.producer].send(Self::record(r)) {
+        match self.producers[r.producer].send(self.record(r)) {
             Ok(()) => {
                 Metrics::inc(&self.shared.metrics.events_published);
                 Ok(())

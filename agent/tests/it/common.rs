@@ -3,7 +3,7 @@
 use agent::config::Config;
 use agent::pipeline::{self, RunOptions, Summary};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
@@ -55,6 +55,8 @@ pub struct Record {
     pub partition: i32,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
+    /// Record headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Record {
@@ -109,6 +111,9 @@ pub fn consume_with(
                 partition: m.partition(),
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                headers: m.headers().map_or_else(Vec::new, |h| {
+                    h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect()
+                }),
             }),
             Some(Err(e)) => eprintln!("consume error: {e}"),
             None => {}

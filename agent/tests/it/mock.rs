@@ -598,3 +598,26 @@ fn corrupt_registry_with_recovery_end_ships_only_new_lines() {
     agent.stop();
     assert_exactly_once(&got, &numbered("new", 0..5));
 }
+
+/// `output.kafka.headers` (Filebeat's key): every record carries them, in order.
+#[test]
+fn records_carry_the_configured_headers() {
+    let kc = cluster("headers", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("h.log");
+    append_lines(&log, numbered("h", 0..20));
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "headers",
+        "",
+        "    codec: raw\n    headers:\n      - {key: env, value: production}\n      - {key: team, value: web}\n",
+    );
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&kc.bootstrap_servers(), "headers", 1, 20, T);
+    agent.stop();
+    let want = vec![("env".to_string(), b"production".to_vec()), ("team".to_string(), b"web".to_vec())];
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|r| r.headers == want), "{:?}", got[0].headers);
+}

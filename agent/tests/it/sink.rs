@@ -48,8 +48,10 @@ pub fn file_lines(p: &Path) -> Vec<String> {
 /// Every expected line is in the file exactly once, nothing else is, and each partition's records
 /// keep their order (values are `p<partition>-<seq>`).
 fn assert_file_exactly_once_in_partition_order(lines: &[String], expected: &[String]) {
-    let records: Vec<Record> =
-        lines.iter().map(|l| Record { partition: 0, key: None, value: l.clone().into_bytes() }).collect();
+    let records: Vec<Record> = lines
+        .iter()
+        .map(|l| Record { partition: 0, key: None, value: l.clone().into_bytes(), headers: Vec::new() })
+        .collect();
     assert_exactly_once(&records, expected);
     let mut last: HashMap<&str, usize> = HashMap::new();
     for l in lines {
