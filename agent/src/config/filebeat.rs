@@ -520,13 +520,6 @@ fn kafka_output(k: &mut Node, t: &mut Translation) {
             map.push(Entry { key: "codec_format".into(), line: string.line, node: string });
         }
     }
-    for (key, why) in [
-        ("topics", "topic rules with `when` conditions are not supported yet: use `topic` with a format string such as '%{[fields.log_topic]}'"),
-    ] {
-        if let Some(e) = k.remove(key) {
-            t.error(format!("output.kafka.{key}"), e.line, why);
-        }
-    }
     for (key, what) in [
         ("channel_buffer_size", "librdkafka queues per partition itself (bounded by queue.buffering.max.*)"),
         ("max_retries", "retries are unlimited, as Filebeat's Kafka output ignores this setting too"),

@@ -73,6 +73,10 @@ pub struct KafkaConfig {
     /// The format string of `codec: format` (Filebeat's `codec.format.string`).
     #[serde(default)]
     pub codec_format: Option<String>,
+    /// Filebeat's topic rules, tried in order before `topic`: the first whose `when` holds and
+    /// whose `topic` renders (then through `mappings`, else `default`) names the event's topic.
+    #[serde(default)]
+    pub topics: Vec<TopicRule>,
     /// Record headers added to every record (Filebeat's `headers`; text values).
     #[serde(default)]
     pub headers: Vec<RecordHeader>,
@@ -134,6 +138,22 @@ impl fmt::Debug for KafkaConfig {
             .field("password", &self.password.as_ref().map(|_| "*****"))
             .finish_non_exhaustive()
     }
+}
+
+/// One `topics` rule.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicRule {
+    /// A topic, or a format string (`%{[fields.log_topic]}`).
+    pub topic: String,
+    /// The rendered topic looked up here when set (Filebeat's `mappings`).
+    #[serde(default, deserialize_with = "super::dotted::flat_strings")]
+    pub mappings: BTreeMap<String, String>,
+    /// The topic when `mappings` has no entry for the rendered one.
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub when: Option<super::Condition>,
 }
 
 /// One `headers` entry.
@@ -355,6 +375,13 @@ impl KafkaConfig {
         }
         if self.topic.trim().is_empty() {
             return Err(invalid(k("topic"), "must not be empty"));
+        }
+        for (i, rule) in self.topics.iter().enumerate() {
+            let at = k(&format!("topics[{i}]"));
+            crate::event::Format::parse(&rule.topic).map_err(|e| invalid(format!("{at}.topic"), e))?;
+            if let Some(w) = &rule.when {
+                w.validate(&format!("{at}.when"))?;
+            }
         }
         let topic = crate::event::Format::parse(&self.topic).map_err(|e| invalid(k("topic"), e))?;
         if let Some(name) = topic.as_static() {

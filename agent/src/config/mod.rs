@@ -31,7 +31,9 @@ pub use input::{
     DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL, DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING,
     DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
 };
-pub use kafka::{is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig};
+pub use kafka::{
+    is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig, TopicRule,
+};
 pub use processors::{
     AddFields, AddHostMetadata, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
     ConvertType, DecodeJsonFields, DropEvent, DropFields, FromTo, LocaleFormat, MoveFields, ProcessorConfig,

@@ -337,7 +337,7 @@ impl ProcessorConfig {
 }
 
 impl Condition {
-    fn validate(&self, at: &str) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self, at: &str) -> Result<(), Invalid> {
         match self {
             Condition::Regexp(m) => {
                 for (field, r) in m {

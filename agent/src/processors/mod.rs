@@ -61,6 +61,21 @@ impl Processors {
     }
 }
 
+/// A compiled `when` condition, for the output's `topics` rules too.
+#[derive(Debug)]
+pub struct When(Cond);
+
+impl When {
+    pub fn new(c: &Condition) -> When {
+        When(cond(c))
+    }
+
+    /// Whether the condition holds for `event`.
+    pub fn holds(&self, event: &Map<String, Value>) -> bool {
+        self.0.holds(event)
+    }
+}
+
 fn cond(c: &Condition) -> Cond {
     match c {
         Condition::Equals(m) => Cond::Equals(m.clone().into_iter().collect()),

@@ -15,7 +15,7 @@ use crate::decode::multiline::{Multiline, MultilineRt};
 use crate::decode::{Decoded, Decoder};
 use crate::event::{lookup_path, AgentMeta, Event, EventTemplate, Format, LineCtx};
 use crate::metrics::Metrics;
-use crate::processors::Processors;
+use crate::processors::{Processors, When};
 use crate::tail::lines::Line;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -33,10 +33,37 @@ pub struct InputRt {
     /// The global processors (after those).
     global_processors: Processors,
     topic: TopicChoice,
+    /// `topics` rules, tried before `topic` (they need the event map).
+    rules: Vec<TopicRuleRt>,
     key: Option<Format>,
     /// `codec: format`: the record is this, rendered from the finished event.
     format: Option<Format>,
     max_message_bytes: usize,
+}
+
+/// One compiled `topics` rule.
+struct TopicRuleRt {
+    topic: Format,
+    mappings: std::collections::BTreeMap<String, String>,
+    default: Option<String>,
+    when: Option<When>,
+}
+
+impl TopicRuleRt {
+    /// The topic this rule names for `event`, if its condition holds and it names one: the
+    /// rendered `topic`, through `mappings` when set (else `default`).
+    fn select(&self, event: &Map<String, Value>) -> Option<String> {
+        if self.when.as_ref().is_some_and(|w| !w.holds(event)) {
+            return None;
+        }
+        let t = self.topic.render(|p| lookup_path(event, p)).ok()?;
+        let t = match (self.mappings.is_empty(), self.mappings.get(&t)) {
+            (true, _) => t,
+            (false, Some(m)) => m.clone(),
+            (false, None) => self.default.clone()?,
+        };
+        (!t.is_empty()).then_some(t)
+    }
 }
 
 enum TopicChoice {
@@ -94,6 +121,16 @@ impl InputRt {
             processors: Processors::new(&config.processors),
             global_processors: Processors::new(global),
             topic,
+            rules: kafka
+                .topics
+                .iter()
+                .map(|r| TopicRuleRt {
+                    topic: Format::parse(&r.topic).expect("validated"),
+                    mappings: r.mappings.clone(),
+                    default: r.default.clone(),
+                    when: r.when.as_ref().map(When::new),
+                })
+                .collect(),
             key: kafka.key.as_ref().map(|k| Format::parse(k).expect("validated")),
             format: match kafka.codec {
                 Codec::Format => kafka.codec_format.as_ref().map(|f| Format::parse(f).expect("validated")),
@@ -215,7 +252,9 @@ impl InputRt {
             Metrics::inc(&m.lines_filtered);
             return skip(f.slot);
         }
-        let with_processors = !(self.processors.is_empty() && self.global_processors.is_empty());
+        // Processors and topic rules work on the event map; without them the fast path runs.
+        let with_processors =
+            !(self.processors.is_empty() && self.global_processors.is_empty() && self.rules.is_empty());
         let mut route = None;
         if !with_processors {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
@@ -249,7 +288,7 @@ impl InputRt {
             }
             scratch.clear();
             serde_json::to_writer(&mut *scratch, &ev).expect("writing into a Vec");
-            route = Some(self.route(|p| lookup_path(&ev, p)));
+            route = Some(self.route_event(&ev));
             event = Some(ev);
         } else {
             self.template.encode(&ctx, decoded, scratch);
@@ -299,6 +338,21 @@ impl InputRt {
             payload: scratch.as_slice().to_vec(),
             deliver: true,
         }
+    }
+
+    /// The topic and key of a finished event: the first `topics` rule that names a topic, else
+    /// `topic`; a key or topic naming a field the event lacks is `Err(field)`.
+    fn route_event(&self, ev: &Map<String, Value>) -> Result<(Arc<str>, Option<Vec<u8>>), String> {
+        let lookup = |p: &str| lookup_path(ev, p);
+        let key = self.key.as_ref().map(|f| f.render(lookup).map(String::into_bytes)).transpose()?;
+        let topic: Arc<str> = match self.rules.iter().find_map(|r| r.select(ev)) {
+            Some(t) => t.into(),
+            None => match &self.topic {
+                TopicChoice::Static(t) => t.clone(),
+                TopicChoice::Dynamic(f) => f.render(lookup)?.into(),
+            },
+        };
+        Ok((topic, key))
     }
 
     fn route(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<(Arc<str>, Option<Vec<u8>>), String> {

@@ -556,3 +556,56 @@ processors:
     let diffs = differences(&fb, &ag);
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
+
+/// `topics` rules: events go to the first rule whose condition holds, else to `topic`, as with
+/// Filebeat. The rule topics name `agent.type` ("filebeat" or "agent"), so both programs can
+/// write to one broker and their choices be compared.
+#[test]
+fn topic_rules_route_as_filebeats_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("logs")).unwrap();
+    std::fs::write(d.join("logs/r.log"), "INFO one\nERROR two\nWARN three\nERROR four\nCRITICAL five\n").unwrap();
+    let tansu = Tansu::start("fb", 1);
+    for t in ["ag", "err-filebeat", "err-agent", "crit-filebeat", "crit-agent"] {
+        tansu.create_topic(t, 1);
+    }
+    let config = |who: &str| {
+        let path = d.join(format!("{who}.yml"));
+        let rules = [
+            "  topics:",
+            "    - topic: 'crit-%{[agent.type]}'",
+            "      when.contains.message: CRITICAL",
+            "    - topic: 'err-%{[agent.type]}'",
+            "      when.regexp.message: '^ERROR'",
+        ]
+        .join("\n");
+        let text = format!(
+            "filebeat.inputs:\n- type: filestream\n  id: r\n  paths: ['{logs}/r.log']\npath.data: {data}\noutput.kafka:\n  hosts: [\"{bs}\"]\n  topic: {who}\n{rules}\n",
+            logs = d.join("logs").display(),
+            data = d.join(format!("{who}-data")).display(),
+            bs = tansu.bootstrap
+        );
+        write_config(&path, &text);
+        path
+    };
+    let messages = |topic: &str| -> Vec<String> {
+        let mut m: Vec<String> = consume(&tansu.bootstrap, topic, 1, usize::MAX, Duration::from_secs(2))
+            .iter()
+            .map(|r| r.json()["message"].as_str().unwrap().to_string())
+            .collect();
+        m.sort();
+        m
+    };
+    let mut fb = Reaped(spawn_filebeat(&config("fb"), d));
+    settled(&tansu.bootstrap, "fb", 1);
+    signal(&fb.0, libc::SIGTERM);
+    wait_exit(&mut fb.0, Duration::from_secs(30));
+    let mut agent = Reaped(spawn_agent(&config("ag")));
+    consume(&tansu.bootstrap, "ag", 1, 2, Duration::from_secs(30));
+    signal(&agent.0, libc::SIGTERM);
+    wait_exit(&mut agent.0, Duration::from_secs(30));
+    let fb_routes = (messages("fb"), messages("err-filebeat"), messages("crit-filebeat"));
+    assert_eq!(fb_routes.1, ["ERROR four", "ERROR two"], "Filebeat routed by the rules");
+    assert_eq!(fb_routes, (messages("ag"), messages("err-agent"), messages("crit-agent")));
+}

@@ -621,3 +621,35 @@ fn records_carry_the_configured_headers() {
     assert_eq!(got.len(), 20);
     assert!(got.iter().all(|r| r.headers == want), "{:?}", got[0].headers);
 }
+
+/// `topics` rules with `mappings` and `default` (Filebeat's semantics): the rendered topic is
+/// looked up; without an entry the rule's `default` applies.
+#[test]
+fn topic_rules_with_mappings_and_default() {
+    let kc = MockCluster::new(1).expect("mock cluster");
+    for t in ["other", "web-logs", "db-logs", "misc-logs"] {
+        kc.create_topic(t, 1, 1).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (web, db, cron) = (dir.path().join("web.log"), dir.path().join("db.log"), dir.path().join("cron.log"));
+    append_lines(&web, numbered("w", 0..3));
+    append_lines(&db, numbered("d", 0..2));
+    append_lines(&cron, numbered("c", 0..1));
+    let cfg = config(
+        &dir.path().join("data"),
+        &[dir.path().join("*.log")],
+        &kc.bootstrap_servers(),
+        "other",
+        "",
+        "    codec: json\n    topics:\n      - topic: '%{[log.file.path]}'\n        mappings: {WEB: web-logs, DB: db-logs}\n        default: misc-logs\n",
+    );
+    let web_path = web.display().to_string();
+    let db_path = db.display().to_string();
+    let cfg = cfg.replace("{WEB: web-logs, DB: db-logs}", &format!("{{'{web_path}': web-logs, '{db_path}': db-logs}}"));
+    let agent = RunningAgent::start(&cfg);
+    let bs = kc.bootstrap_servers();
+    let count = |t: &str, n| consume(&bs, t, 1, n, T).len();
+    assert_eq!((count("web-logs", 3), count("db-logs", 2), count("misc-logs", 1)), (3, 2, 1));
+    agent.stop();
+    assert_eq!(consume(&bs, "other", 1, 0, Duration::from_secs(1)).len(), 0, "every event matched the rule");
+}
