@@ -123,6 +123,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load()?;
     match cli.command {
         Some(Command::Test { what: TestWhat::Config }) => {
+            check_writable(&config.path.data).with_context(|| {
+                format!("path.data {} cannot be written (registry, spool, agent id)", config.path.data.display())
+            })?;
             let output = config.kafka().map_or_else(|| "none".to_string(), |k| format!("kafka {}", k.hosts.join(",")));
             println!("Config OK: {} input(s), {} sink(s), output {output}", config.inputs.len(), config.sinks.len());
             for note in &config.notes {
@@ -147,6 +150,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery, load),
         Some(Command::ConvertConnect { .. }) => unreachable!("handled above"),
     }
+}
+
+/// Whether the agent could write in `dir` (or create it): a file is created there and removed.
+fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let mut existing = dir;
+    while !existing.exists() {
+        existing = existing.parent().context("no existing parent directory")?;
+    }
+    let probe = existing.join(format!(".agent-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("cannot create a file in {}", existing.display()))?;
+    std::fs::remove_file(&probe)?;
+    Ok(())
 }
 
 fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> anyhow::Result<()> {

@@ -493,11 +493,14 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics
         registry.forget(&tracker.take_forgotten());
         registry.update(&tracker.watermarks(), SystemTime::now(), cfg.registry.clean_removed_after.0);
         Metrics::set(&metrics.registry_entries, registry.entries().len() as u64);
-        match registry.write() {
-            Ok(()) => Metrics::inc(&metrics.registry_writes),
-            Err(e) => {
-                Metrics::inc(&metrics.registry_write_errors);
-                tracing::error!(error = %e, "registry write failed; offsets will be written at the next flush");
+        // An idle host does not rewrite (and fsync) an unchanged registry every flush.
+        if registry.needs_write() {
+            match registry.write() {
+                Ok(()) => Metrics::inc(&metrics.registry_writes),
+                Err(e) => {
+                    Metrics::inc(&metrics.registry_write_errors);
+                    tracing::error!(error = %e, "registry write failed; offsets will be written at the next flush");
+                }
             }
         }
         if stopping {

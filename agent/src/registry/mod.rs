@@ -90,7 +90,16 @@ pub type Key = (String, FileId);
 pub struct Registry {
     dir: PathBuf,
     entries: HashMap<Key, Entry>,
+    /// An identity, path or offset changed (or an entry came or went) since the last write.
+    dirty: bool,
+    /// When the file was last written (`last_seen` alone is refreshed on disk every
+    /// [`LAST_SEEN_REFRESH`]).
+    written_at: Option<std::time::Instant>,
 }
+
+/// How stale `last_seen` may be on disk: far finer than `registry.clean_removed_after` (72 h)
+/// compares it against, and an idle host writes its registry only this often.
+pub const LAST_SEEN_REFRESH: Duration = Duration::from_secs(600);
 
 /// What [`Registry::open`] found.
 #[derive(Debug)]
@@ -111,7 +120,7 @@ impl Registry {
             fs::remove_file(&tmp).map_err(io_err)?;
         }
         let path = dir.join(FILE_NAME);
-        let mut registry = Registry { dir: dir.to_path_buf(), entries: HashMap::new() };
+        let mut registry = Registry { dir: dir.to_path_buf(), entries: HashMap::new(), dirty: false, written_at: None };
         let text = match fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened { registry, recovered: None }),
@@ -157,14 +166,21 @@ impl Registry {
     pub fn insert(&mut self, entries: impl IntoIterator<Item = Entry>) {
         for e in entries {
             self.entries.insert((e.input.clone(), e.id()), e);
+            self.dirty = true;
         }
+    }
+
+    /// Whether a write would record anything new: a change since the last write, or `last_seen`
+    /// older on disk than [`LAST_SEEN_REFRESH`].
+    pub fn needs_write(&self) -> bool {
+        self.dirty || self.written_at.map_or(true, |t| t.elapsed() >= LAST_SEEN_REFRESH)
     }
 
     /// Removes entries of forgotten files (`clean_removed`, `clean_inactive`). Call before
     /// [`Registry::update`], so a file that is tracked again in the meantime keeps its entry.
     pub fn forget(&mut self, keys: &[Key]) {
         for k in keys {
-            self.entries.remove(k);
+            self.dirty |= self.entries.remove(k).is_some();
         }
     }
 
@@ -184,20 +200,26 @@ impl Registry {
                 offset: m.offset,
                 last_seen: now_s,
             };
+            let changed = self.entries.get(&key).map_or(true, |old| Entry { last_seen: now_s, ..old.clone() } != e);
+            self.dirty |= changed;
             self.entries.insert(key, e);
         }
         let cutoff = now_s.saturating_sub(max_age.as_secs());
+        let before = self.entries.len();
         self.entries.retain(|_, e| e.last_seen >= cutoff);
+        self.dirty |= self.entries.len() != before;
     }
 
     /// Writes the registry atomically (temp file, fsync, rename, directory fsync).
-    pub fn write(&self) -> Result<(), RegistryError> {
+    pub fn write(&mut self) -> Result<(), RegistryError> {
         let mut entries: Vec<&Entry> = self.entries.values().collect();
         entries.sort_by(|a, b| (&a.input, &a.path, a.ino).cmp(&(&b.input, &b.path, b.ino)));
         let body = serde_json::to_vec(&serde_json::json!({"version": FORMAT_VERSION, "entries": entries}))
             .expect("registry entries serialize");
         let path = self.path();
         crate::durable::write_atomically(&path, &body).map_err(|source| RegistryError::Io { path, source })?;
+        self.dirty = false;
+        self.written_at = Some(std::time::Instant::now());
         Ok(())
     }
 }
@@ -278,10 +300,31 @@ mod tests {
     }
 
     #[test]
+    fn it_is_written_only_when_something_in_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        r.update(&[mark(1, 100)], t0, Duration::from_secs(3600));
+        assert!(r.needs_write());
+        r.write().unwrap();
+        // The same offsets a second later: only last_seen moved, nothing to write.
+        r.update(&[mark(1, 100)], t0 + Duration::from_secs(1), Duration::from_secs(3600));
+        assert!(!r.needs_write());
+        r.update(&[mark(1, 150)], t0 + Duration::from_secs(2), Duration::from_secs(3600));
+        assert!(r.needs_write(), "an offset moved");
+        r.write().unwrap();
+        r.forget(&[("in".to_string(), FileId { dev: 7, ino: 1 })]);
+        assert!(r.needs_write(), "an entry went");
+        r.write().unwrap();
+        r.written_at = Some(std::time::Instant::now() - LAST_SEEN_REFRESH);
+        assert!(r.needs_write(), "last_seen is refreshed on disk every so often");
+    }
+
+    #[test]
     fn registry_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let r = Registry::open(dir.path(), None).unwrap().registry;
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
         r.write().unwrap();
         let mode = fs::metadata(r.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -475,7 +475,12 @@ fn filebeat_config_corpus_is_taken_as_filebeat_takes_it() {
                 String::from_utf8_lossy(&fb.stderr)
             ));
         }
-        let ag = Command::new(AGENT).args(["test", "config", "-c", cfg.to_str().unwrap()]).envs(env).output().unwrap();
+        let data = dir.path().join("agent-data");
+        let ag = Command::new(AGENT)
+            .args(["test", "config", "-c", cfg.to_str().unwrap(), "--path.data", data.to_str().unwrap()])
+            .envs(env)
+            .output()
+            .unwrap();
         let ag_err = String::from_utf8_lossy(&ag.stderr);
         match header("agent").as_deref() {
             Some("ok") if !ag.status.success() => failures.push(format!("{name}: agent refused it: {ag_err}")),
