@@ -212,7 +212,12 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
     };
     rt.block_on(wait_for_signal(&shutdown, on_hangup, &worker))?;
     let summary = worker.join().map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
-    tracing::info!(unacknowledged = summary.unacknowledged, "exiting");
+    let (unacknowledged, spooled) = (summary.unacknowledged, summary.spooled);
+    tracing::info!(
+        unacknowledged,
+        spooled,
+        "exiting: {unacknowledged} events not acknowledged (read again at the next start), {spooled} waiting in the spool (replayed at the next start)"
+    );
     Ok(())
 }
 

@@ -62,6 +62,8 @@ pub struct Summary {
     pub metrics: Arc<Metrics>,
     /// Events sent but not acknowledged by the drain deadline (read again after restart).
     pub unacknowledged: usize,
+    /// Events waiting in the spool for Kafka (replayed after restart).
+    pub spooled: u64,
 }
 
 /// Runs the agent (inputs, sinks, or both) until `shutdown` is set, then stops in order: sinks
@@ -95,7 +97,8 @@ pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyho
     let unacknowledged = inputs.map_or(0, |i| i.stop(inputs_cfg.shutdown_timeout));
     sinks.join();
     tracing::info!(metrics = %metrics.summary(), "stopped");
-    Ok(Summary { metrics, unacknowledged })
+    let spooled = Metrics::get(&metrics.spool_events);
+    Ok(Summary { metrics, unacknowledged, spooled })
 }
 
 /// Starts the input side when the config has an output (and records that for `/healthz`).

@@ -297,7 +297,10 @@ fn logs_go_to_files_rotated_by_size_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let logdir = dir.path().join("own-logs");
     let cfg = dir.path().join("agent.yml");
-    // Debug level and a 1 KiB limit: the unreachable broker's retries fill files quickly.
+    // Debug level and a 1 KiB limit: a line per file tracked (200 files) fills files quickly.
+    for i in 0..200 {
+        std::fs::write(dir.path().join(format!("f{i}.log")), format!("line {i}\n")).unwrap();
+    }
     let files = format!(
         "logging:\n  level: debug\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n    name: shipper\n    keepfiles: 2\n    rotateeverybytes: 1KiB\n",
         logdir.display()

@@ -260,6 +260,7 @@ fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
     let (summary, got, _dir) = stop_while_kafka_is_down("down", &with_spool(String::new(), ""));
     assert_eq!(summary.unacknowledged, 0, "what Kafka did not take by the deadline is in the spool");
     assert_eq!(Metrics::get(&summary.metrics.events_spooled), 50);
+    assert_eq!(summary.spooled, 50, "the shutdown summary says what waits in the spool");
     assert_exactly_once(&got, &[numbered("up", 0..50), numbered("while-down", 0..50)].concat());
 }
 
