@@ -121,6 +121,46 @@ pub fn lookup_value<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a V
     }
 }
 
+/// [`lookup_value`], for changing the value in place.
+pub fn lookup_mut<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
+    if map.contains_key(path) {
+        return map.get_mut(path);
+    }
+    let (head, tail) = path.split_once('.')?;
+    match map.get_mut(head)? {
+        Value::Object(inner) => lookup_mut(inner, tail),
+        _ => None,
+    }
+}
+
+/// Takes the value at a dotted path (or a literal dotted key) out of nested objects.
+pub fn take_value(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
+    if let Some(v) = map.remove(path) {
+        return Some(v);
+    }
+    let (head, tail) = path.split_once('.')?;
+    match map.get_mut(head)? {
+        Value::Object(inner) => take_value(inner, tail),
+        _ => None,
+    }
+}
+
+/// Sets a dotted path, creating (or replacing non-object values with) objects on the way.
+pub fn put_value(map: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_string(), value);
+        }
+        Some((head, tail)) => {
+            let slot = map.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            put_value(slot.as_object_mut().expect("made an object"), tail, value);
+        }
+    }
+}
+
 fn value_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),

@@ -58,7 +58,7 @@ pub fn assemble_log_input(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decod
         out.fields.insert("message".into(), Value::String(text));
     }
     if let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) {
-        if let Some(Value::String(id)) = take_path(&mut doc, key) {
+        if let Some(Value::String(id)) = super::take_value(&mut doc, key) {
             out.meta.insert("_id".into(), Value::String(id));
         }
     }
@@ -110,7 +110,7 @@ pub fn assemble(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decoded<'_>) ->
             parser_fields.insert("message".into(), Value::String(content.clone()));
         }
         if let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) {
-            if let Some(Value::String(id)) = take_path(&mut doc, key) {
+            if let Some(Value::String(id)) = super::take_value(&mut doc, key) {
                 out.meta.insert("_id".into(), Value::String(id));
             }
         }
@@ -216,18 +216,6 @@ pub fn deep_update(into: &mut Map<String, Value>, from: Map<String, Value>, over
                 into.insert(k, v);
             }
         }
-    }
-}
-
-/// Takes the value at a dotted path out of nested objects (or a literal dotted key).
-fn take_path(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
-    if let Some(v) = map.remove(path) {
-        return Some(v);
-    }
-    let (head, tail) = path.split_once('.')?;
-    match map.get_mut(head)? {
-        Value::Object(inner) => take_path(inner, tail),
-        _ => None,
     }
 }
 

@@ -9,7 +9,7 @@ use super::host;
 use crate::config::{
     AddFields, ConvertMode, ConvertType, DecodeJsonFields, FromTo, LocaleFormat, ProcessorConfig, TruncateFields,
 };
-use crate::event::{lookup_value, ndjson};
+use crate::event::{lookup_mut, lookup_value, ndjson, put_value as put, take_value};
 use serde_json::{Map, Value};
 
 #[derive(Debug)]
@@ -85,7 +85,7 @@ impl Step {
             Step::Merge(fields) => ndjson::deep_update(ev, fields.clone(), true),
             Step::DropFields(fields) => {
                 for f in fields.iter().filter(|f| !matches!(f.as_str(), "@timestamp" | "type")) {
-                    remove(ev, f);
+                    take_value(ev, f);
                 }
             }
             Step::DropEvent => return Outcome::Dropped,
@@ -163,7 +163,7 @@ fn move_field(ev: &mut Map<String, Value>, f: &FromTo, copy: bool, ignore_missin
         None => return Err(format!("could not fetch value for key: {}, Error: key not found", f.from)),
     };
     if !copy {
-        remove(ev, &f.from);
+        take_value(ev, &f.from);
     }
     put(ev, &f.to, value);
     Ok(())
@@ -220,7 +220,7 @@ fn convert(ev: &mut Map<String, Value>, c: &crate::config::Convert) -> Result<()
         };
         let to = f.to.as_deref().unwrap_or(&f.from);
         if c.mode == ConvertMode::Rename && to != f.from {
-            remove(ev, &f.from);
+            take_value(ev, &f.from);
         }
         put(ev, to, converted);
     }
@@ -316,46 +316,6 @@ fn flatten_text(prefix: String, v: &Value, out: &mut Map<String, Value>) {
         Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten_text(format!("{prefix}.{i}"), v, out)),
         other => {
             out.insert(prefix, Value::String(show(other)));
-        }
-    }
-}
-
-fn lookup_mut<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
-    if map.contains_key(path) {
-        return map.get_mut(path);
-    }
-    let (head, tail) = path.split_once('.')?;
-    match map.get_mut(head)? {
-        Value::Object(inner) => lookup_mut(inner, tail),
-        _ => None,
-    }
-}
-
-pub(super) fn remove(map: &mut Map<String, Value>, path: &str) -> bool {
-    if map.remove(path).is_some() {
-        return true;
-    }
-    match path.split_once('.') {
-        Some((head, tail)) => match map.get_mut(head) {
-            Some(Value::Object(inner)) => remove(inner, tail),
-            _ => false,
-        },
-        None => false,
-    }
-}
-
-/// Sets a dotted path, creating (or replacing non-object values with) objects on the way.
-pub(super) fn put(map: &mut Map<String, Value>, path: &str, value: Value) {
-    match path.split_once('.') {
-        None => {
-            map.insert(path.to_string(), value);
-        }
-        Some((head, tail)) => {
-            let slot = map.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            put(slot.as_object_mut().expect("made an object"), tail, value);
         }
     }
 }
