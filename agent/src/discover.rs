@@ -82,10 +82,16 @@ impl Selector {
         if !self.include.is_empty() && !self.include.iter().any(|r| r.is_match(bytes)) {
             return None;
         }
-        if !self.symlinks && std::fs::symlink_metadata(path).ok()?.file_type().is_symlink() {
-            return None;
-        }
-        let meta = std::fs::metadata(path).ok()?;
+        // One stat a path: without symlinks the link's own metadata is the file's when it is none.
+        let meta = if self.symlinks {
+            std::fs::metadata(path).ok()?
+        } else {
+            let own = std::fs::symlink_metadata(path).ok()?;
+            if own.file_type().is_symlink() {
+                return None;
+            }
+            own
+        };
         meta.is_file().then_some(meta)
     }
 

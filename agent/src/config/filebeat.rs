@@ -520,48 +520,34 @@ fn kafka_output(k: &mut Node, t: &mut Translation) {
             map.push(Entry { key: "codec_format".into(), line: string.line, node: string });
         }
     }
-    for (key, what) in [
-        ("channel_buffer_size", "librdkafka queues per partition itself (bounded by queue.buffering.max.*)"),
-        ("max_retries", "retries are unlimited, as Filebeat's Kafka output ignores this setting too"),
-        ("bulk_max_duration", "batches are flushed by bulk_flush_frequency (linger.ms)"),
+    for (path, what) in [
+        (&["channel_buffer_size"][..], "librdkafka queues per partition itself (bounded by queue.buffering.max.*)"),
+        (&["max_retries"], "retries are unlimited, as Filebeat's Kafka output ignores this setting too"),
+        (&["bulk_max_duration"], "batches are flushed by bulk_flush_frequency (linger.ms)"),
+        (&["metadata", "retry"], "librdkafka retries metadata requests itself (retry.backoff.ms)"),
+        (
+            &["ssl", "supported_protocols"],
+            "librdkafka negotiates the highest TLS version both sides allow (1.2 or 1.3)",
+        ),
     ] {
-        if let Some(e) = k.remove(key) {
-            t.note(format!("output.kafka.{key}"), e.line, format!("accepted, not applied: {what}"));
+        if let Some(e) = take_path(k, path) {
+            t.note(format!("output.kafka.{}", path.join(".")), e.line, format!("accepted, not applied: {what}"));
         }
     }
-    if let Some(meta) = k.get_mut("metadata") {
-        if let Some(e) = meta.remove("retry") {
-            t.note(
-                "output.kafka.metadata.retry",
-                e.line,
-                "accepted, not applied: librdkafka retries metadata requests itself (retry.backoff.ms)",
-            );
-        }
-        if let Some(e) = meta.remove("full") {
-            if flag(Some(&e.node)) == Some(true) {
-                t.note(
-                    "output.kafka.metadata.full",
-                    e.line,
-                    "not applied: only the metadata of the topics written to is fetched",
-                );
-            }
-        }
+    if let Some(e) = take_path(k, &["metadata", "full"]).filter(|e| flag(Some(&e.node)) == Some(true)) {
+        t.note(
+            "output.kafka.metadata.full",
+            e.line,
+            "not applied: only the metadata of the topics written to is fetched",
+        );
     }
-    if let Some(ssl) = k.get_mut("ssl") {
-        if let Some(e) = ssl.remove("supported_protocols") {
-            t.note(
-                "output.kafka.ssl.supported_protocols",
-                e.line,
-                "not applied: librdkafka negotiates the highest TLS version both sides allow (1.2 or 1.3)",
-            );
-        }
-        if let Some(e) = ssl.remove("cipher_suites") {
-            t.error("output.kafka.ssl.cipher_suites", e.line, "not supported: Go's cipher suite names have no mapping to OpenSSL's here; set librdkafka's ssl.cipher.suites under output.kafka.librdkafka");
-        }
+    if let Some(e) = take_path(k, &["ssl", "cipher_suites"]) {
+        t.error("output.kafka.ssl.cipher_suites", e.line, "not supported: Go's cipher suite names have no mapping to OpenSSL's here; set librdkafka's ssl.cipher.suites under output.kafka.librdkafka");
     }
 }
 
-/// Sets `root.<path>` to the entry's value, keeping its line (maps are merged).
+/// Sets `root.<path>` (a map node: the file or one input) to the entry's value, keeping its line
+/// (maps are merged).
 fn set(root: &mut Node, path: &[&str], e: Entry) {
     let mut node = e.node;
     for k in path[1..].iter().rev() {
@@ -669,12 +655,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Renames `from` (a dotted path in the input) to `to`, keeping the line.
 fn rename(node: &mut Node, from: &[&str], to: &[&str]) {
-    let Some(e) = take_path(node, from) else { return };
-    let mut v = e.node;
-    for k in to[1..].iter().rev() {
-        v = Node::map(e.line, vec![Entry { key: (*k).to_string(), line: e.line, node: v }]);
+    if let Some(e) = take_path(node, from) {
+        set(node, to, e);
     }
-    merge_entry(node.as_map_mut().expect("map"), Entry { key: to[0].to_string(), line: e.line, node: v });
+}
+
+/// `**` in paths always matches any depth here: a setting that turns that off is refused.
+fn recursive_glob(node: &mut Node, path: &[&str], at: &str, t: &mut Translation) {
+    if let Some(e) = take_path(node, path) {
+        if flag(Some(&e.node)) == Some(false) {
+            let key = format!("{at}.{}", path.join("."));
+            t.error(key, e.line, "false is not supported: `**` in paths always matches any depth");
+        }
+    }
 }
 
 /// Takes the entry at a path out of nested maps (removing maps left empty).
@@ -697,15 +690,7 @@ fn filestream(node: &mut Node, at: &str, t: &mut Translation) {
     rename(node, &["prospector", "scanner", "include_files"], &["include_files"]);
     rename(node, &["prospector", "scanner", "symlinks"], &["symlinks"]);
     rename(node, &["close", "reader", "on_eof"], &["close", "on_eof"]);
-    if let Some(e) = take_path(node, &["prospector", "scanner", "recursive_glob"]) {
-        if flag(Some(&e.node)) == Some(false) {
-            t.error(
-                format!("{at}.prospector.scanner.recursive_glob"),
-                e.line,
-                "false is not supported: `**` in paths always matches any depth",
-            );
-        }
-    }
+    recursive_glob(node, &["prospector", "scanner", "recursive_glob"], at, t);
     if let Some(e) = take_path(node, &["file_identity"]) {
         let native = e.node.as_map().is_some_and(|m| m.len() == 1 && m[0].key == "native");
         if !native {
@@ -732,16 +717,7 @@ fn log_input(node: &mut Node, at: &str, t: &mut Translation) {
     rename(node, &["close_removed"], &["close", "on_state_change", "removed"]);
     rename(node, &["backoff"], &["backoff", "init"]);
     rename(node, &["max_backoff"], &["backoff", "max"]);
-    rename(node, &["recursive_glob", "enabled"], &["recursive_glob"]);
-    if let Some(e) = node.remove("recursive_glob") {
-        if flag(Some(&e.node)) == Some(false) {
-            t.error(
-                format!("{at}.recursive_glob.enabled"),
-                e.line,
-                "false is not supported: `**` in paths always matches any depth",
-            );
-        }
-    }
+    recursive_glob(node, &["recursive_glob", "enabled"], at, t);
     if let Some(e) = node.remove("backoff_factor") {
         if e.node.as_scalar().map_or(true, |s| s.text != "2") {
             t.error(format!("{at}.backoff_factor"), e.line, "only 2 is supported (the wait doubles up to backoff.max)");

@@ -186,7 +186,8 @@ pub const CONNECT_STRING_ENVELOPE_HEAD: &[u8] = br#"{"schema":{"type":"string","
 #[derive(Debug)]
 pub struct EventTemplate {
     codec: Codec,
-    /// The constant part of every JSON event, starting with `,"input"` and without the closing `}`.
+    /// The constant part of every JSON event (`base` as JSON text, each member with a leading
+    /// comma, without the closing `}`), for the plain fast path.
     json_tail: String,
     /// The same constant fields as a JSON object, for the plain path and format lookups.
     base: Map<String, Value>,

@@ -57,11 +57,7 @@ pub fn assemble_log_input(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decod
     if doc.len() == 1 && doc.contains_key("error") {
         out.fields.insert("message".into(), Value::String(text));
     }
-    if let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) {
-        if let Some(Value::String(id)) = super::take_value(&mut doc, key) {
-            out.meta.insert("_id".into(), Value::String(id));
-        }
-    }
+    take_document_id(cfg, &mut doc, &mut out.meta);
     if cfg.target.is_empty() {
         let mut fields = std::mem::take(&mut out.fields);
         write_json_keys(&mut fields, &mut out, doc, cfg);
@@ -70,6 +66,15 @@ pub fn assemble_log_input(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decod
         out.fields.insert(cfg.target.clone(), Value::Object(doc));
     }
     out
+}
+
+/// Step 2: `document_id`'s string value leaves the document for `@metadata._id`.
+fn take_document_id(cfg: &NdjsonConfig, doc: &mut Map<String, Value>, meta: &mut Map<String, Value>) {
+    if let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) {
+        if let Some(Value::String(id)) = super::take_value(doc, key) {
+            meta.insert("_id".into(), Value::String(id));
+        }
+    }
 }
 
 /// `log.offset`, `log.file.path` and the flags of a joined or cut line.
@@ -109,11 +114,7 @@ pub fn assemble(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decoded<'_>) ->
         if doc.len() == 1 && doc.contains_key("error") {
             parser_fields.insert("message".into(), Value::String(content.clone()));
         }
-        if let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) {
-            if let Some(Value::String(id)) = super::take_value(&mut doc, key) {
-                out.meta.insert("_id".into(), Value::String(id));
-            }
-        }
+        take_document_id(cfg, &mut doc, &mut out.meta);
         if cfg.target.is_empty() {
             write_json_keys(&mut parser_fields, &mut out, doc, cfg);
         } else {

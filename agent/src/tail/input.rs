@@ -252,11 +252,14 @@ impl InputRt {
             Metrics::inc(&m.lines_filtered);
             return skip(f.slot);
         }
-        // Processors and topic rules work on the event map; without them the fast path runs.
-        let with_processors =
-            !(self.processors.is_empty() && self.global_processors.is_empty() && self.rules.is_empty());
+        // Processors, topic rules and the format codec work on the event map; without them the
+        // fast path writes the event's JSON directly.
+        let with_map = !(self.processors.is_empty()
+            && self.global_processors.is_empty()
+            && self.rules.is_empty()
+            && self.format.is_none());
         let mut route = None;
-        if !with_processors {
+        if !with_map {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
         let ctx = LineCtx {
@@ -268,16 +271,10 @@ impl InputRt {
             timestamp: f.timestamp,
             ndjson: self.ndjson(),
         };
-        let decoded = match (out.decoded, self.ndjson()) {
-            // Without add_error_key the raw line is still shipped, as a plain message.
-            (Decoded::Invalid { raw, .. }, Some(cfg)) if !cfg.add_error_key => Decoded::Plain(raw),
-            (d, _) => d,
-        };
-        let mut event: Option<Map<String, Value>> = None;
-        if with_processors {
+        if with_map {
             // One event map through Filebeat's stages: the input's processors, the builtins, the
             // global processors; topic and key formats see what they left.
-            let mut ev = self.template.event_map(&ctx, decoded);
+            let mut ev = self.template.event_map(&ctx, out.decoded);
             let kept = self.processors.apply(&mut ev) && {
                 self.template.add_builtin(&mut ev);
                 self.global_processors.apply(&mut ev)
@@ -287,25 +284,23 @@ impl InputRt {
                 return skip(f.slot);
             }
             scratch.clear();
-            serde_json::to_writer(&mut *scratch, &ev).expect("writing into a Vec");
-            route = Some(self.route_event(&ev));
-            event = Some(ev);
-        } else {
-            self.template.encode(&ctx, decoded, scratch);
-        }
-        let mut route = route.expect("set on both paths");
-        if let (Some(format), Ok(_)) = (&self.format, &route) {
-            // `codec: format`: the record is the format rendered from the finished event.
-            let ev = event.unwrap_or_else(|| serde_json::from_slice(scratch).expect("the agent's own JSON event"));
-            match format.render(|p| lookup_path(&ev, p)) {
-                Ok(text) => {
-                    scratch.clear();
+            let routed = self.route_event(&ev);
+            route = Some(match (&self.format, routed) {
+                // `codec: format`: the record is the format rendered from the finished event.
+                (Some(format), Ok(r)) => format.render(|p| lookup_path(&ev, p)).map(|text| {
                     scratch.extend_from_slice(text.as_bytes());
+                    r
+                }),
+                (None, Ok(r)) => {
+                    serde_json::to_writer(&mut *scratch, &ev).expect("writing into a Vec");
+                    Ok(r)
                 }
-                Err(field) => route = Err(field),
-            }
+                (_, Err(field)) => Err(field),
+            });
+        } else {
+            self.template.encode(&ctx, out.decoded, scratch);
         }
-        let (topic, key) = match route {
+        let (topic, key) = match route.expect("set on both paths") {
             Ok(r) => r,
             Err(field) => {
                 Metrics::inc(&m.events_dropped_format);
