@@ -68,11 +68,13 @@ pub fn assemble_log_input(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decod
     out
 }
 
-/// Step 2: `document_id`'s string value leaves the document for `@metadata._id`.
+/// Step 2: `document_id`'s string value leaves the document for `@metadata._id`; a value that is
+/// not a string stays where it is, as in libbeat.
 fn take_document_id(cfg: &NdjsonConfig, doc: &mut Map<String, Value>, meta: &mut Map<String, Value>) {
-    if let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) {
-        if let Some(Value::String(id)) = super::take_value(doc, key) {
-            meta.insert("_id".into(), Value::String(id));
+    let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) else { return };
+    if super::lookup_value(doc, key).is_some_and(Value::is_string) {
+        if let Some(id) = super::take_value(doc, key) {
+            meta.insert("_id".into(), id);
         }
     }
 }
@@ -352,6 +354,19 @@ mod tests {
         let mut v = json!({"a": null, "b": {"c": null, "d": 1.0, "e": 1.5}, "f": [null, 2.0]});
         normalize(&mut v);
         assert_eq!(v.to_string(), r#"{"b":{"d":1,"e":1.5},"f":[null,2]}"#);
+    }
+
+    #[test]
+    fn document_id_moves_only_a_string() {
+        let cfg = NdjsonConfig { document_id: Some("id".into()), ..NdjsonConfig::default() };
+        for (doc, id, left) in
+            [(json!({"id": "a1"}), Some("a1"), json!({})), (json!({"id": 7}), None, json!({"id": 7}))]
+        {
+            let (mut doc, mut meta) = (doc.as_object().unwrap().clone(), Map::new());
+            take_document_id(&cfg, &mut doc, &mut meta);
+            assert_eq!(meta.get("_id").and_then(Value::as_str), id);
+            assert_eq!(Value::Object(doc), left);
+        }
     }
 
     #[test]
