@@ -72,11 +72,15 @@ pub fn assemble_log_input(line: &LineCtx<'_>, cfg: &NdjsonConfig, decoded: Decod
 /// not a string stays where it is, as in libbeat.
 fn take_document_id(cfg: &NdjsonConfig, doc: &mut Map<String, Value>, meta: &mut Map<String, Value>) {
     let Some(key) = cfg.document_id.as_deref().filter(|k| !k.is_empty()) else { return };
-    if super::lookup_value(doc, key).is_some_and(Value::is_string) {
-        if let Some(id) = super::take_value(doc, key) {
-            meta.insert("_id".into(), id);
-        }
+    if let Some(id) = take_string(doc, key) {
+        meta.insert("_id".into(), id);
     }
+}
+
+/// Takes the value at a dotted path out of the document if it is a string (a document id);
+/// another value stays where it is.
+pub fn take_string(doc: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    super::lookup_value(doc, key).is_some_and(Value::is_string).then(|| super::take_value(doc, key)).flatten()
 }
 
 /// `log.offset`, `log.file.path` and the flags of a joined or cut line.

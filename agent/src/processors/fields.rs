@@ -280,10 +280,8 @@ fn decode_json(ev: &mut Map<String, Value>, d: &DecodeJsonFields) {
             None => put(ev, field, decoded),
             Some("") => match decoded {
                 Value::Object(mut m) => {
-                    if let Some(key) = d.document_id.as_deref() {
-                        if let Some(Value::String(id)) = m.remove(key) {
-                            put(ev, "@metadata._id", Value::String(id));
-                        }
+                    if let Some(id) = d.document_id.as_deref().and_then(|key| ndjson::take_string(&mut m, key)) {
+                        put(ev, "@metadata._id", id);
                     }
                     ndjson::deep_update(ev, m, d.overwrite_keys)
                 }
