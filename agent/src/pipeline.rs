@@ -260,7 +260,7 @@ impl Inputs {
         let data = &config.path.data;
         let metrics = opts.status.metrics.clone();
         let agent = agent_meta(config, data, ephemeral_id)?;
-        let registry_dir = config.registry.path.clone().unwrap_or_else(|| data.join("registry"));
+        let registry_dir = config.registry_dir();
         let first_start = !Registry::exists_in(&registry_dir);
         let mut opened = Registry::open(&registry_dir, opts.registry_recovery)?;
         if first_start {
@@ -423,7 +423,7 @@ pub fn import_filebeat(config: &Config, dir: &Path) -> anyhow::Result<String> {
     let store = store.with_context(|| {
         format!("{} holds no Filebeat registry (no meta.json there or in filebeat/)", dir.display())
     })?;
-    let registry_dir = config.registry.path.clone().unwrap_or_else(|| data.join("registry"));
+    let registry_dir = config.registry_dir();
     let mut registry = Registry::open(&registry_dir, None)?.registry;
     anyhow::ensure!(
         registry.is_empty(),
@@ -441,7 +441,7 @@ pub fn import_filebeat(config: &Config, dir: &Path) -> anyhow::Result<String> {
 
 /// `agent registry show`: the agent's registry as a table (input, path, identity, offset, last seen).
 pub fn show_registry(config: &Config) -> anyhow::Result<String> {
-    let registry_dir = config.registry.path.clone().unwrap_or_else(|| config.path.data.join("registry"));
+    let registry_dir = config.registry_dir();
     let registry = Registry::open(&registry_dir, None)?.registry;
     let mut out = format!("{} ({} entries)\n", registry.path().display(), registry.len());
     let mut entries: Vec<_> = registry.entries().values().collect();

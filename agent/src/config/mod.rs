@@ -347,6 +347,12 @@ pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Inv
 }
 
 impl Config {
+    /// The registry's directory: `registry.path`, or `<path.data>/registry` when unset. The run,
+    /// `registry show` and `registry import-filebeat` all open the registry here.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.registry.path.clone().unwrap_or_else(|| self.path.data.join("registry"))
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
