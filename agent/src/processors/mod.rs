@@ -201,6 +201,24 @@ mod tests {
         }
     }
 
+    /// What Filebeat 8.1.3 made of these lines with `decode_json_fields` (target `""`,
+    /// `document_id: meta.id`), read from its file output: a nested string id moves to
+    /// `@metadata._id` and leaves `meta` empty; a line without it keeps its fields and gets no id.
+    #[test]
+    fn decode_json_fields_document_id_as_filebeat_does() {
+        let p = chain("- decode_json_fields:\n    fields: [message]\n    target: ''\n    document_id: meta.id\n");
+        let mut nested = json!({"message": r#"{"meta":{"id":"nested"},"msg":"dotted"}"#}).as_object().unwrap().clone();
+        assert!(p.apply(&mut nested));
+        assert_eq!(nested["@metadata"]["_id"], "nested");
+        assert_eq!(nested["meta"], json!({}));
+        assert_eq!(nested["msg"], "dotted");
+
+        let mut plain = json!({"message": r#"{"id":42,"msg":"num"}"#}).as_object().unwrap().clone();
+        assert!(p.apply(&mut plain));
+        assert!(!plain.contains_key("@metadata"));
+        assert_eq!(plain["id"], 42);
+    }
+
     #[test]
     fn a_condition_on_add_fields_is_honoured() {
         let p = chain("- add_fields:\n    when: {equals: {http.code: 500}}\n    fields: {alert: true}\n");
