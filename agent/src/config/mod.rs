@@ -35,9 +35,10 @@ pub use kafka::{
     is_secret_property, Codec, Compression, KafkaConfig, Partitioning, RoundRobin, SaslConfig, SslConfig, TopicRule,
 };
 pub use processors::{
-    AddFields, AddHostMetadata, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
-    ConvertType, DecodeJsonFields, DropEvent, DropFields, FromTo, LocaleFormat, MoveFields, ProcessorConfig,
-    RangeBounds, TruncateFields, DEFAULT_ADD_FIELDS_TARGET,
+    AddFields, AddHostMetadata, AddId, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
+    ConvertType, DecodeJsonFields, Dissect, DropEvent, DropFields, Fingerprint, FingerprintEncoding, FingerprintMethod,
+    FromTo, LocaleFormat, MoveFields, ProcessorConfig, RangeBounds, TrimValues, TruncateFields,
+    DEFAULT_ADD_FIELDS_TARGET,
 };
 pub use sink::{InitialOffset, SinkConfig, SinkFormat, DEFAULT_SINK_CLIENT_ID, DEFAULT_SINK_COMMIT_INTERVAL};
 pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};

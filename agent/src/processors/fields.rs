@@ -33,6 +33,11 @@ pub(super) enum Step {
     DecodeJson(DecodeJsonFields),
     /// `add_locale`: `event.timezone`, read once.
     Locale(String),
+    Dissect(Box<crate::config::Dissect>, Option<super::dissect::Trim>),
+    /// `fingerprint`, with its field names sorted once.
+    Fingerprint(crate::config::Fingerprint, Vec<String>),
+    /// `add_id`: the target field and the generator.
+    AddId(String, super::ids::IdGen),
     /// `add_host_metadata`: this machine's `host`, read once.
     Host {
         host: Map<String, Value>,
@@ -74,6 +79,13 @@ impl Step {
             ProcessorConfig::Convert(c) => Step::Convert(c.clone()),
             ProcessorConfig::DecodeJsonFields(d) => Step::DecodeJson(d.clone()),
             ProcessorConfig::AddLocale(l) => Step::Locale(host::time_zone(l.format == LocaleFormat::Abbreviation)),
+            ProcessorConfig::Dissect(d) => Step::Dissect(Box::new(d.clone()), super::dissect::trimmer(d)),
+            ProcessorConfig::Fingerprint(f) => {
+                let mut sorted = f.fields.clone();
+                sorted.sort();
+                Step::Fingerprint(f.clone(), sorted)
+            }
+            ProcessorConfig::AddId(a) => Step::AddId(a.target_field.clone(), super::ids::IdGen::new()),
             ProcessorConfig::AddHostMetadata(h) => {
                 Step::Host { host: host::fields(h.netinfo.enabled), replace: h.replace_fields }
             }
@@ -111,6 +123,15 @@ impl Step {
                 guarded(ev, c.fail_on_error, "Failed to convert fields in processor", |ev| convert(ev, c));
             }
             Step::DecodeJson(d) => decode_json(ev, d),
+            Step::Dissect(d, trim) => super::dissect::run(ev, d, trim.as_ref()),
+            // Deliberate: Filebeat 8.1.3 drops an event it cannot fingerprint (missing or
+            // non-scalar field); the agent keeps it, unchanged but for `error.message`.
+            Step::Fingerprint(f, sorted) => {
+                if let Err(why) = super::ids::fingerprint(ev, f, sorted) {
+                    put(ev, "error.message", Value::String(format!("failed to compute fingerprint: {why}")));
+                }
+            }
+            Step::AddId(target, ids) => put(ev, target, Value::String(ids.next())),
             Step::Locale(tz) => put(ev, "event.timezone", Value::String(tz.clone())),
             Step::Host { host, replace } => {
                 let mut wrapped = Map::new();

@@ -614,3 +614,94 @@ fn topic_rules_route_as_filebeats_do() {
     assert_eq!(fb_routes.1, ["ERROR four", "ERROR two"], "Filebeat routed by the rules");
     assert_eq!(fb_routes, (messages("ag"), messages("err-agent"), messages("crit-agent")));
 }
+
+/// `dissect` (every field form, types, trimming, failures and refusals), `fingerprint` and
+/// `add_id`: the same events as Filebeat's, ids aside (each program makes its own: both must be
+/// 20 URL-safe characters and unique).
+#[test]
+fn dissect_fingerprint_and_add_id_events_equal_filebeats() {
+    // One line per entry (a `\` line continuation would eat the padded line's leading spaces).
+    let text: String = [
+        "2026-11-26 10:00:01 INFO  [main] started server port=8080",
+        "2026-11-26 10:00:02 WARN     [worker-1] slow request took 1500 ms",
+        "bad line",
+        "john 30 true 1.5 10.0.0.1 0x1F 99999999999 abc",
+        "key1 val1",
+        "a b c d",
+        "  padded   value  ",
+        "x y.z",
+        "conflict here",
+        "GET /a 200",
+        "v1 v2 v3",
+        "gap    here",
+    ]
+    .iter()
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let inputs = r#"filebeat.inputs:
+- type: filestream
+  id: d
+  paths: ['{logs}/d.log']
+  fields: {app: web, s: str}
+  processors:
+    - dissect:
+        tokenizer: '%{date} %{time} %{level->} [%{thread}] %{msg}'
+        when.regexp.message: '^2026'
+    - dissect:
+        tokenizer: '%{name} %{age|integer} %{ok|boolean} %{f|float} %{ip|ip} %{hex|integer} %{big|integer} %{d|double}'
+        target_prefix: ''
+        when.contains.message: john
+    - dissect: {tokenizer: '%{?k} %{&k}', target_prefix: ind, when.contains.message: key1}
+    - dissect: {tokenizer: '%{+x/2} %{+x/1} %{} %{y}', when.regexp.message: '^a b'}
+    - dissect: {tokenizer: '%{a} %{b} %{c}', target_prefix: bad, when.contains.message: bad}
+    - dissect: {tokenizer: '%{a}=%{b}', ignore_failure: true, target_prefix: bad2, when.contains.message: bad}
+    - dissect: {tokenizer: '%{a}  %{b}', trim_values: all, target_prefix: tr, when.contains.message: padded}
+    - dissect: {tokenizer: '%{a}  %{b}', trim_values: left, trim_chars: ' p', target_prefix: tl, when.contains.message: padded}
+    - dissect: {tokenizer: '%{a} %{b}.', when.contains.message: 'x y'}
+    - dissect: {tokenizer: '%{message} %{other}', target_prefix: '', when.contains.message: conflict}
+    - dissect: {tokenizer: '%{a} %{b}', target_prefix: fields.s, when.contains.message: conflict}
+    - dissect: {tokenizer: '%{app} %{other}', target_prefix: fields, overwrite_keys: true, when.contains.message: conflict}
+    - dissect: {tokenizer: '%{?m} %{&m} %{code|long}', target_prefix: '', when.regexp.message: '^GET'}
+    - dissect: {tokenizer: '%{*p} %{&p} %{q}', field: message, when.contains.message: v1}
+    - dissect: {tokenizer: '%{a} %{b}', field: nothere}
+    - dissect: {tokenizer: '%{a->} %{b}', target_prefix: g, when.contains.message: gap}
+    - dissect: {tokenizer: '%{a} %{b}', target_prefix: ng, when.contains.message: gap}
+    - fingerprint: {fields: [message, log.offset]}
+    - fingerprint: {fields: [fields.app, missing, message], ignore_missing: true, method: md5, encoding: base64, target_field: fp.md5}
+    - fingerprint: {fields: [message], method: xxhash, target_field: fp.xx}
+    - add_id: ~
+    - add_id: {target_field: ids.one}
+"#;
+    let (fb, ag) = run_both(&[("d.log", text.as_bytes())], inputs);
+    let ids = |events: &Events| -> (Events, usize) {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Events::new();
+        for (k, e) in events {
+            let mut e = e.clone();
+            for path in [("@metadata", "_id"), ("ids", "one")] {
+                let id = e[path.0].as_object_mut().and_then(|m| m.remove(path.1));
+                let id = id.as_ref().and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                assert!(
+                    id.len() == 20 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "{k}: id {id:?}"
+                );
+                seen.insert(id);
+            }
+            if e["ids"].as_object().is_some_and(|m| m.is_empty()) {
+                e.as_object_mut().unwrap().remove("ids");
+            }
+            out.insert(k.clone(), e);
+        }
+        (out, seen.len())
+    };
+    let ((fb, fb_ids), (ag, ag_ids)) = (ids(&fb), ids(&ag));
+    assert_eq!((fb.len() * 2, ag.len() * 2), (fb_ids, ag_ids), "every id is new");
+    // The comparison means something only if the processors did their work.
+    let john = fb.values().find(|e| e["name"] == "john").expect("the typed line's event");
+    assert_eq!((john["age"].as_i64(), john["hex"].as_i64(), john["ok"].as_bool()), (Some(30), Some(31), Some(true)));
+    let bad = fb.values().find(|e| e["message"] == "bad line").expect("the bad line's event");
+    assert!(bad["log"]["flags"].as_array().is_some_and(|f| f.iter().all(|x| x == "dissect_parsing_error")));
+    assert!(fb.values().all(|e| e["fingerprint"].as_str().is_some_and(|f| f.len() == 64)));
+    let diffs = differences(&fb, &ag);
+    assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}
