@@ -333,6 +333,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         let r = match &self.node.value {
             Value::Seq(items) => v.visit_seq(SeqDe { de: &self, items, i: 0 }),
             Value::Scalar(s) if s.is_null() => v.visit_seq(SeqDe { de: &self, items: &[], i: 0 }),
+            // A single value where a list goes is a list of it, as libbeat's config reads it
+            // (`paths: /var/log/app.log`, `tags: web`, `layouts: '2006-01-02'`).
+            Value::Scalar(_) => v.visit_seq(SeqDe { de: &self, items: std::slice::from_ref(self.node), i: 0 }),
             _ => Err(self.err("needs a list")),
         };
         self.located(r)

@@ -37,7 +37,7 @@ pub use kafka::{
 pub use processors::{
     AddFields, AddHostMetadata, AddId, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
     ConvertType, DecodeJsonFields, Dissect, DropEvent, DropFields, Fingerprint, FingerprintEncoding, FingerprintMethod,
-    FromTo, LocaleFormat, MoveFields, ProcessorConfig, RangeBounds, TrimValues, TruncateFields,
+    FromTo, LocaleFormat, MoveFields, ProcessorConfig, RangeBounds, TimestampConfig, TrimValues, TruncateFields,
     DEFAULT_ADD_FIELDS_TARGET,
 };
 pub use sink::{InitialOffset, SinkConfig, SinkFormat, DEFAULT_SINK_CLIENT_ID, DEFAULT_SINK_COMMIT_INTERVAL};
@@ -554,6 +554,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_str_at(text, Path::new("agent.yml"))
+    }
+
+    /// libbeat reads a single value where a list goes as a list of it (checked with Filebeat
+    /// 8.1.3: `paths: /x.log` reads that file, `tags: solo` gives `tags: [solo]`).
+    #[test]
+    fn a_single_value_where_a_list_goes_is_a_list_of_it() {
+        let c = parse(&MINIMAL.replace("paths: [/tmp/x/*.log]", "paths: /tmp/x/*.log\n    tags: solo")).unwrap();
+        assert_eq!(
+            (c.inputs[0].paths.clone(), c.inputs[0].tags.clone()),
+            (vec!["/tmp/x/*.log".to_string()], vec!["solo".to_string()])
+        );
+        let err = parse(&MINIMAL.replace("paths: [/tmp/x/*.log]", "paths: {a: b}")).unwrap_err().to_string();
+        assert!(err.contains("inputs[0].paths") && err.contains("needs a list"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Processor settings: Filebeat's `add_fields`, `drop_fields`, `drop_event`, `add_tags`,
 //! `add_labels`, `rename`, `copy_fields`, `truncate_fields`, `convert`, `decode_json_fields`,
-//! `add_locale`, `add_host_metadata`, `dissect`, `fingerprint` and `add_id`, each with an optional `when` condition (`equals`,
+//! `add_locale`, `add_host_metadata`, `dissect`, `fingerprint`, `add_id` and `timestamp`, each with an optional `when` condition (`equals`,
 //! `contains`, `regexp`, `range`, `has_fields`, `and`, `or`, `not`).
 //!
 //! Owns the `processors:` schema (per input and global) and its validation. Invariant: every
@@ -32,6 +32,7 @@ pub enum ProcessorConfig {
     Dissect(Dissect),
     Fingerprint(Fingerprint),
     AddId(AddId),
+    Timestamp(TimestampConfig),
 }
 
 fn d_true() -> bool {
@@ -326,6 +327,33 @@ pub enum IdType {
     Elasticsearch,
 }
 
+/// Filebeat's `timestamp`: a field's time, read by Go layouts, into `target_field`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampConfig {
+    pub field: String,
+    #[serde(default = "d_at_timestamp")]
+    pub target_field: String,
+    /// Go layouts (`2006-01-02T15:04:05Z07:00`), `UNIX` or `UNIX_MS`, tried in order.
+    pub layouts: Vec<crate::processors::Layout>,
+    /// Where a time without a zone is (UTC when unset); an unknown name is refused at load.
+    #[serde(default)]
+    pub timezone: Option<crate::processors::Zone>,
+    /// Accepted: a missing field or a value no layout reads leaves the event as it is, either way.
+    #[serde(default)]
+    pub ignore_missing: bool,
+    #[serde(default)]
+    pub ignore_failure: bool,
+    /// Example times that must parse when the config is loaded.
+    #[serde(default)]
+    pub test: Vec<String>,
+    pub when: Option<Condition>,
+}
+
+fn d_at_timestamp() -> String {
+    "@timestamp".into()
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AddFields {
@@ -404,6 +432,7 @@ impl ProcessorConfig {
             ProcessorConfig::Dissect(p) => ("dissect", &p.when),
             ProcessorConfig::Fingerprint(p) => ("fingerprint", &p.when),
             ProcessorConfig::AddId(p) => ("add_id", &p.when),
+            ProcessorConfig::Timestamp(p) => ("timestamp", &p.when),
         }
     }
 
@@ -416,6 +445,16 @@ impl ProcessorConfig {
         if let ProcessorConfig::Fingerprint(f) = self {
             if f.fields.is_empty() {
                 return Err(invalid(format!("{at}.fingerprint.fields"), "names no field"));
+            }
+        }
+        if let ProcessorConfig::Timestamp(t) = self {
+            if t.layouts.is_empty() {
+                return Err(invalid(format!("{at}.timestamp.layouts"), "names no layout"));
+            }
+            for (j, example) in t.test.iter().enumerate() {
+                let value = serde_json::Value::String(example.clone());
+                crate::processors::parse_time(&t.layouts, t.timezone.as_ref(), &value)
+                    .map_err(|e| invalid(format!("{at}.timestamp.test[{j}]"), e))?;
             }
         }
         if let ProcessorConfig::Convert(c) = self {

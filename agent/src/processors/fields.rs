@@ -36,6 +36,7 @@ pub(super) enum Step {
     Dissect(Box<crate::config::Dissect>, Option<super::dissect::Trim>),
     /// `fingerprint`, with its field names sorted once.
     Fingerprint(crate::config::Fingerprint, Vec<String>),
+    Timestamp(Box<crate::config::TimestampConfig>),
     /// `add_id`: the target field and the generator.
     AddId(String, super::ids::IdGen),
     /// `add_host_metadata`: this machine's `host`, read once.
@@ -85,6 +86,7 @@ impl Step {
                 sorted.sort();
                 Step::Fingerprint(f.clone(), sorted)
             }
+            ProcessorConfig::Timestamp(t) => Step::Timestamp(Box::new(t.clone())),
             ProcessorConfig::AddId(a) => Step::AddId(a.target_field.clone(), super::ids::IdGen::new()),
             ProcessorConfig::AddHostMetadata(h) => {
                 Step::Host { host: host::fields(h.netinfo.enabled), replace: h.replace_fields }
@@ -131,6 +133,7 @@ impl Step {
                     put(ev, "error.message", Value::String(format!("failed to compute fingerprint: {why}")));
                 }
             }
+            Step::Timestamp(t) => super::timestamp::run(ev, t),
             Step::AddId(target, ids) => put(ev, target, Value::String(ids.next())),
             Step::Locale(tz) => put(ev, "event.timezone", Value::String(tz.clone())),
             Step::Host { host, replace } => {

@@ -1,7 +1,7 @@
 //! Processors: change or drop an event after it is built and before it is routed and sent, as
 //! Filebeat's processors do (`add_fields`, `drop_fields`, `drop_event`, `add_tags`, `add_labels`,
 //! `rename`, `copy_fields`, `truncate_fields`, `convert`, `decode_json_fields`, `add_locale`,
-//! `add_host_metadata`, `dissect`, `fingerprint`, `add_id`), each with an optional `when` condition.
+//! `add_host_metadata`, `dissect`, `fingerprint`, `add_id`, `timestamp`), each with an optional `when` condition.
 //!
 //! Owns a compiled processor chain. Invariants: processors run in the order written, on one event
 //! map; a dropped event still advances its file's offset (the caller ships it as a no-delivery
@@ -15,8 +15,10 @@ mod dissect;
 mod fields;
 mod host;
 mod ids;
+mod timestamp;
 
 pub use dissect::Tokenizer;
+pub use timestamp::{parse_value as parse_time, Layout, Zone};
 
 use crate::config::{compile, Condition, ProcessorConfig, RangeBounds};
 use crate::event::lookup_value;

@@ -705,3 +705,86 @@ fn dissect_fingerprint_and_add_id_events_equal_filebeats() {
     let diffs = differences(&fb, &ag);
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
+
+/// `timestamp` with Go layouts of every element, time zones and UNIX numbers: the same times as
+/// Filebeat's, in the target fields and in `@timestamp`.
+#[test]
+fn timestamp_events_equal_filebeats() {
+    let docs = [
+        r#"{"k":"rfc","t":"2026-11-26T10:00:01.123456Z"}"#,
+        r#"{"k":"comma","t":"2026-11-26 10:00:01,5"}"#,
+        r#"{"k":"syslog","t":"Nov  6 10:00:01"}"#,
+        r#"{"k":"apache","t":"26/Nov/2026:10:00:01 +0100"}"#,
+        r#"{"k":"rfc1123","t":"Thu, 26 Nov 2026 10:00:01 PST"}"#,
+        r#"{"k":"cet","t":"Thursday, 26-Nov-26 10:00:01 CET"}"#,
+        r#"{"k":"cest","t":"Thursday, 26-Nov-26 10:00:01 CEST"}"#,
+        r#"{"k":"kitchen","t":"3:04PM"}"#,
+        r#"{"k":"compact","t":"20261126100001"}"#,
+        r#"{"k":"exact","t":"2026-11-26T10:00:01.120+05:30"}"#,
+        r#"{"k":"short","t":"2026-11-26T10:00:01-07"}"#,
+        r#"{"k":"upper","t":"26 NOV 26 10:00 -0700"}"#,
+        r#"{"k":"pm","t":"11/26/2026 3:04:05 PM"}"#,
+        r#"{"k":"under","t":"2026-11- 6 10:00:01.987654321"}"#,
+        r#"{"k":"unix","t":1700000000}"#,
+        r#"{"k":"unixf","t":1700000000.5}"#,
+        r#"{"k":"unixs","t":"1700000000.25"}"#,
+        r#"{"k":"unixms","t":1700000000123}"#,
+        r#"{"k":"bad","t":"garbage"}"#,
+        r#"{"k":"missing"}"#,
+        r#"{"k":"badday","t":"2026-02-30 10:00:00"}"#,
+        r#"{"k":"extra","t":"2026-11-26 10:00:00 and more"}"#,
+        r#"{"k":"summer","t":"2026-07-01 12:00:00"}"#,
+        r#"{"k":"winter","t":"2026-01-01 12:00:00"}"#,
+    ];
+    let text: String = docs.iter().map(|d| format!("{d}\n")).collect();
+    let inputs = r#"filebeat.inputs:
+- type: filestream
+  id: t
+  paths: ['{logs}/t.log']
+  parsers: [{ndjson: {target: ''}}]
+  processors:
+    - timestamp:
+        field: t
+        target_field: ts
+        layouts:
+          - '2006-01-02T15:04:05Z07:00'
+          - '2006-01-02T15:04:05.000Z07:00'
+          - '2006-01-02T15:04:05Z07'
+          - '2006-01-02 15:04:05.999'
+          - 'Jan _2 15:04:05'
+          - '02/Jan/2006:15:04:05 -0700'
+          - 'Mon, 02 Jan 2006 15:04:05 MST'
+          - 'Monday, 02-Jan-06 15:04:05 MST'
+          - '3:04PM'
+          - '20060102150405'
+          - '02 Jan 06 15:04 -0700'
+          - '01/02/2006 3:04:05 PM'
+          - '2006-01-_2 15:04:05.999999999'
+        timezone: Europe/Berlin
+        when.not.regexp.k: '^unix|summer|winter'
+    - timestamp: {field: t, target_field: ts, layouts: [UNIX], when.regexp.k: '^unix[fs]?$'}
+    - timestamp: {field: t, target_field: ts, layouts: [UNIX_MS], when.equals.k: unixms}
+    - timestamp: {field: t, target_field: ny, timezone: America/New_York, layouts: ['2006-01-02 15:04:05'], when.regexp.k: 'summer|winter'}
+    - timestamp: {field: t, target_field: fixed, timezone: '+05:30', layouts: ['2006-01-02 15:04:05'], when.regexp.k: 'summer|winter'}
+    - timestamp: {field: t, layouts: ['2006-01-02 15:04:05'], timezone: Asia/Kolkata, test: ['2026-01-01 00:00:00'], when.regexp.k: 'summer|winter'}
+"#;
+    let (fb, ag) = run_both_raw(&[("t.log", text.as_bytes())], inputs, 1, "");
+    let times = |records: &[Record]| -> std::collections::BTreeMap<String, (String, String)> {
+        records
+            .iter()
+            .map(|r| {
+                let e = r.json();
+                let k = e["k"].as_str().unwrap().to_string();
+                let at = if k == "summer" || k == "winter" { e["@timestamp"].to_string() } else { "-".into() };
+                (k, (e["ts"].to_string(), at))
+            })
+            .collect()
+    };
+    let (fb_times, ag_times) = (times(&fb), times(&ag));
+    // The comparison means something only if Filebeat read most of them.
+    let read = fb_times.values().filter(|(ts, _)| ts != "null").count();
+    assert_eq!((fb_times.len(), read), (docs.len(), docs.len() - 6), "{fb_times:#?}");
+    assert_eq!(fb_times, ag_times);
+    let diffs = differences(&events(&fb), &events(&ag));
+    assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}
