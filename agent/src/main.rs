@@ -296,7 +296,12 @@ fn init_logging(
     };
     // Plain lines (no colours) under systemd/journald and in files.
     let ansi = cfg.to_stderr && !cfg.to_files && std::env::var_os("JOURNAL_STREAM").is_none() && is_tty_stderr();
-    tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_ansi(ansi).with_target(false).init();
+    let fmt = tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_target(false);
+    if cfg.json {
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.with_ansi(ansi).init();
+    }
     Ok(guard)
 }
 

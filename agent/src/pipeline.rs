@@ -270,7 +270,8 @@ impl Inputs {
         tracing::info!(registry = %opened.registry.path().display(), entries = known.len(), "registry loaded");
 
         let tracker = Arc::new(AckTracker::default());
-        let queue = Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize));
+        let queue =
+            Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize, config.queue.mem.events.unwrap_or(usize::MAX)));
         tracing::info!(properties = %describe(kafka), "kafka producer settings");
         let mut output = Output::new(config, kafka, tracker.clone(), metrics.clone())?;
 

@@ -1,7 +1,8 @@
-//! The queue between the reader and the output: batches of encoded events, bounded by bytes.
+//! The queue between the reader and the output: batches of encoded events, bounded by bytes and
+//! optionally by events (Filebeat's `queue.mem.events`).
 //!
-//! Invariant: the bytes held never exceed `max_bytes` (except for one batch larger than the whole
-//! budget, admitted alone so it cannot wedge the pipeline). A full queue blocks the reader, so a
+//! Invariant: the bytes and events held never exceed `max_bytes` and `max_events` (except for
+//! one batch larger than the whole budget, admitted alone so it cannot wedge the pipeline). A full queue blocks the reader, so a
 //! slow Kafka slows reading instead of growing memory: the files on disk are the first buffer.
 
 use crate::event::Event;
@@ -41,25 +42,30 @@ pub struct Queue {
     not_empty: Condvar,
     not_full: Condvar,
     max_bytes: usize,
+    max_events: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
     batches: VecDeque<Batch>,
     bytes: usize,
+    events: usize,
     closed: bool,
 }
 
 impl Queue {
-    pub fn new(max_bytes: usize) -> Queue {
-        Queue { state: Mutex::default(), not_empty: Condvar::new(), not_full: Condvar::new(), max_bytes }
+    pub fn new(max_bytes: usize, max_events: usize) -> Queue {
+        Queue { state: Mutex::default(), not_empty: Condvar::new(), not_full: Condvar::new(), max_bytes, max_events }
     }
 
     /// Waits for room, then enqueues. Returns the batch back if the queue was closed meanwhile, or
     /// if `give_up` says to stop waiting (checked every 100 ms).
     pub fn push(&self, batch: Batch, give_up: impl Fn() -> bool) -> Result<(), Batch> {
         let mut st = self.state.lock().unwrap();
-        while !st.closed && st.bytes > 0 && st.bytes + batch.bytes > self.max_bytes {
+        let n = batch.events.len();
+        let full =
+            |st: &State| st.bytes + batch.bytes > self.max_bytes || st.events.saturating_add(n) > self.max_events;
+        while !st.closed && !st.batches.is_empty() && full(&st) {
             if give_up() {
                 return Err(batch);
             }
@@ -69,6 +75,7 @@ impl Queue {
             return Err(batch);
         }
         st.bytes += batch.bytes;
+        st.events += n;
         st.batches.push_back(batch);
         self.not_empty.notify_one();
         Ok(())
@@ -83,6 +90,7 @@ impl Queue {
         match st.batches.pop_front() {
             Some(b) => {
                 st.bytes -= b.bytes;
+                st.events -= b.events.len();
                 self.not_full.notify_all();
                 Popped::Batch(b)
             }
@@ -116,7 +124,7 @@ mod tests {
 
     #[test]
     fn full_queue_blocks_the_producer_until_popped() {
-        let q = Arc::new(Queue::new(1000));
+        let q = Arc::new(Queue::new(1000, usize::MAX));
         q.push(batch(800), || false).unwrap();
         let q2 = q.clone();
         let h = std::thread::spawn(move || q2.push(batch(800), || false).is_ok());
@@ -128,8 +136,21 @@ mod tests {
     }
 
     #[test]
+    fn an_event_bound_blocks_like_the_byte_bound() {
+        let q = Arc::new(Queue::new(1 << 20, 2));
+        q.push(batch(10), || false).unwrap();
+        q.push(batch(10), || false).unwrap();
+        let q2 = q.clone();
+        let h = std::thread::spawn(move || q2.push(batch(10), || false).is_ok());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!h.is_finished(), "a third event must wait for room");
+        assert!(matches!(q.pop(Duration::ZERO), Popped::Batch(_)));
+        assert!(h.join().unwrap());
+    }
+
+    #[test]
     fn close_drains_then_ends() {
-        let q = Queue::new(10_000);
+        let q = Queue::new(10_000, usize::MAX);
         q.push(batch(10), || false).unwrap();
         q.close();
         assert!(q.push(batch(10), || false).is_err());
@@ -139,7 +160,7 @@ mod tests {
 
     #[test]
     fn give_up_returns_the_batch() {
-        let q = Queue::new(100);
+        let q = Queue::new(100, usize::MAX);
         q.push(batch(90), || false).unwrap();
         assert!(q.push(batch(90), || true).is_err());
     }

@@ -371,8 +371,7 @@ fn logging(root: &mut Node, t: &mut Translation) {
     let quiet_when = [
         ("to_syslog", "false", "the agent logs to stderr (the journal under systemd) and to files"),
         ("to_eventlog", "false", "there is no Windows event log here"),
-        ("json", "false", "the agent's own log lines are text"),
-        ("ecs", "false", "the agent's own log lines are text"),
+        ("ecs", "false", "the agent's log lines are text, or JSON with logging.json, not ECS"),
         ("selectors", "", "the agent's debug output is not split by selector"),
     ];
     for (key, default, why) in quiet_when {
@@ -399,14 +398,17 @@ fn logging(root: &mut Node, t: &mut Translation) {
     }
 }
 
-/// `queue.mem.*` counts events where the agent's memory queue is bounded by bytes: noted.
-/// `queue.disk.*` becomes the spool, which takes over only while Kafka is unreachable.
+/// `queue.mem.events` bounds the agent's queue too (the key is the agent's); `queue.mem.flush.*`
+/// is noted. `queue.disk.*` becomes the spool, which takes over only while Kafka is unreachable.
 fn queue(root: &mut Node, t: &mut Translation) {
     let Some(q) = root.get_mut("queue") else { return };
     if let Some(mem) = q.get_mut("mem") {
-        for key in ["events", "flush", "immediate_shutdown"] {
+        if let Some(e) = mem.get("events") {
+            t.note("queue.mem.events", e.line, "applied: at most this many events wait in the agent's queue, which queue.mem.max_bytes (8 MiB) bounds as well; librdkafka's buffer holds more");
+        }
+        for key in ["flush", "immediate_shutdown"] {
             if let Some(e) = mem.remove(key) {
-                t.note(format!("queue.mem.{key}"), e.line, "accepted, not applied: the memory queue is bounded by bytes (queue.mem.max_bytes, 8 MiB) and batches by output.kafka.bulk_max_size");
+                t.note(format!("queue.mem.{key}"), e.line, "accepted, not applied: events go to the output as soon as they are read, in batches of up to output.kafka.bulk_max_size");
             }
         }
         if mem.as_map().is_some_and(Vec::is_empty) {

@@ -229,10 +229,15 @@ fn d_max_open_files() -> usize {
 pub struct MemQueueConfig {
     #[serde(default = "d_queue_max_bytes")]
     pub max_bytes: ByteSize,
+    /// Filebeat's `queue.mem.events`: at most this many events wait in the queue as well (unset:
+    /// only bytes bound it). librdkafka's own buffer (`queue.buffering.max.messages`) is not
+    /// counted here, so more events than this can be in flight.
+    #[serde(default)]
+    pub events: Option<usize>,
 }
 impl Default for MemQueueConfig {
     fn default() -> Self {
-        Self { max_bytes: d_queue_max_bytes() }
+        Self { max_bytes: d_queue_max_bytes(), events: None }
     }
 }
 fn d_queue_max_bytes() -> ByteSize {
@@ -258,6 +263,10 @@ pub struct LoggingConfig {
     pub files: LogFilesConfig,
     #[serde(default)]
     pub metrics: LogMetricsConfig,
+    /// One JSON object per log line (`timestamp`, `level`, `message` and the line's fields)
+    /// instead of text.
+    #[serde(default)]
+    pub json: bool,
 }
 impl Default for LoggingConfig {
     fn default() -> Self {
@@ -267,6 +276,7 @@ impl Default for LoggingConfig {
             to_files: false,
             files: LogFilesConfig::default(),
             metrics: LogMetricsConfig::default(),
+            json: false,
         }
     }
 }

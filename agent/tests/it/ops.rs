@@ -283,3 +283,33 @@ fn librdkafka_errors_reach_the_log_once_per_cause() {
     // per reconnect attempt (about ten a second here).
     assert!(refused.len() <= 2, "each cause once a minute, not per attempt: {refused:#?}");
 }
+
+/// `logging.json: true` (Filebeat's key): every line of the agent's log is one JSON object with
+/// `timestamp`, `level` and `message`, librdkafka's lines included.
+#[test]
+fn logging_json_writes_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    append_lines(&a, numbered("a", 0..10));
+    let cfg = dir.path().join("agent.yml");
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let extra = "queue:\n  spool:\n    enabled: false\nlogging.json: true\n";
+    let text = inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", extra)
+        .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
+    std::fs::write(&cfg, text).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&agent, libc::SIGTERM);
+    wait_exit(&mut agent, Duration::from_secs(30));
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON object ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    assert!(
+        lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l["message"].as_str().unwrap().contains("Connection refused")), "{log}");
+}
