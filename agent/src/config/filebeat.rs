@@ -543,9 +543,6 @@ fn kafka_output(k: &mut Node, t: &mut Translation) {
             "not applied: only the metadata of the topics written to is fetched",
         );
     }
-    if let Some(e) = take_path(k, &["ssl", "cipher_suites"]) {
-        t.error("output.kafka.ssl.cipher_suites", e.line, "not supported: Go's cipher suite names have no mapping to OpenSSL's here; set librdkafka's ssl.cipher.suites under output.kafka.librdkafka");
-    }
 }
 
 /// Sets `root.<path>` (a map node: the file or one input) to the entry's value, keeping its line

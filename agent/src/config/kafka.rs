@@ -338,6 +338,64 @@ pub struct SslConfig {
     /// `certificate`: the chain only; `none`: nothing (Filebeat's modes).
     #[serde(default)]
     pub verification_mode: Option<String>,
+    /// Filebeat's cipher suite names (Go's), each mapped to OpenSSL's for librdkafka's
+    /// `ssl.cipher.suites`. Like Go, they restrict TLS 1.2 and older: the TLS 1.3 names are
+    /// accepted and TLS 1.3 keeps OpenSSL's suites.
+    #[serde(default)]
+    pub cipher_suites: Vec<CipherSuite>,
+}
+
+/// One of Filebeat's `ssl.cipher_suites` names, with the OpenSSL name it stands for (`None` for
+/// the TLS 1.3 suites, which neither Go nor librdkafka lets a client choose).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherSuite {
+    pub name: String,
+    pub openssl: Option<&'static str>,
+}
+
+/// libbeat's names (its `tlsCipherSuites` table, typo `POLY1205` included) and OpenSSL's.
+const CIPHER_SUITES: &[(&str, Option<&str>)] = &[
+    ("ECDHE-ECDSA-AES-128-CBC-SHA", Some("ECDHE-ECDSA-AES128-SHA")),
+    ("ECDHE-ECDSA-AES-128-CBC-SHA256", Some("ECDHE-ECDSA-AES128-SHA256")),
+    ("ECDHE-ECDSA-AES-128-GCM-SHA256", Some("ECDHE-ECDSA-AES128-GCM-SHA256")),
+    ("ECDHE-ECDSA-AES-256-CBC-SHA", Some("ECDHE-ECDSA-AES256-SHA")),
+    ("ECDHE-ECDSA-AES-256-GCM-SHA384", Some("ECDHE-ECDSA-AES256-GCM-SHA384")),
+    ("ECDHE-ECDSA-CHACHA20-POLY1305", Some("ECDHE-ECDSA-CHACHA20-POLY1305")),
+    ("ECDHE-ECDSA-RC4-128-SHA", Some("ECDHE-ECDSA-RC4-SHA")),
+    ("ECDHE-RSA-3DES-CBC3-SHA", Some("ECDHE-RSA-DES-CBC3-SHA")),
+    ("ECDHE-RSA-AES-128-CBC-SHA", Some("ECDHE-RSA-AES128-SHA")),
+    ("ECDHE-RSA-AES-128-CBC-SHA256", Some("ECDHE-RSA-AES128-SHA256")),
+    ("ECDHE-RSA-AES-128-GCM-SHA256", Some("ECDHE-RSA-AES128-GCM-SHA256")),
+    ("ECDHE-RSA-AES-256-CBC-SHA", Some("ECDHE-RSA-AES256-SHA")),
+    ("ECDHE-RSA-AES-256-GCM-SHA384", Some("ECDHE-RSA-AES256-GCM-SHA384")),
+    ("ECDHE-RSA-CHACHA20-POLY1205", Some("ECDHE-RSA-CHACHA20-POLY1305")),
+    ("ECDHE-RSA-RC4-128-SHA", Some("ECDHE-RSA-RC4-SHA")),
+    ("RSA-RC4-128-SHA", Some("RC4-SHA")),
+    ("RSA-3DES-CBC3-SHA", Some("DES-CBC3-SHA")),
+    ("RSA-AES-128-CBC-SHA", Some("AES128-SHA")),
+    ("RSA-AES-128-CBC-SHA256", Some("AES128-SHA256")),
+    ("RSA-AES-128-GCM-SHA256", Some("AES128-GCM-SHA256")),
+    ("RSA-AES-256-CBC-SHA", Some("AES256-SHA")),
+    ("RSA-AES-256-GCM-SHA384", Some("AES256-GCM-SHA384")),
+    ("TLS-AES-128-GCM-SHA256", None),
+    ("TLS-AES-256-GCM-SHA384", None),
+    ("TLS-CHACHA20-POLY1305-SHA256", None),
+];
+
+impl<'de> Deserialize<'de> for CipherSuite {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match CIPHER_SUITES.iter().find(|(n, _)| *n == name) {
+            Some((_, openssl)) => Ok(CipherSuite { name, openssl: *openssl }),
+            None => {
+                let known: Vec<&str> = CIPHER_SUITES.iter().map(|(n, _)| *n).collect();
+                Err(serde::de::Error::custom(format!(
+                    "invalid tls cipher suite '{name}' (one of {})",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
 }
 
 impl fmt::Debug for SslConfig {
@@ -654,6 +712,10 @@ pub(super) fn security_properties(
         p.insert("enable.ssl.certificate.verification".into(), (mode != "none").to_string());
         let hostname = if matches!(mode, "full" | "strict") { "https" } else { "none" };
         p.insert("ssl.endpoint.identification.algorithm".into(), hostname.into());
+        let suites: Vec<&str> = ssl.cipher_suites.iter().filter_map(|c| c.openssl).collect();
+        if !suites.is_empty() {
+            p.insert("ssl.cipher.suites".into(), suites.join(":"));
+        }
     }
 }
 
@@ -703,6 +765,35 @@ mod tests {
         assert!(err.contains("output.kafka.bulk_max_size (line 5)") && err.contains("out of range"), "{err}");
         assert!(kafka("    backoff.init: 2s\n    backoff.max: 1s\n").unwrap_err().contains("backoff.init"));
         assert!(kafka("    timeout: 90s\n    bulk_max_size: 4096\n").is_ok());
+    }
+
+    /// Filebeat's cipher suite names become OpenSSL's, which librdkafka's OpenSSL accepts (the
+    /// SSL context is built when the client is: a list OpenSSL cannot use fails there).
+    #[test]
+    fn cipher_suites_map_onto_openssl_names_librdkafka_accepts() {
+        let props = |extra: &str| kafka(extra).unwrap().kafka().unwrap().client_properties();
+        let p = props(
+            "    ssl.certificate_authorities: [/ca.pem]\n    ssl.cipher_suites: [ECDHE-RSA-AES-128-GCM-SHA256, ECDHE-RSA-CHACHA20-POLY1205, RSA-AES-256-CBC-SHA, TLS-AES-128-GCM-SHA256]\n",
+        );
+        assert_eq!(p["ssl.cipher.suites"], "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:AES256-SHA");
+        let tls13_only =
+            props("    ssl.certificate_authorities: [/ca.pem]\n    ssl.cipher_suites: [TLS-AES-256-GCM-SHA384]\n");
+        assert!(!tls13_only.contains_key("ssl.cipher.suites"));
+        assert!(kafka("    ssl.cipher_suites: [AES128-SHA]\n")
+            .unwrap_err()
+            .contains("invalid tls cipher suite 'AES128-SHA'"));
+        let client = |suites: &str| {
+            let mut c = rdkafka::ClientConfig::new();
+            c.set("bootstrap.servers", "127.0.0.1:1").set("security.protocol", "ssl").set("ssl.cipher.suites", suites);
+            c.create::<rdkafka::producer::BaseProducer>().map(|_| ()).map_err(|e| e.to_string())
+        };
+        // Every suite but RC4 and 3DES, which OpenSSL 3 leaves out of its default build.
+        for (name, openssl) in super::CIPHER_SUITES.iter().filter(|(n, _)| !n.contains("RC4") && !n.contains("3DES")) {
+            if let Some(o) = openssl {
+                assert_eq!(client(o), Ok(()), "{name} as {o}");
+            }
+        }
+        assert!(client("NOT-A-SUITE").is_err(), "the check can fail");
     }
 
     #[test]
