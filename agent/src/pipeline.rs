@@ -470,8 +470,8 @@ fn selector(input: &crate::config::InputConfig) -> Selector {
     Selector {
         input_id: input.id.clone(),
         globs: input.paths.clone(),
-        exclude: input.exclude_files.iter().map(|r| crate::config::compile(r).expect("validated")).collect(),
-        include: input.include_files.iter().map(|r| crate::config::compile(r).expect("validated")).collect(),
+        exclude: input.exclude_files.iter().map(|p| (**p).clone()).collect(),
+        include: input.include_files.iter().map(|p| (**p).clone()).collect(),
         symlinks: input.symlinks,
         check_interval: input.check_interval.0,
     }

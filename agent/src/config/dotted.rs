@@ -32,6 +32,16 @@ pub fn flat_strings<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, 
         .collect()
 }
 
+/// [`flat_strings`] with every leaf compiled as a regex; an invalid one is an error naming its field.
+pub fn flat_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, super::Pattern>, D::Error> {
+    flat_strings(d)?
+        .into_iter()
+        .map(|(k, v)| {
+            super::Pattern::new(&v).map(|p| (k.clone(), p)).map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+        })
+        .collect()
+}
+
 fn flatten(prefix: String, v: Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) if !m.is_empty() => {

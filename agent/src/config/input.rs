@@ -7,7 +7,7 @@
 //! never has to second-guess its settings.
 
 use super::processors::ProcessorConfig;
-use super::{invalid, ByteSize, HumanDuration, Invalid};
+use super::{invalid, ByteSize, HumanDuration, Invalid, Pattern, PatternSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -38,11 +38,11 @@ pub struct InputConfig {
     pub enabled: bool,
     pub paths: Vec<String>,
     #[serde(default)]
-    pub exclude_files: Vec<String>,
+    pub exclude_files: Vec<Pattern>,
     /// Regexes: when set, only files whose path matches one of them are read (Filebeat's
     /// `prospector.scanner.include_files`).
     #[serde(default)]
-    pub include_files: Vec<String>,
+    pub include_files: Vec<Pattern>,
     /// Whether a path that is a symbolic link is read (Filebeat's `prospector.scanner.symlinks`,
     /// off by default as there). The file it leads to is identified by its own device and inode,
     /// so a file reached by two paths is read once.
@@ -50,8 +50,8 @@ pub struct InputConfig {
     pub symlinks: bool,
     /// Character encoding of the files: `plain`, `utf-8`, `utf-16le`, `utf-16be`, `latin1`, or a
     /// WHATWG label (`windows-1252`, `shift_jis`, `gbk`, ...). Events carry UTF-8.
-    #[serde(default = "d_encoding")]
-    pub encoding: String,
+    #[serde(default)]
+    pub encoding: crate::decode::encoding::EncodingSetting,
     /// Whether files are gzip archives: `auto` (by `.gz` name or gzip magic), `gzip`, `none`.
     #[serde(default)]
     pub compression: FileCompression,
@@ -60,10 +60,10 @@ pub struct InputConfig {
     pub parsers: Vec<ParserConfig>,
     /// Regexes: when set, only events whose message matches one of them are shipped.
     #[serde(default)]
-    pub include_lines: Vec<String>,
+    pub include_lines: PatternSet,
     /// Regexes: events whose message matches one of them are not shipped (after include_lines).
     #[serde(default)]
-    pub exclude_lines: Vec<String>,
+    pub exclude_lines: PatternSet,
     #[serde(default)]
     pub processors: Vec<ProcessorConfig>,
     #[serde(default)]
@@ -103,9 +103,6 @@ pub struct InputConfig {
     pub backoff: BackoffConfig,
 }
 
-fn d_encoding() -> String {
-    DEFAULT_ENCODING.to_string()
-}
 fn d_max_bytes() -> ByteSize {
     DEFAULT_MAX_BYTES
 }
@@ -206,13 +203,13 @@ pub struct NdjsonConfig {
 pub struct MultilineConfig {
     #[serde(rename = "type", default)]
     pub kind: MultilineKind,
-    pub pattern: Option<String>,
+    pub pattern: Option<Pattern>,
     #[serde(default)]
     pub negate: bool,
     #[serde(rename = "match")]
     pub match_: Option<MultilineMatch>,
     /// A line matching this ends the event (it is its last line).
-    pub flush_pattern: Option<String>,
+    pub flush_pattern: Option<Pattern>,
     #[serde(default = "d_max_lines")]
     pub max_lines: usize,
     #[serde(default = "d_multiline_timeout")]
@@ -332,16 +329,6 @@ impl InputConfig {
             glob::Pattern::new(p)
                 .map_err(|e| invalid(at(&format!("paths[{j}]")), format!("invalid glob {p:?}: {e}")))?;
         }
-        check_regexes(&self.exclude_files, &at("exclude_files"))?;
-        check_regexes(&self.include_files, &at("include_files"))?;
-        check_regexes(&self.include_lines, &at("include_lines"))?;
-        check_regexes(&self.exclude_lines, &at("exclude_lines"))?;
-        if crate::decode::encoding::TextEncoding::from_label(&self.encoding).is_none() {
-            return Err(invalid(
-                at("encoding"),
-                format!("unknown encoding {:?}; use plain, utf-8, utf-16le, utf-16be, latin1 or a WHATWG label such as windows-1252", self.encoding),
-            ));
-        }
         if self.max_bytes.0 == 0 {
             return Err(invalid(at("max_bytes"), "must be greater than 0"));
         }
@@ -430,12 +417,6 @@ impl InputConfig {
 
 impl MultilineConfig {
     fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), Invalid> {
-        if let Some(p) = &self.pattern {
-            compile(p).map_err(|e| invalid(at("pattern"), e))?;
-        }
-        if let Some(p) = &self.flush_pattern {
-            compile(p).map_err(|e| invalid(at("flush_pattern"), e))?;
-        }
         match self.kind {
             MultilineKind::Pattern | MultilineKind::WhilePattern if self.pattern.is_none() => {
                 return Err(invalid(at("pattern"), "is required for this multiline type"));
@@ -456,18 +437,6 @@ impl MultilineConfig {
         }
         Ok(())
     }
-}
-
-/// Compiles a user regex the way every filter in the agent uses it (over bytes).
-pub fn compile(pattern: &str) -> Result<regex::bytes::Regex, String> {
-    regex::bytes::Regex::new(pattern).map_err(|e| format!("invalid regex {pattern:?}: {e}"))
-}
-
-fn check_regexes(list: &[String], key: &str) -> Result<(), Invalid> {
-    for (j, r) in list.iter().enumerate() {
-        compile(r).map_err(|e| invalid(format!("{key}[{j}]"), e))?;
-    }
-    Ok(())
 }
 
 /// `rate_limit`: reading slows down to these rates (nothing is dropped, unlike Filebeat's

@@ -6,6 +6,7 @@
 //! masks them.
 
 use super::{invalid, ByteSize, HumanDuration, Invalid};
+use crate::event::Format;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,10 +37,10 @@ const RESERVED_PROPERTIES: &[&str] = &["message.timeout.ms", "delivery.report.on
 pub struct KafkaConfig {
     pub hosts: Vec<String>,
     /// Topic, or a format string such as `logs-%{[fields.service]}`.
-    pub topic: String,
+    pub topic: Format,
     /// Optional record key, a format string.
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<Format>,
     /// `round_robin: {...}`, `hash: {}` or `random: {}`, as in Filebeat.
     #[serde(default)]
     pub partition: Partitioning,
@@ -72,7 +73,7 @@ pub struct KafkaConfig {
     pub codec: Codec,
     /// The format string of `codec: format` (Filebeat's `codec.format.string`).
     #[serde(default)]
-    pub codec_format: Option<String>,
+    pub codec_format: Option<Format>,
     /// Filebeat's topic rules, tried in order before `topic`: the first whose `when` holds and
     /// whose `topic` renders (then through `mappings`, else `default`) names the event's topic.
     #[serde(default)]
@@ -145,7 +146,7 @@ impl fmt::Debug for KafkaConfig {
 #[serde(deny_unknown_fields)]
 pub struct TopicRule {
     /// A topic, or a format string (`%{[fields.log_topic]}`).
-    pub topic: String,
+    pub topic: Format,
     /// The rendered topic looked up here when set (Filebeat's `mappings`).
     #[serde(default, deserialize_with = "super::dotted::flat_strings")]
     pub mappings: BTreeMap<String, String>,
@@ -431,36 +432,29 @@ impl KafkaConfig {
         if self.hosts.is_empty() {
             return Err(invalid(k("hosts"), "needs at least one broker address"));
         }
-        if self.topic.trim().is_empty() {
+        if self.topic.as_str().trim().is_empty() {
             return Err(invalid(k("topic"), "must not be empty"));
         }
         for (i, rule) in self.topics.iter().enumerate() {
             let at = k(&format!("topics[{i}]"));
-            crate::event::Format::parse(&rule.topic).map_err(|e| invalid(format!("{at}.topic"), e))?;
             if let Some(w) = &rule.when {
                 w.validate(&format!("{at}.when"))?;
             }
         }
-        let topic = crate::event::Format::parse(&self.topic).map_err(|e| invalid(k("topic"), e))?;
-        if let Some(name) = topic.as_static() {
+        if let Some(name) = self.topic.as_static() {
             check_topic_name(&name).map_err(|e| invalid(k("topic"), e))?;
         }
         match (self.codec, &self.codec_format) {
             (Codec::Format, None) => {
                 return Err(invalid(k("codec"), "format needs codec_format (codec.format.string)"))
             }
-            (Codec::Format, Some(f)) => {
-                crate::event::Format::parse(f).map_err(|e| invalid(k("codec_format"), e))?;
-            }
+            (Codec::Format, Some(_)) => {}
             (_, Some(_)) => return Err(invalid(k("codec_format"), "only applies to codec: format")),
             _ => {}
         }
         if let Some(v) = &self.version {
             parse_version(v)
                 .ok_or_else(|| invalid(k("version"), format!("{v:?} is not a Kafka version such as 2.1.0")))?;
-        }
-        if let Some(key) = &self.key {
-            crate::event::Format::parse(key).map_err(|e| invalid(k("key"), e))?;
         }
         if ![0, 1, -1].contains(&self.required_acks) {
             return Err(invalid(k("required_acks"), "must be 0, 1 or -1"));

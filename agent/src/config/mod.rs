@@ -26,7 +26,7 @@ mod units;
 
 pub use http::{is_loopback, HttpConfig, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT};
 pub use input::{
-    compile, BackoffConfig, CloseConfig, CloseOnStateChange, FileCompression, InputConfig, InputType, LineTerminator,
+    BackoffConfig, CloseConfig, CloseOnStateChange, FileCompression, InputConfig, InputType, LineTerminator,
     MultilineConfig, MultilineKind, MultilineMatch, NdjsonConfig, ParserConfig, RateLimitConfig, StartPosition,
     DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL, DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING,
     DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
@@ -42,7 +42,7 @@ pub use processors::{
 };
 pub use sink::{InitialOffset, SinkConfig, SinkFormat, DEFAULT_SINK_CLIENT_ID, DEFAULT_SINK_COMMIT_INTERVAL};
 pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};
-pub use units::{parse_byte_size, ByteSize, HumanDuration};
+pub use units::{parse_byte_size, ByteSize, HumanDuration, Pattern, PatternSet};
 
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -685,15 +685,20 @@ output:\n  kafka:\n    hosts: [h]\n    topic: t\n    required_acks: 7\n    compr
         for want in [
             "inputs[0].pathz (line 3): unknown key `pathz`",
             "inputs[0].max_bytes (line 5)",
+            "inputs[1].encoding (line 8): unknown encoding \"klingon\"",
             "output.kafka.compresion (line 14): unknown key",
         ] {
             assert!(err.contains(want), "{want} in {err}");
         }
         // Values the types accept but validation refuses come in a second run, once the file types.
-        let text = text.replace("    pathz: [a]\n", "").replace("lots", "1MiB").replace("    compresion: gzip\n", "");
+        let text = text
+            .replace("    pathz: [a]\n", "")
+            .replace("lots", "0")
+            .replace("klingon", "latin1")
+            .replace("    compresion: gzip\n", "");
         let err = parse(&text).unwrap_err().to_string();
         assert!(
-            err.contains("inputs[1].encoding (line 7)") && err.contains("output.kafka.required_acks (line 12)"),
+            err.contains("inputs[0].max_bytes (line 4)") && err.contains("output.kafka.required_acks (line 12)"),
             "{err}"
         );
     }

@@ -158,3 +158,75 @@ mod tests {
         assert!(err.contains("10 years"), "{err}");
     }
 }
+
+/// A regex from the config, compiled while the config is read (over bytes, as every filter in
+/// the agent runs it) and compared by its text.
+#[derive(Clone, Debug)]
+pub struct Pattern(regex::bytes::Regex);
+
+impl Pattern {
+    pub fn new(pattern: &str) -> Result<Pattern, String> {
+        regex::bytes::Regex::new(pattern).map(Pattern).map_err(|e| format!("invalid regex {pattern:?}: {e}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::ops::Deref for Pattern {
+    type Target = regex::bytes::Regex;
+    fn deref(&self) -> &regex::bytes::Regex {
+        &self.0
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Pattern::new(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A list of regexes matched together (`include_lines`, `exclude_lines`): one set, built while
+/// the config is read (each regex is checked on its own first, so an error names its index).
+#[derive(Clone, Debug, Default)]
+pub struct PatternSet(Option<regex::bytes::RegexSet>);
+
+impl PatternSet {
+    pub fn new<S: AsRef<str>>(list: &[S]) -> Result<PatternSet, String> {
+        if list.is_empty() {
+            return Ok(PatternSet(None));
+        }
+        regex::bytes::RegexSet::new(list.iter().map(AsRef::as_ref))
+            .map(|s| PatternSet(Some(s)))
+            .map_err(|e| format!("invalid regexes: {e}"))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// `None` when the list is empty (nothing to match).
+    pub fn set(&self) -> Option<&regex::bytes::RegexSet> {
+        self.0.as_ref()
+    }
+}
+
+impl PartialEq for PatternSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_ref().map(|s| s.patterns()) == other.0.as_ref().map(|s| s.patterns())
+    }
+}
+
+impl<'de> Deserialize<'de> for PatternSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<Pattern>::deserialize(d)?;
+        PatternSet::new(&list.iter().map(Pattern::as_str).collect::<Vec<_>>()).map_err(serde::de::Error::custom)
+    }
+}

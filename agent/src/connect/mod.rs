@@ -449,7 +449,7 @@ mod tests {
         let a = "name=a\nconnector.class=FileStreamSource\nfile=/tmp/a.txt\ntopic=ta\nbatch.size=500\n";
         let b = "name=b\nconnector.class=org.apache.kafka.connect.file.FileStreamSourceConnector\nfile=/tmp/b.txt\ntopic=tb\n";
         let c = translated(WORKER, &[a, b]).unwrap();
-        assert_eq!(c.kafka().unwrap().topic, "%{[fields.connect_topic]}");
+        assert_eq!(c.kafka().unwrap().topic.as_str(), "%{[fields.connect_topic]}");
         assert_eq!(c.inputs[1].fields["connect_topic"], "tb");
         assert_eq!(c.kafka().unwrap().bulk_max_size, 500);
         assert_eq!(c.path.data, Path::new("/tmp/connect.offsets.agent"));

@@ -6,7 +6,44 @@
 //! returns the bytes untouched, borrowed; a byte-order mark is removed only at offset 0.
 
 use encoding_rs::Encoding;
+
 use std::borrow::Cow;
+
+/// The `encoding:` setting: its label as written and the encoding it names, resolved while the
+/// config is read (an unknown label is an error at its key and line).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodingSetting {
+    label: String,
+    encoding: TextEncoding,
+}
+
+impl Default for EncodingSetting {
+    fn default() -> Self {
+        EncodingSetting { label: "plain".into(), encoding: TextEncoding::Plain }
+    }
+}
+
+impl EncodingSetting {
+    pub fn as_str(&self) -> &str {
+        &self.label
+    }
+
+    pub fn encoding(&self) -> TextEncoding {
+        self.encoding
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EncodingSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let label = <String as serde::Deserialize>::deserialize(d)?;
+        match TextEncoding::from_label(&label) {
+            Some(encoding) => Ok(EncodingSetting { label, encoding }),
+            None => Err(serde::de::Error::custom(format!(
+                "unknown encoding {label:?}; use plain, utf-8, utf-16le, utf-16be, latin1 or a WHATWG label such as windows-1252"
+            ))),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextEncoding {

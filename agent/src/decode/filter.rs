@@ -3,6 +3,7 @@
 //! Owns an input's compiled line filters. Invariant: include runs first, then exclude (Filebeat's
 //! order), and a filtered event still advances the file's offset (the caller counts it).
 
+use crate::config::PatternSet;
 use regex::bytes::RegexSet;
 
 #[derive(Debug, Default)]
@@ -12,9 +13,8 @@ pub struct LineFilter {
 }
 
 impl LineFilter {
-    pub fn new(include: &[String], exclude: &[String]) -> LineFilter {
-        let set = |l: &[String]| (!l.is_empty()).then(|| RegexSet::new(l).expect("validated"));
-        LineFilter { include: set(include), exclude: set(exclude) }
+    pub fn new(include: &PatternSet, exclude: &PatternSet) -> LineFilter {
+        LineFilter { include: include.set().cloned(), exclude: exclude.set().cloned() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -37,17 +37,21 @@ impl LineFilter {
 mod tests {
     use super::*;
 
+    fn set(list: &[&str]) -> PatternSet {
+        PatternSet::new(list).unwrap()
+    }
+
     #[test]
     fn include_first_then_exclude() {
-        let f = LineFilter::new(&["^ERR".into(), "^WARN".into()], &["ignore me".into()]);
+        let f = LineFilter::new(&set(&["^ERR", "^WARN"]), &set(&["ignore me"]));
         assert!(f.keep(Some(b"ERR disk full")));
         assert!(f.keep(Some(b"WARN slow")));
         assert!(!f.keep(Some(b"INFO fine")));
         assert!(!f.keep(Some(b"ERR ignore me")));
         assert!(!f.keep(None));
-        let only_exclude = LineFilter::new(&[], &["^DBG".into()]);
+        let only_exclude = LineFilter::new(&set(&[]), &set(&["^DBG"]));
         assert!(only_exclude.keep(None));
         assert!(!only_exclude.keep(Some(b"DBG x")));
-        assert!(LineFilter::new(&[], &[]).is_empty());
+        assert!(LineFilter::new(&set(&[]), &set(&[])).is_empty());
     }
 }

@@ -13,7 +13,7 @@
 //! the line itself matches (`pattern` XOR `negate`); with `match: before` when the *previous* line
 //! matched. `flush_pattern` ends an event at the line that matches it.
 
-use crate::config::{compile, MultilineConfig, MultilineKind, MultilineMatch};
+use crate::config::{MultilineConfig, MultilineKind, MultilineMatch};
 use crate::tail::lines::Line;
 use regex::bytes::Regex;
 use std::time::{Duration, Instant};
@@ -36,10 +36,10 @@ impl MultilineRt {
     pub fn new(cfg: &MultilineConfig) -> MultilineRt {
         MultilineRt {
             kind: cfg.kind,
-            pattern: cfg.pattern.as_deref().map(|p| compile(p).expect("validated")),
+            pattern: cfg.pattern.as_ref().map(|p| (**p).clone()),
             negate: cfg.negate,
             before: cfg.match_ == Some(MultilineMatch::Before),
-            flush: cfg.flush_pattern.as_deref().map(|p| compile(p).expect("validated")),
+            flush: cfg.flush_pattern.as_ref().map(|p| (**p).clone()),
             max_lines: cfg.max_lines.min(u32::MAX as usize) as u32,
             count: cfg.count_lines.unwrap_or(1).min(u32::MAX as usize) as u32,
             separator: if cfg.skip_newline { b"" } else { b"\n" },

@@ -44,10 +44,24 @@ impl Event {
     }
 }
 
-/// A parsed `%{[a.b]}` format string.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed `%{[a.b]}` format string (topics, keys, `codec.format.string`), parsed while the
+/// config is read and compared by its text.
+#[derive(Debug, Clone)]
 pub struct Format {
+    raw: String,
     parts: Vec<Part>,
+}
+
+impl PartialEq for Format {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Format::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +93,12 @@ impl Format {
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.to_string()));
         }
-        Ok(Format { parts })
+        Ok(Format { raw: s.to_string(), parts })
+    }
+
+    /// The format as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
     }
 
     /// The text when the format has no field reference.

@@ -741,7 +741,7 @@ impl Drop for KafkaOutput {
 /// `agent test output`: connects, fetches the topic's metadata, and describes partitions and leaders.
 pub fn test_output(cfg: &KafkaConfig) -> anyhow::Result<String> {
     let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = client_config(cfg).create()?;
-    let topic = crate::event::Format::parse(&cfg.topic).map_err(anyhow::Error::msg)?.as_static();
+    let topic = cfg.topic.as_static();
     let md = producer.client().fetch_metadata(topic.as_deref(), Duration::from_secs(10))?;
     let mut out = String::new();
     for b in md.brokers() {

@@ -20,7 +20,7 @@ mod timestamp;
 pub use dissect::Tokenizer;
 pub use timestamp::{parse_value as parse_time, Layout, Zone};
 
-use crate::config::{compile, Condition, ProcessorConfig, RangeBounds};
+use crate::config::{Condition, ProcessorConfig, RangeBounds};
 use crate::event::lookup_value;
 use regex::bytes::Regex;
 use serde_json::{Map, Value};
@@ -86,9 +86,7 @@ fn cond(c: &Condition) -> Cond {
     match c {
         Condition::Equals(m) => Cond::Equals(m.clone().into_iter().collect()),
         Condition::Contains(m) => Cond::Contains(m.clone().into_iter().collect()),
-        Condition::Regexp(m) => {
-            Cond::Regexp(m.iter().map(|(k, r)| (k.clone(), compile(r).expect("validated"))).collect())
-        }
+        Condition::Regexp(m) => Cond::Regexp(m.iter().map(|(k, r)| (k.clone(), (**r).clone())).collect()),
         Condition::Range(m) => Cond::Range(m.clone().into_iter().collect()),
         Condition::HasFields(f) => Cond::HasFields(f.clone()),
         Condition::And(l) => Cond::And(l.iter().map(cond).collect()),

@@ -107,13 +107,13 @@ impl InputRt {
         global: &[ProcessorConfig],
         global_fields: &GlobalFields,
     ) -> InputRt {
-        let topic_fmt = Format::parse(&kafka.topic).expect("validated");
+        let topic_fmt = kafka.topic.clone();
         let topic = match topic_fmt.as_static() {
             Some(t) => TopicChoice::Static(t.into()),
             None => TopicChoice::Dynamic(topic_fmt),
         };
         InputRt {
-            encoding: TextEncoding::from_label(&config.encoding).expect("validated"),
+            encoding: config.encoding.encoding(),
             multiline: config.multiline().map(MultilineRt::new),
             decoder: Decoder::for_input(&config),
             filter: LineFilter::new(&config.include_lines, &config.exclude_lines),
@@ -125,15 +125,15 @@ impl InputRt {
                 .topics
                 .iter()
                 .map(|r| TopicRuleRt {
-                    topic: Format::parse(&r.topic).expect("validated"),
+                    topic: r.topic.clone(),
                     mappings: r.mappings.clone(),
                     default: r.default.clone(),
                     when: r.when.as_ref().map(When::new),
                 })
                 .collect(),
-            key: kafka.key.as_ref().map(|k| Format::parse(k).expect("validated")),
+            key: kafka.key.clone(),
             format: match kafka.codec {
-                Codec::Format => kafka.codec_format.as_ref().map(|f| Format::parse(f).expect("validated")),
+                Codec::Format => kafka.codec_format.clone(),
                 _ => None,
             },
             max_message_bytes: kafka.max_message_bytes.0 as usize,
