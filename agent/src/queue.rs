@@ -118,7 +118,15 @@ mod tests {
 
     fn batch(n: usize) -> Batch {
         let mut b = Batch::default();
-        b.push(Event { slot: 0, end_offset: 0, topic: "t".into(), key: None, payload: vec![0; n], deliver: true });
+        b.push(Event {
+            slot: 0,
+            end_offset: 0,
+            topic: "t".into(),
+            key: None,
+            partition_hash: None,
+            payload: vec![0; n],
+            deliver: true,
+        });
         b
     }
 

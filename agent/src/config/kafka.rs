@@ -206,10 +206,13 @@ fn d_group_events() -> usize {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HashPartitioning {
-    /// Event fields to hash instead of the key (Filebeat's `hash.hash`): not supported yet.
+    /// Event fields whose values pick the partition instead of the key (Filebeat's `hash.hash`:
+    /// FNV-1a of the values in order, as Filebeat hashes them).
     #[serde(default)]
     pub hash: Vec<String>,
-    /// Filebeat's `hash.random`: a keyless record goes to a random partition (always, here).
+    /// Filebeat's `hash.random`: a keyless record, or one whose hash fields are missing, goes to
+    /// a random partition. `false` is accepted and logged: Filebeat then drops an event whose
+    /// fields cannot be hashed; the agent sends it to a random partition.
     #[serde(default)]
     pub random: Option<bool>,
     /// Accepted; a keyed record must go to its partition, so nothing is skipped for it.
@@ -464,12 +467,6 @@ impl KafkaConfig {
         match &self.partition {
             Partitioning::RoundRobin(rr) if rr.group_events == 0 => {
                 return Err(invalid(k("partition.round_robin.group_events"), "must be at least 1"))
-            }
-            Partitioning::Hash(h) if !h.hash.is_empty() => {
-                return Err(invalid(
-                    k("partition.hash.hash"),
-                    "hashing event fields is not supported yet: set output.kafka.key to a format of those fields",
-                ))
             }
             Partitioning::Random(r) if r.group_events != 1 => {
                 return Err(invalid(k("partition.random.group_events"), "only 1 is supported"))

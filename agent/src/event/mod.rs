@@ -8,6 +8,7 @@
 //! `fields` and `tags` join the input's as Filebeat joins them (tags: the global ones first); the
 //! ndjson path is [`ndjson`]'s, step for step Filebeat's.
 
+pub mod gofmt;
 pub mod ndjson;
 
 use crate::config::{Codec, GlobalFields, InputConfig, NdjsonConfig};
@@ -30,6 +31,9 @@ pub struct Event {
     pub end_offset: u64,
     pub topic: Arc<str>,
     pub key: Option<Vec<u8>>,
+    /// With `partition.hash.hash`: Filebeat's hash of the named fields (`None`: a field could not
+    /// be hashed, and the record goes to a random partition, as Filebeat sends it).
+    pub partition_hash: Option<u32>,
     pub payload: Vec<u8>,
     /// False for a line that produces no record (skipped or dropped, and counted): only its
     /// offset travels, so the file's acknowledged offset can move past it.

@@ -61,6 +61,10 @@ struct Retry {
 pub struct Parked {
     pub topic: Arc<str>,
     pub key: Option<Vec<u8>>,
+    /// [`Event::partition_hash`]; for a record taken back from librdkafka, its partition (a
+    /// partition id is its own index, so the record goes back where it was while the topic keeps
+    /// its partition count, as Filebeat's stable partitioner does).
+    pub hash: Option<u32>,
     pub payload: Vec<u8>,
     /// Slot and end offset, packed ([`pack`]).
     pub opaque: usize,
@@ -76,7 +80,7 @@ impl Parked {
         }
         tracker.register(ev.slot, ev.end_offset);
         let opaque = pack(ev.slot, ev.end_offset);
-        Some(Parked { topic: ev.topic, key: ev.key, payload: ev.payload, opaque })
+        Some(Parked { topic: ev.topic, key: ev.key, hash: ev.partition_hash, payload: ev.payload, opaque })
     }
 
     pub fn slot_end(&self) -> (u32, u64) {
@@ -96,6 +100,15 @@ struct Shared {
     /// While set, file events coming back from librdkafka go to `parked` (the output spools them).
     parking: AtomicBool,
     parked: Mutex<Vec<Parked>>,
+    /// `partition.hash.hash` is set: a record taken back keeps its partition as its hash.
+    fields_hashed: bool,
+}
+
+impl Shared {
+    /// The hash a record taken back from librdkafka keeps (see [`Parked::hash`]).
+    fn kept_hash(&self, partition: i32) -> Option<u32> {
+        (self.fields_hashed && partition >= 0).then_some(partition as u32)
+    }
 }
 
 impl Shared {
@@ -200,6 +213,7 @@ impl ProducerContext for AgentContext {
                 sh.parked.lock().unwrap().push(Parked {
                     topic: msg.topic().into(),
                     key: msg.key().map(<[u8]>::to_vec),
+                    hash: sh.kept_hash(msg.partition()),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     opaque,
                 });
@@ -351,7 +365,13 @@ impl KafkaOutput {
             all_down: AtomicBool::new(false),
             parking: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
+            fields_hashed: matches!(&cfg.partition, Partitioning::Hash(h) if !h.hash.is_empty()),
         });
+        if let Partitioning::Hash(h) = &cfg.partition {
+            if !h.hash.is_empty() && h.random == Some(false) {
+                tracing::warn!("output.kafka.partition.hash.random: false is not applied: an event whose hash fields are missing goes to a random partition (Filebeat drops it)");
+            }
+        }
         let workers = cfg.workers();
         let mut producers: Vec<Arc<ThreadedProducer<AgentContext>>> = Vec::with_capacity(workers);
         let rdlog = Arc::new(crate::rdlog::RdLog::new("output"));
@@ -397,7 +417,7 @@ impl KafkaOutput {
     /// a spool) or `abort` is set.
     pub fn send_event(&mut self, ev: Event, abort: &AtomicBool) -> Result<(), Parked> {
         let Some(p) = Parked::register(ev, &self.shared.tracker) else { return Ok(()) };
-        let partition = self.choose_partition(&p.topic, p.key.as_deref());
+        let partition = self.choose_partition(&p.topic, p.key.as_deref(), p.hash);
         let producer = self.producer_for(partition);
         let out = Outgoing {
             producer,
@@ -415,7 +435,7 @@ impl KafkaOutput {
 
     /// Sends one replayed spool record; false when the producer's queue is full (try again later).
     pub fn send_replay(&mut self, rec: &Record) -> bool {
-        let partition = self.choose_partition(&rec.topic, rec.key.as_deref());
+        let partition = self.choose_partition(&rec.topic, rec.key.as_deref(), rec.hash);
         let producer = self.producer_for(partition);
         let opaque = REPLAY_BIT | rec.seq as usize;
         let out =
@@ -451,10 +471,15 @@ impl KafkaOutput {
         }
     }
 
-    fn choose_partition(&mut self, topic: &str, key: Option<&[u8]>) -> Option<i32> {
+    /// The partition for a record (`None`: librdkafka's partitioner picks one at random).
+    fn choose_partition(&mut self, topic: &str, key: Option<&[u8]>, hash: Option<u32>) -> Option<i32> {
+        let by_fields = self.shared.fields_hashed;
         let (group_events, reachable_only) = match &self.partitioning {
             Partitioning::RoundRobin(rr) => (rr.group_events, rr.reachable_only),
-            Partitioning::Hash(_) if key.is_some() => (1, false),
+            // A record whose fields could not be hashed goes where librdkafka puts it: a random
+            // partition (by its key's murmur2 if it has a key).
+            Partitioning::Hash(_) if by_fields && hash.is_none() => return None,
+            Partitioning::Hash(_) if by_fields || key.is_some() => (1, false),
             _ => return None,
         };
         if !self.topics.contains_key(topic) {
@@ -462,6 +487,9 @@ impl KafkaOutput {
             self.topics.insert(topic.into(), TopicState { partitions, rr: RoundRobin::new(group_events) });
         }
         let st = self.topics.get_mut(topic).expect("inserted above");
+        if let (Partitioning::Hash(_), Some(h)) = (&self.partitioning, hash.filter(|_| by_fields)) {
+            return super::partition::partition_of(h, &st.partitions);
+        }
         if let (Partitioning::Hash(_), Some(key)) = (&self.partitioning, key) {
             return super::partition::filebeat_hash(key, &st.partitions);
         }
@@ -647,7 +675,14 @@ impl KafkaOutput {
         for p in &self.producers {
             for r in p.context().retries.lock().unwrap().drain(..) {
                 if r.opaque & REPLAY_BIT == 0 {
-                    parked.push(Parked { topic: r.topic.into(), key: r.key, payload: r.payload, opaque: r.opaque });
+                    let hash = self.shared.kept_hash(r.partition);
+                    parked.push(Parked {
+                        topic: r.topic.into(),
+                        key: r.key,
+                        hash,
+                        payload: r.payload,
+                        opaque: r.opaque,
+                    });
                 }
             }
         }

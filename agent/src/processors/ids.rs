@@ -59,27 +59,9 @@ fn digest(method: FingerprintMethod, bytes: &[u8]) -> Vec<u8> {
 fn go_v(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_f64() => go_float(n.as_f64().unwrap_or_default()),
+        Value::Number(n) if n.is_f64() => crate::event::gofmt::float(n.as_f64().unwrap_or_default(), 21, false),
         other => other.to_string(),
     }
-}
-
-fn go_float(f: f64) -> String {
-    if f == 0.0 || !f.is_finite() {
-        return format!("{f}");
-    }
-    let exp = f.abs().log10().floor() as i32;
-    if (-4..21).contains(&exp) {
-        return format!("{f}");
-    }
-    // Rust writes `1.5e-7`; Go writes `1.5e-07`.
-    let e = format!("{f:e}");
-    let (mantissa, exponent) = e.split_once('e').expect("an exponent");
-    let (sign, digits) = match exponent.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exponent),
-    };
-    format!("{mantissa}e{sign}{digits:0>2}")
 }
 
 /// The `add_id` generator: Elasticsearch-style time-based ids (20 URL-safe base64 characters).
@@ -163,15 +145,6 @@ mod tests {
         }
         assert!(fp("fields: [s, missing]", doc.clone()).unwrap_err().contains("[missing]"));
         assert!(fp("fields: [log]", doc).unwrap_err().contains("non-scalar"));
-    }
-
-    #[test]
-    fn floats_are_written_as_go_writes_them() {
-        for (f, go) in
-            [(1.5, "1.5"), (1e20, "100000000000000000000"), (1e21, "1e+21"), (0.0001, "0.0001"), (1.5e-7, "1.5e-07")]
-        {
-            assert_eq!(go_float(f), go);
-        }
     }
 
     #[test]

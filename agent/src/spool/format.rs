@@ -14,11 +14,16 @@
 //! 20      N     body:
 //!                 0   2  topic length T, u16 LE
 //!                 2   T  topic, UTF-8
-//!                 2+T 4  key length K, u32 LE; FFFF FFFF = no key
+//!                 2+T 4  key word W, u32 LE: FFFF FFFF = no key; FFFF FFFE = no key and a
+//!                        partition hash; else bit 30 set = a partition hash after the key,
+//!                        and the key length K is W without bit 30
 //!                 6+T K  key
+//!                 ... 4  partition hash, u32 LE, when the key word says so
 //!                 ... payload: the rest of the body, the record value as it goes to Kafka
 //! ```
-//! The partition is not stored: it is chosen again when the record is replayed.
+//! The partition is not stored: it is chosen again when the record is replayed (from the hash
+//! when there is one: `partition.hash.hash`). Records written before the hash existed read the
+//! same (their key lengths never have bit 30 set).
 //!
 //! The `cursor` file is 20 bytes: `AGCURSR1`, the sequence number (u64 LE), and the CRC-32 of
 //! those 8 bytes (u32 LE). It is replaced atomically (temp file, fsync, rename, directory fsync).
@@ -37,6 +42,8 @@ pub const RECORD_MARKER: [u8; 4] = [0xA5, 0x5A, 0xC3, 0x3C];
 pub const RECORD_HEADER_LEN: usize = 20;
 pub const CURSOR_MAGIC: &[u8; 8] = b"AGCURSR1";
 const NO_KEY: u32 = u32::MAX;
+const NO_KEY_WITH_HASH: u32 = u32::MAX - 1;
+const HASH_FLAG: u32 = 1 << 30;
 
 /// One event as the spool stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +51,17 @@ pub struct Record {
     pub seq: u64,
     pub topic: String,
     pub key: Option<Vec<u8>>,
+    pub hash: Option<u32>,
     pub payload: Vec<u8>,
 }
 
 /// Appends one record (header and body) to `out`.
-pub fn encode(out: &mut Vec<u8>, seq: u64, topic: &str, key: Option<&[u8]>, payload: &[u8]) {
+pub fn encode(out: &mut Vec<u8>, seq: u64, topic: &str, key: Option<&[u8]>, hash: Option<u32>, payload: &[u8]) {
     // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway.
     let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
-    let body_len = 2 + topic.len() + 4 + key.map_or(0, <[u8]>::len) + payload.len();
+    // Kafka keys are far below 1 GiB (bit 30 of the key word marks a hash).
+    let key = key.map(|k| &k[..k.len().min(HASH_FLAG as usize - 1)]);
+    let body_len = 2 + topic.len() + 4 + key.map_or(0, <[u8]>::len) + hash.map_or(0, |_| 4) + payload.len();
     let start = out.len();
     out.extend_from_slice(&RECORD_MARKER);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
@@ -59,12 +69,18 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, topic: &str, key: Option<&[u8]>, payl
     out.extend_from_slice(&[0; 4]); // CRC, filled in below
     out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
     out.extend_from_slice(topic);
-    match key {
-        Some(k) => {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(k);
-        }
-        None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
+    let word = match (key, hash) {
+        (Some(k), None) => k.len() as u32,
+        (Some(k), Some(_)) => k.len() as u32 | HASH_FLAG,
+        (None, None) => NO_KEY,
+        (None, Some(_)) => NO_KEY_WITH_HASH,
+    };
+    out.extend_from_slice(&word.to_le_bytes());
+    if let Some(k) = key {
+        out.extend_from_slice(k);
+    }
+    if let Some(h) = hash {
+        out.extend_from_slice(&h.to_le_bytes());
     }
     out.extend_from_slice(payload);
     let crc = record_crc(&out[start + 4..start + 16], &out[start + RECORD_HEADER_LEN..]);
@@ -120,20 +136,38 @@ fn parse(buf: &[u8], max_len: u64) -> Parsed {
     Parsed::Record { len }
 }
 
-/// Splits a checked body into topic, key and payload; `None` if its inner lengths do not fit.
-fn decode_body(body: &[u8]) -> Option<(String, Option<Vec<u8>>, Vec<u8>)> {
+/// The parts of a record body.
+type Body = (String, Option<Vec<u8>>, Option<u32>, Vec<u8>);
+
+/// Splits a checked body into topic, key, partition hash and payload; `None` if its inner
+/// lengths do not fit.
+fn decode_body(body: &[u8]) -> Option<Body> {
     let tlen = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?) as usize;
     let topic = std::str::from_utf8(body.get(2..2 + tlen)?).ok()?.to_string();
-    let klen = u32::from_le_bytes(body.get(2 + tlen..6 + tlen)?.try_into().ok()?);
+    let word = u32::from_le_bytes(body.get(2 + tlen..6 + tlen)?.try_into().ok()?);
     let mut at = 6 + tlen;
-    let key = if klen == NO_KEY {
-        None
-    } else {
-        let k = body.get(at..at + klen as usize)?.to_vec();
-        at += klen as usize;
-        Some(k)
+    let (klen, has_hash) = match word {
+        NO_KEY => (None, false),
+        NO_KEY_WITH_HASH => (None, true),
+        w => (Some((w & !HASH_FLAG) as usize), w & HASH_FLAG != 0),
     };
-    Some((topic, key, body[at..].to_vec()))
+    let key = match klen {
+        Some(n) => {
+            let k = body.get(at..at + n)?.to_vec();
+            at += n;
+            Some(k)
+        }
+        None => None,
+    };
+    let hash = match has_hash {
+        true => {
+            let h = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?);
+            at += 4;
+            Some(h)
+        }
+        false => None,
+    };
+    Some((topic, key, hash, body[at..].to_vec()))
 }
 
 /// What [`Scanner::next_item`] found.
@@ -195,9 +229,9 @@ impl Scanner {
             Parsed::Record { len } => {
                 let b = self.avail();
                 let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-                let (topic, key, payload) = decode_body(&b[RECORD_HEADER_LEN..len]).expect("checked by parse");
+                let (topic, key, hash, payload) = decode_body(&b[RECORD_HEADER_LEN..len]).expect("checked by parse");
                 self.consume(len);
-                Ok(Some(Item::Record(Record { seq, topic, key, payload })))
+                Ok(Some(Item::Record(Record { seq, topic, key, hash, payload })))
             }
             Parsed::Short { .. } => {
                 // The segment ends inside this record: a torn tail.
@@ -314,12 +348,12 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    type Spec<'a> = (u64, &'a str, Option<&'a [u8]>, &'a [u8]);
+    type Spec<'a> = (u64, &'a str, Option<&'a [u8]>, Option<u32>, &'a [u8]);
 
     fn segment(records: &[Spec<'_>]) -> Vec<u8> {
         let mut out = SEGMENT_HEADER.to_vec();
-        for (seq, topic, key, payload) in records {
-            encode(&mut out, *seq, topic, *key, payload);
+        for (seq, topic, key, hash, payload) in records {
+            encode(&mut out, *seq, topic, *key, *hash, payload);
         }
         out
     }
@@ -346,29 +380,40 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_with_and_without_key() {
-        let bytes = segment(&[(7, "logs", Some(b"k1"), b"hello"), (8, "other", None, b""), (9, "t", Some(b""), b"x")]);
-        let items = scan(&bytes);
+    fn records_round_trip_with_and_without_key_and_hash() {
+        let bytes = segment(&[
+            (7, "logs", Some(b"k1"), None, b"hello"),
+            (8, "other", None, None, b""),
+            (9, "t", Some(b""), None, b"x"),
+            (10, "t", Some(b"k2"), Some(0xdead_beef), b"hashed"),
+            (11, "t", None, Some(7), b"hashed, no key"),
+        ]);
+        let rec = |seq, topic: &str, key: Option<&[u8]>, hash, payload: &[u8]| {
+            Item::Record(Record {
+                seq,
+                topic: topic.into(),
+                key: key.map(<[u8]>::to_vec),
+                hash,
+                payload: payload.to_vec(),
+            })
+        };
         assert_eq!(
-            items,
+            scan(&bytes),
             vec![
-                Item::Record(Record {
-                    seq: 7,
-                    topic: "logs".into(),
-                    key: Some(b"k1".to_vec()),
-                    payload: b"hello".to_vec()
-                }),
-                Item::Record(Record { seq: 8, topic: "other".into(), key: None, payload: Vec::new() }),
-                Item::Record(Record { seq: 9, topic: "t".into(), key: Some(Vec::new()), payload: b"x".to_vec() }),
+                rec(7, "logs", Some(b"k1"), None, b"hello"),
+                rec(8, "other", None, None, b""),
+                rec(9, "t", Some(b""), None, b"x"),
+                rec(10, "t", Some(b"k2"), Some(0xdead_beef), b"hashed"),
+                rec(11, "t", None, Some(7), b"hashed, no key"),
             ]
         );
     }
 
     #[test]
     fn a_torn_tail_is_reported_as_damage_after_the_good_records() {
-        let mut bytes = segment(&[(1, "t", None, b"one"), (2, "t", None, b"two")]);
+        let mut bytes = segment(&[(1, "t", None, None, b"one"), (2, "t", None, None, b"two")]);
         let full = bytes.len();
-        encode(&mut bytes, 3, "t", None, b"three, cut short");
+        encode(&mut bytes, 3, "t", None, None, b"three, cut short");
         bytes.truncate(full + 10);
         let items = scan(&bytes);
         assert_eq!(seqs(&items), vec![1, 2]);
@@ -377,7 +422,8 @@ mod tests {
 
     #[test]
     fn a_flipped_bit_in_the_middle_skips_one_record_only() {
-        let mut bytes = segment(&[(1, "t", None, b"one"), (2, "t", None, b"two"), (3, "t", None, b"three")]);
+        let mut bytes =
+            segment(&[(1, "t", None, None, b"one"), (2, "t", None, None, b"two"), (3, "t", None, None, b"three")]);
         let second = memmem::find_iter(&bytes, &RECORD_MARKER).nth(1).unwrap();
         bytes[second + RECORD_HEADER_LEN + 4] ^= 0x10; // inside record 2's body
         let items = scan(&bytes);
@@ -387,7 +433,8 @@ mod tests {
 
     #[test]
     fn a_damaged_length_does_not_swallow_the_rest() {
-        let mut bytes = segment(&[(1, "t", None, b"one"), (2, "t", None, b"two"), (3, "t", None, b"three")]);
+        let mut bytes =
+            segment(&[(1, "t", None, None, b"one"), (2, "t", None, None, b"two"), (3, "t", None, None, b"three")]);
         let second = memmem::find_iter(&bytes, &RECORD_MARKER).nth(1).unwrap();
         bytes[second + 7] = 0x7f; // length now far beyond the segment
         assert_eq!(seqs(&scan(&bytes)), vec![1, 3]);
@@ -398,7 +445,7 @@ mod tests {
         let mut payload = b"abc".to_vec();
         payload.extend_from_slice(&RECORD_MARKER);
         payload.extend_from_slice(b"def");
-        let mut bytes = segment(&[(1, "t", None, &payload), (2, "t", None, b"two")]);
+        let mut bytes = segment(&[(1, "t", None, None, &payload), (2, "t", None, None, b"two")]);
         bytes[SEGMENT_HEADER.len() + 5] ^= 1; // damage record 1's length
         assert_eq!(seqs(&scan(&bytes)), vec![2]);
     }

@@ -44,6 +44,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 pub struct Entry<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
+    pub hash: Option<u32>,
     pub payload: &'a [u8],
 }
 
@@ -176,7 +177,7 @@ impl Spool {
         let mut taken = 0u64;
         for e in entries {
             let before = self.scratch.len();
-            format::encode(&mut self.scratch, self.next_seq + taken, e.topic, e.key, e.payload);
+            format::encode(&mut self.scratch, self.next_seq + taken, e.topic, e.key, e.hash, e.payload);
             let fits = self.bytes + self.scratch.len() as u64 <= self.max_size || (self.bytes == 0 && taken == 0);
             if !fits {
                 self.scratch.truncate(before);
@@ -437,7 +438,7 @@ mod tests {
     use super::*;
 
     fn entries(payloads: &[String]) -> Vec<Entry<'_>> {
-        payloads.iter().map(|p| Entry { topic: "logs", key: None, payload: p.as_bytes() }).collect()
+        payloads.iter().map(|p| Entry { topic: "logs", key: None, hash: None, payload: p.as_bytes() }).collect()
     }
 
     fn lines(range: std::ops::Range<u32>) -> Vec<String> {
@@ -530,7 +531,7 @@ mod tests {
         let seg = segment_files(dir.path())[0].clone();
         let good = fs::metadata(&seg).unwrap().len();
         let mut torn = Vec::new();
-        format::encode(&mut torn, 10, "logs", None, b"half written");
+        format::encode(&mut torn, 10, "logs", None, None, b"half written");
         fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&torn[..15]).unwrap();
         let (mut s, opened) = Spool::open(dir.path(), 1 << 20, 4 << 20).unwrap();
         assert_eq!(opened.torn_bytes, 15);

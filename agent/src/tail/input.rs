@@ -8,7 +8,7 @@
 //! end offset so the file's acknowledged offset moves past it. Skips are counted in [`Metrics`]
 //! and logged once per file.
 
-use crate::config::{Codec, GlobalFields, InputConfig, KafkaConfig, NdjsonConfig, ProcessorConfig};
+use crate::config::{Codec, GlobalFields, InputConfig, KafkaConfig, NdjsonConfig, Partitioning, ProcessorConfig};
 use crate::decode::encoding::TextEncoding;
 use crate::decode::filter::LineFilter;
 use crate::decode::multiline::{Multiline, MultilineRt};
@@ -36,6 +36,8 @@ pub struct InputRt {
     /// `topics` rules, tried before `topic` (they need the event map).
     rules: Vec<TopicRuleRt>,
     key: Option<Format>,
+    /// `partition.hash.hash`: the fields whose values pick the partition (empty: not set).
+    hash_fields: Vec<String>,
     /// `codec: format`: the record is this, rendered from the finished event.
     format: Option<Format>,
     max_message_bytes: usize,
@@ -132,6 +134,10 @@ impl InputRt {
                 })
                 .collect(),
             key: kafka.key.clone(),
+            hash_fields: match &kafka.partition {
+                Partitioning::Hash(h) => h.hash.clone(),
+                _ => Vec::new(),
+            },
             format: match kafka.codec {
                 Codec::Format => kafka.codec_format.clone(),
                 _ => None,
@@ -213,6 +219,7 @@ impl InputRt {
             end_offset: line.end_offset,
             topic: "".into(),
             key: None,
+            partition_hash: None,
             payload: Vec::new(),
             deliver: false,
         };
@@ -257,8 +264,10 @@ impl InputRt {
         let with_map = !(self.processors.is_empty()
             && self.global_processors.is_empty()
             && self.rules.is_empty()
-            && self.format.is_none());
+            && self.format.is_none()
+            && self.hash_fields.is_empty());
         let mut route = None;
+        let mut partition_hash = None;
         if !with_map {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
@@ -284,6 +293,9 @@ impl InputRt {
                 return skip(f.slot);
             }
             scratch.clear();
+            if !self.hash_fields.is_empty() {
+                partition_hash = crate::output::partition::hash_fields(&ev, &self.hash_fields).ok();
+            }
             let routed = self.route_event(&ev);
             route = Some(match (&self.format, routed) {
                 // `codec: format`: the record is the format rendered from the finished event.
@@ -330,6 +342,7 @@ impl InputRt {
             end_offset: line.end_offset,
             topic,
             key,
+            partition_hash,
             payload: scratch.as_slice().to_vec(),
             deliver: true,
         }
