@@ -316,7 +316,8 @@ impl EventTemplate {
             (false, false) => {}
             (false, true) => out.extend_from_slice(b",\"flags\":[\"truncated\"]"),
             (true, false) => out.extend_from_slice(b",\"flags\":[\"multiline\"]"),
-            (true, true) => out.extend_from_slice(b",\"flags\":[\"multiline\",\"truncated\"]"),
+            // Filebeat's order: the cut is flagged while lines are joined, `multiline` after.
+            (true, true) => out.extend_from_slice(b",\"flags\":[\"truncated\",\"multiline\"]"),
         }
         out.push(b'}');
         if let Some(err) = error {
@@ -524,7 +525,7 @@ mod tests {
         c.multiline = true;
         t.encode(&c, Decoded::Plain(Cow::Borrowed("m")), &mut out);
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["log"]["flags"], serde_json::json!(["multiline", "truncated"]));
+        assert_eq!(v["log"]["flags"], serde_json::json!(["truncated", "multiline"]));
         let nd = NdjsonConfig::default();
         let mut c = ctx(b"{}", Some(&nd));
         c.multiline = true;

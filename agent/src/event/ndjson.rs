@@ -86,7 +86,8 @@ pub fn take_string(doc: &mut Map<String, Value>, key: &str) -> Option<Value> {
 /// `log.offset`, `log.file.path` and the flags of a joined or cut line.
 fn log_field(line: &LineCtx<'_>) -> Value {
     let mut log = serde_json::json!({"offset": line.offset, "file": {"path": line.path}});
-    let flags: Vec<&str> = [(line.multiline, "multiline"), (line.truncated, "truncated")]
+    // Filebeat's order: the cut is flagged while lines are joined, `multiline` after.
+    let flags: Vec<&str> = [(line.truncated, "truncated"), (line.multiline, "multiline")]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
         .collect();

@@ -825,3 +825,40 @@ fn field_hashed_events_land_on_filebeats_partitions() {
     assert!(fb.values().collect::<std::collections::HashSet<_>>().len() == 3, "Filebeat used every partition");
     assert_eq!(fb, ag);
 }
+
+/// More parser settings against Filebeat: multiline `while_pattern`, `max_lines`, `negate` with
+/// `match: before`, and `ndjson` with `message_key`, `expand_keys`, `document_id`,
+/// `ignore_decoding_error` and without `overwrite_keys`.
+#[test]
+fn more_parser_events_equal_filebeats() {
+    let lines = |l: &[&str]| -> Vec<u8> { l.iter().map(|s| format!("{s}\n")).collect::<String>().into_bytes() };
+    let wp = lines(&["start a", "  cont 1", "  cont 2", "start b", "start c", "  cont 3"]);
+    let maxl = lines(&["BEGIN 1", "x1", "x2", "x3", "x4", "BEGIN 2", "y1"]);
+    let before = lines(&["part one", "part two", "END 1", "solo END", "tail x", "END 2"]);
+    let docs = lines(&[
+        r#"{"msg":"from msg","a.b":1,"a.c":{"d.e":2},"id":"doc-1","message":"kept?"}"#,
+        r#"{"msg":"second","log":{"level":"warn"},"id":7}"#,
+        r#"not json"#,
+        r#"{"msg":"third","tags":["x"],"input":{"type":"mine"}}"#,
+    ]);
+    let fs = |id: &str, file: &str, extra: &str| {
+        format!("- type: filestream\n  id: {id}\n  paths: ['{{logs}}/{file}']\n{extra}")
+    };
+    let inputs = [
+        "filebeat.inputs:\n".to_string(),
+        fs("wp", "wp.log", "  parsers:\n    - multiline:\n        type: while_pattern\n        pattern: '^[[:space:]]'\n        timeout: 1s\n"),
+        fs("maxl", "maxl.log", "  parsers:\n    - multiline:\n        pattern: '^BEGIN'\n        negate: true\n        match: after\n        max_lines: 3\n        timeout: 1s\n"),
+        fs("before", "before.log", "  parsers:\n    - multiline:\n        pattern: 'END'\n        negate: true\n        match: before\n        timeout: 1s\n"),
+        fs("nd", "nd.log", "  parsers:\n    - ndjson:\n        target: ''\n        message_key: msg\n        expand_keys: true\n        document_id: id\n        ignore_decoding_error: true\n"),
+        fs("nd2", "nd2.log", "  parsers:\n    - ndjson:\n        target: ''\n        add_error_key: true\n"),
+    ]
+    .concat();
+    let files: Vec<(&str, &[u8])> =
+        vec![("wp.log", &wp), ("maxl.log", &maxl), ("before.log", &before), ("nd.log", &docs), ("nd2.log", &docs)];
+    let (fb, ag) = run_both(&files, &inputs);
+    // The comparison means something only if the parsers did their work.
+    assert!(fb.values().any(|e| e["message"] == "  cont 1\n  cont 2"), "{fb:#?}");
+    assert!(fb.values().any(|e| e["a"]["c"]["d"]["e"] == 2), "expand_keys");
+    let diffs = differences(&fb, &ag);
+    assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}
