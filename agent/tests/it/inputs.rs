@@ -111,7 +111,7 @@ fn multiline_json_event_has_the_first_offset_flags_and_max_lines_cut() {
     let (first, second) = (got[0].json(), got[1].json());
     assert_eq!(first["message"], lines[..10].join("\n"));
     assert_eq!(first["log"]["offset"], 0);
-    assert_eq!(first["log"]["flags"], serde_json::json!(["multiline", "truncated"]));
+    assert_eq!(first["log"]["flags"], serde_json::json!(["truncated", "multiline"]));
     let next_at = lines[..51].iter().map(|l| l.len() + 1).sum::<usize>();
     assert_eq!((second["message"].as_str(), second["log"]["offset"].as_u64()), (Some("next"), Some(next_at as u64)));
     assert!(second["log"].get("flags").is_none());
