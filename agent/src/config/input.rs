@@ -48,8 +48,9 @@ pub struct InputConfig {
     /// so a file reached by two paths is read once.
     #[serde(default)]
     pub symlinks: bool,
-    /// Character encoding of the files: `plain`, `utf-8`, `utf-16le`, `utf-16be`, `latin1`, or a
-    /// WHATWG label (`windows-1252`, `shift_jis`, `gbk`, ...). Events carry UTF-8.
+    /// Character encoding of the files: `plain`, `utf-8`, `utf-16le`, `utf-16be`, one of
+    /// Filebeat's names (`windows1252`, `iso8859-1`, `cp437`, `koi8r`...) or a WHATWG label
+    /// (`latin1`, `shift_jis`, `gbk`, ...), decoded as Filebeat decodes it. Events carry UTF-8.
     #[serde(default)]
     pub encoding: crate::decode::encoding::EncodingSetting,
     /// Whether files are gzip archives: `auto` (by `.gz` name or gzip magic), `gzip`, `none`.

@@ -1,7 +1,11 @@
 //! Character encodings: one line of a file's bytes to UTF-8 text.
 //!
-//! Owns the mapping from `encoding:` labels to decoders (encoding_rs, plus an exact Latin-1,
-//! since the WHATWG label `latin1` means windows-1252). Invariants: decoding never fails and never
+//! Owns the mapping from `encoding:` labels to decoders: Filebeat's names and the WHATWG labels
+//! it also takes, decoded as Filebeat 8.1.3 (Go's x/text) decodes them. So `latin1` is
+//! windows-1252, as WHATWG and Filebeat read it, and only Filebeat's own `iso8859-1` is the exact
+//! ISO-8859-1; a byte a single-byte code page leaves undefined (which WHATWG maps to a C1
+//! control) becomes U+FFFD, as in Go; the IBM PC code pages come from `oem_cp`. Invariants:
+//! decoding never fails and never
 //! drops a line (invalid bytes become U+FFFD and are reported so the caller counts them); `plain`
 //! returns the bytes untouched, borrowed; a byte-order mark is removed only at offset 0.
 
@@ -39,7 +43,7 @@ impl<'de> serde::Deserialize<'de> for EncodingSetting {
         match TextEncoding::from_label(&label) {
             Some(encoding) => Ok(EncodingSetting { label, encoding }),
             None => Err(serde::de::Error::custom(format!(
-                "unknown encoding {label:?}; use plain, utf-8, utf-16le, utf-16be, latin1 or a WHATWG label such as windows-1252"
+                "unknown encoding {label:?}; use one of Filebeat's names (plain, utf-8, utf-16le, latin1, windows1252, cp437, koi8r...) or a WHATWG label such as shift_jis; EBCDIC and utf-16-bom are not read"
             ))),
         }
     }
@@ -56,6 +60,47 @@ pub enum TextEncoding {
     Utf16Be,
     /// Any other ASCII-compatible encoding encoding_rs knows (`windows-1252`, `shift_jis`, `gbk`).
     Other(&'static Encoding),
+    /// An IBM PC code page Filebeat reads (`cp437`, `cp850`...): bytes 0x80..=0xFF by table.
+    CodePage(&'static [char; 128]),
+}
+
+/// Filebeat's names that are not WHATWG labels, with the WHATWG label of the same encoding.
+const FILEBEAT_NAMES: &[(&str, &str)] = &[
+    ("nop", "plain"),
+    ("windows1250", "windows-1250"),
+    ("windows1251", "windows-1251"),
+    ("windows1252", "windows-1252"),
+    ("windows1253", "windows-1253"),
+    ("windows1254", "windows-1254"),
+    ("windows1255", "windows-1255"),
+    ("windows1256", "windows-1256"),
+    ("windows1257", "windows-1257"),
+    ("windows1258", "windows-1258"),
+    ("windows874", "windows-874"),
+    ("koi8r", "koi8-r"),
+    ("koi8u", "koi8-u"),
+    ("macintosh-cyrillic", "x-mac-cyrillic"),
+    ("iso8859-6e", "iso-8859-6-e"),
+    ("iso8859-6i", "iso-8859-6-i"),
+    ("iso8859-8e", "iso-8859-8-e"),
+    ("iso8859-8i", "iso-8859-8-i"),
+];
+
+/// Filebeat's IBM code pages (`cp866` is a WHATWG label, read by encoding_rs).
+fn code_page(label: &str) -> Option<&'static [char; 128]> {
+    use oem_cp::code_table as t;
+    Some(match label {
+        "cp437" => &t::DECODING_TABLE_CP437,
+        "cp850" => &t::DECODING_TABLE_CP850,
+        "cp852" => &t::DECODING_TABLE_CP852,
+        "cp855" => &t::DECODING_TABLE_CP855,
+        "cp858" => &t::DECODING_TABLE_CP858,
+        "cp860" => &t::DECODING_TABLE_CP860,
+        "cp862" => &t::DECODING_TABLE_CP862,
+        "cp863" => &t::DECODING_TABLE_CP863,
+        "cp865" => &t::DECODING_TABLE_CP865,
+        _ => return None,
+    })
 }
 
 /// How a newline is written in the file's bytes, which decides where lines split.
@@ -74,10 +119,15 @@ impl TextEncoding {
     /// newline is not a plain LF byte (other than UTF-16).
     pub fn from_label(label: &str) -> Option<TextEncoding> {
         let l = label.trim().to_ascii_lowercase();
-        Some(match l.as_str() {
+        let l = FILEBEAT_NAMES.iter().find(|(fb, _)| *fb == l).map_or(l.as_str(), |(_, whatwg)| whatwg);
+        if let Some(table) = code_page(l) {
+            return Some(TextEncoding::CodePage(table));
+        }
+        Some(match l {
             "plain" | "" => TextEncoding::Plain,
             "utf-8" | "utf8" => TextEncoding::Utf8,
-            "latin1" | "latin-1" | "iso8859-1" | "iso-8859-1" | "iso_8859-1" | "l1" => TextEncoding::Latin1,
+            // Filebeat's own name for the exact ISO-8859-1 (`latin1` is a WHATWG label: windows-1252).
+            "iso8859-1" => TextEncoding::Latin1,
             "utf-16le" | "utf-16le-bom" | "utf16le" | "utf-16" => TextEncoding::Utf16Le,
             "utf-16be" | "utf-16be-bom" | "utf16be" => TextEncoding::Utf16Be,
             _ => {
@@ -114,7 +164,23 @@ impl TextEncoding {
             TextEncoding::Utf16Be => utf16(encoding_rs::UTF_16BE, line, at_start.then_some(b"\xFE\xFF")),
             TextEncoding::Other(enc) => {
                 let (s, bad) = enc.decode_without_bom_handling(line);
-                (s, bad)
+                // What Go leaves undefined and WHATWG maps: the C1 controls of single-byte code
+                // pages, and Shift_JIS's user-defined area (private use). U+FFFD, as Filebeat writes.
+                let undefined = |c: char| {
+                    (enc.is_single_byte() && ('\u{80}'..='\u{9f}').contains(&c))
+                        || (*enc == encoding_rs::SHIFT_JIS && ('\u{e000}'..='\u{e757}').contains(&c))
+                };
+                if s.chars().any(undefined) {
+                    let s: String = s.chars().map(|c| if undefined(c) { '\u{fffd}' } else { c }).collect();
+                    (Cow::Owned(s), true)
+                } else {
+                    (s, bad)
+                }
+            }
+            TextEncoding::CodePage(table) => {
+                let s: String =
+                    line.iter().map(|&b| if b < 0x80 { char::from(b) } else { table[usize::from(b - 0x80)] }).collect();
+                (Cow::Owned(s), false)
             }
         };
         match text {
@@ -152,11 +218,35 @@ mod tests {
         assert_eq!(TextEncoding::from_label("replacement"), None);
     }
 
+    /// What Filebeat 8.1.3 made of these bytes under its own encoding names (its file output).
     #[test]
-    fn latin1_is_exact_not_windows_1252() {
-        // 0x80 is a C1 control in ISO-8859-1 (U+0080), the euro sign in windows-1252.
-        assert_eq!(text("latin1", b"caf\xe9 \x80", false), ("café \u{80}".into(), false));
-        assert_eq!(text("windows-1252", b"\x80", false), ("€".into(), false));
+    fn filebeats_names_decode_as_filebeat_decodes() {
+        for (name, bytes, want) in [
+            ("windows1252", &b"caf\xe9 \x80"[..], "café €"),
+            ("shift-jis", b"\x82\xa0\x82\xa2", "あい"),
+            ("iso8859-2", b"\xb1\xb2", "ą˛"),
+            ("cp437", b"\x82\x9c", "é£"),
+            ("koi8r", b"\xc1\xc2", "аб"),
+            ("macintosh", b"\x8a\x9a", "äö"),
+            ("nop", b"x", "x"),
+        ] {
+            assert_eq!(text(name, bytes, false), (want.to_string(), false), "{name}");
+        }
+        assert_eq!(TextEncoding::from_label("ebcdic-037"), None, "EBCDIC has no LF byte to split on");
+    }
+
+    /// As Filebeat 8.1.3 decodes bytes 0x80 and 0x81 (its file output): `latin1` and `iso-8859-1`
+    /// are WHATWG labels of windows-1252, whose 0x81 is undefined; only `iso8859-1` keeps the C1
+    /// controls of the exact ISO-8859-1; ISO-8859-2 leaves 0x80..0x9F undefined.
+    #[test]
+    fn latin1_is_windows_1252_and_iso8859_1_is_exact_as_in_filebeat() {
+        for name in ["latin1", "iso-8859-1", "windows-1252", "windows1252"] {
+            assert_eq!(text(name, b"caf\xe9 \x80\x81", false), ("café €\u{fffd}".into(), true), "{name}");
+        }
+        assert_eq!(text("iso8859-1", b"caf\xe9 \x80\x81", false), ("café \u{80}\u{81}".into(), false));
+        assert_eq!(text("iso8859-2", b"\x80\xb1", false), ("\u{fffd}ą".into(), true));
+        // Shift_JIS's user-defined area, then 涇.
+        assert_eq!(text("shift_jis", b"\xf0\xf1\xfa\xfb", false), ("\u{fffd}涇".into(), true));
     }
 
     #[test]

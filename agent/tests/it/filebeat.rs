@@ -827,8 +827,8 @@ fn field_hashed_events_land_on_filebeats_partitions() {
 }
 
 /// More parser settings against Filebeat: multiline `while_pattern`, `max_lines`, `negate` with
-/// `match: before`, and `ndjson` with `message_key`, `expand_keys`, `document_id`,
-/// `ignore_decoding_error` and without `overwrite_keys`.
+/// `match: before`, `ndjson` with `message_key`, `expand_keys`, `document_id`,
+/// `ignore_decoding_error` and without `overwrite_keys`, and encodings by Filebeat's names.
 #[test]
 fn more_parser_events_equal_filebeats() {
     let lines = |l: &[&str]| -> Vec<u8> { l.iter().map(|s| format!("{s}\n")).collect::<String>().into_bytes() };
@@ -851,10 +851,27 @@ fn more_parser_events_equal_filebeats() {
         fs("before", "before.log", "  parsers:\n    - multiline:\n        pattern: 'END'\n        negate: true\n        match: before\n        timeout: 1s\n"),
         fs("nd", "nd.log", "  parsers:\n    - ndjson:\n        target: ''\n        message_key: msg\n        expand_keys: true\n        document_id: id\n        ignore_decoding_error: true\n"),
         fs("nd2", "nd2.log", "  parsers:\n    - ndjson:\n        target: ''\n        add_error_key: true\n"),
+        fs("w", "enc.log", "  encoding: windows1252\n"),
+        fs("cp", "enc.log", "  encoding: cp850\n"),
+        fs("k", "enc.log", "  encoding: koi8u\n"),
+        fs("mc", "enc.log", "  encoding: macintosh-cyrillic\n"),
+        fs("l1", "enc.log", "  encoding: latin1\n"),
+        fs("i1", "enc.log", "  encoding: iso8859-1\n"),
+        fs("i2", "enc.log", "  encoding: iso8859-2\n"),
+        fs("w874", "enc.log", "  encoding: windows874\n"),
+        fs("sj", "enc.log", "  encoding: shift_jis\n"),
     ]
     .concat();
-    let files: Vec<(&str, &[u8])> =
-        vec![("wp.log", &wp), ("maxl.log", &maxl), ("before.log", &before), ("nd.log", &docs), ("nd2.log", &docs)];
+    // Every high byte, in lines of 16, read under Filebeat's encoding names and WHATWG labels.
+    let high: Vec<u8> = (0x80u8..=0xff).collect::<Vec<u8>>().chunks(16).flat_map(|c| [c, b"\n"].concat()).collect();
+    let files: Vec<(&str, &[u8])> = vec![
+        ("wp.log", &wp),
+        ("maxl.log", &maxl),
+        ("before.log", &before),
+        ("nd.log", &docs),
+        ("nd2.log", &docs),
+        ("enc.log", &high),
+    ];
     let (fb, ag) = run_both(&files, &inputs);
     // The comparison means something only if the parsers did their work.
     assert!(fb.values().any(|e| e["message"] == "  cont 1\n  cont 2"), "{fb:#?}");
