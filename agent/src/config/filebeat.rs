@@ -398,23 +398,60 @@ fn logging(root: &mut Node, t: &mut Translation) {
     }
 }
 
-/// `queue.mem.events` bounds the agent's queue too (the key is the agent's); `queue.mem.flush.*`
-/// is noted. `queue.disk.*` becomes the spool, which takes over only while Kafka is unreachable.
+/// `queue.mem.events` bounds the agent's queue too (the key is the agent's);
+/// `queue.mem.flush.timeout`, how long Filebeat's queue waits to fill a batch, becomes
+/// `output.kafka.bulk_flush_frequency` (librdkafka's `linger.ms`) unless that is set;
+/// `flush.min_events` is noted. `queue.disk.*` becomes the spool, which takes over only while
+/// Kafka is unreachable.
 fn queue(root: &mut Node, t: &mut Translation) {
     let Some(q) = root.get_mut("queue") else { return };
+    let mut linger = None;
     if let Some(mem) = q.get_mut("mem") {
         if let Some(e) = mem.get("events") {
             t.note("queue.mem.events", e.line, "applied: at most this many events wait in the agent's queue, which queue.mem.max_bytes (8 MiB) bounds as well; librdkafka's buffer holds more");
         }
-        for key in ["flush", "immediate_shutdown"] {
-            if let Some(e) = mem.remove(key) {
-                t.note(format!("queue.mem.{key}"), e.line, "accepted, not applied: events go to the output as soon as they are read, in batches of up to output.kafka.bulk_max_size");
+        if let Some(mut flush) = mem.remove("flush") {
+            linger = flush.node.remove("timeout");
+            if let Some(e) = flush.node.remove("min_events") {
+                t.note("queue.mem.flush.min_events", e.line, "accepted, not applied: batches fill up to output.kafka.bulk_max_size or until bulk_flush_frequency passes");
             }
+            if let Value::Map(rest) = flush.node.value {
+                for e in rest {
+                    t.note(format!("queue.mem.flush.{}", e.key), e.line, "accepted, not applied");
+                }
+            }
+        }
+        if let Some(e) = mem.remove("immediate_shutdown") {
+            t.note(
+                "queue.mem.immediate_shutdown",
+                e.line,
+                "accepted, not applied: at shutdown the agent waits up to shutdown_timeout for acknowledgements",
+            );
         }
         if mem.as_map().is_some_and(Vec::is_empty) {
             q.remove("mem");
         }
     }
+    if let Some(e) = linger {
+        let kafka = root.get("output").and_then(|o| o.get("kafka"));
+        if kafka.is_none() {
+            t.note("queue.mem.flush.timeout", e.line, "not applied: there is no output.kafka");
+        } else if kafka.and_then(|k| k.get("bulk_flush_frequency")).is_some() {
+            t.note(
+                "queue.mem.flush.timeout",
+                e.line,
+                "not applied: output.kafka.bulk_flush_frequency is set and decides how long a batch waits",
+            );
+        } else {
+            t.note(
+                "queue.mem.flush.timeout",
+                e.line,
+                "applied as output.kafka.bulk_flush_frequency (librdkafka's linger.ms): how long a batch waits to fill",
+            );
+            set(root, &["output", "kafka", "bulk_flush_frequency"], e);
+        }
+    }
+    let Some(q) = root.get_mut("queue") else { return };
     let Some(disk) = q.remove("disk") else { return };
     let Value::Map(entries) = disk.node.value else { return };
     for e in entries {
@@ -887,6 +924,21 @@ mod tests {
         assert!(text(&n, "inputs[0].id").starts_with("log-"));
         // Lines are the user's.
         assert_eq!(n.line_of("inputs[0].check_interval"), Some(3));
+    }
+
+    #[test]
+    fn queue_flush_timeout_becomes_the_batch_wait_unless_the_output_sets_one() {
+        let (n, t) = translated("queue.mem:\n  events: 4096\n  flush.timeout: 2s\n  flush.min_events: 512\noutput.kafka:\n  hosts: [h]\n  topic: t\n");
+        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        assert_eq!(text(&n, "output.kafka.bulk_flush_frequency"), "2s");
+        assert_eq!(n.line_of("output.kafka.bulk_flush_frequency"), Some(3));
+        assert_eq!(text(&n, "queue.mem.events"), "4096");
+        assert!(t.notes.iter().any(|n| n.key == "queue.mem.flush.min_events"));
+        let (n, t) = translated(
+            "queue.mem.flush.timeout: 2s\noutput.kafka:\n  hosts: [h]\n  topic: t\n  bulk_flush_frequency: 0\n",
+        );
+        assert_eq!(text(&n, "output.kafka.bulk_flush_frequency"), "0");
+        assert!(t.notes.iter().any(|n| n.key == "queue.mem.flush.timeout" && n.what.contains("not applied")));
     }
 
     #[test]
