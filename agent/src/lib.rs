@@ -62,6 +62,8 @@ pub mod durable;
 
 // Telling: counters, connector status, the HTTP endpoint, the agent's own log files.
 pub mod metrics;
+/// The process's own figures (`process_*` metrics).
+pub mod process;
 
 pub mod status;
 

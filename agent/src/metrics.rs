@@ -2,8 +2,8 @@
 //!
 //! Owns the process's counters; every stage holds an `Arc<Metrics>` and only ever adds. Invariant:
 //! every line that does not reach Kafka unchanged (truncated, dropped, failed, replaced bytes) is
-//! counted here, so a skip is never silent. Non-zero counters are logged every
-//! `logging.metrics.period` and once more at shutdown.
+//! counted here, so a skip is never silent. Every `logging.metrics.period` the period's non-zero
+//! increases, the gauges and the period's rates are logged; the run's totals once at shutdown.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -181,6 +181,32 @@ impl Metrics {
         self.describe().into_iter().map(|d| (d.name, d.value)).collect()
     }
 
+    /// The periodic metrics line: what changed since `prev` (the values of the last line, which
+    /// this replaces with the current ones) over `secs` seconds: each counter's increase, each
+    /// gauge's value, non-zero ones only, then the period's rates of events acknowledged and
+    /// bytes read per second.
+    pub fn period_summary(&self, prev: &mut Vec<u64>, secs: f64) -> String {
+        let now = self.describe();
+        prev.resize(now.len(), 0);
+        let mut parts = Vec::new();
+        let (mut acked, mut bytes) = (0, 0);
+        for (d, before) in now.iter().zip(prev.iter_mut()) {
+            let shown = if d.gauge { d.value } else { d.value.saturating_sub(*before) };
+            match d.name {
+                "events_acked" => acked = shown,
+                "bytes_read" => bytes = shown,
+                _ => {}
+            }
+            if shown > 0 {
+                parts.push(format!("{}={shown}", d.name));
+            }
+            *before = d.value;
+        }
+        let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        parts.push(format!("events_acked_per_s={:.1} bytes_read_per_s={:.0}", per_s(acked), per_s(bytes)));
+        parts.join(" ")
+    }
+
     /// `name=value` pairs of the non-zero counters, for a log line.
     pub fn summary(&self) -> String {
         self.snapshot()
@@ -202,6 +228,25 @@ mod tests {
         Metrics::add(&m.lines_read, 3);
         Metrics::inc(&m.lines_truncated);
         assert_eq!(m.summary(), "lines_read=3 lines_truncated=1");
+    }
+
+    #[test]
+    fn the_periodic_line_gives_the_periods_increases_gauges_and_rates() {
+        let m = Metrics::default();
+        let mut prev = Vec::new();
+        Metrics::add(&m.events_acked, 100);
+        Metrics::add(&m.bytes_read, 5000);
+        Metrics::set(&m.files_open, 2);
+        assert_eq!(
+            m.period_summary(&mut prev, 10.0),
+            "bytes_read=5000 events_acked=100 files_open=2 events_acked_per_s=10.0 bytes_read_per_s=500"
+        );
+        Metrics::add(&m.events_acked, 30);
+        assert_eq!(
+            m.period_summary(&mut prev, 10.0),
+            "events_acked=30 files_open=2 events_acked_per_s=3.0 bytes_read_per_s=0",
+            "only the period's increase; a gauge keeps its value"
+        );
     }
 
     #[test]

@@ -492,6 +492,7 @@ fn join<T>(h: JoinHandle<T>, name: &str) {
 fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics, cfg: &Config, stop: &AtomicBool) {
     let flush = cfg.registry.flush.0;
     let mut last_metrics = Instant::now();
+    let mut metrics_before = Vec::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         registry.forget(&tracker.take_forgotten());
@@ -511,8 +512,9 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics
             return;
         }
         if cfg.logging.metrics.enabled && last_metrics.elapsed() >= cfg.logging.metrics.period.0 {
+            let secs = last_metrics.elapsed().as_secs_f64();
             last_metrics = Instant::now();
-            tracing::info!(metrics = %metrics.summary(), "metrics");
+            tracing::info!(metrics = %metrics.period_summary(&mut metrics_before, secs), "metrics in the last {secs:.0}s");
         }
         let until = Instant::now() + flush;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {

@@ -139,6 +139,7 @@ fn stats(ctx: &Ctx) -> Value {
             "retried": g(&m.events_retried),
         },
         "output": {"brokers_up": g(&m.output_brokers_up), "spooling": g(&m.output_spooling) == 1},
+        "process": process_json(),
         "registry": {"entries": g(&m.registry_entries), "writes": g(&m.registry_writes)},
         "spool": {"bytes": g(&m.spool_bytes), "events": g(&m.spool_events), "writable": g(&m.spool_writable) == 1},
         "inputs": inputs.iter().map(|c| json!({
@@ -158,7 +159,56 @@ fn stats(ctx: &Ctx) -> Value {
     })
 }
 
-/// Prometheus text format: every counter (`agent_<name>_total`) and gauge, then per connector.
+/// The process's own figures for `/stats` (a figure that cannot be read is left out).
+fn process_json() -> Value {
+    let p = crate::process::ProcessStats::read();
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.into(), v);
+        }
+    };
+    put("cpu_seconds", p.cpu_seconds.map(Value::from));
+    put("resident_bytes", p.resident_bytes.map(Value::from));
+    put("virtual_bytes", p.virtual_bytes.map(Value::from));
+    put("open_fds", p.open_fds.map(Value::from));
+    put("max_fds", p.max_fds.map(Value::from));
+    put("start_time_seconds", p.start_time_seconds.map(Value::from));
+    Value::Object(m)
+}
+
+/// Prometheus' standard `process_*` families (what its client libraries' process collector
+/// exports), each only when it could be read.
+fn process_families(out: &mut String) {
+    let p = crate::process::ProcessStats::read();
+    let families: [(&str, &str, &str, Option<f64>); 6] = [
+        ("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", p.cpu_seconds),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            p.resident_bytes.map(|v| v as f64),
+        ),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", p.virtual_bytes.map(|v| v as f64)),
+        ("process_open_fds", "Number of open file descriptors.", "gauge", p.open_fds.map(|v| v as f64)),
+        ("process_max_fds", "Maximum number of open file descriptors.", "gauge", p.max_fds.map(|v| v as f64)),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "gauge",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        if let Some(v) = value {
+            family(out, name, help, kind);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
+}
+
+/// Prometheus text format: every counter (`agent_<name>_total`) and gauge, then per connector,
+/// then the process's own figures.
 fn prometheus(ctx: &Ctx) -> String {
     let mut out = String::new();
     family(&mut out, "agent_info", "The agent's version.", "gauge");
@@ -194,6 +244,7 @@ fn prometheus(ctx: &Ctx) -> String {
             let _ = writeln!(out, "agent_connector_state{{{},state=\"{s}\"}} {}", labels(c), u8::from(s == state));
         }
     }
+    process_families(&mut out);
     out
 }
 
@@ -364,5 +415,15 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+        // Prometheus' standard process families, with this process's figures.
+        let sample = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
+        assert!(sample("process_resident_memory_bytes") > 1e6 && sample("process_open_fds") >= 3.0);
+        assert!(sample("process_start_time_seconds") <= crate::process::now_seconds());
+        let stats = body(&handle(&req("GET", "/stats"), &c));
+        assert!(stats["process"]["resident_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{stats}");
     }
 }
