@@ -114,6 +114,9 @@ counters! {
     output_brokers_up,
     /// Gauge: 1 while the output sends to the spool because Kafka is unreachable.
     output_spooling,
+    /// Gauge: without a spool, 1 while events are outstanding and none was acknowledged for
+    /// `queue.spool.unhealthy_after` (reading waits for Kafka).
+    output_stalled,
     /// Times the output switched to spooling (Kafka unreachable).
     spool_switches,
     /// Events written to the spool (and fsynced: their offsets are done).

@@ -315,8 +315,9 @@ impl Inputs {
         });
         let stop_registry = Arc::new(AtomicBool::new(false));
         let registry = spawn("registry", {
-            let (tracker, stop, cfg) = (tracker.clone(), stop_registry.clone(), config.clone());
-            move || registry_loop(opened.registry, &tracker, &metrics, &cfg, &stop)
+            let (tracker, stop, cfg, status) =
+                (tracker.clone(), stop_registry.clone(), config.clone(), opts.status.clone());
+            move || registry_loop(opened.registry, &tracker, &status, &cfg, &stop)
         });
         Ok(Inputs {
             discover,
@@ -489,7 +490,8 @@ fn join<T>(h: JoinHandle<T>, name: &str) {
 
 /// Writes acknowledged offsets every `registry.flush`, logs metrics every period, and writes once
 /// more when stopped.
-fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics, cfg: &Config, stop: &AtomicBool) {
+fn registry_loop(mut registry: Registry, tracker: &AckTracker, status: &Status, cfg: &Config, stop: &AtomicBool) {
+    let metrics = &*status.metrics;
     let flush = cfg.registry.flush.0;
     let mut last_metrics = Instant::now();
     let mut metrics_before = Vec::new();
@@ -511,6 +513,8 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, metrics: &Metrics
         if stopping {
             return;
         }
+        // Notes when a not-ready condition began, for `/healthz`'s `since`.
+        let _ = status.readiness();
         if cfg.logging.metrics.enabled && last_metrics.elapsed() >= cfg.logging.metrics.period.0 {
             let secs = last_metrics.elapsed().as_secs_f64();
             last_metrics = Instant::now();

@@ -10,9 +10,10 @@
 //! operator paused nor resets what the endpoint shows.
 
 use crate::metrics::Metrics;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -103,6 +104,15 @@ pub struct Status {
     connectors: Mutex<Vec<Arc<Connector>>>,
     /// `None` until the pipeline has started.
     output: Mutex<Option<OutputShape>>,
+    /// When each reason `/healthz` gives was first seen (by its key), while it lasts.
+    since: Mutex<HashMap<String, SystemTime>>,
+}
+
+/// One reason the agent is not ready, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unready {
+    pub reason: String,
+    pub since: SystemTime,
 }
 
 impl Default for Status {
@@ -113,7 +123,13 @@ impl Default for Status {
 
 impl Status {
     pub fn new(metrics: Arc<Metrics>) -> Status {
-        Status { started: Instant::now(), metrics, connectors: Mutex::new(Vec::new()), output: Mutex::new(None) }
+        Status {
+            started: Instant::now(),
+            metrics,
+            connectors: Mutex::new(Vec::new()),
+            output: Mutex::new(None),
+            since: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Makes `names` the connectors of `kind`, in that order: existing ones of the same name are
@@ -152,27 +168,52 @@ impl Status {
         *self.output.lock().unwrap() = Some(OutputShape { configured, spool });
     }
 
-    /// `Ok` when the agent can deliver: it has started; with an output, a Kafka broker is
-    /// connected or the spool takes events; every sink is working. `Err` says why not.
-    pub fn health(&self) -> Result<(), String> {
+    /// `Ok` when events can reach Kafka now and every input and sink works; else every reason,
+    /// each with when it was first seen. Not ready: starting; no Kafka broker connected; Kafka
+    /// counted unreachable (outstanding events unacknowledged for `unhealthy_after`: a frozen
+    /// broker keeps its connection) while events go to the spool or wait; an input or a sink
+    /// FAILED. Called by `/healthz` and by the pipeline every second, so `since` is when the
+    /// condition began, to the second.
+    pub fn readiness(&self) -> Result<(), Vec<Unready>> {
         let m = &self.metrics;
-        let Some(out) = *self.output.lock().unwrap() else { return Err("starting".into()) };
-        if out.configured && Metrics::get(&m.output_brokers_up) == 0 {
-            if !out.spool {
-                return Err("output: no Kafka broker connected (and no spool configured)".into());
+        let mut now: Vec<(String, String)> = Vec::new();
+        match *self.output.lock().unwrap() {
+            None => now.push(("starting".into(), "starting".into())),
+            Some(out) if out.configured => {
+                let spool = match (out.spool, Metrics::get(&m.spool_writable) == 1) {
+                    (false, _) => "no spool: reading waits",
+                    (true, true) => "events go to the spool",
+                    (true, false) => "and the spool cannot take events",
+                };
+                if Metrics::get(&m.output_brokers_up) == 0 {
+                    now.push(("output.brokers".into(), format!("output: no Kafka broker connected; {spool}")));
+                } else if Metrics::get(&m.output_spooling) == 1 || Metrics::get(&m.output_stalled) == 1 {
+                    now.push((
+                        "output.stalled".into(),
+                        format!("output: Kafka does not acknowledge events (unreachable); {spool}"),
+                    ));
+                }
             }
-            if Metrics::get(&m.spool_writable) == 0 {
-                return Err("output: no Kafka broker connected and the spool cannot take events".into());
-            }
+            Some(_) => {}
         }
         for c in self.connectors() {
             if let ("FAILED", trace) = c.state() {
-                if c.kind == Kind::Sink {
-                    return Err(format!("sink {}: {}", c.name, trace.unwrap_or_default()));
-                }
+                let kind = if c.kind == Kind::Sink { "sink" } else { "input" };
+                now.push((format!("{kind}:{}", c.name), format!("{kind} {}: {}", c.name, trace.unwrap_or_default())));
             }
         }
-        Ok(())
+        let mut since = self.since.lock().unwrap();
+        since.retain(|k, _| now.iter().any(|(n, _)| n == k));
+        if now.is_empty() {
+            return Ok(());
+        }
+        let at = SystemTime::now();
+        Err(now.into_iter().map(|(key, reason)| Unready { reason, since: *since.entry(key).or_insert(at) }).collect())
+    }
+
+    /// [`Status::readiness`] with its reasons joined into one line.
+    pub fn health(&self) -> Result<(), String> {
+        self.readiness().map_err(|r| r.iter().map(|u| u.reason.as_str()).collect::<Vec<_>>().join("; "))
     }
 }
 
@@ -208,20 +249,46 @@ mod tests {
     }
 
     #[test]
-    fn health_needs_a_broker_or_a_working_spool() {
+    fn ready_only_while_events_reach_kafka_and_every_connector_works() {
         let s = Status::default();
         assert_eq!(s.health(), Err("starting".into()));
         s.set_output(true, false);
-        assert!(s.health().unwrap_err().contains("no Kafka broker"));
+        assert_eq!(s.health(), Err("output: no Kafka broker connected; no spool: reading waits".into()));
         Metrics::set(&s.metrics.output_brokers_up, 1);
         assert!(s.health().is_ok());
-        Metrics::set(&s.metrics.output_brokers_up, 0);
+        // Connected but not acknowledging (a frozen broker): the output spools.
         s.set_output(true, true);
-        assert!(s.health().is_err());
         Metrics::set(&s.metrics.spool_writable, 1);
+        Metrics::set(&s.metrics.output_spooling, 1);
+        assert_eq!(
+            s.health(),
+            Err("output: Kafka does not acknowledge events (unreachable); events go to the spool".into())
+        );
+        Metrics::set(&s.metrics.output_spooling, 0);
         assert!(s.health().is_ok());
+        // The same without a spool: reading waits.
+        s.set_output(true, false);
+        Metrics::set(&s.metrics.output_stalled, 1);
+        assert_eq!(
+            s.health(),
+            Err("output: Kafka does not acknowledge events (unreachable); no spool: reading waits".into())
+        );
+        Metrics::set(&s.metrics.output_stalled, 0);
+        assert!(s.health().is_ok());
+        let input = &s.install(Kind::Source, &["app"])[0];
+        input.set_failure(Some("cannot open /var/log/app.log: permission denied".into()));
         let sink = &s.install(Kind::Sink, &["s"])[0];
         sink.set_failure(Some("disk full".into()));
-        assert_eq!(s.health().unwrap_err(), "sink s: disk full");
+        let first = s.readiness().unwrap_err();
+        let reasons: Vec<&str> = first.iter().map(|u| u.reason.as_str()).collect();
+        assert_eq!(reasons, ["input app: cannot open /var/log/app.log: permission denied", "sink s: disk full"]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = s.readiness().unwrap_err();
+        assert_eq!(first, again, "since is when each reason was first seen");
+        sink.set_failure(None);
+        input.set_failure(None);
+        assert!(s.health().is_ok());
+        sink.set_failure(Some("disk full".into()));
+        assert!(s.readiness().unwrap_err()[0].since > first[1].since, "a reason that came back starts again");
     }
 }

@@ -68,9 +68,16 @@ pub fn handle(req: &Request, ctx: &Ctx) -> Response {
         ("GET", ["metrics"]) => {
             Response { status: 200, content_type: "text/plain; version=0.0.4", body: prometheus(ctx) }
         }
-        ("GET", ["healthz"]) => match ctx.status.health() {
+        ("GET", ["healthz"]) => match ctx.status.readiness() {
             Ok(()) => Response::json(200, &json!({"status": "ready"})),
-            Err(reason) => Response::json(503, &json!({"status": "not ready", "reason": reason})),
+            Err(why) => {
+                let reason = why.iter().map(|u| u.reason.as_str()).collect::<Vec<_>>().join("; ");
+                let reasons: Vec<Value> = why
+                    .iter()
+                    .map(|u| json!({"reason": u.reason, "since": crate::event::rfc3339_millis(u.since)}))
+                    .collect();
+                Response::json(503, &json!({"status": "not ready", "reason": reason, "reasons": reasons}))
+            }
         },
         ("GET", ["connectors"]) => connectors(req, ctx),
         ("GET", ["connectors", name]) => with_connector(ctx, name, |c| Response::json(200, &connector_info(c))),

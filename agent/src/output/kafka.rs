@@ -647,6 +647,12 @@ impl KafkaOutput {
     /// all brokers down).
     pub fn unhealthy(&mut self, patience: u32) -> bool {
         let Some(after) = self.unhealthy_after else { return false };
+        self.stalled_for(after, patience)
+    }
+
+    /// Whether records are outstanding and none was acknowledged for `after` times `patience`
+    /// (for `/healthz` without a spool too: reading then waits).
+    pub fn stalled_for(&mut self, after: Duration, patience: u32) -> bool {
         if self.outstanding() == 0 {
             self.idle_at = Instant::now();
             return false;

@@ -49,6 +49,9 @@ pub struct Output {
     spooling: Option<Spooling>,
     tracker: Arc<AckTracker>,
     metrics: Arc<Metrics>,
+    /// `queue.spool.unhealthy_after`: without a spool, how long outstanding events may go
+    /// unacknowledged before the output reports itself stalled (`output_stalled`, `/healthz`).
+    stall_after: Duration,
 }
 
 /// Everything the spooling mode owns.
@@ -95,7 +98,7 @@ impl Output {
             // Events spooled before the restart go first: start in spooling mode.
             kafka.park_all();
         }
-        Ok(Output { kafka, spooling, tracker, metrics })
+        Ok(Output { kafka, spooling, tracker, metrics, stall_after: spool_cfg.unhealthy_after.0 })
     }
 
     /// Delivers everything from the queue until it is closed and empty (and nothing is held for
@@ -181,6 +184,10 @@ impl Output {
             self.kafka.send_retries(abort);
             if self.spooling.is_some() && self.kafka.unhealthy(1) {
                 self.enter_spooling();
+            }
+            if self.spooling.is_none() {
+                let stalled = self.kafka.stalled_for(self.stall_after, 1);
+                Metrics::set(&self.metrics.output_stalled, u64::from(stalled));
             }
         } else {
             let late = self.kafka.take_parked();

@@ -27,6 +27,11 @@ pub struct Tansu {
 }
 
 impl Tansu {
+    /// The broker process, for signals (SIGSTOP freezes it with its connections open).
+    pub fn process(&self) -> &Child {
+        &self.child
+    }
+
     pub fn start(topic: &str, partitions: i32) -> Tansu {
         Self::start_with(topic, partitions, &[], |_| {})
     }

@@ -202,7 +202,7 @@ fn sighup_adds_and_removes_inputs_refuses_a_bad_config_and_sends_no_line_twice()
 }
 
 /// `/healthz`'s rule against librdkafka's mock cluster: ready with a broker connected; with all
-/// brokers down, ready only if the spool takes events.
+/// brokers down, not ready, saying whether events go to the spool or reading waits.
 #[test]
 fn health_follows_the_brokers_and_the_spool() {
     use agent::pipeline::RunOptions;
@@ -221,11 +221,11 @@ fn health_follows_the_brokers_and_the_spool() {
         wait_for("no broker up", Duration::from_secs(30), || {
             agent::metrics::Metrics::get(&status.metrics.output_brokers_up) == 0
         });
+        let why = status.health().unwrap_err();
+        assert!(why.contains("no Kafka broker connected"), "{why}");
         match spool {
-            false => {
-                assert!(status.health().unwrap_err().contains("no Kafka broker connected"), "{:?}", status.health())
-            }
-            true => assert_eq!(status.health(), Ok(()), "the spool takes events"),
+            false => assert!(why.contains("reading waits"), "{why}"),
+            true => assert!(why.contains("events go to the spool"), "{why}"),
         }
         all_down(&kc, true);
         wait_for("ready again", Duration::from_secs(30), || status.health().is_ok());
@@ -312,4 +312,58 @@ fn logging_json_writes_one_object_per_line() {
         "{log}"
     );
     assert!(lines.iter().any(|l| l["message"].as_str().unwrap().contains("Connection refused")), "{log}");
+}
+
+/// Issue #16: a frozen broker (SIGSTOP: its connections stay open, so librdkafka still counts it
+/// up) makes `/healthz` 503 once outstanding events go unacknowledged for `unhealthy_after`,
+/// saying so and since when, and whether events go to the spool or reading waits; after SIGCONT
+/// it is ready again and every line arrives.
+#[test]
+fn a_frozen_broker_is_not_ready_and_says_since_when() {
+    for spool in [true, false] {
+        frozen_broker(spool);
+    }
+}
+
+fn frozen_broker(spool: bool) {
+    let tansu = Tansu::start("frozen", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    append_lines(&a, numbered("a", 0..100));
+    let port = free_port();
+    let cfg = dir.path().join("agent.yml");
+    let tail = format!(
+        "http:\n  enabled: true\n  host: 127.0.0.1\n  port: {port}\nqueue:\n  spool:\n    enabled: {spool}\n    unhealthy_after: 2s\n"
+    );
+    std::fs::write(&cfg, inputs_config(&dir.path().join("data"), &[("a", &a)], &tansu.bootstrap, "frozen", &tail))
+        .unwrap();
+    let mut agent = spawn_agent(&cfg);
+    let health = || -> (u16, Value) {
+        let (status, body) = http(port, "GET", "/healthz", None);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    };
+    wait_for("ready", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok() && health().0 == 200);
+    signal(tansu.process(), libc::SIGSTOP);
+    let mut next = 100;
+    wait_for("503 for the frozen broker", Duration::from_secs(60), || {
+        append_lines(&a, numbered("a", next..next + 10));
+        next += 10;
+        let (status, body) = health();
+        status == 503 && body["reason"].as_str().is_some_and(|r| r.contains("does not acknowledge"))
+    });
+    let want = if spool { "events go to the spool" } else { "reading waits" };
+    assert!(health().1["reason"].as_str().unwrap_or_default().contains(want), "{}", health().1);
+    let (_, body) = health();
+    let since = body["reasons"][0]["since"].as_str().unwrap_or_default().to_string();
+    assert!(since.ends_with('Z') && since.len() == 24, "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(health().1["reasons"][0]["since"], since.as_str(), "since stays while the condition lasts");
+    signal(tansu.process(), libc::SIGCONT);
+    wait_for("ready again", Duration::from_secs(90), || health().0 == 200);
+    let got = consume(&tansu.bootstrap, "frozen", 1, next, Duration::from_secs(90));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success(), "{}", agent_log_tail(&cfg));
+    let seen: std::collections::HashSet<String> = got.iter().map(|r| r.text()).collect();
+    let missing: Vec<String> = numbered("a", 0..next).into_iter().filter(|l| !seen.contains(l)).take(5).collect();
+    assert!(missing.is_empty(), "lines missing after the broker came back: {missing:?}");
 }
