@@ -119,7 +119,12 @@ impl Selector {
 }
 
 /// Runs discovery until `stop` is set. Sends on `tx`, blocking for scans, dropping pokes when full.
-pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<AtomicBool>) {
+pub fn run(
+    selectors: Vec<Selector>,
+    tx: SyncSender<DiscoverMsg>,
+    stop: Arc<AtomicBool>,
+    heartbeat: crate::status::Heartbeat,
+) {
     let (ev_tx, ev_rx) = mpsc::sync_channel::<notify::Event>(4096);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
@@ -135,6 +140,7 @@ pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Arc<Atom
     let mut next_scan: Vec<Instant> = vec![Instant::now(); selectors.len()];
     let mut initial = vec![true; selectors.len()];
     while !stop.load(Ordering::Relaxed) {
+        heartbeat.beat();
         let now = Instant::now();
         for (i, sel) in selectors.iter().enumerate() {
             if now < next_scan[i] {
@@ -321,7 +327,7 @@ mod tests {
         let (tx, rx) = mpsc::sync_channel(64);
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let h = std::thread::spawn(move || run(vec![sel], tx, s2));
+        let h = std::thread::spawn(move || run(vec![sel], tx, s2, crate::status::Heartbeat::detached("discover")));
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
             DiscoverMsg::Scan { files, initial: true, .. } => assert!(files.is_empty()),
             other => panic!("{other:?}"),

@@ -289,8 +289,8 @@ impl Inputs {
         let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
         let (tx, rx) = mpsc::sync_channel(1024);
         let discover = spawn("discover", {
-            let s = stop_reading.clone();
-            move || discover::run(selectors, tx, s)
+            let (s, hb) = (stop_reading.clone(), opts.status.heartbeat("discover"));
+            move || discover::run(selectors, tx, s, hb)
         });
         let reader = Reader::new(ReaderParts {
             inputs,
@@ -303,8 +303,10 @@ impl Inputs {
             rx,
             stop: stop_reading.clone(),
             max_open_files: config.queue.max_open_files,
+            heartbeat: opts.status.heartbeat("reader"),
         });
         let reader = spawn("reader", move || reader.run());
+        output.set_heartbeat(opts.status.heartbeat("output"));
         let output = spawn("output", {
             let (queue, abort, deadline) = (queue.clone(), abort_output.clone(), deadline.clone());
             move || {
@@ -492,6 +494,7 @@ fn join<T>(h: JoinHandle<T>, name: &str) {
 /// more when stopped.
 fn registry_loop(mut registry: Registry, tracker: &AckTracker, status: &Status, cfg: &Config, stop: &AtomicBool) {
     let metrics = &*status.metrics;
+    let heartbeat = status.heartbeat("registry");
     let flush = cfg.registry.flush.0;
     let mut last_metrics = Instant::now();
     let mut metrics_before = Vec::new();
@@ -522,6 +525,7 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, status: &Status, 
         }
         let until = Instant::now() + flush;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            heartbeat.beat();
             thread::sleep(Duration::from_millis(20).min(flush));
         }
     }

@@ -8,12 +8,45 @@
 //! Invariant: a connector keeps its `Arc` (flag and counters) across a config reload as long as
 //! an input or sink of the same name and kind exists, so a reload neither resumes what an
 //! operator paused nor resets what the endpoint shows.
+//!
+//! Also owns the threads' heartbeats for `/livez`: each long-running thread holds a
+//! [`Heartbeat`] and beats it at every turn of its loop, waits included (a thread waiting for room
+//! in the queue or for Kafka is alive, just held back); a thread that ended drops its heartbeat
+//! and is no longer watched.
 
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A thread's proof of progress: the time of its last loop turn. Dropping it (the thread ended)
+/// stops the watching.
+#[derive(Debug, Clone)]
+pub struct Heartbeat(Arc<Beat>);
+
+#[derive(Debug)]
+struct Beat {
+    name: String,
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last beat.
+    at_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    /// One not watched by any status (tests, tools).
+    pub fn detached(name: &str) -> Heartbeat {
+        Heartbeat(Arc::new(Beat { name: name.into(), epoch: Instant::now(), at_ms: AtomicU64::new(0) }))
+    }
+
+    pub fn beat(&self) {
+        self.0.at_ms.store(self.0.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.0.epoch.elapsed().saturating_sub(Duration::from_millis(self.0.at_ms.load(Ordering::Relaxed)))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -106,6 +139,8 @@ pub struct Status {
     output: Mutex<Option<OutputShape>>,
     /// When each reason `/healthz` gives was first seen (by its key), while it lasts.
     since: Mutex<HashMap<String, SystemTime>>,
+    /// The running threads' heartbeats (a thread that ended is gone from here).
+    beats: Mutex<Vec<Weak<Beat>>>,
 }
 
 /// One reason the agent is not ready, and since when.
@@ -129,6 +164,7 @@ impl Status {
             connectors: Mutex::new(Vec::new()),
             output: Mutex::new(None),
             since: Mutex::new(HashMap::new()),
+            beats: Mutex::new(Vec::new()),
         }
     }
 
@@ -211,6 +247,28 @@ impl Status {
         Err(now.into_iter().map(|(key, reason)| Unready { reason, since: *since.entry(key).or_insert(at) }).collect())
     }
 
+    /// A new heartbeat for the thread `name`, watched by [`Status::liveness`] while it is held.
+    pub fn heartbeat(&self, name: &str) -> Heartbeat {
+        let hb = Heartbeat::detached(name);
+        let mut beats = self.beats.lock().unwrap();
+        beats.retain(|b| b.strong_count() > 0);
+        beats.push(Arc::downgrade(&hb.0));
+        hb
+    }
+
+    /// `Ok` with the names of the threads watched when every one of them turned its loop within
+    /// `quiet`; else each stuck thread with how long it has been quiet.
+    pub fn liveness(&self, quiet: Duration) -> Result<Vec<String>, Vec<(String, Duration)>> {
+        let beats: Vec<Heartbeat> =
+            self.beats.lock().unwrap().iter().filter_map(Weak::upgrade).map(Heartbeat).collect();
+        let stuck: Vec<(String, Duration)> =
+            beats.iter().map(|b| (b.0.name.clone(), b.quiet_for())).filter(|(_, q)| *q > quiet).collect();
+        match stuck.is_empty() {
+            true => Ok(beats.iter().map(|b| b.0.name.clone()).collect()),
+            false => Err(stuck),
+        }
+    }
+
     /// [`Status::readiness`] with its reasons joined into one line.
     pub fn health(&self) -> Result<(), String> {
         self.readiness().map_err(|r| r.iter().map(|u| u.reason.as_str()).collect::<Vec<_>>().join("; "))
@@ -236,6 +294,27 @@ mod tests {
         s.install(Kind::Sink, &["s"]);
         let names: Vec<_> = s.connectors().iter().map(|c| c.name.clone()).collect();
         assert_eq!(names, ["a", "c", "s"]);
+    }
+
+    #[test]
+    fn liveness_watches_held_heartbeats_and_forgets_ended_threads() {
+        let s = Status::default();
+        let a = s.heartbeat("reader");
+        let b = s.heartbeat("output");
+        a.beat();
+        b.beat();
+        assert_eq!(s.liveness(Duration::from_secs(5)), Ok(vec!["reader".to_string(), "output".to_string()]));
+        std::thread::sleep(Duration::from_millis(60));
+        a.beat();
+        let stuck = s.liveness(Duration::from_millis(50)).unwrap_err();
+        assert_eq!(stuck.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["output"]);
+        assert!(stuck[0].1 >= Duration::from_millis(50));
+        drop(b);
+        assert_eq!(
+            s.liveness(Duration::from_millis(50)),
+            Ok(vec!["reader".to_string()]),
+            "an ended thread is not watched"
+        );
     }
 
     #[test]

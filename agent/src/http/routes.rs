@@ -1,4 +1,4 @@
-//! What each request gets: the agent's own routes (`/`, `/stats`, `/metrics`, `/healthz`) and
+//! What each request gets: the agent's own routes (`/`, `/stats`, `/metrics`, `/healthz`, `/livez`) and
 //! Kafka Connect's (`/connectors...`), as plain functions of the request and the [`Status`].
 //!
 //! Invariants: every request is checked against the bearer token first (when one is set); a
@@ -53,6 +53,10 @@ pub struct Ctx {
     pub worker_id: String,
 }
 
+/// How long a watched thread may go without turning its loop before `/livez` calls it stuck:
+/// every loop turns at least once a second, waits included, so this is far past any busy spell.
+const LIVENESS_QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub fn handle(req: &Request, ctx: &Ctx) -> Response {
     if let Some(token) = &ctx.http.token {
         let given = req.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
@@ -79,6 +83,14 @@ pub fn handle(req: &Request, ctx: &Ctx) -> Response {
                 Response::json(503, &json!({"status": "not ready", "reason": reason, "reasons": reasons}))
             }
         },
+        ("GET", ["livez"]) => match ctx.status.liveness(LIVENESS_QUIET) {
+            Ok(threads) => Response::json(200, &json!({"status": "alive", "threads": threads})),
+            Err(stuck) => {
+                let threads: Vec<Value> =
+                    stuck.iter().map(|(t, q)| json!({"thread": t, "quiet_seconds": q.as_secs()})).collect();
+                Response::json(503, &json!({"status": "stuck", "threads": threads}))
+            }
+        },
         ("GET", ["connectors"]) => connectors(req, ctx),
         ("GET", ["connectors", name]) => with_connector(ctx, name, |c| Response::json(200, &connector_info(c))),
         ("GET", ["connectors", name, "status"]) => {
@@ -99,7 +111,7 @@ pub fn handle(req: &Request, ctx: &Ctx) -> Response {
                 Response::accepted()
             })
         }
-        (_, [] | ["stats" | "metrics" | "healthz"] | ["connectors", ..]) => {
+        (_, [] | ["stats" | "metrics" | "healthz" | "livez"] | ["connectors", ..]) => {
             Response::error(405, format!("method {} not allowed on {}", req.method, req.path))
         }
         _ => Response::error(404, format!("no such resource: {}", req.path)),
@@ -401,6 +413,16 @@ mod tests {
         assert!(c.status.find("copy").unwrap().is_paused());
         // Reads need the token too once one is set.
         assert_eq!(handle(&req("GET", "/stats"), &c).status, 401);
+    }
+
+    #[test]
+    fn livez_lists_the_watched_threads() {
+        let c = ctx(HttpConfig::default());
+        let hb = c.status.heartbeat("reader");
+        hb.beat();
+        let r = handle(&req("GET", "/livez"), &c);
+        assert_eq!((r.status, body(&r)), (200, json!({"status": "alive", "threads": ["reader"]})));
+        assert_eq!(handle(&req("PUT", "/livez"), &c).status, 405);
     }
 
     #[test]

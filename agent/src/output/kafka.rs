@@ -25,6 +25,7 @@ use crate::config::{is_secret_property, KafkaConfig, Partitioning};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::spool::format::Record;
+use crate::status::Heartbeat;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
@@ -102,6 +103,8 @@ struct Shared {
     parked: Mutex<Vec<Parked>>,
     /// `partition.hash.hash` is set: a record taken back keeps its partition as its hash.
     fields_hashed: bool,
+    /// Per producer, the brokers it is connected to (from its statistics).
+    up_by_worker: Mutex<Vec<HashSet<i32>>>,
 }
 
 impl Shared {
@@ -120,6 +123,8 @@ impl Shared {
 /// Shared between the output thread and librdkafka's threads (delivery reports, statistics).
 pub struct AgentContext {
     shared: Arc<Shared>,
+    /// This producer's index among the output's producers.
+    worker: usize,
     retries: Mutex<VecDeque<Retry>>,
     retry_backoff: Duration,
     /// Per topic, the partitions whose leader broker is up (from librdkafka's statistics).
@@ -162,7 +167,14 @@ impl AgentContext {
 impl ClientContext for AgentContext {
     fn stats(&self, stats: Statistics) {
         let up: HashSet<i32> = stats.brokers.values().filter(|b| b.state == "UP").map(|b| b.nodeid).collect();
-        Metrics::set(&self.shared.metrics.output_brokers_up, up.len() as u64);
+        // The gauge is what any of the producers is connected to: an idle producer (librdkafka
+        // connects sparsely) must not hide the connection the others have.
+        let all_up = {
+            let mut per = self.shared.up_by_worker.lock().unwrap();
+            per[self.worker].clone_from(&up);
+            per.iter().flatten().collect::<HashSet<_>>().len()
+        };
+        Metrics::set(&self.shared.metrics.output_brokers_up, all_up as u64);
         let mut map = HashMap::new();
         for (name, topic) in &stats.topics {
             let mut parts: Vec<i32> = topic
@@ -200,6 +212,11 @@ impl ProducerContext for AgentContext {
             Ok(_) => {
                 sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
                 sh.all_down.store(false, Ordering::Relaxed);
+                // An acknowledgement proves a broker connected, also before the first statistics
+                // (a second after start) count it; they give the exact number from then on.
+                if Metrics::get(&sh.metrics.output_brokers_up) == 0 {
+                    Metrics::set(&sh.metrics.output_brokers_up, 1);
+                }
                 if replay {
                     Metrics::inc(&sh.metrics.spool_replayed);
                     sh.replay.done((opaque & !REPLAY_BIT) as u64);
@@ -346,6 +363,8 @@ pub struct KafkaOutput {
     probe: Option<Probe>,
     /// `headers`: added to every record.
     headers: Vec<(String, String)>,
+    /// The output thread's heartbeat, beaten while a send waits for room in librdkafka's queue.
+    heartbeat: Heartbeat,
 }
 
 impl KafkaOutput {
@@ -366,6 +385,7 @@ impl KafkaOutput {
             parking: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
             fields_hashed: matches!(&cfg.partition, Partitioning::Hash(h) if !h.hash.is_empty()),
+            up_by_worker: Mutex::new(vec![HashSet::new(); cfg.workers()]),
         });
         if let Partitioning::Hash(h) = &cfg.partition {
             if !h.hash.is_empty() && h.random == Some(false) {
@@ -375,9 +395,10 @@ impl KafkaOutput {
         let workers = cfg.workers();
         let mut producers: Vec<Arc<ThreadedProducer<AgentContext>>> = Vec::with_capacity(workers);
         let rdlog = Arc::new(crate::rdlog::RdLog::new("output"));
-        for _ in 0..workers {
+        for worker in 0..workers {
             let ctx = AgentContext {
                 shared: shared.clone(),
+                worker,
                 retries: Mutex::new(VecDeque::new()),
                 retry_backoff: cfg.backoff.init.0,
                 reachable: Mutex::new(HashMap::new()),
@@ -402,7 +423,12 @@ impl KafkaOutput {
             unhealthy_after: spool_timing.map(|(after, _)| after),
             probe,
             headers: cfg.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
+            heartbeat: Heartbeat::detached("output"),
         })
+    }
+
+    pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
+        self.heartbeat = heartbeat;
     }
 
     /// Copies per-batch state (reachable partitions) before a batch is sent.
@@ -596,6 +622,9 @@ impl KafkaOutput {
                 return Sent::GaveUp;
             }
             waited += 1;
+            if waited % 50 == 0 {
+                self.heartbeat.beat();
+            }
             if may_give_up && waited % 50 == 0 && self.unhealthy(1) {
                 return Sent::GaveUp;
             }

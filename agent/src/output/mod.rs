@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Popped, Queue};
 use crate::spool::format::{Item, Record};
 use crate::spool::{Entry, Spool, SpoolError};
+use crate::status::Heartbeat;
 use kafka::{KafkaOutput, Parked};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Output {
     /// `queue.spool.unhealthy_after`: without a spool, how long outstanding events may go
     /// unacknowledged before the output reports itself stalled (`output_stalled`, `/healthz`).
     stall_after: Duration,
+    /// Beaten at every turn of the output's loop (`/livez`).
+    heartbeat: Heartbeat,
 }
 
 /// Everything the spooling mode owns.
@@ -98,13 +101,27 @@ impl Output {
             // Events spooled before the restart go first: start in spooling mode.
             kafka.park_all();
         }
-        Ok(Output { kafka, spooling, tracker, metrics, stall_after: spool_cfg.unhealthy_after.0 })
+        Ok(Output {
+            kafka,
+            spooling,
+            tracker,
+            metrics,
+            stall_after: spool_cfg.unhealthy_after.0,
+            heartbeat: Heartbeat::detached("output"),
+        })
+    }
+
+    /// The heartbeat `/livez` watches, beaten by the output's loops and while a send waits.
+    pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
+        self.kafka.set_heartbeat(heartbeat.clone());
+        self.heartbeat = heartbeat;
     }
 
     /// Delivers everything from the queue until it is closed and empty (and nothing is held for
     /// the spool), or `abort` is set.
     pub fn run(&mut self, queue: &Queue, abort: &AtomicBool) {
         while !abort.load(Ordering::Relaxed) {
+            self.heartbeat.beat();
             if self.holding() {
                 self.store(Vec::new());
                 if self.holding() {
@@ -322,6 +339,7 @@ impl Output {
     /// Kafka did not take by shortly before the deadline are spooled.
     pub fn drain(&mut self, deadline: Instant, abort: &AtomicBool) -> usize {
         loop {
+            self.heartbeat.beat();
             let left = deadline.saturating_duration_since(Instant::now());
             if !self.active() {
                 self.kafka.send_retries(abort);

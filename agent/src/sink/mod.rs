@@ -77,9 +77,10 @@ impl Sinks {
             .map(|sink| {
                 let stop = stop.clone();
                 let name = sink.cfg.id.clone();
+                let heartbeat = status.heartbeat(&format!("sink-{name}"));
                 let h = std::thread::Builder::new()
                     .name(format!("sink-{name}"))
-                    .spawn(move || sink.run(&stop))
+                    .spawn(move || sink.run(&stop, &heartbeat))
                     .expect("spawn sink thread");
                 (name, h)
             })
@@ -194,8 +195,9 @@ impl Sink {
         })
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    fn run(mut self, stop: &AtomicBool, heartbeat: &crate::status::Heartbeat) {
         while !stop.load(Ordering::Relaxed) {
+            heartbeat.beat();
             if self.pending.len() < MAX_PENDING_BYTES {
                 self.consume();
                 // Lines show up in the file at once (as Kafka Connect's do); durability and the

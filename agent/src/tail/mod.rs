@@ -35,7 +35,7 @@ use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
 use crate::metrics::Metrics;
 use crate::queue::{Batch, Queue};
 use crate::registry::{Entry, Key, Recovery};
-use crate::status::Connector;
+use crate::status::{Connector, Heartbeat};
 use file::{Polled, Reopened, TailFile, READ_BUDGET};
 use input::{FileCtx, InputRt};
 use lifecycle::Seen;
@@ -71,6 +71,8 @@ pub struct ReaderParts {
     pub rx: DiscoverRx,
     pub stop: Arc<AtomicBool>,
     pub max_open_files: usize,
+    /// Beaten at every turn of the reader's loop and while it waits for room in the queue.
+    pub heartbeat: Heartbeat,
 }
 
 /// A finished file whose slot waits for its last acknowledgements.
@@ -156,6 +158,7 @@ impl Reader {
     pub fn run(mut self) {
         let mut busy = false;
         while !self.p.stop.load(Ordering::Relaxed) {
+            self.p.heartbeat.beat();
             self.receive(if busy { Duration::ZERO } else { self.idle_wait() });
             busy = self.read_round();
             if !busy {
@@ -600,7 +603,7 @@ impl Reader {
 
     fn flush_batch(&mut self) {
         if !self.batch.is_empty() {
-            push(&self.p.queue, &self.p.stop, std::mem::take(&mut self.batch));
+            push(&self.p, std::mem::take(&mut self.batch));
         }
     }
 
@@ -636,7 +639,7 @@ fn with_emitter<R>(
     let mut events = 0;
     let out = body(&p.inputs[f.input], f, &ctx, &mut |ev| {
         events += 1;
-        emit_into(batch, &p.queue, &p.stop, &mut sent, ev)
+        emit_into(batch, p, &mut sent, ev)
     });
     f.sent_upto = sent;
     Metrics::add(&p.connectors[f.input].events, events);
@@ -651,20 +654,25 @@ fn note_read(p: &ReaderParts, input: usize, n: usize) {
 
 /// Appends an event to the batch (noting how far the file was handed on) and hands the batch to
 /// the queue once full.
-fn emit_into(batch: &mut Batch, queue: &Queue, stop: &AtomicBool, sent_upto: &mut u64, ev: Event) {
+fn emit_into(batch: &mut Batch, p: &ReaderParts, sent_upto: &mut u64, ev: Event) {
     *sent_upto = ev.end_offset;
     batch.push(ev);
     if batch.bytes >= BATCH_BYTES || batch.events.len() >= BATCH_EVENTS {
-        push(queue, stop, std::mem::take(batch));
+        push(p, std::mem::take(batch));
     }
 }
 
 /// Hands a batch to the queue, blocking while it is full; gives up only when stopping. The lines
 /// of a batch given up are not acknowledged and are read again after restart; the queue is then
 /// closed so that no later batch overtakes them (which would be sent twice).
-fn push(queue: &Queue, stop: &AtomicBool, batch: Batch) {
-    if queue.push(batch, || stop.load(Ordering::Relaxed)).is_err() {
+fn push(p: &ReaderParts, batch: Batch) {
+    // Waiting for room is being held back, not stuck: the heartbeat goes on.
+    let give_up = || {
+        p.heartbeat.beat();
+        p.stop.load(Ordering::Relaxed)
+    };
+    if p.queue.push(batch, give_up).is_err() {
         tracing::debug!("stopping: a batch that did not fit in the queue will be read again after restart");
-        queue.close();
+        p.queue.close();
     }
 }

@@ -353,6 +353,13 @@ fn frozen_broker(spool: bool) {
     });
     let want = if spool { "events go to the spool" } else { "reading waits" };
     assert!(health().1["reason"].as_str().unwrap_or_default().contains(want), "{}", health().1);
+    // Not ready, yet alive: every thread still turns its loop (the reader and the output wait).
+    let (status, live) = http(port, "GET", "/livez", None);
+    assert_eq!(status, 200, "{live}");
+    let live: Value = serde_json::from_str(&live).unwrap();
+    for thread in ["discover", "reader", "output", "registry"] {
+        assert!(live["threads"].as_array().unwrap().iter().any(|t| t == thread), "{thread} in {live}");
+    }
     let (_, body) = health();
     let since = body["reasons"][0]["since"].as_str().unwrap_or_default().to_string();
     assert!(since.ends_with('Z') && since.len() == 24, "{body}");
