@@ -74,6 +74,9 @@ pub struct KafkaConfig {
     /// The format string of `codec: format` (Filebeat's `codec.format.string`).
     #[serde(default)]
     pub codec_format: Option<Format>,
+    /// `codec: json`'s options (Filebeat's `codec.json.*`).
+    #[serde(default)]
+    pub codec_json: JsonCodecOptions,
     /// Filebeat's topic rules, tried in order before `topic`: the first whose `when` holds and
     /// whose `topic` renders (then through `mappings`, else `default`) names the event's topic.
     #[serde(default)]
@@ -275,6 +278,29 @@ pub enum Codec {
     Format,
 }
 
+/// Filebeat's `codec.json` options (its `escape_html` is accepted by the Filebeat reader and
+/// changes nothing, as in Filebeat 8.1.3's Kafka output, which writes `<`, `>` and `&` as they are).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JsonCodecOptions {
+    /// Indented JSON (two spaces), one line per field, as Filebeat's `pretty: true`.
+    #[serde(default)]
+    pub pretty: bool,
+}
+
+impl JsonCodecOptions {
+    /// The record as these options write it (`record` is compact JSON from the encoder).
+    pub fn apply(self, record: &mut Vec<u8>) {
+        if self.pretty {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(record) {
+                let mut out = Vec::with_capacity(record.len() * 2);
+                serde_json::to_writer_pretty(&mut out, &v).expect("writing into a Vec");
+                *record = out;
+            }
+        }
+    }
+}
+
 impl Codec {
     /// Whether events are built with their fields (processors need them).
     pub fn has_fields(self) -> bool {
@@ -453,6 +479,13 @@ impl KafkaConfig {
             }
             (Codec::Format, Some(_)) => {}
             (_, Some(_)) => return Err(invalid(k("codec_format"), "only applies to codec: format")),
+            _ => {}
+        }
+        match (self.codec, self.codec_json) {
+            (Codec::Json, _) => {}
+            (_, o) if o != JsonCodecOptions::default() => {
+                return Err(invalid(k("codec_json"), "only applies to codec: json"))
+            }
             _ => {}
         }
         if let Some(v) = &self.version {
@@ -785,6 +818,22 @@ mod tests {
             }
         }
         assert!(client("NOT-A-SUITE").is_err(), "the check can fail");
+    }
+
+    #[test]
+    fn json_codec_pretty_indents_the_same_document() {
+        use super::JsonCodecOptions;
+        let record = br#"{"message":"<b>a & b</b>","n":{"k":1}}"#;
+        let mut r = record.to_vec();
+        JsonCodecOptions { pretty: true }.apply(&mut r);
+        assert_eq!(
+            String::from_utf8(r).unwrap(),
+            "{\n  \"message\": \"<b>a & b</b>\",\n  \"n\": {\n    \"k\": 1\n  }\n}"
+        );
+        let mut r = record.to_vec();
+        JsonCodecOptions::default().apply(&mut r);
+        assert_eq!(r, record);
+        assert!(kafka("    codec: raw\n    codec_json: {pretty: true}\n").unwrap_err().contains("codec_json"));
     }
 
     #[test]

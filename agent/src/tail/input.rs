@@ -8,7 +8,9 @@
 //! end offset so the file's acknowledged offset moves past it. Skips are counted in [`Metrics`]
 //! and logged once per file.
 
-use crate::config::{Codec, GlobalFields, InputConfig, KafkaConfig, NdjsonConfig, Partitioning, ProcessorConfig};
+use crate::config::{
+    Codec, GlobalFields, InputConfig, JsonCodecOptions, KafkaConfig, NdjsonConfig, Partitioning, ProcessorConfig,
+};
 use crate::decode::encoding::TextEncoding;
 use crate::decode::filter::LineFilter;
 use crate::decode::multiline::{Multiline, MultilineRt};
@@ -41,6 +43,8 @@ pub struct InputRt {
     /// `codec: format`: the record is this, rendered from the finished event.
     format: Option<Format>,
     max_message_bytes: usize,
+    /// `codec.json.pretty` / `escape_html` (JSON codec only).
+    json_options: JsonCodecOptions,
 }
 
 /// One compiled `topics` rule.
@@ -143,6 +147,10 @@ impl InputRt {
                 _ => None,
             },
             max_message_bytes: kafka.max_message_bytes.0 as usize,
+            json_options: match kafka.codec {
+                Codec::Json => kafka.codec_json,
+                _ => JsonCodecOptions::default(),
+            },
             config,
         }
     }
@@ -323,6 +331,9 @@ impl InputRt {
                 return skip(f.slot);
             }
         };
+        if self.json_options != JsonCodecOptions::default() {
+            self.json_options.apply(scratch);
+        }
         if scratch.len() > self.max_message_bytes {
             Metrics::inc(&m.events_dropped_oversize);
             if !warned.oversize {

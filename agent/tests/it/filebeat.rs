@@ -879,3 +879,23 @@ fn more_parser_events_equal_filebeats() {
     let diffs = differences(&fb, &ag);
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
+
+/// `codec.json.pretty`: both programs write indented records, and the events are the same once
+/// parsed. `escape_html: true` changes nothing in either: Filebeat 8.1.3's Kafka output writes
+/// `<`, `>` and `&` as they are.
+#[test]
+fn json_codec_options_write_records_as_filebeats() {
+    let inputs = "filebeat.inputs:\n- type: filestream\n  id: h\n  paths: ['{logs}/h.log']\n";
+    let output = "  codec.json:\n    pretty: true\n    escape_html: true\n";
+    let (fb, ag) = run_both_raw(&[("h.log", b"<b>bold</b> & more\nplain\n")], inputs, 1, output);
+    for (who, records) in [("filebeat", &fb), ("agent", &ag)] {
+        assert_eq!(records.len(), 2, "{who}");
+        for r in records.iter() {
+            let text = r.text();
+            assert!(text.contains("\n  \"message\": "), "{who} indents: {text}");
+        }
+        assert!(records.iter().any(|r| r.text().contains(r#""message": "<b>bold</b> & more""#)), "{who}");
+    }
+    let diffs = differences(&events(&fb), &events(&ag));
+    assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}
