@@ -93,7 +93,7 @@ fn main() -> ExitCode {
 }
 
 /// Loads the configuration the command line names (again on every SIGHUP).
-type Loader = Box<dyn Fn() -> anyhow::Result<Config> + Send>;
+type Loader = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::ConvertConnect { worker, connectors }) = &cli.command {
@@ -106,7 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some(Command::ConnectStandalone { worker, connectors }) => Some((worker.clone(), connectors.clone())),
             _ => None,
         };
-        Box::new(move || {
+        Arc::new(move || {
             let mut config = match &connect {
                 Some((worker, connectors)) => {
                     let yaml = agent::connect::translate(worker, connectors)?;
@@ -187,13 +187,18 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
         let server = rt.block_on(Server::bind(&config.http, opts.status.clone(), name, hostname))?;
         rt.spawn(server.serve());
     }
+    let load_periodic = load.clone();
+    // The configuration last handed to the pipeline (by a SIGHUP or a period).
+    let last = Arc::new(Mutex::new(config.clone()));
     let on_hangup = {
         let (hangups, reload, status) = (opts.hangups.clone(), opts.reload.clone(), opts.status.clone());
+        let last = last.clone();
         move || {
             hangups.fetch_add(1, Ordering::Relaxed);
             match load() {
                 Ok(new) => {
                     tracing::info!("SIGHUP: configuration loaded; applying it (sinks reopen their files)");
+                    *last.lock().unwrap() = new.clone();
                     *reload.lock().unwrap() = Some(new);
                 }
                 Err(e) => {
@@ -206,11 +211,32 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
             }
         }
     };
+    // `reload.period`: read the config again and apply it when it changed (no sink reopens, no
+    // log line when nothing changed).
+    let period = config.reload.period.map(|p| p.0);
+    let on_period = {
+        let (reload, status) = (opts.reload.clone(), opts.status.clone());
+        move || match load_periodic() {
+            Ok(new) if *last.lock().unwrap() != new => {
+                tracing::info!("reload.period: the configuration changed; applying it");
+                *last.lock().unwrap() = new.clone();
+                *reload.lock().unwrap() = Some(new);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                Metrics::inc(&status.metrics.config_reload_errors);
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "reload.period: the configuration is invalid; the running one stays"
+                );
+            }
+        }
+    };
     let worker = {
         let shutdown = shutdown.clone();
         std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(config, opts, shutdown))?
     };
-    rt.block_on(wait_for_signal(&shutdown, on_hangup, &worker))?;
+    rt.block_on(wait_for_signal(&shutdown, on_hangup, period, on_period, &worker))?;
     let summary = worker.join().map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
     let (unacknowledged, spooled) = (summary.unacknowledged, summary.spooled);
     tracing::info!(
@@ -222,10 +248,12 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
 }
 
 /// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); calls
-/// `on_hangup` at every SIGHUP (reload).
+/// `on_hangup` at every SIGHUP (reload) and `on_period` every `period` when one is set.
 async fn wait_for_signal(
     shutdown: &AtomicBool,
     on_hangup: impl Fn(),
+    period: Option<std::time::Duration>,
+    on_period: impl Fn(),
     worker: &std::thread::JoinHandle<anyhow::Result<pipeline::Summary>>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -233,11 +261,15 @@ async fn wait_for_signal(
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    // Without a period the timer never fires (a year, far past any run between restarts).
+    let every = period.unwrap_or(std::time::Duration::from_secs(365 * 86_400));
+    let mut reread = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }
             _ = hup.recv() => on_hangup(),
+            _ = reread.tick(), if period.is_some() => on_period(),
             _ = tick.tick() => if worker.is_finished() { break; },
         }
     }

@@ -74,7 +74,14 @@ pub fn translate(root: &mut Node, cx: &Context<'_>) -> Translation {
         let (listed, external) = filebeat_namespace(root, fb, &mut t);
         inputs.extend(listed.into_iter().map(|(n, d, f)| (n, d, f.to_string())));
         for e in external {
+            let reload = e.node.get("reload").filter(|r| flag(r.get("enabled")) == Some(true)).cloned();
             loaded.extend(input_files(root, e, cx, &mut t));
+            if let Some(r) = reload {
+                // Filebeat re-reads its input files every `reload.period` (10 s by default).
+                let period = r.get("period").cloned().unwrap_or_else(|| Node::scalar(r.line, "10s", false));
+                t.note("filebeat.config.inputs.reload", r.line, "applied as reload.period: the config file and its input files are read again every period and what changed is applied, as a SIGHUP does");
+                set(root, &["reload", "period"], Entry { key: "period".into(), line: period.line, node: period });
+            }
         }
     }
     for (name, why) in IGNORED_SECTIONS {
@@ -249,15 +256,6 @@ fn config_loading(e: Entry, t: &mut Translation) -> Option<Entry> {
 /// and checked on its own, so a problem in one is reported with that file's name and line.
 fn input_files(root: &Node, e: Entry, cx: &Context<'_>, t: &mut Translation) -> Vec<Node> {
     let at = "filebeat.config.inputs";
-    if let Some(r) = e.node.get("reload") {
-        if flag(r.get("enabled")) == Some(true) {
-            t.note(
-                format!("{at}.reload"),
-                r.line,
-                "input files are read at start and at every SIGHUP (systemctl reload), not watched",
-            );
-        }
-    }
     let pattern = match e.node.get("path").and_then(Node::as_scalar) {
         Some(p) => match super::tree::expand_str(&p.text, root, cx.env) {
             Ok(p) => p,
@@ -907,6 +905,7 @@ mod tests {
         let err = t.errors.iter().find(|e| e.key.as_deref().is_some_and(|k| k.starts_with(&b))).expect("b.yml's error");
         assert_eq!((err.key.as_deref(), err.line), (Some(format!("{b}[0].pathz").as_str()), 4));
         assert!(t.notes.iter().any(|n| n.key == "filebeat.config.inputs.reload"));
+        assert_eq!(text(&n, "reload.period"), "10s", "Filebeat's default period");
     }
 
     fn text<'a>(n: &'a Node, path: &str) -> &'a str {

@@ -146,9 +146,22 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default = "d_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
+    /// Reading the config again by itself (Filebeat's `filebeat.config.inputs.reload`).
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// Filebeat settings accepted without effect or applied differently, logged once at start.
     #[serde(skip)]
     pub notes: Vec<filebeat::Note>,
+}
+
+/// `reload.period`: every period the config file (and the input files it loads) is read again
+/// and what changed is applied, as at a SIGHUP but without reopening the sinks' files; unset,
+/// only a SIGHUP reloads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    #[serde(default)]
+    pub period: Option<HumanDuration>,
 }
 
 fn d_shutdown_timeout() -> HumanDuration {
@@ -392,14 +405,13 @@ impl Config {
             "path.logs" => Some(format!("{DEFAULT_PATH_DATA}/logs")),
             _ => None,
         };
-        // Sections translated away (Filebeat's modules, set-up) are not expanded at all.
-        let cx = filebeat::Context { dir: Path::new(&dir), env };
+        let lookup = |name: &str| builtin(name).or_else(|| env(name));
+        // Sections translated away (Filebeat's modules, set-up) are not expanded at all. The
+        // input files' glob sees the built-in paths too (`${path.config}/inputs.d/*.yml`).
+        let cx = filebeat::Context { dir: Path::new(&dir), env: &lookup };
         let translation = filebeat::translate(&mut root, &cx);
         let mut problems: Vec<Problem> =
-            tree::expand_references(&mut root, &|name| builtin(name).or_else(|| env(name)))
-                .into_iter()
-                .map(problem_of)
-                .collect();
+            tree::expand_references(&mut root, &lookup).into_iter().map(problem_of).collect();
         problems.extend(translation.errors.into_iter().map(problem_of));
         let typed = de::from_tree::<Config>(&root);
         let mut config = match typed {
@@ -441,6 +453,12 @@ impl Config {
     /// own, so one bad input does not hide another's problem.
     fn validate(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
+        if self.reload.period.is_some_and(|p| p.0 < std::time::Duration::from_secs(1)) {
+            problems.push(invalid(
+                "reload.period",
+                "must be at least 1s (each reload reads and compares the whole config)",
+            ));
+        }
         match self.kafka() {
             None if !self.inputs.is_empty() => {
                 problems.push(invalid("output.kafka", "inputs need an output: add output.kafka with hosts and topic"))
@@ -565,6 +583,20 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_str_at(text, Path::new("agent.yml"))
+    }
+
+    /// `${path.config}` in `filebeat.config.inputs.path` is the config file's directory, also
+    /// when the file sets other `path.*` keys (it was looked up in the environment only).
+    #[test]
+    fn input_files_glob_sees_the_built_in_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inputs.d")).unwrap();
+        std::fs::write(dir.path().join("inputs.d/a.yml"), "- type: filestream\n  id: a\n  paths: [/tmp/a.log]\n")
+            .unwrap();
+        let cfg = dir.path().join("filebeat.yml");
+        std::fs::write(&cfg, "filebeat.config.inputs:\n  enabled: true\n  path: ${path.config}/inputs.d/*.yml\npath.data: /tmp/x\noutput.kafka: {hosts: [h], topic: t}\n").unwrap();
+        let c = Config::load(&cfg).unwrap();
+        assert_eq!(c.inputs.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a"]);
     }
 
     /// libbeat reads a single value where a list goes as a list of it (checked with Filebeat

@@ -374,3 +374,42 @@ fn frozen_broker(spool: bool) {
     let missing: Vec<String> = numbered("a", 0..next).into_iter().filter(|l| !seen.contains(l)).take(5).collect();
     assert!(missing.is_empty(), "lines missing after the broker came back: {missing:?}");
 }
+
+/// `filebeat.config.inputs` with `reload.enabled` (Filebeat's key): an input file dropped into
+/// `inputs.d` is picked up within `reload.period`, with no SIGHUP, and no line is sent twice.
+#[test]
+fn input_files_are_reloaded_every_period_without_a_sighup() {
+    let tansu = Tansu::start("period", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("inputs.d")).unwrap();
+    let (a, b) = (d.join("a.log"), d.join("b.log"));
+    append_lines(&a, numbered("a", 0..300));
+    append_lines(&b, numbered("b", 0..200));
+    let input = |id: &str, log: &Path| format!("- type: filestream\n  id: {id}\n  paths: ['{}']\n", log.display());
+    std::fs::write(d.join("inputs.d/a.yml"), input("a", &a)).unwrap();
+    let cfg = d.join("filebeat.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "filebeat.config.inputs:\n  enabled: true\n  path: ${{path.config}}/inputs.d/*.yml\n  reload.enabled: true\n  reload.period: 1s\npath.data: {}\noutput.kafka:\n  hosts: ['{}']\n  topic: period\n  codec.format.string: '%{{[message]}}'\n",
+            d.join("data").display(),
+            tansu.bootstrap
+        ),
+    )
+    .unwrap();
+    let mut agent = spawn_agent(&cfg);
+    let count = |n: usize| consume(&tansu.bootstrap, "period", 1, n, Duration::from_secs(60));
+    assert_eq!(count(300).len(), 300, "only a.yml's input at first: {}", agent_log_tail(&cfg));
+    std::fs::write(d.join("inputs.d/b.yml"), input("b", &b)).unwrap();
+    append_lines(&a, numbered("a", 300..400));
+    let got = count(600);
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success(), "{}", agent_log_tail(&cfg));
+    let mut expected = numbered("a", 0..400);
+    expected.extend(numbered("b", 0..200));
+    assert_exactly_once(&got, &expected);
+    let log = std::fs::read_to_string(d.join("agent.log")).unwrap();
+    assert!(!log.contains("SIGHUP: configuration loaded"), "no SIGHUP was sent");
+    assert_eq!(log.matches("reload.period: the configuration changed").count(), 1, "{log}");
+}
