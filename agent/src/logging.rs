@@ -4,7 +4,11 @@
 //! Owns the open log file and its size. Invariants: `<name>.log` grows past the limit only by a
 //! single write that alone is larger; at rotation `<name>.log.N` becomes `<name>.log.N+1` and
 //! `<name>.log` becomes `<name>.log.1`, so at most `keepfiles` rotated files are left (the oldest
-//! goes first). Files are created `0600`: logs can name paths and hosts.
+//! goes first). Files are created `0600` (or `logging.files.permissions`): logs can name paths
+//! and hosts.
+//!
+//! Also owns the mapping of Filebeat's debug selectors onto the agent's modules
+//! ([`selected`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -16,17 +20,19 @@ pub struct SizeRotatingFile {
     name: String,
     max_bytes: u64,
     keepfiles: usize,
+    mode: u32,
     file: File,
     size: u64,
 }
 
 impl SizeRotatingFile {
-    /// Opens (appends to) `<dir>/<name>.log`.
-    pub fn open(dir: &Path, name: &str, max_bytes: u64, keepfiles: usize) -> io::Result<SizeRotatingFile> {
+    /// Opens (appends to) `<dir>/<name>.log`, with `mode` (an existing file is set to it too).
+    pub fn open(dir: &Path, name: &str, max_bytes: u64, keepfiles: usize, mode: u32) -> io::Result<SizeRotatingFile> {
         let path = dir.join(format!("{name}.log"));
-        let file = open_append(&path)?;
+        let file = open_append(&path, mode)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         let size = file.metadata()?.len();
-        Ok(SizeRotatingFile { dir: dir.to_path_buf(), name: name.to_string(), max_bytes, keepfiles, file, size })
+        Ok(SizeRotatingFile { dir: dir.to_path_buf(), name: name.to_string(), max_bytes, keepfiles, mode, file, size })
     }
 
     fn rotated(&self, n: usize) -> PathBuf {
@@ -43,14 +49,55 @@ impl SizeRotatingFile {
         }
         let current = self.dir.join(format!("{}.log", self.name));
         std::fs::rename(&current, self.rotated(1))?;
-        self.file = open_append(&current)?;
+        self.file = open_append(&current, self.mode)?;
         self.size = 0;
         Ok(())
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(mode).open(path)
+}
+
+/// Filebeat's selector names and the agent's modules that log what they cover.
+const SELECTORS: &[(&[&str], &[&str])] = &[
+    (
+        &["input", "harvester", "filestream", "input.filestream", "file_watcher", "scanner", "reader", "log"],
+        &["agent::tail", "agent::discover", "agent::decode", "agent::event"],
+    ),
+    (
+        &["kafka", "publisher", "publish", "output", "pipeline", "queue", "diskqueue"],
+        &["agent::output", "agent::queue", "agent::spool", "agent::rdlog"],
+    ),
+    (&["registrar", "registry", "memlog", "store"], &["agent::registry", "agent::ack"]),
+    (&["processors", "processor"], &["agent::processors"]),
+    (&["cfgwarn", "config", "reload", "cfgfile"], &["agent::config", "agent::pipeline"]),
+    (&["monitoring", "metrics", "http", "api"], &["agent::http", "agent::metrics", "agent::status"]),
+    (&["sink"], &["agent::sink"]),
+];
+
+/// Whether a debug line of `target` (a module path) is shown with these `selectors`: every one
+/// with none or `*`, else those of a module a selector names (Filebeat's names, listed above).
+pub fn selected(selectors: &[String], target: &str) -> bool {
+    if selectors.is_empty() || selectors.iter().any(|s| s == "*") {
+        return true;
+    }
+    selectors.iter().any(|s| {
+        SELECTORS
+            .iter()
+            .filter(|(names, _)| names.contains(&s.as_str()))
+            .flat_map(|(_, modules)| modules.iter())
+            .any(|m| target == *m || target.starts_with(&format!("{m}::")))
+    })
+}
+
+/// The selectors that name no part of the agent (logged once at start).
+pub fn unknown_selectors(selectors: &[String]) -> Vec<&str> {
+    selectors
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "*" && !SELECTORS.iter().any(|(names, _)| names.contains(s)))
+        .collect()
 }
 
 impl Write for SizeRotatingFile {
@@ -76,9 +123,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn selectors_pick_the_modules_filebeats_names_cover() {
+        let sel = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(selected(&[], "agent::output::kafka") && selected(&sel(&["*"]), "agent::tail"));
+        let kafka = sel(&["kafka"]);
+        assert!(selected(&kafka, "agent::output::kafka") && selected(&kafka, "agent::rdlog"));
+        assert!(!selected(&kafka, "agent::tail") && !selected(&kafka, "agent::outputs_elsewhere"));
+        assert!(selected(&sel(&["harvester", "registrar"]), "agent::registry"));
+        assert_eq!(unknown_selectors(&sel(&["kafka", "nope", "*"])), ["nope"]);
+    }
+
+    #[test]
     fn rotates_by_size_and_keeps_keepfiles() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f = SizeRotatingFile::open(dir.path(), "agent", 100, 2).unwrap();
+        let mut f = SizeRotatingFile::open(dir.path(), "agent", 100, 2, 0o600).unwrap();
         for i in 0..10 {
             // 40-byte lines, one write each (as the log writer does): two fit in 100 bytes.
             f.write_all(format!("{i:039}\n").as_bytes()).unwrap();
@@ -97,8 +155,22 @@ mod tests {
             assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "{n}");
         }
         // Reopening appends to the current file and counts its size.
-        let mut f = SizeRotatingFile::open(dir.path(), "agent", 100, 2).unwrap();
+        let mut f = SizeRotatingFile::open(dir.path(), "agent", 100, 2, 0o600).unwrap();
         f.write_all(format!("{:039}\n", 10).as_bytes()).unwrap();
         assert!(read("agent.log.1").starts_with("000000000000000000000000000000000000008"));
+    }
+
+    #[test]
+    fn files_get_the_mode_asked_for_existing_ones_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut f = SizeRotatingFile::open(dir.path(), "agent", 10, 2, 0o644).unwrap();
+        f.write_all(b"0123456789\n").unwrap();
+        f.write_all(b"rotated\n").unwrap();
+        assert_eq!((mode(&dir.path().join("agent.log")), mode(&dir.path().join("agent.log.1"))), (0o644, 0o644));
+        drop(f);
+        SizeRotatingFile::open(dir.path(), "agent", 10, 2, 0o600).unwrap();
+        assert_eq!(mode(&dir.path().join("agent.log")), 0o600, "an existing file is set to the mode");
     }
 }

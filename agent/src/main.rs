@@ -311,7 +311,8 @@ fn init_logging(
                 tracing_appender::non_blocking(appender)
             }
             None => {
-                let file = SizeRotatingFile::open(&dir, &files.name, files.rotateeverybytes.0, files.keepfiles)
+                let mode = files.permissions.unwrap_or(0o600);
+                let file = SizeRotatingFile::open(&dir, &files.name, files.rotateeverybytes.0, files.keepfiles, mode)
                     .with_context(|| format!("cannot open the log file in {}", dir.display()))?;
                 tracing_appender::non_blocking(file)
             }
@@ -328,11 +329,27 @@ fn init_logging(
     };
     // Plain lines (no colours) under systemd/journald and in files.
     let ansi = cfg.to_stderr && !cfg.to_files && std::env::var_os("JOURNAL_STREAM").is_none() && is_tty_stderr();
+    // Filebeat's selectors: debug lines only from the parts they name; other levels from all.
+    let selectors = cfg.selectors.clone();
+    let filter = tracing_subscriber::filter::filter_fn(move |meta| {
+        *meta.level() != tracing::Level::DEBUG || agent::logging::selected(&selectors, meta.target())
+    });
     let fmt = tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_target(false);
-    if cfg.json {
-        fmt.json().flatten_event(true).init();
-    } else {
-        fmt.with_ansi(ansi).init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        if cfg.json {
+            fmt.json().flatten_event(true).finish().with(filter).init();
+        } else {
+            fmt.with_ansi(ansi).finish().with(filter).init();
+        }
+    }
+    let unknown = agent::logging::unknown_selectors(&cfg.selectors);
+    if !unknown.is_empty() {
+        tracing::warn!(selectors = ?unknown, "logging.selectors: these name no part of the agent and select nothing");
+    }
+    if cfg.files.permissions.is_some() && cfg.files.interval.is_some() {
+        tracing::warn!("logging.files.permissions is not applied with logging.files.interval: time-rotated files get the default mode (0666 less the umask)");
     }
     Ok(guard)
 }

@@ -370,7 +370,6 @@ fn logging(root: &mut Node, t: &mut Translation) {
         ("to_syslog", "false", "the agent logs to stderr (the journal under systemd) and to files"),
         ("to_eventlog", "false", "there is no Windows event log here"),
         ("ecs", "false", "the agent's log lines are text, or JSON with logging.json, not ECS"),
-        ("selectors", "", "the agent's debug output is not split by selector"),
     ];
     for (key, default, why) in quiet_when {
         if let Some(e) = logging.remove(key) {
@@ -386,7 +385,6 @@ fn logging(root: &mut Node, t: &mut Translation) {
     }
     let Some(files) = logging.get_mut("files") else { return };
     for (key, why) in [
-        ("permissions", "the agent's log files are always mode 0600"),
         ("rotateonstartup", "the agent's log file is rotated by size or interval only"),
         ("redirect_stderr", "stderr stays stderr"),
     ] {

@@ -281,6 +281,10 @@ pub struct LoggingConfig {
     /// instead of text.
     #[serde(default)]
     pub json: bool,
+    /// Filebeat's debug selectors: at `level: debug`, only these parts log their debug lines
+    /// (`*` or none: every part). See [`crate::logging::selected`] for the names.
+    #[serde(default)]
+    pub selectors: Vec<String>,
 }
 impl Default for LoggingConfig {
     fn default() -> Self {
@@ -291,6 +295,7 @@ impl Default for LoggingConfig {
             files: LogFilesConfig::default(),
             metrics: LogMetricsConfig::default(),
             json: false,
+            selectors: Vec::new(),
         }
     }
 }
@@ -322,6 +327,10 @@ pub struct LogFilesConfig {
     /// Time rotation instead of size: `1m`, `1h` or `24h` (files are named `<name>.<date>.log`).
     #[serde(default)]
     pub interval: Option<HumanDuration>,
+    /// Mode of the log files (Filebeat's `permissions`, `0600` by default): octal when written
+    /// with a leading 0, as YAML 1.1 reads `0644`. Applied with size rotation.
+    #[serde(default, deserialize_with = "units::file_mode")]
+    pub permissions: Option<u32>,
 }
 impl Default for LogFilesConfig {
     fn default() -> Self {
@@ -331,6 +340,7 @@ impl Default for LogFilesConfig {
             keepfiles: d_keepfiles(),
             rotateeverybytes: d_rotateeverybytes(),
             interval: None,
+            permissions: None,
         }
     }
 }
@@ -597,6 +607,18 @@ mod tests {
         std::fs::write(&cfg, "filebeat.config.inputs:\n  enabled: true\n  path: ${path.config}/inputs.d/*.yml\npath.data: /tmp/x\noutput.kafka: {hosts: [h], topic: t}\n").unwrap();
         let c = Config::load(&cfg).unwrap();
         assert_eq!(c.inputs.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn log_file_permissions_are_read_as_filebeat_writes_them() {
+        let mode = |v: &str| {
+            parse(&format!("{MINIMAL}logging:\n  files:\n    permissions: {v}\n")).map(|c| c.logging.files.permissions)
+        };
+        assert_eq!(mode("0644").unwrap(), Some(0o644), "a leading 0 is octal, as YAML 1.1 reads it");
+        assert_eq!(mode("0o600").unwrap(), Some(0o600));
+        assert_eq!(mode("420").unwrap(), Some(0o644));
+        let err = mode("0999").unwrap_err().to_string();
+        assert!(err.contains("logging.files.permissions (line 10)"), "{err}");
     }
 
     /// libbeat reads a single value where a list goes as a list of it (checked with Filebeat

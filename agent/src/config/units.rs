@@ -230,3 +230,19 @@ impl<'de> Deserialize<'de> for PatternSet {
         PatternSet::new(&list.iter().map(Pattern::as_str).collect::<Vec<_>>()).map_err(serde::de::Error::custom)
     }
 }
+
+/// A file mode as Filebeat's `permissions` takes it: `0644` (octal, YAML 1.1's reading of a
+/// leading 0), `0o644`, or a plain number (`420`); at most `0o777`.
+pub fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    // Read as the text written, so `0644` keeps its leading 0.
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0o").or_else(|| t.strip_prefix('0').filter(|r| !r.is_empty())) {
+        Some(octal) => u32::from_str_radix(octal, 8).ok(),
+        None => t.parse::<u32>().ok(),
+    };
+    parsed
+        .filter(|m| *m <= 0o777)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid file mode {t:?}: write it as 0600 or 0644")))
+}

@@ -413,3 +413,28 @@ fn input_files_are_reloaded_every_period_without_a_sighup() {
     assert!(!log.contains("SIGHUP: configuration loaded"), "no SIGHUP was sent");
     assert_eq!(log.matches("reload.period: the configuration changed").count(), 1, "{log}");
 }
+
+/// `logging.selectors` (Filebeat's names): at `level: debug`, only the parts named log their
+/// debug lines; info and above come from every part.
+#[test]
+fn logging_selectors_choose_whose_debug_lines_are_logged() {
+    for (selectors, tracking_shown) in [("[registrar]", false), ("[harvester]", true), ("['*']", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.log");
+        append_lines(&a, numbered("a", 0..10));
+        let cfg = dir.path().join("agent.yml");
+        let nobody = format!("127.0.0.1:{}", free_port());
+        let extra =
+            format!("queue:\n  spool:\n    enabled: false\nlogging.level: debug\nlogging.selectors: {selectors}\n");
+        let text = inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", &extra)
+            .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
+        std::fs::write(&cfg, text).unwrap();
+        let mut agent = spawn_agent(&cfg);
+        std::thread::sleep(Duration::from_secs(2));
+        signal(&agent, libc::SIGTERM);
+        wait_exit(&mut agent, Duration::from_secs(30));
+        let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+        assert_eq!(log.contains("tracking file"), tracking_shown, "{selectors}: {log}");
+        assert!(log.contains("registry loaded"), "info lines come from every part: {log}");
+    }
+}
