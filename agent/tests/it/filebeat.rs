@@ -347,6 +347,12 @@ fields: {global: g}\ntags: [gt]\n";
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
 
+/// One filestream input (a `filebeat.inputs` list item) reading `{logs}/<file>`, with `extra`
+/// settings (indented two spaces).
+fn fs(id: &str, file: &str, extra: &str) -> String {
+    format!("- type: filestream\n  id: {id}\n  paths: ['{{logs}}/{file}']\n{extra}")
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs").join(name)).unwrap()
 }
@@ -377,9 +383,6 @@ fn parser_filter_encoding_log_input_and_processor_events_equal_filebeats() {
         ("plainlog.log", &plainlog),
         ("procs.log", &procs),
     ];
-    let fs = |id: &str, file: &str, extra: &str| {
-        format!("- type: filestream\n  id: {id}\n  paths: ['{{logs}}/{file}']\n{extra}")
-    };
     let inputs = [
         "filebeat.inputs:\n".to_string(),
         fs("java", "java.log", "  parsers:\n    - multiline:\n        pattern: '^[[:space:]]+(at|\\.{3})[[:space:]]+\\b|^Caused by:'\n        negate: false\n        match: after\n        timeout: 1s\n"),
@@ -841,9 +844,6 @@ fn more_parser_events_equal_filebeats() {
         r#"not json"#,
         r#"{"msg":"third","tags":["x"],"input":{"type":"mine"}}"#,
     ]);
-    let fs = |id: &str, file: &str, extra: &str| {
-        format!("- type: filestream\n  id: {id}\n  paths: ['{{logs}}/{file}']\n{extra}")
-    };
     let inputs = [
         "filebeat.inputs:\n".to_string(),
         fs("wp", "wp.log", "  parsers:\n    - multiline:\n        type: while_pattern\n        pattern: '^[[:space:]]'\n        timeout: 1s\n"),
