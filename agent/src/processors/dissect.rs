@@ -431,4 +431,23 @@ mod tests {
         }
         assert!(Tokenizer::parse("%{a}%{b}").is_ok() && Tokenizer::parse("%{*a} %{b}").is_ok());
     }
+
+    /// Lines with each character replaced in turn (by multi-byte characters, delimiters) or cut
+    /// short split or fail, never panic, with and without trimming and greedy padding.
+    #[test]
+    fn any_line_splits_or_fails_without_panicking() {
+        let t = Tokenizer::parse("[%{ts}] %{level->} %{?k}=%{&k} %{+m/2} %{+m/1}|%{n|integer}").unwrap();
+        let sample: Vec<char> = "[2026-11-26] INFO   key=val a b|42".chars().collect();
+        let trim = Trim { left: true, right: true, chars: vec![' ', 'é'] };
+        assert!(t.dissect(&sample.iter().collect::<String>(), None).is_ok());
+        for i in 0..sample.len() {
+            for r in ["é", "中", "\u{1F600}", " ", "|", "=", "]", ""] {
+                let mut v: String = sample[..i].iter().collect();
+                v.push_str(r);
+                v.extend(&sample[i + 1..]);
+                let _ = t.dissect(&v, None);
+                let _ = t.dissect(&v, Some(&trim));
+            }
+        }
+    }
 }

@@ -544,14 +544,14 @@ fn parse_go(chunks: &[Chunk], value: &str, tz: &TimeZone) -> Result<Timestamp, S
                     continue;
                 }
                 let b = v.as_bytes();
+                // Only ASCII is sliced below, so a multi-byte character can never be cut.
+                let has = |n: usize| b.len() >= n && b[..n].is_ascii();
                 let (h, m, s, len) = match (colon, seconds, short) {
-                    (true, false, _) if b.len() >= 6 && b[3] == b':' => (&v[1..3], &v[4..6], "00", 6),
-                    (false, false, true) if b.len() >= 3 => (&v[1..3], "00", "00", 3),
-                    (true, true, _) if b.len() >= 9 && b[3] == b':' && b[6] == b':' => {
-                        (&v[1..3], &v[4..6], &v[7..9], 9)
-                    }
-                    (false, true, _) if b.len() >= 7 => (&v[1..3], &v[3..5], &v[5..7], 7),
-                    (false, false, false) if b.len() >= 5 => (&v[1..3], &v[3..5], "00", 5),
+                    (true, false, _) if has(6) && b[3] == b':' => (&v[1..3], &v[4..6], "00", 6),
+                    (false, false, true) if has(3) => (&v[1..3], "00", "00", 3),
+                    (true, true, _) if has(9) && b[3] == b':' && b[6] == b':' => (&v[1..3], &v[4..6], &v[7..9], 9),
+                    (false, true, _) if has(7) => (&v[1..3], &v[3..5], &v[5..7], 7),
+                    (false, false, false) if has(5) => (&v[1..3], &v[3..5], "00", 5),
                     _ => return Err(elem()),
                 };
                 let part = |p: &str| p.parse::<i64>().map_err(|_| elem());
@@ -694,5 +694,35 @@ mod tests {
     fn unknown_time_zones_are_refused() {
         assert!(Zone::parse("Mars/Base").is_err() && Zone::parse("UTC+5").is_err());
         assert!(Zone::parse("Local").is_ok() && Zone::parse("Asia/Kolkata").is_ok());
+    }
+
+    /// Values of every layout element with each character replaced in turn (by multi-byte
+    /// characters, signs, digits) or cut short are parsed or refused, never a panic (a cut
+    /// multi-byte character would be one).
+    #[test]
+    fn any_value_is_parsed_or_refused_without_panicking() {
+        let cases = [
+            ("2006-01-02T15:04:05.999999999Z07:00", "2026-11-26T10:00:01.123456789+05:30"),
+            ("Mon Jan _2 15:04:05 MST 2006", "Thu Nov  6 10:00:01 CEST 2026"),
+            ("02/Jan/2006:15:04:05 -0700", "26/Nov/2026:10:00:01 +0100"),
+            ("3:04:05PM -07:00:00 Z070000", "3:04:05PM -07:00:00 +053000"),
+            ("January 2, 06 15:04:05.000 -07 Z07", "November 6, 26 10:00:01.120 -07 Z"),
+            ("Monday 2006,999 MST", "Thursday 2026,5 GMT+3"),
+        ];
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        for (layout, sample) in cases {
+            let layout = Layout::parse(layout);
+            let chars: Vec<char> = sample.chars().collect();
+            assert!(layout.read(&Value::String(sample.into()), &tz).is_ok(), "{sample}");
+            for i in 0..chars.len() {
+                for r in ["é", "中", "\u{1F600}", "+", "-", "0", ":", ""] {
+                    let mut v: String = chars[..i].iter().collect();
+                    v.push_str(r);
+                    v.extend(&chars[i + 1..]);
+                    let _ = layout.read(&Value::String(v), &tz);
+                }
+                let _ = layout.read(&Value::String(chars[..i].iter().collect()), &tz);
+            }
+        }
     }
 }
