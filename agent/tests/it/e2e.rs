@@ -91,15 +91,49 @@ impl Drop for Tansu {
     }
 }
 
+/// A running agent process, killed (and reaped) when dropped: a test that fails half-way never
+/// leaves an agent behind. Used as the `Child` it holds.
+pub struct AgentProcess(Child);
+
+impl std::ops::Deref for AgentProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AgentProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the agent binary; its log goes to `agent.log` next to the config (appended across
-/// restarts), never to a pipe nobody reads, which would stall the agent once full.
-pub fn spawn_agent(config: &Path) -> Child {
+/// restarts), never to a pipe nobody reads, which would stall the agent once full. Its stdout is
+/// not the test's either, so no pipe of the test run is held open by it.
+pub fn spawn_agent(config: &Path) -> AgentProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(config.with_file_name("agent.log"))
         .expect("agent log file");
-    Command::new(AGENT).args(["--config", config.to_str().unwrap()]).stderr(log).spawn().expect("agent binary")
+    AgentProcess(
+        Command::new(AGENT)
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("agent binary"),
+    )
 }
 
 /// The last lines of the agent's log, for a failure message.

@@ -107,10 +107,10 @@ output.kafka:\n  hosts: [\"{bs}\"]\n  topic: fb\n  required_acks: 1\n",
 
     let out = Command::new(AGENT).args(["test", "config", "-c", cfg.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "the agent takes the same filebeat.yml: {}", String::from_utf8_lossy(&out.stderr));
-    let mut agent = Reaped(spawn_agent(&cfg));
+    let mut agent = spawn_agent(&cfg);
     let got = consume(&tansu.bootstrap, "fb", 1, shipped + 700, T);
-    signal(&agent.0, libc::SIGTERM);
-    assert!(wait_exit(&mut agent.0, Duration::from_secs(30)).success());
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
     let log = std::fs::read_to_string(d.join("agent.log")).unwrap();
     assert!(log.contains("took over Filebeat's registry"), "{log}");
     // `registry show`: every file read to its end, by the agent's own registry now.
@@ -197,10 +197,10 @@ fn a_filebeat_registry_from_elsewhere_is_imported_by_command() {
     assert!(!again.status.success(), "a second import would replace the agent's offsets");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has 1 entries"));
 
-    let mut agent = Reaped(spawn_agent(&agent_cfg));
+    let mut agent = spawn_agent(&agent_cfg);
     let got = consume(&tansu.bootstrap, "fb", 1, 600, T);
-    signal(&agent.0, libc::SIGTERM);
-    assert!(wait_exit(&mut agent.0, Duration::from_secs(30)).success());
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
     let got = messages(&got);
     assert!(
         first.iter().chain(&later).all(|l| got.get(l) == Some(&1)),
@@ -246,14 +246,14 @@ fn run_both_raw(files: &[(&str, &[u8])], inputs: &str, partitions: i32, output: 
     signal(&fb.0, libc::SIGTERM);
     wait_exit(&mut fb.0, Duration::from_secs(30));
     let ag_cfg = config("ag");
-    let mut agent = Reaped(spawn_agent(&ag_cfg));
+    let mut agent = spawn_agent(&ag_cfg);
     let expected = fb_records
         .iter()
         .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.value).map_or(true, |e| deliberate(&e).is_none()))
         .count();
     let ag_records = consume(&tansu.bootstrap, "ag", partitions, expected, Duration::from_secs(30));
-    signal(&agent.0, libc::SIGTERM);
-    wait_exit(&mut agent.0, Duration::from_secs(30));
+    signal(&agent, libc::SIGTERM);
+    wait_exit(&mut agent, Duration::from_secs(30));
     (fb_records, ag_records)
 }
 
@@ -609,10 +609,10 @@ fn topic_rules_route_as_filebeats_do() {
     settled(&tansu.bootstrap, "fb", 1);
     signal(&fb.0, libc::SIGTERM);
     wait_exit(&mut fb.0, Duration::from_secs(30));
-    let mut agent = Reaped(spawn_agent(&config("ag")));
+    let mut agent = spawn_agent(&config("ag"));
     consume(&tansu.bootstrap, "ag", 1, 2, Duration::from_secs(30));
-    signal(&agent.0, libc::SIGTERM);
-    wait_exit(&mut agent.0, Duration::from_secs(30));
+    signal(&agent, libc::SIGTERM);
+    wait_exit(&mut agent, Duration::from_secs(30));
     let fb_routes = (messages("fb"), messages("err-filebeat"), messages("crit-filebeat"));
     assert_eq!(fb_routes.1, ["ERROR four", "ERROR two"], "Filebeat routed by the rules");
     assert_eq!(fb_routes, (messages("ag"), messages("err-agent"), messages("crit-agent")));
