@@ -33,7 +33,7 @@ use crate::tail::input::InputRt;
 use crate::tail::{Reader, ReaderParts};
 use anyhow::Context as _;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -580,11 +580,7 @@ pub fn host_name() -> String {
 
 /// A random (version 4) UUID from the kernel's random source.
 fn random_uuid() -> String {
-    let mut b = [0u8; 16];
-    if File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
-        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        b = (t ^ u128::from(std::process::id())).to_le_bytes();
-    }
+    let mut b: [u8; 16] = crate::event::random_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();

@@ -431,6 +431,20 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// `N` bytes from the kernel's random source (ids, UUIDs); should it fail, the clock and the
+/// process id, which still tell processes apart.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    if getrandom::fill(&mut b).is_err() {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let fallback = (t ^ u128::from(std::process::id()) << 64).to_le_bytes();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = fallback[i % fallback.len()];
+        }
+    }
+    b
+}
+
 /// RFC 3339 UTC timestamp with milliseconds, as Filebeat writes `@timestamp`.
 pub fn rfc3339_millis(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();

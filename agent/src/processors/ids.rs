@@ -73,13 +73,7 @@ pub(super) struct IdGen {
 
 impl IdGen {
     pub(super) fn new() -> IdGen {
-        let mut seed = [0u8; 9];
-        let random = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed));
-        if random.is_err() {
-            // Without /dev/urandom: the process id and the clock still tell processes apart.
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-            seed[..8].copy_from_slice(&(t ^ u64::from(std::process::id()) << 40).to_le_bytes());
-        }
+        let seed: [u8; 9] = crate::event::random_bytes();
         let mut node = [0u8; 6];
         node.copy_from_slice(&seed[..6]);
         let sequence = u32::from_le_bytes([seed[6], seed[7], seed[8], 0]);
