@@ -11,7 +11,7 @@
 //! staying text.
 
 use crate::config::{ConvertType as DataType, Dissect, TrimValues};
-use crate::event::{lookup_mut, lookup_value, put_value};
+use crate::event::{lookup_value, put_value};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -28,11 +28,7 @@ pub(super) fn run(ev: &mut Map<String, Value>, d: &Dissect, trim: Option<&Trim>)
     let pairs = match d.tokenizer.dissect(text, trim) {
         Ok(pairs) => pairs,
         Err(_) => {
-            match lookup_mut(ev, "log.flags") {
-                Some(Value::Array(flags)) => flags.push(PARSING_ERROR_FLAG.into()),
-                Some(_) => {}
-                None => put_value(ev, "log.flags", Value::Array(vec![PARSING_ERROR_FLAG.into()])),
-            }
+            super::fields::add_tags(ev, "log.flags", &[PARSING_ERROR_FLAG.into()]);
             return;
         }
     };

@@ -103,11 +103,7 @@ impl Step {
                 }
             }
             Step::DropEvent => return Outcome::Dropped,
-            Step::AddTags { target, tags } => match lookup_mut(ev, target) {
-                Some(Value::Array(have)) => have.extend(tags.iter().cloned()),
-                Some(_) => {}
-                None => put(ev, target, Value::Array(tags.clone())),
-            },
+            Step::AddTags { target, tags } => add_tags(ev, target, tags),
             Step::Move { fields, copy, ignore_missing, fail_on_error } => {
                 let what = if *copy {
                     "Failed to copy fields in copy_fields processor"
@@ -146,6 +142,16 @@ impl Step {
             }
         }
         Outcome::Kept
+    }
+}
+
+/// libbeat's `AddTagsWithKey`: `tags` appended to the list at `target` (created when missing;
+/// left alone when it is not a list). Used by `add_tags` and for flags such as `dissect`'s.
+pub(super) fn add_tags(ev: &mut Map<String, Value>, target: &str, tags: &[Value]) {
+    match lookup_mut(ev, target) {
+        Some(Value::Array(have)) => have.extend(tags.iter().cloned()),
+        Some(_) => {}
+        None => put(ev, target, Value::Array(tags.to_vec())),
     }
 }
 
