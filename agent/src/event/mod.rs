@@ -446,12 +446,17 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, as Filebeat writes `@timestamp`.
+/// Times before 1970 too (a `timestamp` processor's value); milliseconds are cut toward 1970.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    let ms: i64 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(before) => -(before.duration().as_millis() as i64),
+    };
+    let secs = ms.div_euclid(1000);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z", sod / 3600, sod % 3600 / 60, sod % 60, d.subsec_millis())
+    let milli = ms.rem_euclid(1000);
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{milli:03}Z", sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days algorithm.

@@ -41,19 +41,7 @@ pub fn parse_value(layouts: &[Layout], zone: Option<&Zone>, v: &Value) -> Result
 
 /// `2006-01-02T15:04:05.000Z`: how Filebeat writes a time (truncated to milliseconds).
 fn utc_millis(ts: Timestamp) -> String {
-    let ms = ts.as_millisecond();
-    let ts = Timestamp::from_millisecond(ms).unwrap_or(ts);
-    let dt = TimeZone::UTC.to_datetime(ts);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.subsec_nanosecond() / 1_000_000
-    )
+    crate::event::rfc3339_millis(ts.into())
 }
 
 /// `timezone`: `Local`, an IANA name (`Europe/Berlin`, `EST`) or a fixed offset (`+05:30`,
@@ -673,6 +661,13 @@ mod tests {
         }
         let year = TimeZone::UTC.to_datetime(Timestamp::now()).year();
         assert_eq!(at("Jan _2 15:04:05", json!("Nov  6 10:00:01"), None), Ok(format!("{year}-11-06T10:00:01.000Z")));
+    }
+
+    /// Written by the same formatter as `@timestamp`, which handles times before 1970 too.
+    #[test]
+    fn times_before_1970_are_written_in_utc_milliseconds() {
+        let got = at("2006-01-02 15:04:05.000", json!("1969-07-20 20:17:40.250"), None);
+        assert_eq!(got.as_deref(), Ok("1969-07-20T20:17:40.250Z"));
     }
 
     #[test]
