@@ -289,15 +289,11 @@ pub struct JsonCodecOptions {
 }
 
 impl JsonCodecOptions {
-    /// The record as these options write it (`record` is compact JSON from the encoder).
-    pub fn apply(self, record: &mut Vec<u8>) {
-        if self.pretty {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(record) {
-                let mut out = Vec::with_capacity(record.len() * 2);
-                serde_json::to_writer_pretty(&mut out, &v).expect("writing into a Vec");
-                *record = out;
-            }
-        }
+    /// Writes an event as these options want it: compact, or indented with `pretty`.
+    pub fn write(self, out: &mut Vec<u8>, event: &impl serde::Serialize) {
+        let written =
+            if self.pretty { serde_json::to_writer_pretty(out, event) } else { serde_json::to_writer(out, event) };
+        written.expect("writing a JSON value into a Vec");
     }
 }
 
@@ -824,14 +820,15 @@ mod tests {
     fn json_codec_pretty_indents_the_same_document() {
         use super::JsonCodecOptions;
         let record = br#"{"message":"<b>a & b</b>","n":{"k":1}}"#;
-        let mut r = record.to_vec();
-        JsonCodecOptions { pretty: true }.apply(&mut r);
+        let event: serde_json::Value = serde_json::from_slice(record).unwrap();
+        let mut r = Vec::new();
+        JsonCodecOptions { pretty: true }.write(&mut r, &event);
         assert_eq!(
             String::from_utf8(r).unwrap(),
             "{\n  \"message\": \"<b>a & b</b>\",\n  \"n\": {\n    \"k\": 1\n  }\n}"
         );
-        let mut r = record.to_vec();
-        JsonCodecOptions::default().apply(&mut r);
+        let mut r = Vec::new();
+        JsonCodecOptions::default().write(&mut r, &event);
         assert_eq!(r, record);
         assert!(kafka("    codec: raw\n    codec_json: {pretty: true}\n").unwrap_err().contains("codec_json"));
     }

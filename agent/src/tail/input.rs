@@ -267,13 +267,14 @@ impl InputRt {
             Metrics::inc(&m.lines_filtered);
             return skip(f.slot);
         }
-        // Processors, topic rules and the format codec work on the event map; without them the
-        // fast path writes the event's JSON directly.
+        // Processors, topic rules, the format codec, field hashing and indented JSON work on the
+        // event map; without them the fast path writes the event's JSON directly.
         let with_map = !(self.processors.is_empty()
             && self.global_processors.is_empty()
             && self.rules.is_empty()
             && self.format.is_none()
-            && self.hash_fields.is_empty());
+            && self.hash_fields.is_empty()
+            && !self.json_options.pretty);
         let mut route = None;
         let mut partition_hash = None;
         if !with_map {
@@ -312,7 +313,7 @@ impl InputRt {
                     r
                 }),
                 (None, Ok(r)) => {
-                    serde_json::to_writer(&mut *scratch, &ev).expect("writing into a Vec");
+                    self.json_options.write(scratch, &ev);
                     Ok(r)
                 }
                 (_, Err(field)) => Err(field),
@@ -331,9 +332,6 @@ impl InputRt {
                 return skip(f.slot);
             }
         };
-        if self.json_options != JsonCodecOptions::default() {
-            self.json_options.apply(scratch);
-        }
         if scratch.len() > self.max_message_bytes {
             Metrics::inc(&m.events_dropped_oversize);
             if !warned.oversize {
