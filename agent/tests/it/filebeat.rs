@@ -798,17 +798,22 @@ fn timestamp_events_equal_filebeats() {
 /// random, differently in every run; the agent hashes it as it hashes `log.offset`.)
 #[test]
 fn field_hashed_events_land_on_filebeats_partitions() {
-    let placed = |records: &[Record], by: &str| -> std::collections::BTreeMap<String, i32> {
-        records.iter().map(|r| (r.json()[by].to_string(), r.partition)).collect()
+    // Both programs on one file; each event's partition, by the value of field `by`, must be
+    // Filebeat's, and Filebeat must have used every partition.
+    let same_partitions = |file: &str, text: &str, inputs: &str, output: &str, by: &str| {
+        let (fb, ag) = run_both_raw(&[(file, text.as_bytes())], inputs, 3, output);
+        let placed = |records: &[Record]| -> std::collections::BTreeMap<String, i32> {
+            records.iter().map(|r| (r.json()[by].to_string(), r.partition)).collect()
+        };
+        let (fb, ag) = (placed(&fb), placed(&ag));
+        assert_eq!(fb.len(), 60);
+        assert!(fb.values().collect::<std::collections::HashSet<_>>().len() == 3, "Filebeat used every partition");
+        assert_eq!(fb, ag);
     };
     let lines: String = (0..60).map(|i| format!("line-{i}\n")).collect();
     let inputs = "filebeat.inputs:\n- type: filestream\n  id: m\n  paths: ['{logs}/m.log']\n";
     let output = "  key: 'same-key'\n  partition.hash:\n    hash: [message]\n";
-    let (fb, ag) = run_both_raw(&[("m.log", lines.as_bytes())], inputs, 3, output);
-    let (fb, ag) = (placed(&fb, "message"), placed(&ag, "message"));
-    assert_eq!(fb.len(), 60);
-    assert!(fb.values().collect::<std::collections::HashSet<_>>().len() == 3, "Filebeat used every partition");
-    assert_eq!(fb, ag);
+    same_partitions("m.log", &lines, inputs, output, "message");
 
     let docs: String = (0..60)
         .map(|i| {
@@ -822,11 +827,7 @@ fn field_hashed_events_land_on_filebeats_partitions() {
         .collect();
     let inputs = "filebeat.inputs:\n- type: filestream\n  id: d\n  paths: ['{logs}/d.log']\n  parsers: [{ndjson: {target: ''}}]\n";
     let output = "  partition.hash:\n    hash: [f, b, s, log.offset]\n";
-    let (fb, ag) = run_both_raw(&[("d.log", docs.as_bytes())], inputs, 3, output);
-    let (fb, ag) = (placed(&fb, "s"), placed(&ag, "s"));
-    assert_eq!(fb.len(), 60);
-    assert!(fb.values().collect::<std::collections::HashSet<_>>().len() == 3, "Filebeat used every partition");
-    assert_eq!(fb, ag);
+    same_partitions("d.log", &docs, inputs, output, "s");
 }
 
 /// More parser settings against Filebeat: multiline `while_pattern`, `max_lines`, `negate` with

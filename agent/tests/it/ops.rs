@@ -32,6 +32,25 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The log of an agent that read ten lines for `run` with no broker listening and no spool, then
+/// was stopped by SIGTERM; `extra` is added to its config.
+fn log_of_a_run_without_broker(extra: &str, run: Duration) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    append_lines(&a, numbered("a", 0..10));
+    let cfg = dir.path().join("agent.yml");
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let tail = format!("queue:\n  spool:\n    enabled: false\n{extra}");
+    let text = inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", &tail)
+        .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
+    std::fs::write(&cfg, text).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    std::thread::sleep(run);
+    signal(&agent, libc::SIGTERM);
+    wait_exit(&mut agent, Duration::from_secs(30));
+    std::fs::read_to_string(dir.path().join("agent.log")).unwrap()
+}
+
 /// An agent config with one input per `(id, file)`.
 fn inputs_config(data: &Path, inputs: &[(&str, &Path)], bootstrap: &str, topic: &str, tail: &str) -> String {
     let mut text = format!(
@@ -261,21 +280,8 @@ fn sighup_that_changes_only_the_codec_applies_it() {
 /// naming the client, and once (not at every reconnect attempt).
 #[test]
 fn librdkafka_errors_reach_the_log_once_per_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("a.log");
-    append_lines(&a, numbered("a", 0..10));
-    let cfg = dir.path().join("agent.yml");
-    let nobody = format!("127.0.0.1:{}", free_port());
-    let text =
-        inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", "queue:\n  spool:\n    enabled: false\n")
-            .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
-    std::fs::write(&cfg, text).unwrap();
-    let mut agent = spawn_agent(&cfg);
     // librdkafka retries the connection every few hundred milliseconds meanwhile.
-    std::thread::sleep(Duration::from_secs(4));
-    signal(&agent, libc::SIGTERM);
-    wait_exit(&mut agent, Duration::from_secs(30));
-    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let log = log_of_a_run_without_broker("", Duration::from_secs(4));
     let refused: Vec<&str> = log.lines().filter(|l| l.contains("Connection refused")).collect();
     assert!(!refused.is_empty(), "no librdkafka line in the log:\n{log}");
     assert!(refused.iter().all(|l| l.contains("client=\"output\"") || l.contains("client=output")), "{refused:?}");
@@ -288,20 +294,7 @@ fn librdkafka_errors_reach_the_log_once_per_cause() {
 /// `timestamp`, `level` and `message`, librdkafka's lines included.
 #[test]
 fn logging_json_writes_one_object_per_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("a.log");
-    append_lines(&a, numbered("a", 0..10));
-    let cfg = dir.path().join("agent.yml");
-    let nobody = format!("127.0.0.1:{}", free_port());
-    let extra = "queue:\n  spool:\n    enabled: false\nlogging.json: true\n";
-    let text = inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", extra)
-        .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
-    std::fs::write(&cfg, text).unwrap();
-    let mut agent = spawn_agent(&cfg);
-    std::thread::sleep(Duration::from_secs(3));
-    signal(&agent, libc::SIGTERM);
-    wait_exit(&mut agent, Duration::from_secs(30));
-    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let log = log_of_a_run_without_broker("logging.json: true\n", Duration::from_secs(3));
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON object ({e}): {l}")))
@@ -419,21 +412,8 @@ fn input_files_are_reloaded_every_period_without_a_sighup() {
 #[test]
 fn logging_selectors_choose_whose_debug_lines_are_logged() {
     for (selectors, tracking_shown) in [("[registrar]", false), ("[harvester]", true), ("['*']", true)] {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a.log");
-        append_lines(&a, numbered("a", 0..10));
-        let cfg = dir.path().join("agent.yml");
-        let nobody = format!("127.0.0.1:{}", free_port());
-        let extra =
-            format!("queue:\n  spool:\n    enabled: false\nlogging.level: debug\nlogging.selectors: {selectors}\n");
-        let text = inputs_config(&dir.path().join("data"), &[("a", &a)], &nobody, "t", &extra)
-            .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s");
-        std::fs::write(&cfg, text).unwrap();
-        let mut agent = spawn_agent(&cfg);
-        std::thread::sleep(Duration::from_secs(2));
-        signal(&agent, libc::SIGTERM);
-        wait_exit(&mut agent, Duration::from_secs(30));
-        let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+        let extra = format!("logging.level: debug\nlogging.selectors: {selectors}\n");
+        let log = log_of_a_run_without_broker(&extra, Duration::from_secs(2));
         assert_eq!(log.contains("tracking file"), tracking_shown, "{selectors}: {log}");
         assert!(log.contains("registry loaded"), "info lines come from every part: {log}");
     }
