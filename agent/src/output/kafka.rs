@@ -357,9 +357,12 @@ pub struct KafkaOutput {
     /// When the producers last had nothing outstanding (a stall is measured from here or from
     /// the last acknowledgement, whichever is later).
     idle_at: Instant,
-    /// With a spool: how long outstanding events may go unacknowledged before Kafka counts as
-    /// unreachable; `None` without a spool (the output then waits, as Filebeat does).
-    unhealthy_after: Option<Duration>,
+    /// How long outstanding events may go unacknowledged before Kafka counts as unreachable
+    /// (`queue.spool.unhealthy_after`): the output then spools, or without a spool reports
+    /// itself stalled and waits, as Filebeat does.
+    unhealthy_after: Duration,
+    /// A spool can take over (events are given up to it when Kafka is unreachable).
+    spool_backed: bool,
     probe: Option<Probe>,
     /// `headers`: added to every record.
     headers: Vec<(String, String)>,
@@ -368,12 +371,14 @@ pub struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    /// `spool_timing` (`unhealthy_after`, probe interval) is set when a spool can take over.
+    /// `probe_every` (how often a spooling output asks whether Kafka answers) is set when a spool
+    /// can take over.
     pub fn new(
         cfg: &KafkaConfig,
         tracker: Arc<AckTracker>,
         metrics: Arc<Metrics>,
-        spool_timing: Option<(Duration, Duration)>,
+        unhealthy_after: Duration,
+        probe_every: Option<Duration>,
     ) -> anyhow::Result<KafkaOutput> {
         let shared = Arc::new(Shared {
             tracker,
@@ -409,7 +414,7 @@ impl KafkaOutput {
             producers.push(Arc::new(client_config(cfg).create_with_context(ctx)?));
         }
         tracing::info!(workers, "kafka producers created");
-        let probe = spool_timing.map(|(_, every)| Probe::start(producers[0].clone(), every));
+        let probe = probe_every.map(|every| Probe::start(producers[0].clone(), every));
         Ok(KafkaOutput {
             producers,
             next_producer: 0,
@@ -420,7 +425,8 @@ impl KafkaOutput {
             last_refresh: Instant::now(),
             shared,
             idle_at: Instant::now(),
-            unhealthy_after: spool_timing.map(|(after, _)| after),
+            unhealthy_after,
+            spool_backed: probe_every.is_some(),
             probe,
             headers: cfg.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
             heartbeat: Heartbeat::detached("output"),
@@ -675,20 +681,19 @@ impl KafkaOutput {
     /// none was acknowledged for `unhealthy_after` times `patience` (1 s once librdkafka reports
     /// all brokers down).
     pub fn unhealthy(&mut self, patience: u32) -> bool {
-        let Some(after) = self.unhealthy_after else { return false };
-        self.stalled_for(after, patience)
+        self.spool_backed && self.stalled(patience)
     }
 
-    /// Whether records are outstanding and none was acknowledged for `after` times `patience`
-    /// (for `/healthz` without a spool too: reading then waits).
-    pub fn stalled_for(&mut self, after: Duration, patience: u32) -> bool {
+    /// Whether records are outstanding and none was acknowledged for `unhealthy_after` times
+    /// `patience`, with or without a spool (`/healthz`; without a spool reading then waits).
+    pub fn stalled(&mut self, patience: u32) -> bool {
         if self.outstanding() == 0 {
             self.idle_at = Instant::now();
             return false;
         }
         let last_ack = self.shared.epoch + Duration::from_millis(self.shared.last_ack_ms.load(Ordering::Relaxed));
         let since = last_ack.max(self.idle_at);
-        let after = after * patience.max(1);
+        let after = self.unhealthy_after * patience.max(1);
         let limit = if self.shared.all_down.load(Ordering::Relaxed) { after.min(ALL_DOWN_GRACE) } else { after };
         since.elapsed() >= limit
     }

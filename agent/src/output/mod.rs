@@ -50,9 +50,6 @@ pub struct Output {
     spooling: Option<Spooling>,
     tracker: Arc<AckTracker>,
     metrics: Arc<Metrics>,
-    /// `queue.spool.unhealthy_after`: without a spool, how long outstanding events may go
-    /// unacknowledged before the output reports itself stalled (`output_stalled`, `/healthz`).
-    stall_after: Duration,
     /// Beaten at every turn of the output's loop (`/livez`).
     heartbeat: Heartbeat,
 }
@@ -90,8 +87,9 @@ impl Output {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Output> {
         let spool_cfg = &config.queue.spool;
-        let timing = spool_cfg.enabled.then_some((spool_cfg.unhealthy_after.0, spool_cfg.retry_interval.0));
-        let mut kafka = KafkaOutput::new(kafka, tracker.clone(), metrics.clone(), timing)?;
+        let probe_every = spool_cfg.enabled.then_some(spool_cfg.retry_interval.0);
+        let mut kafka =
+            KafkaOutput::new(kafka, tracker.clone(), metrics.clone(), spool_cfg.unhealthy_after.0, probe_every)?;
         let spooling = if spool_cfg.enabled {
             Some(Spooling::open(spool_cfg, &config.path.data, config.registry.flush.0, &metrics)?)
         } else {
@@ -101,14 +99,7 @@ impl Output {
             // Events spooled before the restart go first: start in spooling mode.
             kafka.park_all();
         }
-        Ok(Output {
-            kafka,
-            spooling,
-            tracker,
-            metrics,
-            stall_after: spool_cfg.unhealthy_after.0,
-            heartbeat: Heartbeat::detached("output"),
-        })
+        Ok(Output { kafka, spooling, tracker, metrics, heartbeat: Heartbeat::detached("output") })
     }
 
     /// The heartbeat `/livez` watches, beaten by the output's loops and while a send waits.
@@ -203,7 +194,7 @@ impl Output {
                 self.enter_spooling();
             }
             if self.spooling.is_none() {
-                let stalled = self.kafka.stalled_for(self.stall_after, 1);
+                let stalled = self.kafka.stalled(1);
                 Metrics::set(&self.metrics.output_stalled, u64::from(stalled));
             }
         } else {
