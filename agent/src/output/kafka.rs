@@ -366,7 +366,8 @@ pub struct KafkaOutput {
     probe: Option<Probe>,
     /// `headers`: added to every record.
     headers: Vec<(String, String)>,
-    /// The output thread's heartbeat, beaten while a send waits for room in librdkafka's queue.
+    /// The output thread's heartbeat (`/livez`), beaten by the output's loops ([`Self::beat`])
+    /// and while a send waits for room in librdkafka's queue.
     heartbeat: Heartbeat,
 }
 
@@ -435,6 +436,11 @@ impl KafkaOutput {
 
     pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
         self.heartbeat = heartbeat;
+    }
+
+    /// One turn of the output thread's loop (`/livez`).
+    pub fn beat(&self) {
+        self.heartbeat.beat();
     }
 
     /// Copies per-batch state (reachable partitions) before a batch is sent.

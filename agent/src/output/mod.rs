@@ -50,8 +50,6 @@ pub struct Output {
     spooling: Option<Spooling>,
     tracker: Arc<AckTracker>,
     metrics: Arc<Metrics>,
-    /// Beaten at every turn of the output's loop (`/livez`).
-    heartbeat: Heartbeat,
 }
 
 /// Everything the spooling mode owns.
@@ -99,20 +97,19 @@ impl Output {
             // Events spooled before the restart go first: start in spooling mode.
             kafka.park_all();
         }
-        Ok(Output { kafka, spooling, tracker, metrics, heartbeat: Heartbeat::detached("output") })
+        Ok(Output { kafka, spooling, tracker, metrics })
     }
 
     /// The heartbeat `/livez` watches, beaten by the output's loops and while a send waits.
     pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
-        self.kafka.set_heartbeat(heartbeat.clone());
-        self.heartbeat = heartbeat;
+        self.kafka.set_heartbeat(heartbeat);
     }
 
     /// Delivers everything from the queue until it is closed and empty (and nothing is held for
     /// the spool), or `abort` is set.
     pub fn run(&mut self, queue: &Queue, abort: &AtomicBool) {
         while !abort.load(Ordering::Relaxed) {
-            self.heartbeat.beat();
+            self.kafka.beat();
             if self.holding() {
                 self.store(Vec::new());
                 if self.holding() {
@@ -330,7 +327,7 @@ impl Output {
     /// Kafka did not take by shortly before the deadline are spooled.
     pub fn drain(&mut self, deadline: Instant, abort: &AtomicBool) -> usize {
         loop {
-            self.heartbeat.beat();
+            self.kafka.beat();
             let left = deadline.saturating_duration_since(Instant::now());
             if !self.active() {
                 self.kafka.send_retries(abort);
