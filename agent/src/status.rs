@@ -150,6 +150,13 @@ pub struct Unready {
     pub since: SystemTime,
 }
 
+impl Unready {
+    /// The reasons on one line, `; `-separated (`/healthz`'s `reason`).
+    pub fn joined(all: &[Unready]) -> String {
+        all.iter().map(|u| u.reason.as_str()).collect::<Vec<_>>().join("; ")
+    }
+}
+
 impl Default for Status {
     fn default() -> Self {
         Status::new(Arc::new(Metrics::default()))
@@ -271,7 +278,7 @@ impl Status {
 
     /// [`Status::readiness`] with its reasons joined into one line.
     pub fn health(&self) -> Result<(), String> {
-        self.readiness().map_err(|r| r.iter().map(|u| u.reason.as_str()).collect::<Vec<_>>().join("; "))
+        self.readiness().map_err(|r| Unready::joined(&r))
     }
 }
 

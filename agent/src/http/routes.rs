@@ -75,7 +75,7 @@ pub fn handle(req: &Request, ctx: &Ctx) -> Response {
         ("GET", ["healthz"]) => match ctx.status.readiness() {
             Ok(()) => Response::json(200, &json!({"status": "ready"})),
             Err(why) => {
-                let reason = why.iter().map(|u| u.reason.as_str()).collect::<Vec<_>>().join("; ");
+                let reason = crate::status::Unready::joined(&why);
                 let reasons: Vec<Value> = why
                     .iter()
                     .map(|u| json!({"reason": u.reason, "since": crate::event::rfc3339_millis(u.since)}))
