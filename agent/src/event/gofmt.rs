@@ -1,6 +1,7 @@
 //! Numbers written as Go writes them, where a hash or an id depends on the exact text (Filebeat
 //! hashes `%v` of a value for `fingerprint` and `FormatFloat(v, 'g', -1, 32)` of a float for
-//! `partition.hash.hash`).
+//! `partition.hash.hash`), and text read as Go's `strconv` reads it (the processors' `boolean`
+//! conversions).
 //!
 //! Owns no state. Invariant: the digits are the shortest that read back as the same number at
 //! the precision asked for (Go's and Rust's shortest formatting agree on those), and the exponent
@@ -29,6 +30,15 @@ pub fn float(f: f64, below: i32, single: bool) -> String {
         None => ('+', exponent),
     };
     format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+/// Go's `strconv.ParseBool`: `1 t T true TRUE True` and `0 f F false FALSE False`, nothing else.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

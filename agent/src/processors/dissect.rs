@@ -337,11 +337,7 @@ fn convert(ty: DataType, v: &str) -> Option<Value> {
             f.to_string().parse::<f64>().ok().map(Value::from)
         }
         DataType::Double => t.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from),
-        DataType::Boolean => match t {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(Value::Bool(true)),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(Value::Bool(false)),
-            _ => None,
-        },
+        DataType::Boolean => crate::event::gofmt::parse_bool(t).map(Value::Bool),
         DataType::Ip => t.parse::<std::net::IpAddr>().is_ok().then(|| Value::String(t.to_string())),
     }
 }

@@ -277,11 +277,7 @@ fn convert_value(v: &Value, kind: ConvertType) -> Option<Value> {
             .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i64))),
         ConvertType::Float | ConvertType::Double => t.parse::<f64>().ok().map(Value::from),
         ConvertType::String => Some(Value::String(text)),
-        ConvertType::Boolean => match t {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(Value::Bool(true)),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(Value::Bool(false)),
-            _ => None,
-        },
+        ConvertType::Boolean => crate::event::gofmt::parse_bool(t).map(Value::Bool),
         ConvertType::Ip => t.parse::<std::net::IpAddr>().ok().map(|ip| Value::String(ip.to_string())),
     }
 }
