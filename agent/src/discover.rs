@@ -53,11 +53,25 @@ pub struct Selector {
 impl Selector {
     /// Lists the matching files. Unreadable directories and vanished entries are skipped.
     pub fn scan(&self) -> Vec<Found> {
+        self.scan_noting(&mut Vec::new())
+    }
+
+    /// [`Selector::scan`], noting each directory the globs could not read (path and error) in
+    /// `unreadable`, so the caller can say why a file is missing instead of "no file matches".
+    pub fn scan_noting(&self, unreadable: &mut Vec<(PathBuf, std::io::Error)>) -> Vec<Found> {
         let mut at: HashMap<FileId, usize> = HashMap::new();
         let mut out: Vec<Found> = Vec::new();
         for g in &self.globs {
             let Ok(paths) = glob::glob(g) else { continue };
-            for path in paths.flatten() {
+            for path in paths {
+                let path = match path {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let path = e.path().to_path_buf();
+                        unreadable.push((path, e.into()));
+                        continue;
+                    }
+                };
                 let Some(meta) = self.selects(&path) else { continue };
                 let id = FileId::of(&meta);
                 match at.get(&id) {
@@ -139,6 +153,8 @@ pub fn run(
     let mut watched: HashSet<PathBuf> = HashSet::new();
     let mut next_scan: Vec<Instant> = vec![Instant::now(); selectors.len()];
     let mut initial = vec![true; selectors.len()];
+    // Per input, the directories its globs could not read, each logged when it first fails.
+    let mut reported: Vec<HashMap<PathBuf, String>> = vec![HashMap::new(); selectors.len()];
     while !stop.load(Ordering::Relaxed) {
         heartbeat.beat();
         let now = Instant::now();
@@ -149,8 +165,10 @@ pub fn run(
             if let Some(w) = watcher.as_mut() {
                 watch_new_roots(w, &roots[i], &mut watched);
             }
-            let files = sel.scan();
-            if initial[i] && files.is_empty() {
+            let mut unreadable = Vec::new();
+            let files = sel.scan_noting(&mut unreadable);
+            report_unreadable(&sel.input_id, unreadable, &mut reported[i]);
+            if initial[i] && files.is_empty() && reported[i].is_empty() {
                 tracing::warn!(input = %sel.input_id, globs = ?sel.globs, "no file matches yet; files will be picked up when they appear");
             }
             if tx.send(DiscoverMsg::Scan { input: i, files, initial: initial[i] }).is_err() {
@@ -177,6 +195,28 @@ pub fn run(
             }
         }
     }
+}
+
+/// Logs each directory that became unreadable (path and error) once, and again when its error
+/// changes; logs one that can be read again. A directory missing from a scan is not an error: a
+/// glob's directory that does not exist yet is waited for silently.
+fn report_unreadable(input: &str, now: Vec<(PathBuf, std::io::Error)>, reported: &mut HashMap<PathBuf, String>) {
+    let mut seen = HashSet::new();
+    for (dir, err) in now {
+        let text = err.to_string();
+        if reported.get(&dir) != Some(&text) {
+            tracing::warn!(input, dir = %dir.display(), error = %text, "cannot read directory; files under it are not read until it can be");
+            reported.insert(dir.clone(), text);
+        }
+        seen.insert(dir);
+    }
+    reported.retain(|dir, _| {
+        let still = seen.contains(dir);
+        if !still {
+            tracing::info!(input, dir = %dir.display(), "directory can be read again");
+        }
+        still
+    });
 }
 
 fn watch_new_roots(

@@ -121,14 +121,27 @@ impl Drop for AgentProcess {
 /// restarts), never to a pipe nobody reads, which would stall the agent once full. Its stdout is
 /// not the test's either, so no pipe of the test run is held open by it.
 pub fn spawn_agent(config: &Path) -> AgentProcess {
+    spawn_agent_via(&[], config)
+}
+
+/// [`spawn_agent`] through a launcher command (`launcher[0]` runs the agent with
+/// `launcher[1..]` before its arguments), e.g. `setpriv` to run it without some privilege.
+pub fn spawn_agent_via(launcher: &[&str], config: &Path) -> AgentProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(config.with_file_name("agent.log"))
         .expect("agent log file");
+    let mut cmd = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(AGENT);
+            c
+        }
+        None => Command::new(AGENT),
+    };
     AgentProcess(
-        Command::new(AGENT)
-            .args(["--config", config.to_str().unwrap()])
+        cmd.args(["--config", config.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

@@ -2,7 +2,7 @@
 //! run of known size, Kafka Connect's REST shape, pause/resume and the token) and SIGHUP reload.
 
 use crate::common::*;
-use crate::e2e::{agent_log_tail, signal, spawn_agent, wait_exit, Tansu};
+use crate::e2e::{agent_log_tail, signal, spawn_agent, spawn_agent_via, wait_exit, Tansu};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -417,4 +417,40 @@ fn logging_selectors_choose_whose_debug_lines_are_logged() {
         assert_eq!(log.contains("tracking file"), tracking_shown, "{selectors}: {log}");
         assert!(log.contains("registry loaded"), "info lines come from every part: {log}");
     }
+}
+
+/// A directory the agent may not read is logged with its path and the error (once, not at every
+/// rescan), instead of "no file matches yet", and logged again when it can be read. As root the
+/// agent runs without the capabilities that bypass permissions (CAP_DAC_OVERRIDE and
+/// CAP_DAC_READ_SEARCH), so mode 000 applies to it as to any user.
+#[test]
+fn an_unreadable_directory_is_logged_with_its_path_and_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    append_lines(&locked.join("x.log"), numbered("x", 0..3));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let cfg = dir.path().join("agent.yml");
+    let text = inputs_config(&dir.path().join("data"), &[("a", &locked.join("*.log"))], "127.0.0.1:1", "t", "");
+    std::fs::write(&cfg, text).unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    let launcher: &[&str] = if root { &["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] } else { &[] };
+    let mut agent = spawn_agent_via(launcher, &cfg);
+    let log = || std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+    let says_unreadable = |l: &str| l.contains("cannot read directory") && l.contains(&*locked.to_string_lossy());
+    wait_for("the unreadable directory logged", Duration::from_secs(20), || log().lines().any(says_unreadable));
+    // Several rescans (every 200 ms) later, still one line, and no claim that nothing matches.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = log();
+    let lines: Vec<&str> = text.lines().filter(|l| says_unreadable(l)).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("Permission denied"), "{}", lines[0]);
+    assert!(!text.contains("no file matches yet"), "{text}");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wait_for("the directory logged as readable again", Duration::from_secs(20), || {
+        log().contains("directory can be read again")
+    });
+    signal(&agent, libc::SIGTERM);
+    wait_exit(&mut agent, Duration::from_secs(30));
 }
