@@ -71,6 +71,9 @@ counters! {
     events_dropped_oversize,
     /// Events whose topic or key format named a field the event lacks, dropped.
     events_dropped_format,
+    /// Events whose topic, made from the event (a format or `topics` rule), is a name Kafka
+    /// refuses (characters, length, `.`/`..`), dropped.
+    events_dropped_topic,
     /// Events Kafka refused for good (logged with the topic).
     events_failed,
     /// Deliveries retried after a retriable error.
@@ -117,6 +120,11 @@ counters! {
     /// Gauge: without a spool, 1 while events are outstanding and none was acknowledged for
     /// `queue.spool.unhealthy_after` (reading waits for Kafka).
     output_stalled,
+    /// Deliveries refused because Kafka refuses the topic (authorization, or a missing topic with
+    /// creation off); the events are held and sent again every `backoff.max`.
+    output_refusals,
+    /// Gauge: topics Kafka refuses now (each named in `/healthz`).
+    output_topics_refused,
     /// Times the output switched to spooling (Kafka unreachable).
     spool_switches,
     /// Events written to the spool (and fsynced: their offsets are done).

@@ -15,7 +15,7 @@
 //! and is no longer watched.
 
 use crate::metrics::Metrics;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -122,6 +122,37 @@ impl Connector {
     }
 }
 
+/// The topics Kafka refuses now (authorization, or a topic that does not exist with creation
+/// off), each with the error it gave. Written by the Kafka output only: a topic comes in with its
+/// first refusal and leaves with its first acknowledgement; read by [`Status::readiness`].
+#[derive(Debug, Default)]
+pub struct RefusedTopics(Mutex<BTreeMap<String, String>>);
+
+impl RefusedTopics {
+    /// Records a refusal; true when the topic was not refused before (the caller logs it).
+    pub fn refuse(&self, topic: &str, error: &str) -> bool {
+        self.0.lock().unwrap().insert(topic.to_string(), error.to_string()).is_none()
+    }
+
+    /// Forgets a topic Kafka accepted; true when it was refused until now.
+    pub fn accept(&self, topic: &str) -> bool {
+        self.0.lock().unwrap().remove(topic).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every refused topic and its error, by name.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap().iter().map(|(t, e)| (t.clone(), e.clone())).collect()
+    }
+}
+
 /// What the output side is configured with, for `/healthz`.
 #[derive(Debug, Clone, Copy, Default)]
 struct OutputShape {
@@ -141,6 +172,8 @@ pub struct Status {
     since: Mutex<HashMap<String, SystemTime>>,
     /// The running threads' heartbeats (a thread that ended is gone from here).
     beats: Mutex<Vec<Weak<Beat>>>,
+    /// Topics Kafka refuses now (written by the Kafka output).
+    pub refused: Arc<RefusedTopics>,
 }
 
 /// One reason the agent is not ready, and since when.
@@ -172,6 +205,7 @@ impl Status {
             output: Mutex::new(None),
             since: Mutex::new(HashMap::new()),
             beats: Mutex::new(Vec::new()),
+            refused: Arc::default(),
         }
     }
 
@@ -234,6 +268,12 @@ impl Status {
                     now.push((
                         "output.stalled".into(),
                         format!("output: Kafka does not acknowledge events (unreachable); {spool}"),
+                    ));
+                }
+                for (topic, error) in self.refused.list() {
+                    now.push((
+                        format!("output.refused:{topic}"),
+                        format!("output: Kafka refuses topic {topic} ({error}); its events are held and sent again every backoff.max, not spooled"),
                     ));
                 }
             }
@@ -360,6 +400,15 @@ mod tests {
             Err("output: Kafka does not acknowledge events (unreachable); no spool: reading waits".into())
         );
         Metrics::set(&s.metrics.output_stalled, 0);
+        assert!(s.health().is_ok());
+        // A refused topic is named with Kafka's error until Kafka takes it.
+        assert!(s.refused.refuse("audit", "Broker: Topic authorization failed"));
+        assert!(!s.refused.refuse("audit", "Broker: Topic authorization failed"), "known already");
+        assert_eq!(
+            s.health(),
+            Err("output: Kafka refuses topic audit (Broker: Topic authorization failed); its events are held and sent again every backoff.max, not spooled".into())
+        );
+        assert!(s.refused.accept("audit"));
         assert!(s.health().is_ok());
         let input = &s.install(Kind::Source, &["app"])[0];
         input.set_failure(Some("cannot open /var/log/app.log: permission denied".into()));

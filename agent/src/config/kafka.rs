@@ -640,7 +640,7 @@ impl KafkaConfig {
 
 /// A name Kafka accepts for a topic: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`. A record for
 /// any other name is refused by the broker on every try, which is no outage to wait out.
-pub(super) fn check_topic_name(name: &str) -> Result<(), String> {
+pub fn check_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 {
         return Err(format!("a topic name has 1 to 249 characters ({:?} has {})", name, name.len()));
     }

@@ -32,8 +32,8 @@ pub use input::{
     DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
 };
 pub use kafka::{
-    is_secret_property, Codec, Compression, JsonCodecOptions, KafkaConfig, Partitioning, RoundRobin, SaslConfig,
-    SslConfig, TopicRule,
+    check_topic_name, is_secret_property, Codec, Compression, JsonCodecOptions, KafkaConfig, Partitioning, RoundRobin,
+    SaslConfig, SslConfig, TopicRule,
 };
 pub use processors::{
     AddFields, AddHostMetadata, AddId, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,

@@ -278,18 +278,28 @@ impl EventTemplate {
     /// Encodes one line's event into `out` (cleared first).
     pub fn encode(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) {
         out.clear();
-        match (self.codec, decoded) {
-            (Codec::Raw, _) => out.extend_from_slice(line.raw),
+        if self.encode_line(line, &decoded, out) {
+            return;
+        }
+        match decoded {
             // The format codec renders from the whole event (see `tail::input`).
-            (Codec::Json | Codec::Format, decoded) if line.ndjson.is_some() => self.encode_ndjson(line, decoded, out),
-            (Codec::Json | Codec::Format, Decoded::Plain(msg)) => self.encode_plain(line, &msg, None, out),
-            (Codec::Json | Codec::Format, Decoded::Invalid { raw, error }) => {
-                self.encode_plain(line, &raw, Some(&error), out)
-            }
-            (Codec::Json | Codec::Format, d @ Decoded::Object(_)) => self.encode_ndjson(line, d, out),
-            (Codec::ConnectJson | Codec::ConnectJsonSchemaless, decoded) => {
+            decoded if line.ndjson.is_some() => self.encode_ndjson(line, decoded, out),
+            Decoded::Plain(msg) => self.encode_plain(line, &msg, None, out),
+            Decoded::Invalid { raw, error } => self.encode_plain(line, &raw, Some(&error), out),
+            d @ Decoded::Object(_) => self.encode_ndjson(line, d, out),
+        }
+    }
+
+    /// For the codecs whose record is made from the line alone (raw, Kafka Connect's), appends
+    /// the record to `out` and returns true; false for those made from the event (JSON, format),
+    /// whose record processors and the event's fields shape.
+    pub fn encode_line(&self, line: &LineCtx<'_>, decoded: &Decoded<'_>, out: &mut Vec<u8>) -> bool {
+        match self.codec {
+            Codec::Json | Codec::Format => return false,
+            Codec::Raw => out.extend_from_slice(line.raw),
+            Codec::ConnectJson | Codec::ConnectJsonSchemaless => {
                 let text = match decoded {
-                    Decoded::Plain(msg) | Decoded::Invalid { raw: msg, .. } => msg,
+                    Decoded::Plain(msg) | Decoded::Invalid { raw: msg, .. } => msg.clone(),
                     Decoded::Object(_) => String::from_utf8_lossy(line.raw),
                 };
                 if self.codec == Codec::ConnectJson {
@@ -301,6 +311,7 @@ impl EventTemplate {
                 }
             }
         }
+        true
     }
 
     /// The fast path: plain lines are written as JSON text directly, without building a tree.

@@ -138,7 +138,8 @@ fn info(ctx: &Ctx) -> Value {
 fn stats(ctx: &Ctx) -> Value {
     let m = &*ctx.status.metrics;
     let g = Metrics::get;
-    let dropped = g(&m.events_dropped_oversize) + g(&m.events_dropped_format) + g(&m.spool_dropped);
+    let dropped =
+        g(&m.events_dropped_oversize) + g(&m.events_dropped_format) + g(&m.events_dropped_topic) + g(&m.spool_dropped);
     let (inputs, sinks): (Vec<_>, Vec<_>) = ctx.status.connectors().into_iter().partition(|c| c.kind == Kind::Source);
     let counters: Map<String, Value> = m.describe().into_iter().map(|d| (d.name.to_string(), d.value.into())).collect();
     json!({

@@ -12,6 +12,10 @@
 //! - every failure except a refusal of the record itself (`is_permanent`) is sent again (after
 //!   `backoff.init`) for as long as it takes; librdkafka's own `message.timeout.ms` is infinite,
 //!   so this is the rare path;
+//! - a record whose *topic* Kafka refuses (`refuses_topic`: authorization, or a topic that does
+//!   not exist with creation off) is *held*: not dropped, not spooled, sent again every
+//!   `backoff.max`, and not counted as Kafka being unreachable (a refusal is an answer); the topic
+//!   is in [`RefusedTopics`] (`/healthz` is 503) until Kafka acknowledges a record for it;
 //! - while parking is on (the output is spooling), a file event that comes back from librdkafka
 //!   (purged or failed retriably) is handed to the output to spool, never sent again directly, so
 //!   nothing overtakes the spool;
@@ -25,7 +29,7 @@ use crate::config::{is_secret_property, KafkaConfig, Partitioning};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::spool::format::Record;
-use crate::status::Heartbeat;
+use crate::status::{Heartbeat, RefusedTopics};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
@@ -33,7 +37,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, Thre
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,6 +49,9 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 const ALL_DOWN_GRACE: Duration = Duration::from_secs(1);
 /// How long parking waits for librdkafka to hand back purged records.
 const PURGE_WAIT: Duration = Duration::from_secs(5);
+/// With this many records held for refused topics, the output takes no new events: memory stays
+/// bounded, and reading waits as it does for a full queue.
+pub const HELD_LIMIT: usize = 4096;
 
 /// A record whose delivery failed with a retriable error, waiting to be sent again.
 struct Retry {
@@ -105,6 +112,12 @@ struct Shared {
     fields_hashed: bool,
     /// Per producer, the brokers it is connected to (from its statistics).
     up_by_worker: Mutex<Vec<HashSet<i32>>>,
+    /// Topics Kafka refuses now (shared with `/healthz`, which only reads it).
+    refused: Arc<RefusedTopics>,
+    /// Records held for refused topics, waiting in the producers' `held` queues.
+    held: AtomicUsize,
+    /// How long a held record waits before it is sent again (`backoff.max`).
+    held_wait: Duration,
 }
 
 impl Shared {
@@ -126,6 +139,9 @@ pub struct AgentContext {
     /// This producer's index among the output's producers.
     worker: usize,
     retries: Mutex<VecDeque<Retry>>,
+    /// Records whose topic Kafka refuses, sent again after `held_wait` (apart from `retries`, so
+    /// their long wait never holds up a retry queued behind them).
+    held: Mutex<VecDeque<Retry>>,
     retry_backoff: Duration,
     /// Per topic, the partitions whose leader broker is up (from librdkafka's statistics).
     reachable: Mutex<HashMap<String, Vec<i32>>>,
@@ -160,6 +176,30 @@ impl AgentContext {
             payload,
             opaque,
             not_before: Instant::now() + self.retry_backoff,
+        });
+    }
+}
+
+impl AgentContext {
+    /// Holds a record whose topic Kafka refuses (see the module's invariants): counted, logged
+    /// when the topic is first refused, and queued to be sent again after `backoff.max`.
+    fn hold(&self, err: &KafkaError, topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>, opaque: usize) {
+        let sh = &self.shared;
+        Metrics::inc(&sh.metrics.output_refusals);
+        // A refusal is an answer: Kafka is reachable, so this is no stall.
+        sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
+        if sh.refused.refuse(topic, &err.to_string()) {
+            Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
+            tracing::error!(topic, error = %err, every = ?sh.held_wait, "Kafka refuses this topic: its events are held (not dropped, not spooled) and sent again every backoff.max until Kafka takes them; /healthz is 503 meanwhile");
+        }
+        sh.held.fetch_add(1, Ordering::Relaxed);
+        self.held.lock().unwrap().push_back(Retry {
+            topic: topic.to_string(),
+            partition: -1,
+            key,
+            payload,
+            opaque,
+            not_before: Instant::now() + sh.held_wait,
         });
     }
 }
@@ -209,8 +249,12 @@ impl ProducerContext for AgentContext {
         let sh = &self.shared;
         let replay = opaque & REPLAY_BIT != 0;
         match result {
-            Ok(_) => {
+            Ok(msg) => {
                 sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
+                if Metrics::get(&sh.metrics.output_topics_refused) > 0 && sh.refused.accept(msg.topic()) {
+                    Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
+                    tracing::info!(topic = msg.topic(), "Kafka takes this topic again: its held events are sent");
+                }
                 sh.all_down.store(false, Ordering::Relaxed);
                 // An acknowledgement proves a broker connected, also before the first statistics
                 // (a second after start) count it; they give the exact number from then on.
@@ -225,6 +269,10 @@ impl ProducerContext for AgentContext {
                     let (slot, end) = unpack(opaque);
                     sh.tracker.done(slot, end);
                 }
+            }
+            Err((err, msg)) if refuses_topic(err) => {
+                let (key, payload) = (msg.key().map(<[u8]>::to_vec), msg.payload().map(<[u8]>::to_vec));
+                self.hold(err, msg.topic(), key, payload.unwrap_or_default(), opaque);
             }
             Err((err, msg)) if !replay && sh.parking.load(Ordering::Relaxed) && !is_permanent(err) => {
                 sh.parked.lock().unwrap().push(Parked {
@@ -269,12 +317,32 @@ fn is_purged(err: &KafkaError) -> bool {
 /// can never be valid. Everything else (brokers down, leaders moving, a topic being created, an
 /// unexpected broker error) is retried for as long as it takes, as Filebeat does: a line is only
 /// ever given up for a reason that lies in the line.
+///
+/// `InvalidTopic` is one too: the agent checks every topic name before sending (a static one at
+/// start, one made from an event before it is queued), so a broker refusing a name is a broker
+/// with stricter rules, and the name came from the line.
 fn is_permanent(err: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         err.rdkafka_error_code(),
-        Some(MessageSizeTooLarge | InvalidMessage | InvalidMessageSize | InvalidRecord | InvalidRequiredAcks)
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessage
+                | InvalidMessageSize
+                | InvalidRecord
+                | InvalidRequiredAcks
+                | InvalidTopic
+        )
     )
+}
+
+/// Errors where Kafka refuses the topic, not the record, and an operator can fix it (grant the
+/// ACL, create the topic): no outage to wait out or to spool through, and no reason to drop the
+/// lines. librdkafka reports a topic missing with auto-creation off as `UnknownTopic` once the
+/// metadata has had `topic.metadata.propagation.max.ms` to show it.
+fn refuses_topic(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(err.rdkafka_error_code(), Some(TopicAuthorizationFailed | ClusterAuthorizationFailed | UnknownTopic))
 }
 
 /// Partition errors mean the metadata the partition was chosen from is stale: a retry lets
@@ -378,6 +446,7 @@ impl KafkaOutput {
         cfg: &KafkaConfig,
         tracker: Arc<AckTracker>,
         metrics: Arc<Metrics>,
+        refused: Arc<RefusedTopics>,
         unhealthy_after: Duration,
         probe_every: Option<Duration>,
     ) -> anyhow::Result<KafkaOutput> {
@@ -392,6 +461,9 @@ impl KafkaOutput {
             parked: Mutex::new(Vec::new()),
             fields_hashed: matches!(&cfg.partition, Partitioning::Hash(h) if !h.hash.is_empty()),
             up_by_worker: Mutex::new(vec![HashSet::new(); cfg.workers()]),
+            refused,
+            held: AtomicUsize::new(0),
+            held_wait: cfg.backoff.max.0,
         });
         if let Partitioning::Hash(h) = &cfg.partition {
             if !h.hash.is_empty() && h.random == Some(false) {
@@ -406,6 +478,7 @@ impl KafkaOutput {
                 shared: shared.clone(),
                 worker,
                 retries: Mutex::new(VecDeque::new()),
+                held: Mutex::new(VecDeque::new()),
                 retry_backoff: cfg.backoff.init.0,
                 reachable: Mutex::new(HashMap::new()),
                 failed_topics: Mutex::new(HashSet::new()),
@@ -601,6 +674,11 @@ impl KafkaOutput {
                 Ok(())
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(()),
+            Err((e, _)) if refuses_topic(&e) => {
+                let ctx = self.producers[r.producer].context();
+                ctx.hold(&e, r.topic, r.key.map(<[u8]>::to_vec), r.payload.to_vec(), r.opaque);
+                Ok(())
+            }
             Err((e, _)) if !is_permanent(&e) => {
                 let partition = if partition_unknown(&e) { -1 } else { r.partition.unwrap_or(-1) };
                 let ctx = self.producers[r.producer].context();
@@ -645,16 +723,24 @@ impl KafkaOutput {
     }
 
     /// Sends again the records whose delivery failed with a retriable error, once their backoff passed.
+    /// Held records (refused topics) go again once `backoff.max` passed.
     pub fn send_retries(&mut self, abort: &AtomicBool) {
         let now = Instant::now();
         for i in 0..self.producers.len() {
             loop {
                 let next = {
-                    let mut q = self.producers[i].context().retries.lock().unwrap();
-                    match q.front() {
+                    let ctx = self.producers[i].context();
+                    let due = |q: &mut VecDeque<Retry>| match q.front() {
                         Some(r) if r.not_before <= now => q.pop_front(),
                         _ => None,
-                    }
+                    };
+                    due(&mut ctx.retries.lock().unwrap()).or_else(|| {
+                        let r = due(&mut ctx.held.lock().unwrap());
+                        if r.is_some() {
+                            self.shared.held.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        r
+                    })
                 };
                 let Some(r) = next else { break };
                 let partition = (r.partition >= 0).then_some(r.partition);
@@ -675,8 +761,20 @@ impl KafkaOutput {
         }
     }
 
-    /// Records in librdkafka (queued, in flight, or with an unserved report) plus retries waiting.
+    /// Records in librdkafka (queued, in flight, or with an unserved report), retries waiting, and
+    /// records held for refused topics.
     pub fn outstanding(&self) -> usize {
+        self.awaiting_kafka() + self.held()
+    }
+
+    /// Records held because Kafka refuses their topic.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::Relaxed)
+    }
+
+    /// Records waiting for Kafka to answer: [`KafkaOutput::outstanding`] without the held ones,
+    /// which wait for an operator, not for Kafka.
+    fn awaiting_kafka(&self) -> usize {
         self.producers
             .iter()
             .map(|p| p.in_flight_count().max(0) as usize + p.context().retries.lock().unwrap().len())
@@ -693,7 +791,7 @@ impl KafkaOutput {
     /// Whether records are outstanding and none was acknowledged for `unhealthy_after` times
     /// `patience`, with or without a spool (`/healthz`; without a spool reading then waits).
     pub fn stalled(&mut self, patience: u32) -> bool {
-        if self.outstanding() == 0 {
+        if self.awaiting_kafka() == 0 {
             self.idle_at = Instant::now();
             return false;
         }
@@ -733,6 +831,13 @@ impl KafkaOutput {
             }
         }
         parked.sort_by_key(|p| p.opaque);
+        // Held replayed records go with the replay window: replay starts again from the cursor.
+        for p in &self.producers {
+            let mut held = p.context().held.lock().unwrap();
+            let before = held.len();
+            held.retain(|r| r.opaque & REPLAY_BIT == 0);
+            self.shared.held.fetch_sub(before - held.len(), Ordering::Relaxed);
+        }
         self.shared.replay.clear();
         self.idle_at = Instant::now();
         if let Some(probe) = &self.probe {

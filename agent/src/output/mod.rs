@@ -29,8 +29,8 @@ use crate::metrics::Metrics;
 use crate::queue::{Popped, Queue};
 use crate::spool::format::{Item, Record};
 use crate::spool::{Entry, Spool, SpoolError};
-use crate::status::Heartbeat;
-use kafka::{KafkaOutput, Parked};
+use crate::status::{Heartbeat, RefusedTopics};
+use kafka::{KafkaOutput, Parked, HELD_LIMIT};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,11 +83,18 @@ impl Output {
         kafka: &KafkaConfig,
         tracker: Arc<AckTracker>,
         metrics: Arc<Metrics>,
+        refused: Arc<RefusedTopics>,
     ) -> anyhow::Result<Output> {
         let spool_cfg = &config.queue.spool;
         let probe_every = spool_cfg.enabled.then_some(spool_cfg.retry_interval.0);
-        let mut kafka =
-            KafkaOutput::new(kafka, tracker.clone(), metrics.clone(), spool_cfg.unhealthy_after.0, probe_every)?;
+        let mut kafka = KafkaOutput::new(
+            kafka,
+            tracker.clone(),
+            metrics.clone(),
+            refused,
+            spool_cfg.unhealthy_after.0,
+            probe_every,
+        )?;
         let spooling = if spool_cfg.enabled {
             Some(Spooling::open(spool_cfg, &config.path.data, config.registry.flush.0, &metrics)?)
         } else {
@@ -115,6 +122,10 @@ impl Output {
                 if self.holding() {
                     std::thread::sleep(Duration::from_millis(20));
                 }
+            } else if self.kafka.held() >= HELD_LIMIT {
+                // Kafka refuses a topic and holds this many of its events: take no more until it
+                // takes them (reading waits, as for a full queue).
+                std::thread::sleep(Duration::from_millis(20));
             } else {
                 let wait = if self.replaying() { Duration::from_millis(1) } else { Duration::from_millis(50) };
                 match queue.pop(wait) {

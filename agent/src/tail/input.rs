@@ -86,6 +86,7 @@ pub struct Warned {
     json: bool,
     oversize: bool,
     format: bool,
+    topic: bool,
     pub gzip: bool,
 }
 
@@ -292,6 +293,10 @@ impl InputRt {
         if with_map {
             // One event map through Filebeat's stages: the input's processors, the builtins, the
             // global processors; topic and key formats see what they left.
+            // Raw and Kafka Connect's codecs send the line itself; the event map then only
+            // decides whether it is sent and where.
+            scratch.clear();
+            let line_record = self.template.encode_line(&ctx, &out.decoded, scratch);
             let mut ev = self.template.event_map(&ctx, out.decoded);
             let kept = self.processors.apply(&mut ev) && {
                 self.template.add_builtin(&mut ev);
@@ -301,33 +306,45 @@ impl InputRt {
                 Metrics::inc(&m.events_dropped_processor);
                 return skip(f.slot);
             }
-            scratch.clear();
             if !self.hash_fields.is_empty() {
                 partition_hash = crate::output::partition::hash_fields(&ev, &self.hash_fields).ok();
             }
             let routed = self.route_event(&ev);
             route = Some(match (&self.format, routed) {
                 // `codec: format`: the record is the format rendered from the finished event.
-                (Some(format), Ok(r)) => format.render(|p| lookup_path(&ev, p)).map(|text| {
-                    scratch.extend_from_slice(text.as_bytes());
-                    r
-                }),
+                (Some(format), Ok(r)) => format
+                    .render(|p| lookup_path(&ev, p))
+                    .map(|text| {
+                        scratch.extend_from_slice(text.as_bytes());
+                        r
+                    })
+                    .map_err(Unroutable::MissingField),
                 (None, Ok(r)) => {
-                    self.json_options.write(scratch, &ev);
+                    if !line_record {
+                        self.json_options.write(scratch, &ev);
+                    }
                     Ok(r)
                 }
-                (_, Err(field)) => Err(field),
+                (_, Err(why)) => Err(why),
             });
         } else {
             self.template.encode(&ctx, out.decoded, scratch);
         }
         let (topic, key) = match route.expect("set on both paths") {
             Ok(r) => r,
-            Err(field) => {
+            Err(Unroutable::MissingField(field)) => {
                 Metrics::inc(&m.events_dropped_format);
                 if !warned.format {
                     warned.format = true;
                     tracing::error!(path = f.path, offset = line.offset, %field, "event dropped: its topic, key or codec format names a field the event lacks (logged once per file)");
+                }
+                return skip(f.slot);
+            }
+            Err(Unroutable::BadTopic(error)) => {
+                Metrics::inc(&m.events_dropped_topic);
+                if !warned.topic {
+                    warned.topic = true;
+                    tracing::error!(path = f.path, offset = line.offset, %error, "event dropped: the topic made from it is a name Kafka refuses (logged once per file)");
                 }
                 return skip(f.slot);
             }
@@ -359,23 +376,23 @@ impl InputRt {
 
     /// The topic and key of a finished event: the first `topics` rule that names a topic, else
     /// `topic`; a key or topic naming a field the event lacks is `Err(field)`.
-    fn route_event(&self, ev: &Map<String, Value>) -> Result<(Arc<str>, Option<Vec<u8>>), String> {
+    fn route_event(&self, ev: &Map<String, Value>) -> Result<(Arc<str>, Option<Vec<u8>>), Unroutable> {
         let lookup = |p: &str| lookup_path(ev, p);
         let key = self.key.as_ref().map(|f| f.render(lookup).map(String::into_bytes)).transpose()?;
         let topic: Arc<str> = match self.rules.iter().find_map(|r| r.select(ev)) {
-            Some(t) => t.into(),
+            Some(t) => checked_topic(t)?.into(),
             None => match &self.topic {
                 TopicChoice::Static(t) => t.clone(),
-                TopicChoice::Dynamic(f) => f.render(lookup)?.into(),
+                TopicChoice::Dynamic(f) => checked_topic(f.render(lookup)?)?.into(),
             },
         };
         Ok((topic, key))
     }
 
-    fn route(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<(Arc<str>, Option<Vec<u8>>), String> {
+    fn route(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<(Arc<str>, Option<Vec<u8>>), Unroutable> {
         let topic = match &self.topic {
             TopicChoice::Static(t) => t.clone(),
-            TopicChoice::Dynamic(f) => f.render(&lookup)?.into(),
+            TopicChoice::Dynamic(f) => checked_topic(f.render(&lookup)?)?.into(),
         };
         let key = match &self.key {
             Some(f) => Some(f.render(&lookup)?.into_bytes()),
@@ -383,6 +400,28 @@ impl InputRt {
         };
         Ok((topic, key))
     }
+}
+
+/// Why an event cannot be sent anywhere; each is counted and logged on its own.
+enum Unroutable {
+    /// The topic, key or codec format names this field, which the event lacks.
+    MissingField(String),
+    /// The topic made from the event is a name Kafka refuses on every try (the reason).
+    BadTopic(String),
+}
+
+impl From<String> for Unroutable {
+    fn from(field: String) -> Self {
+        Unroutable::MissingField(field)
+    }
+}
+
+/// A topic made from an event, if Kafka would accept its name. A static topic was checked when
+/// the config was read; one rendered per event is checked here, so a line that names a topic
+/// Kafka refuses is dropped and counted once, not sent and refused (see the output's policy).
+fn checked_topic(topic: String) -> Result<String, Unroutable> {
+    crate::config::check_topic_name(&topic).map_err(Unroutable::BadTopic)?;
+    Ok(topic)
 }
 
 fn warn_once(flag: &mut bool, path: &str, offset: u64, what: &str) {

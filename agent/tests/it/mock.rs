@@ -210,8 +210,9 @@ fn topic_and_key_format_strings_route_events() {
     kc.create_topic("logs-api", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("f.json");
-    std::fs::write(&log, "{\"svc\":\"api\",\"id\":\"k1\"}\n{\"id\":\"k2\"}\n{\"svc\":\"api\",\"id\":\"k3\"}\n")
-        .unwrap();
+    // k4's topic would be `logs-my api!`, a name Kafka refuses: dropped and counted, not sent.
+    let lines = "{\"svc\":\"api\",\"id\":\"k1\"}\n{\"id\":\"k2\"}\n{\"svc\":\"my api!\",\"id\":\"k4\"}\n{\"svc\":\"api\",\"id\":\"k3\"}\n";
+    std::fs::write(&log, lines).unwrap();
     let input = "    parsers:\n      - ndjson: {}\n";
     let cfg = config(
         &dir.path().join("data"),
@@ -227,6 +228,12 @@ fn topic_and_key_format_strings_route_events() {
     let keys: Vec<Vec<u8>> = got.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!(keys, vec![b"k1".to_vec(), b"k3".to_vec()]);
     assert_eq!(Metrics::get(&summary.metrics.events_dropped_format), 1, "the event without svc is dropped and counted");
+    assert_eq!(
+        Metrics::get(&summary.metrics.events_dropped_topic),
+        1,
+        "the event naming a bad topic is dropped and counted"
+    );
+    assert_eq!(Metrics::get(&summary.metrics.events_failed), 0, "and never sent to be refused");
 }
 
 #[test]

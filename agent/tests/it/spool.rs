@@ -5,6 +5,7 @@ use crate::common::*;
 use agent::metrics::Metrics;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -273,4 +274,58 @@ fn without_a_spool_the_shutdown_deadline_leaves_lines_unacknowledged_and_nothing
     for l in numbered("up", 0..50).iter().chain(numbered("while-down", 0..50).iter()) {
         assert!(texts.contains(l), "missing {l}");
     }
+}
+
+/// A topic Kafka refuses (here: topic authorization failed, set in the mock cluster's metadata)
+/// is not an outage: its events are held, not spooled and not dropped; `/healthz`'s readiness
+/// names the topic and the error; other topics keep flowing; once Kafka takes the topic, every
+/// held line arrives exactly once.
+#[test]
+fn a_refused_topic_holds_its_events_without_spooling_and_says_so() {
+    use agent::status::Status;
+    use rdkafka::types::RDKafkaRespErr;
+    let kc = cluster("denied", 1);
+    kc.create_topic("open", 1, 1).unwrap();
+    kc.topic_error("denied", RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+    std::fs::create_dir(&logs).unwrap();
+    // Lines whose text says where they go; the topic comes from the line (a `topics` rule).
+    let output = "    codec: raw\n    backoff:\n      init: 50ms\n      max: 500ms\n    topics:\n      - topic: open\n        when.contains:\n          message: \"open\"\n";
+    let cfg = config(&data, &[logs.join("*.log")], &kc.bootstrap_servers(), "denied", "", output);
+    let status = Arc::new(Status::default());
+    let opts = agent::pipeline::RunOptions { status: status.clone(), ..Default::default() };
+    let agent = RunningAgent::start_with(&with_spool(cfg, ""), opts);
+    let (denied, open) = (numbered("denied", 0..200), numbered("open", 0..200));
+    append_lines(&logs.join("a.log"), denied.iter().cloned().zip(open.iter().cloned()).flat_map(|(d, o)| [d, o]));
+    let m = status.metrics.clone();
+    // The other topic flows while this one is refused.
+    let got = consume(&kc.bootstrap_servers(), "open", 1, open.len(), T);
+    assert_exactly_once(&got, &open);
+    wait_for("the refused topic counted", T, || Metrics::get(&m.output_topics_refused) == 1);
+    // Well past unhealthy_after (2 s): still held, never taken for an outage.
+    std::thread::sleep(Duration::from_secs(5));
+    let reasons = status.readiness().expect_err("not ready while a topic is refused");
+    assert!(
+        reasons.iter().any(|u| u.reason.contains("refuses topic denied") && u.reason.contains("uthorization")),
+        "{reasons:?}"
+    );
+    assert!(Metrics::get(&m.output_refusals) >= 200, "refusals {}", Metrics::get(&m.output_refusals));
+    assert_eq!(Metrics::get(&m.spool_switches), 0, "a refusal is not an outage");
+    assert_eq!(Metrics::get(&m.events_spooled), 0);
+    assert_eq!(Metrics::get(&m.events_failed), 0, "nothing dropped");
+    assert_eq!(Metrics::get(&m.output_spooling), 0);
+    assert!(segments(&data).is_empty(), "nothing in the spool");
+    assert!(
+        registry_offset_of(&data, &logs.join("a.log")).unwrap_or(0) < file_len(&logs.join("a.log")),
+        "the held lines are not acknowledged in the registry"
+    );
+
+    kc.topic_error("denied", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
+    let got = consume(&kc.bootstrap_servers(), "denied", 1, denied.len(), T);
+    assert_exactly_once(&got, &denied);
+    wait_for("the topic no longer refused", T, || status.readiness().is_ok());
+    let summary = agent.stop();
+    assert_eq!(Metrics::get(&summary.metrics.output_topics_refused), 0);
+    assert_eq!(summary.unacknowledged, 0);
 }
