@@ -47,9 +47,12 @@ counters! {
     bytes_read,
     /// Lines read from files.
     lines_read,
-    /// Events handed to the Kafka producer.
+    /// Events the output took to deliver, each once (retries and replays are not counted again),
+    /// plus the events a previous run left in the spool. Each ends in exactly one of
+    /// `events_acked`, `events_failed`, `spool_dropped`, or is still pending (unacknowledged in
+    /// the output, or waiting in the spool: `spool_events`).
     events_published,
-    /// Events Kafka acknowledged.
+    /// Events Kafka acknowledged, each once: sent directly or replayed from the spool.
     events_acked,
     /// Empty lines not shipped (JSON codec, as Filebeat does).
     lines_skipped_empty,

@@ -80,12 +80,14 @@ pub struct Parked {
 
 impl Parked {
     /// Registers an event with the ack tracker, in queue order, and returns it ready to send or
-    /// spool; an event with nothing to deliver is done at once and `None` is returned.
-    pub fn register(ev: Event, tracker: &AckTracker) -> Option<Parked> {
+    /// spool (counted once in `events_published`); an event with nothing to deliver is done at
+    /// once and `None` is returned.
+    pub fn register(ev: Event, tracker: &AckTracker, metrics: &Metrics) -> Option<Parked> {
         if !ev.deliver {
             tracker.register_done(ev.slot, ev.end_offset);
             return None;
         }
+        Metrics::inc(&metrics.events_published);
         tracker.register(ev.slot, ev.end_offset);
         let opaque = pack(ev.slot, ev.end_offset);
         Some(Parked { topic: ev.topic, key: ev.key, hash: ev.partition_hash, payload: ev.payload, opaque })
@@ -261,11 +263,12 @@ impl ProducerContext for AgentContext {
                 if Metrics::get(&sh.metrics.output_brokers_up) == 0 {
                     Metrics::set(&sh.metrics.output_brokers_up, 1);
                 }
+                // Every event acknowledged counts once in events_acked, replayed ones included.
+                Metrics::inc(&sh.metrics.events_acked);
                 if replay {
                     Metrics::inc(&sh.metrics.spool_replayed);
                     sh.replay.done((opaque & !REPLAY_BIT) as u64);
                 } else {
-                    Metrics::inc(&sh.metrics.events_acked);
                     let (slot, end) = unpack(opaque);
                     sh.tracker.done(slot, end);
                 }
@@ -527,7 +530,7 @@ impl KafkaOutput {
     /// registered, when Kafka counts as unreachable while the producer's queue is full (only with
     /// a spool) or `abort` is set.
     pub fn send_event(&mut self, ev: Event, abort: &AtomicBool) -> Result<(), Parked> {
-        let Some(p) = Parked::register(ev, &self.shared.tracker) else { return Ok(()) };
+        let Some(p) = Parked::register(ev, &self.shared.tracker, &self.shared.metrics) else { return Ok(()) };
         let partition = self.choose_partition(&p.topic, p.key.as_deref(), p.hash);
         let producer = self.producer_for(partition);
         let out = Outgoing {
@@ -669,10 +672,7 @@ impl KafkaOutput {
     /// (counted, and the record is done).
     fn try_send(&self, r: &Outgoing<'_>) -> Result<(), ()> {
         match self.producers[r.producer].send(self.record(r)) {
-            Ok(()) => {
-                Metrics::inc(&self.shared.metrics.events_published);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(()),
             Err((e, _)) if refuses_topic(&e) => {
                 let ctx = self.producers[r.producer].context();

@@ -165,7 +165,7 @@ impl Output {
                 break;
             }
         }
-        let parked: Vec<Parked> = events.filter_map(|ev| Parked::register(ev, &self.tracker)).collect();
+        let parked: Vec<Parked> = events.filter_map(|ev| Parked::register(ev, &self.tracker, &self.metrics)).collect();
         if !parked.is_empty() {
             self.store(parked);
         }
@@ -401,6 +401,10 @@ impl Spooling {
         }
         if opened.pending > 0 {
             tracing::info!(spool = %dir.display(), events = opened.pending, "spool holds events from the last run: they go to Kafka first");
+            // This run delivers them: they count as published by it, so that what it published
+            // is what it acknowledged, failed, dropped, or still holds.
+            Metrics::add(&metrics.events_published, opened.pending);
+            Metrics::set(&metrics.spool_events, opened.pending);
         }
         Metrics::set(&metrics.spool_writable, 1);
         Ok(Spooling {

@@ -185,6 +185,23 @@ output:\n  kafka:\n    hosts: [\"{bootstrap}\"]\n    topic: {topic}\n    bulk_fl
     )
 }
 
+/// What a run published ended in exactly one place: acknowledged by Kafka (directly or replayed
+/// from the spool), refused for good, dropped by the spool's policy, or still pending at the stop
+/// (unacknowledged, read again from its file after a restart; or waiting in the spool).
+pub fn assert_counters_add_up(s: &Summary) {
+    let m = &s.metrics;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (published, acked, failed, dropped) =
+        (get(&m.events_published), get(&m.events_acked), get(&m.events_failed), get(&m.spool_dropped));
+    assert_eq!(
+        published,
+        acked + failed + dropped + s.unacknowledged as u64 + s.spooled,
+        "published {published} = acked {acked} + failed {failed} + dropped {dropped} + unacknowledged {} + in the spool {}",
+        s.unacknowledged,
+        s.spooled
+    );
+}
+
 /// A 3-broker mock cluster with `topic` (replication 1).
 pub fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let c = MockCluster::new(3).expect("mock cluster");

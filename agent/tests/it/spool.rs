@@ -93,7 +93,14 @@ fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
     let missing: Vec<&String> = expected.iter().filter(|l| !texts.contains(*l)).take(5).collect();
     assert!(missing.is_empty(), "missing lines, e.g. {missing:?}");
     assert_file_order(&got, &["a", "b", "c", "a2", "b2", "c2"]);
+    assert_counters_add_up(&summary);
     let m = &summary.metrics;
+    assert_eq!(
+        Metrics::get(&m.events_published),
+        expected.len() as u64,
+        "each event published once, replays not again"
+    );
+    assert_eq!(Metrics::get(&m.events_acked), expected.len() as u64, "replayed events count as acknowledged");
     assert!(Metrics::get(&m.spool_switches) >= 1);
     assert!(Metrics::get(&m.events_spooled) >= 3000, "spooled {}", Metrics::get(&m.events_spooled));
     assert_eq!(Metrics::get(&m.spool_replayed), Metrics::get(&m.events_spooled));
@@ -128,7 +135,10 @@ fn small_spool_run(policy: &str) -> (Vec<Record>, Vec<String>, agent::pipeline::
     let expected: Vec<String> = padded("f", 0..4000, 100);
     let got = consume(&kc.bootstrap_servers(), &topic, 1, expected.len(), Duration::from_secs(20));
     wait_for("the whole file to be acknowledged", T, || registry_offset_of(&data, &log) == Some(file_len(&log)));
-    (got, expected, agent.stop(), reading_paused)
+    wait_for("the spool to drain", T, || segments(&data).is_empty());
+    let summary = agent.stop();
+    assert_counters_add_up(&summary);
+    (got, expected, summary, reading_paused)
 }
 
 #[test]
@@ -225,7 +235,7 @@ fn damaged_spool_fixtures_replay_everything_else_and_count_the_damage() {
 
 /// Ships 50 lines, takes every broker down, writes 50 more, stops (2 s drain deadline, timed),
 /// brings the brokers back, restarts and reads the topic. Returns the first run's summary, what
-/// was read back, and the temp dir (so the caller can look at `data/`).
+/// was read back, and the temp dir (so the caller can look at `data/`). Both runs' counters add up.
 fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summary, Vec<Record>, tempfile::TempDir) {
     let kc = cluster(topic, 1);
     let dir = tempfile::tempdir().unwrap();
@@ -252,7 +262,10 @@ fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summa
     all_down(&kc, true);
     let agent = RunningAgent::start(&cfg);
     let got = consume(&kc.bootstrap_servers(), topic, 1, 100, T);
-    agent.stop();
+    wait_for("the spool to drain", T, || segments(&dir.path().join("data")).is_empty());
+    let second = agent.stop();
+    assert_counters_add_up(&summary);
+    assert_counters_add_up(&second);
     (summary, got, dir)
 }
 
@@ -326,6 +339,7 @@ fn a_refused_topic_holds_its_events_without_spooling_and_says_so() {
     assert_exactly_once(&got, &denied);
     wait_for("the topic no longer refused", T, || status.readiness().is_ok());
     let summary = agent.stop();
+    assert_counters_add_up(&summary);
     assert_eq!(Metrics::get(&summary.metrics.output_topics_refused), 0);
     assert_eq!(summary.unacknowledged, 0);
 }
