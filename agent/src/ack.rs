@@ -7,9 +7,11 @@
 //! when acknowledgements arrive out of order (several partitions).
 
 use crate::fingerprint::{FileId, Fingerprint};
+use crate::metrics::Histogram;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// What the registry needs to know about a slot's file.
 #[derive(Debug, Clone)]
@@ -25,10 +27,21 @@ struct Slot {
     file: SlotFile,
     /// Everything before this offset is acknowledged (or was already when the slot opened).
     acked: u64,
-    /// End offsets in send order, with their done flag.
-    pending: VecDeque<(u64, bool)>,
+    /// Events in send order.
+    pending: VecDeque<Pending>,
     /// A newer slot took over this file (after truncation): its offsets are no longer reported.
     superseded: bool,
+    /// The file's input's read-to-acknowledgement latency, observed at each delivery.
+    latency: Option<Arc<Histogram>>,
+}
+
+/// One registered event of a slot.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    end: u64,
+    done: bool,
+    /// When its line was read (`None` for an event with nothing to deliver).
+    read_at: Option<Instant>,
 }
 
 /// The contiguous acknowledged offset of one file, as the registry stores it.
@@ -60,10 +73,11 @@ pub fn unpack(opaque: usize) -> (u32, u64) {
 }
 
 impl AckTracker {
-    /// Opens a slot for a file whose bytes before `offset` need no more acknowledgement.
-    pub fn open(&self, file: SlotFile, offset: u64) -> Option<u32> {
+    /// Opens a slot for a file whose bytes before `offset` need no more acknowledgement; its
+    /// deliveries are observed in `latency` (its input's histogram).
+    pub fn open(&self, file: SlotFile, offset: u64, latency: Option<Arc<Histogram>>) -> Option<u32> {
         let mut slots = self.slots.lock().unwrap();
-        let slot = Slot { file, acked: offset, pending: VecDeque::new(), superseded: false };
+        let slot = Slot { file, acked: offset, pending: VecDeque::new(), superseded: false, latency };
         if let Some(i) = slots.iter().position(Option::is_none) {
             slots[i] = Some(slot);
             return Some(i as u32);
@@ -89,10 +103,11 @@ impl AckTracker {
         }
     }
 
-    /// Records that an event ending at `end_offset` is about to be sent.
-    pub fn register(&self, slot: u32, end_offset: u64) {
+    /// Records that an event ending at `end_offset`, whose line was read at `read_at`, is about
+    /// to be sent.
+    pub fn register(&self, slot: u32, end_offset: u64, read_at: Instant) {
         if let Some(Some(s)) = self.slots.lock().unwrap().get_mut(slot as usize) {
-            s.pending.push_back((end_offset, false));
+            s.pending.push_back(Pending { end: end_offset, done: false, read_at: Some(read_at) });
         }
     }
 
@@ -100,18 +115,33 @@ impl AckTracker {
     pub fn register_done(&self, slot: u32, end_offset: u64) {
         let mut slots = self.slots.lock().unwrap();
         if let Some(Some(s)) = slots.get_mut(slot as usize) {
-            s.pending.push_back((end_offset, true));
+            s.pending.push_back(Pending { end: end_offset, done: true, read_at: None });
             advance(s);
         }
     }
 
-    /// Marks the event ending at `end_offset` as delivered.
+    /// Marks the event ending at `end_offset` as done without a delivery to Kafka (spooled, or
+    /// refused for good).
     pub fn done(&self, slot: u32, end_offset: u64) {
+        self.mark(slot, end_offset, false);
+    }
+
+    /// Marks the event ending at `end_offset` as acknowledged by Kafka, and observes the time
+    /// since its line was read in its input's latency histogram.
+    pub fn delivered(&self, slot: u32, end_offset: u64) {
+        self.mark(slot, end_offset, true);
+    }
+
+    fn mark(&self, slot: u32, end_offset: u64, delivered: bool) {
         let mut slots = self.slots.lock().unwrap();
         let Some(Some(s)) = slots.get_mut(slot as usize) else { return };
         // Offsets within a slot increase in send order, so the entry can be found by bisection.
-        if let Ok(i) = s.pending.binary_search_by_key(&end_offset, |(o, _)| *o) {
-            s.pending[i].1 = true;
+        if let Ok(i) = s.pending.binary_search_by_key(&end_offset, |p| p.end) {
+            let p = &mut s.pending[i];
+            p.done = true;
+            if let (true, Some(read_at), Some(h)) = (delivered, p.read_at, &s.latency) {
+                h.observe(read_at.elapsed());
+            }
             advance(s);
         }
     }
@@ -167,7 +197,7 @@ impl AckTracker {
 
     /// Events registered and not yet acknowledged, over all slots.
     pub fn in_flight(&self) -> usize {
-        self.slots.lock().unwrap().iter().flatten().map(|s| s.pending.iter().filter(|p| !p.1).count()).sum()
+        self.slots.lock().unwrap().iter().flatten().map(|s| s.pending.iter().filter(|p| !p.done).count()).sum()
     }
 }
 /// Marks the delivery opaque of a replayed spool record (the rest is its sequence number). Slot
@@ -228,7 +258,7 @@ impl ReplayWindow {
 }
 
 fn advance(s: &mut Slot) {
-    while let Some(&(end, true)) = s.pending.front() {
+    while let Some(&Pending { end, done: true, .. }) = s.pending.front() {
         s.acked = end;
         s.pending.pop_front();
     }
@@ -253,6 +283,23 @@ mod tests {
     }
 
     #[test]
+    fn only_deliveries_are_observed_in_the_latency_histogram() {
+        let t = AckTracker::default();
+        let h = Arc::new(Histogram::default());
+        let s = t.open(file(), 0, Some(h.clone())).unwrap();
+        let long_ago = Instant::now() - std::time::Duration::from_millis(30);
+        t.register(s, 10, long_ago);
+        t.register(s, 20, Instant::now());
+        t.register_done(s, 25);
+        t.done(s, 20); // spooled or refused for good: not a delivery
+        t.delivered(s, 10);
+        let snap = h.snapshot();
+        assert_eq!(snap.count, 1);
+        assert!(snap.sum_seconds >= 0.03 && snap.sum_seconds < 10.0, "{snap:?}");
+        assert_eq!(t.acked(s), Some((25, true)));
+    }
+
+    #[test]
     fn replay_window_reports_the_oldest_unacknowledged_record() {
         let w = ReplayWindow::default();
         assert_eq!(w.oldest_unacked(), None);
@@ -273,9 +320,9 @@ mod tests {
     #[test]
     fn watermark_moves_only_over_contiguous_acks() {
         let t = AckTracker::default();
-        let s = t.open(file(), 100).unwrap();
+        let s = t.open(file(), 100, None).unwrap();
         for end in [110, 120, 130] {
-            t.register(s, end);
+            t.register(s, end, Instant::now());
         }
         t.done(s, 120);
         assert_eq!(t.acked(s), Some((100, false)), "110 is still in flight");
@@ -289,8 +336,8 @@ mod tests {
     #[test]
     fn skipped_events_advance_in_order() {
         let t = AckTracker::default();
-        let s = t.open(file(), 0).unwrap();
-        t.register(s, 10);
+        let s = t.open(file(), 0, None).unwrap();
+        t.register(s, 10, Instant::now());
         t.register_done(s, 20);
         assert_eq!(t.acked(s), Some((0, false)));
         t.done(s, 10);
@@ -300,25 +347,25 @@ mod tests {
     #[test]
     fn slots_are_reused_only_when_drained_and_superseded_ones_are_hidden() {
         let t = AckTracker::default();
-        let a = t.open(file(), 0).unwrap();
-        t.register(a, 5);
+        let a = t.open(file(), 0, None).unwrap();
+        t.register(a, 5, Instant::now());
         assert!(!t.close_if_drained(a));
         t.supersede(a);
         assert!(t.watermarks().is_empty());
-        let b = t.open(file(), 0).unwrap();
+        let b = t.open(file(), 0, None).unwrap();
         assert_ne!(a, b);
         t.done(a, 5);
         t.reap_superseded();
-        let c = t.open(file(), 0).unwrap();
+        let c = t.open(file(), 0, None).unwrap();
         assert_eq!(c, a, "the drained superseded slot is free again");
     }
 
     #[test]
     fn drained_slot_gives_its_memory_back() {
         let t = AckTracker::default();
-        let s = t.open(file(), 0).unwrap();
+        let s = t.open(file(), 0, None).unwrap();
         for end in 1..=5000 {
-            t.register(s, end);
+            t.register(s, end, Instant::now());
         }
         for end in 1..=5000 {
             t.done(s, end);

@@ -232,9 +232,97 @@ impl Metrics {
     }
 }
 
+/// Upper bounds (seconds) of the latency histogram's buckets, Prometheus' style: from a
+/// millisecond (a local broker) to five minutes (an outage ridden out in librdkafka's queue).
+pub const LATENCY_BOUNDS: [f64; 16] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// A latency histogram: counts per bucket of [`LATENCY_BOUNDS`] (plus one past the last), the sum
+/// and the count. Observed on librdkafka's delivery thread, read by the endpoint; only adds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram's values at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Cumulative counts: `cumulative[i]` observations took at most `LATENCY_BOUNDS[i]`; the last
+    /// is every observation (`+Inf`).
+    pub cumulative: Vec<u64>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        let i = LATENCY_BOUNDS.iter().position(|&b| secs <= b).unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        HistogramSnapshot {
+            cumulative,
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// The upper bound of the bucket holding the `q` quantile (0 < q <= 1): at most this many
+    /// seconds for that share of observations; `None` with no observations, infinity past the
+    /// last bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let total = *self.cumulative.last()?;
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let i = self.cumulative.iter().position(|&c| c >= rank)?;
+        Some(LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_quantiles_name_a_bound() {
+        let h = Histogram::default();
+        assert_eq!(h.snapshot().quantile_bound(0.5), None);
+        for ms in [0, 1, 3, 3, 40, 700, 400_000] {
+            h.observe(std::time::Duration::from_millis(ms));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 7);
+        assert!((s.sum_seconds - 400.747).abs() < 1e-9, "{}", s.sum_seconds);
+        // <=1ms: 0 and 1; <=5ms: +3,3; <=50ms: +40; <=1s: +700; the last only past 300 s.
+        assert_eq!(s.cumulative[0], 2);
+        assert_eq!(s.cumulative[2], 4);
+        assert_eq!(s.cumulative[5], 5);
+        assert_eq!(s.cumulative[9], 6);
+        assert_eq!(s.cumulative[15], 6);
+        assert_eq!(s.cumulative[16], 7);
+        assert_eq!(s.quantile_bound(0.5), Some(0.005));
+        assert_eq!(s.quantile_bound(0.99), Some(f64::INFINITY));
+        assert_eq!(s.quantile_bound(0.8), Some(1.0));
+    }
 
     #[test]
     fn summary_lists_only_non_zero_counters() {

@@ -126,6 +126,7 @@ mod tests {
             partition_hash: None,
             payload: vec![0; n],
             deliver: true,
+            read_at: std::time::Instant::now(),
         });
         b
     }

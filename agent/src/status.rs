@@ -14,7 +14,7 @@
 //! in the queue or for Kafka is alive, just held back); a thread that ended drops its heartbeat
 //! and is no longer watched.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Histogram, Metrics};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -79,6 +79,9 @@ pub struct Connector {
     pub events: AtomicU64,
     /// Input: files open now.
     pub open_files: AtomicU64,
+    /// Input: seconds from reading a line to Kafka's acknowledgement of its event (events sent
+    /// directly; those that went through the spool are not observed).
+    pub latency: Arc<Histogram>,
     failure: Mutex<Option<String>>,
 }
 
@@ -91,6 +94,7 @@ impl Connector {
             bytes: AtomicU64::new(0),
             events: AtomicU64::new(0),
             open_files: AtomicU64::new(0),
+            latency: Arc::default(),
             failure: Mutex::new(None),
         }
     }

@@ -16,7 +16,7 @@ use crate::decode::Decoded;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub const ECS_VERSION: &str = "8.0.0";
 pub const AGENT_TYPE: &str = "agent";
@@ -38,6 +38,8 @@ pub struct Event {
     /// False for a line that produces no record (skipped or dropped, and counted): only its
     /// offset travels, so the file's acknowledged offset can move past it.
     pub deliver: bool,
+    /// When its line was read (the read batch's clock), for the input's latency histogram.
+    pub read_at: Instant,
 }
 
 impl Event {

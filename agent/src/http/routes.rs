@@ -5,7 +5,7 @@
 //! mutating call needs `http.control`; errors use Kafka Connect's `{"error_code","message"}`.
 
 use crate::config::HttpConfig;
-use crate::metrics::{Described, Metrics};
+use crate::metrics::{Described, HistogramSnapshot, Metrics, LATENCY_BOUNDS};
 use crate::status::{Connector, Kind, Status};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -168,6 +168,7 @@ fn stats(ctx: &Ctx) -> Value {
             "bytes_read": g(&c.bytes),
             "events": g(&c.events),
             "files_open": g(&c.open_files),
+            "latency": latency_json(&c.latency.snapshot()),
         })).collect::<Vec<_>>(),
         "sinks": sinks.iter().map(|c| json!({
             "id": c.name,
@@ -176,6 +177,26 @@ fn stats(ctx: &Ctx) -> Value {
             "records_written": g(&c.events),
         })).collect::<Vec<_>>(),
         "counters": counters,
+    })
+}
+
+/// An input's read-to-acknowledgement latency for `/stats`: count, sum, the bucket bounds under
+/// which half and 99% of events were acknowledged (`null` before the first), and the buckets.
+fn latency_json(h: &HistogramSnapshot) -> Value {
+    let bound = |q| h.quantile_bound(q).map(|b| if b.is_finite() { json!(b) } else { json!("+Inf") });
+    let buckets: Map<String, Value> = LATENCY_BOUNDS
+        .iter()
+        .map(|b| b.to_string())
+        .chain(["+Inf".to_string()])
+        .zip(&h.cumulative)
+        .map(|(le, n)| (le, json!(n)))
+        .collect();
+    json!({
+        "count": h.count,
+        "sum_seconds": h.sum_seconds,
+        "p50_at_most_seconds": bound(0.5),
+        "p99_at_most_seconds": bound(0.99),
+        "buckets": buckets,
     })
 }
 
@@ -263,6 +284,17 @@ fn prometheus(ctx: &Ctx) -> String {
         for s in ["RUNNING", "PAUSED", "FAILED"] {
             let _ = writeln!(out, "agent_connector_state{{{},state=\"{s}\"}} {}", labels(c), u8::from(s == state));
         }
+    }
+    let name = "agent_input_latency_seconds";
+    family(&mut out, name, "Input: seconds from reading a line to Kafka's acknowledgement of its event (events sent directly, not through the spool).", "histogram");
+    for c in connectors.iter().filter(|c| c.kind == Kind::Source) {
+        let h = c.latency.snapshot();
+        let les = LATENCY_BOUNDS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]);
+        for (le, n) in les.zip(&h.cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{{},le=\"{le}\"}} {n}", labels(c));
+        }
+        let _ = writeln!(out, "{name}_sum{{{}}} {}", labels(c), h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{{}}} {}", labels(c), h.count);
     }
     process_families(&mut out);
     out
@@ -455,5 +487,38 @@ mod tests {
         assert!(sample("process_start_time_seconds") <= crate::process::now_seconds());
         let stats = body(&handle(&req("GET", "/stats"), &c));
         assert!(stats["process"]["resident_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{stats}");
+    }
+
+    #[test]
+    fn input_latency_is_a_histogram_per_input() {
+        let c = ctx(HttpConfig::default());
+        let input = c.status.find("app logs").unwrap();
+        input.latency.observe(std::time::Duration::from_millis(3));
+        input.latency.observe(std::time::Duration::from_millis(40));
+        let text = handle(&req("GET", "/metrics"), &c).body;
+        assert!(
+            text.contains(
+                "# TYPE agent_input_latency_seconds histogram
+"
+            ),
+            "{text}"
+        );
+        let l = "connector=\"app logs\",type=\"source\"";
+        for line in [
+            format!("agent_input_latency_seconds_bucket{{{l},le=\"0.0025\"}} 0"),
+            format!("agent_input_latency_seconds_bucket{{{l},le=\"0.005\"}} 1"),
+            format!("agent_input_latency_seconds_bucket{{{l},le=\"0.05\"}} 2"),
+            format!("agent_input_latency_seconds_bucket{{{l},le=\"+Inf\"}} 2"),
+            format!("agent_input_latency_seconds_sum{{{l}}} 0.043"),
+            format!("agent_input_latency_seconds_count{{{l}}} 2"),
+        ] {
+            assert!(text.lines().any(|t| t == line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("agent_input_latency_seconds_count{connector=\"copy\""), "sinks have no latency");
+        let stats = body(&handle(&req("GET", "/stats"), &c));
+        let latency = &stats["inputs"][0]["latency"];
+        assert_eq!(latency["count"], 2);
+        assert_eq!(latency["p50_at_most_seconds"], 0.005);
+        assert_eq!(latency["p99_at_most_seconds"], 0.05);
     }
 }

@@ -88,7 +88,7 @@ impl Parked {
             return None;
         }
         Metrics::inc(&metrics.events_published);
-        tracker.register(ev.slot, ev.end_offset);
+        tracker.register(ev.slot, ev.end_offset, ev.read_at);
         let opaque = pack(ev.slot, ev.end_offset);
         Some(Parked { topic: ev.topic, key: ev.key, hash: ev.partition_hash, payload: ev.payload, opaque })
     }
@@ -270,7 +270,7 @@ impl ProducerContext for AgentContext {
                     sh.replay.done((opaque & !REPLAY_BIT) as u64);
                 } else {
                     let (slot, end) = unpack(opaque);
-                    sh.tracker.done(slot, end);
+                    sh.tracker.delivered(slot, end);
                 }
             }
             Err((err, msg)) if refuses_topic(err) => {

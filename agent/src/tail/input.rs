@@ -231,6 +231,7 @@ impl InputRt {
             partition_hash: None,
             payload: Vec::new(),
             deliver: false,
+            read_at: f.now,
         };
         if line.lines > 1 {
             Metrics::inc(&m.multiline_events);
@@ -371,6 +372,7 @@ impl InputRt {
             partition_hash,
             payload: scratch.as_slice().to_vec(),
             deliver: true,
+            read_at: f.now,
         }
     }
 

@@ -154,7 +154,7 @@ impl Reader {
         let f = self.files.get_mut(&key).expect("detached file exists");
         let rt = &self.p.inputs[f.input];
         let file = SlotFile { input: rt.config.id.clone(), path: f.path.clone(), id: f.id, fingerprint: f.fingerprint };
-        match self.p.tracker.open(file, f.splitter.line_start()) {
+        match self.p.tracker.open(file, f.splitter.line_start(), Some(self.p.connectors[f.input].latency.clone())) {
             Some(slot) => {
                 tracing::debug!(path = %f.path.display(), offset = f.splitter.line_start(), "forgotten file grew; tracking it again");
                 f.slot = slot;

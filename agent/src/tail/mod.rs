@@ -326,7 +326,7 @@ impl Reader {
         let start = self.start_offset(input, &seen, initial);
         let rt = &self.p.inputs[input];
         let slot_file = SlotFile { input: rt.config.id.clone(), path: fd.path.clone(), id: fd.id, fingerprint };
-        let Some(slot) = self.p.tracker.open(slot_file, start) else {
+        let Some(slot) = self.p.tracker.open(slot_file, start, Some(self.p.connectors[input].latency.clone())) else {
             tracing::error!(path = %fd.path.display(), "too many files tracked at once; not reading this one");
             return;
         };
@@ -531,7 +531,7 @@ impl Reader {
             // Nothing read yet: the empty prefix, which every file starts with.
             fingerprint: Fingerprint::of_content(&[]),
         };
-        match p.tracker.open(file, 0) {
+        match p.tracker.open(file, 0, Some(p.connectors[f.input].latency.clone())) {
             Some(slot) => f.restart_from_zero(slot),
             None => tracing::error!(path = %f.path.display(), "too many files tracked at once"),
         }

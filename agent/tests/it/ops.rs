@@ -103,11 +103,20 @@ fn endpoint_counts_match_a_known_run_and_pause_needs_the_token() {
     for k in ["dropped", "failed", "filtered"] {
         assert_eq!(stats["events"][k], 0, "{k}: {stats}");
     }
+    let mut first = stats["inputs"][0].clone();
+    let latency = first.as_object_mut().unwrap().remove("latency").expect("inputs have a latency");
     assert_eq!(
-        stats["inputs"][0],
+        first,
         serde_json::json!({"id": "a", "state": "RUNNING", "bytes_read": size(&a), "events": 3000, "files_open": 1})
     );
     assert_eq!(stats["inputs"][1]["events"], 1000);
+    // Every event was acknowledged directly: each is in its input's latency histogram once.
+    assert_eq!(latency["count"], 3000, "{latency}");
+    assert_eq!(latency["buckets"]["+Inf"], 3000, "{latency}");
+    assert_eq!(stats["inputs"][1]["latency"]["count"], 1000);
+    let p99 = latency["p99_at_most_seconds"].as_f64().expect("a finite bound");
+    let sum = latency["sum_seconds"].as_f64().unwrap();
+    assert!(p99 > 0.0 && sum > 0.0 && sum < 3000.0 * 60.0, "{latency}");
     assert_eq!(stats["counters"]["events_acked"], 4000);
 
     let info = get_json(port, "/", token);
@@ -124,6 +133,8 @@ fn endpoint_counts_match_a_known_run_and_pause_needs_the_token() {
         &format!("agent_bytes_read_total {}", size(&a) + size(&b)),
         "agent_connector_events_total{connector=\"a\",type=\"source\"} 3000",
         "agent_connector_state{connector=\"b\",type=\"source\",state=\"RUNNING\"} 1",
+        "agent_input_latency_seconds_bucket{connector=\"a\",type=\"source\",le=\"+Inf\"} 3000",
+        "agent_input_latency_seconds_count{connector=\"b\",type=\"source\"} 1000",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
     }
