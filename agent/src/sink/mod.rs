@@ -6,7 +6,9 @@
 //! pending, on rotation and at shutdown, in this order:
 //! 1. append the lines not yet written (each poll batch is written at once, so the file follows
 //!    the topic closely), fsync the file, record its length in the sink's state file;
-//! 2. commit the consumer offsets of exactly those records (synchronously).
+//! 2. commit the consumer offsets of exactly those records (synchronously, on the sink's commit
+//!    thread, so a commit waiting for an unreachable coordinator never stops consuming and
+//!    writing; one commit at a time, the next carrying every position not yet confirmed).
 //!
 //! Invariant (at-least-once into the file): an offset is committed only after the record's line
 //! is on disk. A crash before step 1 finishes loses nothing: the uncommitted tail is cut at the
@@ -14,7 +16,8 @@
 //! cycle (the documented duplicate window). A write or fsync error keeps the pending lines in
 //! memory, cuts what reached the file, and retries; consuming pauses meanwhile (and the sink's
 //! [`Connector`] shows FAILED). A sink paused through the endpoint pauses its partitions and
-//! keeps polling, so it stays in its consumer group.
+//! keeps polling, so it stays in its consumer group. A sink whose consumer has no broker
+//! connected (its statistics, every second) shows FAILED too, so `/healthz` says so.
 
 pub mod file;
 pub mod format;
@@ -33,7 +36,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,6 +45,8 @@ use std::time::{Duration, Instant};
 const MAX_PENDING_BYTES: usize = 1 << 20;
 /// How often the sink checks whether its file was rotated away.
 const ROTATION_CHECK: Duration = Duration::from_secs(1);
+/// How long a stopping sink waits for its last offset commit to be confirmed.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// Longest wait for records in one poll (the stop flag is checked this often).
 const POLL_WAIT: Duration = Duration::from_millis(100);
 
@@ -109,10 +114,72 @@ impl Sinks {
 }
 
 /// librdkafka's log lines and errors go to the agent's log, each cause once a minute
-/// ([`crate::rdlog`]), naming the sink.
+/// ([`crate::rdlog`]), naming the sink; its statistics (every second) say whether the consumer is
+/// connected to any broker.
 struct SinkContext {
     rdlog: crate::rdlog::RdLog,
+    /// Statistics in a row that showed no broker connected (0 while one is).
+    unconnected_stats: AtomicU32,
 }
+
+/// Next offsets to commit, per (topic, partition).
+type Offsets = Vec<((String, i32), i64)>;
+
+/// The result of one offset commit and the offsets it carried.
+struct Committed {
+    result: Result<(), String>,
+    offsets: Offsets,
+}
+
+/// Commits offsets on its own thread. librdkafka's synchronous commit waits for the group
+/// coordinator without a time limit, so with the brokers down it would stop the sink (consuming,
+/// writing, its shutdown) until they came back; and an asynchronous commit's result never reaches
+/// a `BaseConsumer` (librdkafka reports it only to an `offset_commit_cb`, which rust-rdkafka does
+/// not set). Here the sink hands over one commit at a time and reads the result when it comes.
+struct Committer {
+    requests: Option<std::sync::mpsc::SyncSender<Offsets>>,
+    results: std::sync::mpsc::Receiver<Committed>,
+}
+
+impl Committer {
+    fn start(name: &str, consumer: Arc<BaseConsumer<SinkContext>>) -> Committer {
+        let (req_tx, req_rx) = std::sync::mpsc::sync_channel::<Offsets>(1);
+        let (res_tx, res_rx) = std::sync::mpsc::channel();
+        // Not joined: one blocked in a commit ends when the brokers answer (or with the process).
+        let _ = std::thread::Builder::new().name(format!("commit-{name}")).spawn(move || {
+            for offsets in req_rx {
+                let mut tpl = TopicPartitionList::new();
+                for ((topic, partition), next) in &offsets {
+                    // Adding a partition to a fresh list cannot fail.
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+                }
+                let result = consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string());
+                if res_tx.send(Committed { result, offsets }).is_err() {
+                    return;
+                }
+            }
+        });
+        Committer { requests: Some(req_tx), results: res_rx }
+    }
+
+    /// Hands over a commit; false when the committer thread is gone.
+    fn send(&self, offsets: Offsets) -> bool {
+        self.requests.as_ref().is_some_and(|r| r.send(offsets).is_ok())
+    }
+}
+
+/// Statistics in a row without a connected broker before the sink counts as cut off from Kafka
+/// (two seconds: the first statistics may come before the first connection is up).
+const UNCONNECTED_STATS: u32 = 2;
+
+impl SinkContext {
+    /// Why the consumer cannot consume now, if it cannot.
+    fn kafka_problem(&self) -> Option<String> {
+        (self.unconnected_stats.load(Ordering::Relaxed) >= UNCONNECTED_STATS)
+            .then(|| "no Kafka broker connected: nothing can be consumed".to_string())
+    }
+}
+
 impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.rdlog.error(&error, reason);
@@ -121,12 +188,21 @@ impl ClientContext for SinkContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         self.rdlog.log(level, fac, message);
     }
+
+    fn stats(&self, stats: rdkafka::statistics::Statistics) {
+        if stats.brokers.values().any(|b| b.state == "UP") {
+            self.unconnected_stats.store(0, Ordering::Relaxed);
+        } else {
+            self.unconnected_stats.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 impl ConsumerContext for SinkContext {}
 
 struct Sink {
     cfg: SinkConfig,
-    consumer: BaseConsumer<SinkContext>,
+    consumer: Arc<BaseConsumer<SinkContext>>,
+    committer: Committer,
     file: SinkFile,
     /// Lines consumed since the last commit cycle; the first `written` bytes are in the file
     /// (not yet fsynced), the rest not yet.
@@ -134,6 +210,8 @@ struct Sink {
     written: usize,
     /// Next offset per (topic, partition) of the records in the file but not yet committed.
     positions: HashMap<(String, i32), i64>,
+    /// An offset commit was sent and its result has not come back yet.
+    committing: bool,
     last_commit: Instant,
     last_rotation_check: Instant,
     metrics: Arc<Metrics>,
@@ -146,7 +224,10 @@ struct Sink {
     seen_hangups: u64,
     /// Problems already logged (once per episode, not once per record).
     undecodable_logged: bool,
-    failing: bool,
+    /// Why the file cannot be written now (the connector's failure, with `cut_off`).
+    failing: Option<String>,
+    /// Why nothing can be consumed now (no broker connected).
+    cut_off: Option<String>,
 }
 
 impl Sink {
@@ -168,20 +249,27 @@ impl Sink {
         for (k, v) in cfg.client_properties() {
             cc.set(k, v);
         }
-        let consumer: BaseConsumer<SinkContext> = cc
-            .create_with_context(SinkContext { rdlog: crate::rdlog::RdLog::new(format!("sink {}", cfg.id)) })
-            .context("cannot create the consumer")?;
+        // Statistics every second: whether any broker is connected (readiness).
+        cc.set("statistics.interval.ms", "1000");
+        let context = SinkContext {
+            rdlog: crate::rdlog::RdLog::new(format!("sink {}", cfg.id)),
+            unconnected_stats: AtomicU32::new(0),
+        };
+        let consumer: Arc<BaseConsumer<SinkContext>> =
+            Arc::new(cc.create_with_context(context).context("cannot create the consumer")?);
         let topics = cfg.subscription();
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).context("cannot subscribe")?;
         tracing::info!(sink = %cfg.id, topics = ?topics, group_id = %cfg.group_id, file = %cfg.file.display(), "sink started");
         let seen_hangups = hangups.load(Ordering::Relaxed);
         Ok(Sink {
             cfg: cfg.clone(),
+            committer: Committer::start(&cfg.id, consumer.clone()),
             consumer,
             file: opened.file,
             pending: Vec::new(),
             written: 0,
             positions: HashMap::new(),
+            committing: false,
             last_commit: Instant::now(),
             last_rotation_check: Instant::now(),
             metrics,
@@ -191,7 +279,8 @@ impl Sink {
             hangups,
             seen_hangups,
             undecodable_logged: false,
-            failing: false,
+            failing: None,
+            cut_off: None,
         })
     }
 
@@ -210,10 +299,12 @@ impl Sink {
             if self.pending.len() >= MAX_PENDING_BYTES || self.last_commit.elapsed() >= self.cfg.commit_interval.0 {
                 self.commit();
             }
+            self.follow_commits();
             self.follow_rotation();
             self.follow_pause();
+            self.follow_kafka();
         }
-        self.commit();
+        self.final_commit(FINAL_COMMIT_WAIT);
         if !self.pending.is_empty() {
             tracing::warn!(sink = %self.cfg.id, bytes = self.pending.len(), "stopping with lines not written; they are consumed again at restart");
         }
@@ -229,7 +320,9 @@ impl Sink {
             let msg = match polled {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::debug!(sink = %self.cfg.id, error = %e, "consumer error");
+                    // Group, commit, authorization and fetch errors: warnings, each cause once a
+                    // minute; librdkafka retries them.
+                    self.consumer.context().rdlog.error(&e, &format!("consumer error: {e}"));
                     return;
                 }
             };
@@ -278,10 +371,31 @@ impl Sink {
     fn write_failed(&mut self, e: std::io::Error) {
         self.written = 0;
         Metrics::inc(&self.metrics.sink_errors);
-        if !std::mem::replace(&mut self.failing, true) {
+        if self.failing.is_none() {
             tracing::error!(sink = %self.cfg.id, error = %e, "cannot write the sink file; consuming paused, retrying");
-            self.connector.set_failure(Some(format!("cannot write {}: {e}", self.file.path().display())));
+            self.failing = Some(format!("cannot write {}: {e}", self.file.path().display()));
+            self.show_failure();
         }
+    }
+
+    /// The connector's failure: every reason this sink cannot do its job now, or none.
+    fn show_failure(&self) {
+        let reasons: Vec<&str> = [&self.failing, &self.cut_off].into_iter().flatten().map(String::as_str).collect();
+        self.connector.set_failure((!reasons.is_empty()).then(|| reasons.join("; ")));
+    }
+
+    /// Follows whether the consumer is connected to Kafka (its statistics), logging each change.
+    fn follow_kafka(&mut self) {
+        let now = self.consumer.context().kafka_problem();
+        if now == self.cut_off {
+            return;
+        }
+        match &now {
+            Some(why) => tracing::warn!(sink = %self.cfg.id, "{why}; /healthz is 503 until a broker is connected"),
+            None => tracing::info!(sink = %self.cfg.id, "connected to Kafka again"),
+        }
+        self.cut_off = now;
+        self.show_failure();
     }
 
     /// Writes, fsyncs and records the pending lines, then commits their offsets (module docs).
@@ -295,9 +409,9 @@ impl Sink {
                 self.write_failed(e);
                 return;
             }
-            if std::mem::replace(&mut self.failing, false) {
+            if self.failing.take().is_some() {
                 tracing::info!(sink = %self.cfg.id, "sink file writable again");
-                self.connector.set_failure(None);
+                self.show_failure();
             }
             // Counted once durable: bytes rewritten after an error are not counted twice.
             Metrics::add(&self.metrics.sink_bytes_written, self.pending.len() as u64);
@@ -305,25 +419,65 @@ impl Sink {
             self.pending.clear();
             self.written = 0;
         }
-        if self.positions.is_empty() {
+        // One commit at a time: the next carries every position still not confirmed.
+        if self.positions.is_empty() || self.committing {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in &self.positions {
-            // Adding a partition to a fresh list cannot fail.
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        let offsets = self.positions.iter().map(|(tp, next)| (tp.clone(), *next)).collect();
+        if self.committer.send(offsets) {
+            self.committing = true;
+        } else {
+            self.commit_failed("the commit thread ended");
         }
-        match self.consumer.commit(&tpl, CommitMode::Sync) {
+    }
+
+    /// Takes the results of the commits sent (see [`Sink::committed`]).
+    fn follow_commits(&mut self) {
+        while let Ok(c) = self.committer.results.try_recv() {
+            self.committed(c);
+        }
+    }
+
+    /// A commit's result: a confirmed position is forgotten unless a later record moved it
+    /// since; a failed one stays for the next cycle.
+    fn committed(&mut self, c: Committed) {
+        self.committing = false;
+        match c.result {
             Ok(()) => {
-                self.positions.clear();
+                for (tp, next) in c.offsets {
+                    if self.positions.get(&tp) == Some(&next) {
+                        self.positions.remove(&tp);
+                    }
+                }
                 Metrics::inc(&self.metrics.sink_commits);
             }
-            Err(e) => {
-                // Kept for the next cycle: the lines are on disk, so at worst they come again.
-                Metrics::inc(&self.metrics.sink_errors);
-                tracing::warn!(sink = %self.cfg.id, error = %e, "offset commit failed; retrying at the next cycle");
-            }
+            Err(e) => self.commit_failed(&e),
         }
+    }
+
+    fn commit_failed(&self, error: &str) {
+        // Kept for the next cycle: the lines are on disk, so at worst they come again.
+        Metrics::inc(&self.metrics.sink_errors);
+        tracing::warn!(sink = %self.cfg.id, error, "offset commit failed; retrying at the next cycle");
+    }
+
+    /// At shutdown: commits what is on disk, waiting up to `wait` for the commits (the one in
+    /// flight, then the last positions), then lets the commit thread go (it ends once its commit
+    /// returns).
+    fn final_commit(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        self.commit();
+        while self.committing {
+            let Ok(c) = self.committer.results.recv_timeout(until.saturating_duration_since(Instant::now())) else {
+                break;
+            };
+            self.committed(c);
+            self.commit();
+        }
+        if !self.positions.is_empty() {
+            tracing::warn!(sink = %self.cfg.id, "the last offsets were not committed; the records since the last commit are consumed again at restart and written twice (the window of a crash between fsync and commit)");
+        }
+        self.committer.requests = None;
     }
 
     /// Reopens the file on SIGHUP, and when it was renamed or deleted (checked every second

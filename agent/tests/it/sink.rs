@@ -152,3 +152,33 @@ fn sink_file_that_cannot_be_created_stops_start_up_with_its_path() {
         "{msg}"
     );
 }
+
+/// Issue #16: a sinks-only agent whose brokers are down is not ready: readiness names the sink
+/// and says nothing can be consumed, its connector is FAILED; with the brokers back it is ready
+/// again and goes on copying.
+#[test]
+fn a_sink_cut_off_from_kafka_is_not_ready() {
+    use agent::status::Status;
+    let kc = cluster("cutoff", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    let text = sink_config(&dir.path().join("data"), &out, &kc.bootstrap_servers(), "cutoff", "");
+    let status = Arc::new(Status::default());
+    let opts = RunOptions { status: status.clone(), ..Default::default() };
+    let agent = RunningAgent::start_with(&text, opts);
+    produce(&kc.bootstrap_servers(), "cutoff", 1, &numbered("a", 0..10));
+    wait_for("the first records copied", T, || file_lines(&out).len() == 10);
+    assert_eq!(status.readiness(), Ok(()));
+    all_down(&kc, false);
+    wait_for("not ready while the brokers are down", T, || {
+        status.readiness().is_err_and(|r| r.iter().any(|u| u.reason.contains("sink out: no Kafka broker connected")))
+    });
+    assert_eq!(status.find("out").unwrap().state().0, "FAILED");
+    all_down(&kc, true);
+    wait_for("ready again", T, || status.readiness().is_ok());
+    assert_eq!(status.find("out").unwrap().state().0, "RUNNING");
+    produce(&kc.bootstrap_servers(), "cutoff", 1, &numbered("b", 0..10));
+    wait_for("copying again", T, || file_lines(&out).len() == 20);
+    agent.stop();
+    assert_eq!(file_lines(&out), [numbered("a", 0..10), numbered("b", 0..10)].concat());
+}
