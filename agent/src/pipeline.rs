@@ -586,3 +586,104 @@ fn random_uuid() -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "\
+path:
+  data: /tmp/agent-reload-test
+registry:
+  flush: 1s
+inputs:
+  - id: app
+    paths: [/var/log/app.log]
+processors: []
+queue:
+  mem:
+    max_bytes: 64MiB
+output:
+  kafka:
+    hosts: [\"k1:9092\"]
+    topic: logs
+    codec: json
+    compression: gzip
+    librdkafka:
+      socket.keepalive.enable: \"true\"
+sinks:
+  - id: copy
+    topics: [logs]
+    file: /tmp/copy.txt
+    hosts: [\"k1:9092\"]
+    group_id: copy
+";
+
+    fn parse(text: &str) -> Config {
+        Config::from_str_at(text, Path::new("agent.yml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// Issue #16: a reload restarts exactly the side whose settings changed, for every class of
+    /// setting (each output key class including TLS, SASL and librdkafka properties, queue,
+    /// registry, processors, inputs, a sink's hosts and format). Before, a change `Debug` did
+    /// not print (the codec, TLS, SASL, properties) was reloaded as "no change".
+    #[test]
+    fn every_class_of_setting_restarts_its_side() {
+        let base = parse(BASE);
+        let input_side_changes: [(&str, &str, &str); 12] = [
+            ("codec", "    codec: json\n", "    codec: raw\n"),
+            ("compression level", "    compression: gzip\n", "    compression: gzip\n    compression_level: 9\n"),
+            (
+                "tls",
+                "    compression: gzip\n",
+                "    compression: gzip\n    ssl:\n      certificate_authorities: [/etc/ca.pem]\n",
+            ),
+            (
+                "sasl",
+                "    compression: gzip\n",
+                "    compression: gzip\n    username: u\n    password: p\n    sasl:\n      mechanism: SCRAM-SHA-512\n",
+            ),
+            ("librdkafka property", "socket.keepalive.enable: \"true\"", "socket.keepalive.enable: \"false\""),
+            ("batch size", "    compression: gzip\n", "    compression: gzip\n    bulk_max_size: 100\n"),
+            ("topic", "    topic: logs\n", "    topic: other\n"),
+            ("queue", "max_bytes: 64MiB", "max_bytes: 32MiB"),
+            ("registry", "  flush: 1s\n", "  flush: 5s\n"),
+            ("processors", "processors: []\n", "processors:\n  - add_fields:\n      fields: {env: prod}\n"),
+            (
+                "input",
+                "    paths: [/var/log/app.log]\n",
+                "    paths: [/var/log/app.log]\n    exclude_lines: ['^DEBUG']\n",
+            ),
+            (
+                "input added",
+                "    paths: [/var/log/app.log]\n",
+                "    paths: [/var/log/app.log]\n  - id: web\n    paths: [/var/log/web.log]\n",
+            ),
+        ];
+        for (class, from, to) in input_side_changes {
+            assert!(BASE.contains(from), "{class}: the base lacks {from:?}");
+            let new = parse(&BASE.replacen(from, to, 1));
+            assert!(input_side(&base) != input_side(&new), "{class}: the input side must restart");
+            assert!(same_settings(&base.sinks, &new.sinks), "{class}: the sinks must keep running");
+        }
+        let sink_changes: [(&str, &str, &str); 4] = [
+            ("sink hosts", "    hosts: [\"k1:9092\"]\n    group_id", "    hosts: [\"k2:9092\"]\n    group_id"),
+            ("sink format", "    group_id: copy\n", "    group_id: copy\n    format: message\n"),
+            ("sink topics", "    topics: [logs]\n", "    topics: [logs, audit]\n"),
+            (
+                "sink librdkafka property",
+                "    group_id: copy\n",
+                "    group_id: copy\n    librdkafka:\n      fetch.min.bytes: \"1024\"\n",
+            ),
+        ];
+        for (class, from, to) in sink_changes {
+            assert!(BASE.contains(from), "{class}: the base lacks {from:?}");
+            let new = parse(&BASE.replacen(from, to, 1));
+            assert!(!same_settings(&base.sinks, &new.sinks), "{class}: the sinks must restart");
+            assert!(input_side(&base) == input_side(&new), "{class}: the input side must keep running");
+        }
+        // The same text again restarts nothing.
+        let again = parse(BASE);
+        assert!(input_side(&base) == input_side(&again) && same_settings(&base.sinks, &again.sinks));
+    }
+}
