@@ -4,7 +4,10 @@
 //! Owns the producers (`ThreadedProducer`s: one record per event, a small integer opaque mapping
 //! each delivery report back to its file slot and end offset, or to its spool sequence number),
 //! the per-topic partition state and the signals of Kafka's health (last acknowledgement, "all
-//! brokers down", the reachability probe). Invariants:
+//! brokers down", the reachability probe). Split by job: this file sends (partition choice,
+//! waiting for room, retries, parking for the spool, Kafka's health); `delivery` is what
+//! librdkafka's threads call back into (delivery reports, statistics, logs) and classifies each
+//! failure; `probe` asks whether Kafka answers while the output spools. Invariants:
 //! - every event taken from the queue is registered with the [`AckTracker`] before it is sent, in
 //!   queue order, and is marked done exactly once: on delivery, on a permanent failure (logged with
 //!   the topic and counted), at once when it carries nothing to deliver, or by the spooling output
@@ -23,6 +26,9 @@
 //!   unacknowledged and is read again after restart (records librdkafka purges when the producer
 //!   is dropped are never marked done).
 
+mod delivery;
+mod probe;
+
 use super::partition::RoundRobin;
 use crate::ack::{pack, unpack, AckTracker, ReplayWindow, REPLAY_BIT};
 use crate::config::{is_secret_property, KafkaConfig, Partitioning};
@@ -30,16 +36,14 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::spool::format::Record;
 use crate::status::{Heartbeat, RefusedTopics};
+use delivery::{is_permanent, partition_unknown, refuses_topic, AgentContext};
+use probe::Probe;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
-use rdkafka::statistics::Statistics;
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a metadata request may take before the output carries on without it.
@@ -135,228 +139,6 @@ impl Shared {
     }
 }
 
-/// Shared between the output thread and librdkafka's threads (delivery reports, statistics).
-pub struct AgentContext {
-    shared: Arc<Shared>,
-    /// This producer's index among the output's producers.
-    worker: usize,
-    retries: Mutex<VecDeque<Retry>>,
-    /// Records whose topic Kafka refuses, sent again after `held_wait` (apart from `retries`, so
-    /// their long wait never holds up a retry queued behind them).
-    held: Mutex<VecDeque<Retry>>,
-    retry_backoff: Duration,
-    /// Per topic, the partitions whose leader broker is up (from librdkafka's statistics).
-    reachable: Mutex<HashMap<String, Vec<i32>>>,
-    /// Topics whose permanent failure was already logged.
-    failed_topics: Mutex<HashSet<String>>,
-    /// Retriable errors already logged (once per topic and error).
-    retried_errors: Mutex<HashSet<(String, String)>>,
-    /// librdkafka's own log lines and errors, each cause once a minute (shared by the workers).
-    rdlog: Arc<crate::rdlog::RdLog>,
-}
-
-impl AgentContext {
-    /// Queues a record to be sent again after `backoff.init`; the first time a topic sees an
-    /// error, it is logged (an error that never clears means the output is stuck, not silent).
-    fn retry_later(
-        &self,
-        err: &KafkaError,
-        topic: &str,
-        partition: i32,
-        key: Option<Vec<u8>>,
-        payload: Vec<u8>,
-        opaque: usize,
-    ) {
-        Metrics::inc(&self.shared.metrics.events_retried);
-        if self.retried_errors.lock().unwrap().insert((topic.to_string(), err.to_string())) {
-            tracing::warn!(topic, error = %err, "Kafka did not take an event; retrying until it does (logged once per topic and error)");
-        }
-        self.retries.lock().unwrap().push_back(Retry {
-            topic: topic.to_string(),
-            partition,
-            key,
-            payload,
-            opaque,
-            not_before: Instant::now() + self.retry_backoff,
-        });
-    }
-}
-
-impl AgentContext {
-    /// Holds a record whose topic Kafka refuses (see the module's invariants): counted, logged
-    /// when the topic is first refused, and queued to be sent again after `backoff.max`.
-    fn hold(&self, err: &KafkaError, topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>, opaque: usize) {
-        let sh = &self.shared;
-        Metrics::inc(&sh.metrics.output_refusals);
-        // A refusal is an answer: Kafka is reachable, so this is no stall.
-        sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
-        if sh.refused.refuse(topic, &err.to_string()) {
-            Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
-            tracing::error!(topic, error = %err, every = ?sh.held_wait, "Kafka refuses this topic: its events are held (not dropped, not spooled) and sent again every backoff.max until Kafka takes them; /healthz is 503 meanwhile");
-        }
-        sh.held.fetch_add(1, Ordering::Relaxed);
-        self.held.lock().unwrap().push_back(Retry {
-            topic: topic.to_string(),
-            partition: -1,
-            key,
-            payload,
-            opaque,
-            not_before: Instant::now() + sh.held_wait,
-        });
-    }
-}
-
-impl ClientContext for AgentContext {
-    fn stats(&self, stats: Statistics) {
-        let up: HashSet<i32> = stats.brokers.values().filter(|b| b.state == "UP").map(|b| b.nodeid).collect();
-        // The gauge is what any of the producers is connected to: an idle producer (librdkafka
-        // connects sparsely) must not hide the connection the others have.
-        let all_up = {
-            let mut per = self.shared.up_by_worker.lock().unwrap();
-            per[self.worker].clone_from(&up);
-            per.iter().flatten().collect::<HashSet<_>>().len()
-        };
-        Metrics::set(&self.shared.metrics.output_brokers_up, all_up as u64);
-        let mut map = HashMap::new();
-        for (name, topic) in &stats.topics {
-            let mut parts: Vec<i32> = topic
-                .partitions
-                .values()
-                .filter(|p| p.partition >= 0 && up.contains(&p.leader))
-                .map(|p| p.partition)
-                .collect();
-            parts.sort_unstable();
-            map.insert(name.clone(), parts);
-        }
-        *self.reachable.lock().unwrap() = map;
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.shared.all_down.store(true, Ordering::Relaxed);
-        }
-        // Each cause once a minute: connection errors repeat at every reconnect attempt.
-        self.rdlog.error(&error, reason);
-    }
-
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        self.rdlog.log(level, fac, message);
-    }
-}
-
-impl ProducerContext for AgentContext {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let sh = &self.shared;
-        let replay = opaque & REPLAY_BIT != 0;
-        match result {
-            Ok(msg) => {
-                sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
-                if Metrics::get(&sh.metrics.output_topics_refused) > 0 && sh.refused.accept(msg.topic()) {
-                    Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
-                    tracing::info!(topic = msg.topic(), "Kafka takes this topic again: its held events are sent");
-                }
-                sh.all_down.store(false, Ordering::Relaxed);
-                // An acknowledgement proves a broker connected, also before the first statistics
-                // (a second after start) count it; they give the exact number from then on.
-                if Metrics::get(&sh.metrics.output_brokers_up) == 0 {
-                    Metrics::set(&sh.metrics.output_brokers_up, 1);
-                }
-                // Every event acknowledged counts once in events_acked, replayed ones included.
-                Metrics::inc(&sh.metrics.events_acked);
-                if replay {
-                    Metrics::inc(&sh.metrics.spool_replayed);
-                    sh.replay.done((opaque & !REPLAY_BIT) as u64);
-                } else {
-                    let (slot, end) = unpack(opaque);
-                    sh.tracker.delivered(slot, end);
-                }
-            }
-            Err((err, msg)) if refuses_topic(err) => {
-                let (key, payload) = (msg.key().map(<[u8]>::to_vec), msg.payload().map(<[u8]>::to_vec));
-                self.hold(err, msg.topic(), key, payload.unwrap_or_default(), opaque);
-            }
-            Err((err, msg)) if !replay && sh.parking.load(Ordering::Relaxed) && !is_permanent(err) => {
-                sh.parked.lock().unwrap().push(Parked {
-                    topic: msg.topic().into(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    hash: sh.kept_hash(msg.partition()),
-                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    opaque,
-                });
-            }
-            Err((err, _)) if is_purged(err) => {
-                // Purged when the producer is dropped at shutdown, or a replayed record purged
-                // when replay stopped: not delivered, so it stays unacknowledged (read again
-                // from its file or from the spool cursor). Never counted as done.
-            }
-            Err((err, msg)) if !is_permanent(err) => {
-                let partition = if partition_unknown(err) { -1 } else { msg.partition() };
-                let (key, payload) = (msg.key().map(<[u8]>::to_vec), msg.payload().map(<[u8]>::to_vec));
-                self.retry_later(err, msg.topic(), partition, key, payload.unwrap_or_default(), opaque);
-            }
-            Err((err, msg)) => {
-                Metrics::inc(&sh.metrics.events_failed);
-                if self.failed_topics.lock().unwrap().insert(msg.topic().to_string()) {
-                    tracing::error!(topic = msg.topic(), error = %err, "Kafka refused an event for good; it is counted in events_failed and skipped (logged once per topic)");
-                }
-                if replay {
-                    sh.replay.done((opaque & !REPLAY_BIT) as u64);
-                } else {
-                    let (slot, end) = unpack(opaque);
-                    sh.tracker.done(slot, end);
-                }
-            }
-        }
-    }
-}
-
-fn is_purged(err: &KafkaError) -> bool {
-    matches!(err.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
-}
-
-/// Errors no retry can fix: Kafka refuses the record itself (too large, invalid) or the request
-/// can never be valid. Everything else (brokers down, leaders moving, a topic being created, an
-/// unexpected broker error) is retried for as long as it takes, as Filebeat does: a line is only
-/// ever given up for a reason that lies in the line.
-///
-/// `InvalidTopic` is one too: the agent checks every topic name before sending (a static one at
-/// start, one made from an event before it is queued), so a broker refusing a name is a broker
-/// with stricter rules, and the name came from the line.
-fn is_permanent(err: &KafkaError) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(
-        err.rdkafka_error_code(),
-        Some(
-            MessageSizeTooLarge
-                | InvalidMessage
-                | InvalidMessageSize
-                | InvalidRecord
-                | InvalidRequiredAcks
-                | InvalidTopic
-        )
-    )
-}
-
-/// Errors where Kafka refuses the topic, not the record, and an operator can fix it (grant the
-/// ACL, create the topic): no outage to wait out or to spool through, and no reason to drop the
-/// lines. librdkafka reports a topic missing with auto-creation off as `UnknownTopic` once the
-/// metadata has had `topic.metadata.propagation.max.ms` to show it.
-fn refuses_topic(err: &KafkaError) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(err.rdkafka_error_code(), Some(TopicAuthorizationFailed | ClusterAuthorizationFailed | UnknownTopic))
-}
-
-/// Partition errors mean the metadata the partition was chosen from is stale: a retry lets
-/// librdkafka place the record instead.
-fn partition_unknown(err: &KafkaError) -> bool {
-    matches!(
-        err.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition)
-    )
-}
-
 /// Builds the librdkafka client configuration from the output settings.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut cc = ClientConfig::new();
@@ -400,14 +182,6 @@ enum Sent {
 struct TopicState {
     partitions: Vec<i32>,
     rr: RoundRobin,
-}
-
-/// Checks in the background, while the output is spooling, whether Kafka answers again.
-struct Probe {
-    wanted: Arc<AtomicBool>,
-    answered: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 pub struct KafkaOutput {
@@ -477,17 +251,7 @@ impl KafkaOutput {
         let mut producers: Vec<Arc<ThreadedProducer<AgentContext>>> = Vec::with_capacity(workers);
         let rdlog = Arc::new(crate::rdlog::RdLog::new("output"));
         for worker in 0..workers {
-            let ctx = AgentContext {
-                shared: shared.clone(),
-                worker,
-                retries: Mutex::new(VecDeque::new()),
-                held: Mutex::new(VecDeque::new()),
-                retry_backoff: cfg.backoff.init.0,
-                reachable: Mutex::new(HashMap::new()),
-                failed_topics: Mutex::new(HashSet::new()),
-                retried_errors: Mutex::new(HashSet::new()),
-                rdlog: rdlog.clone(),
-            };
+            let ctx = AgentContext::new(shared.clone(), worker, cfg.backoff.init.0, rdlog.clone());
             producers.push(Arc::new(client_config(cfg).create_with_context(ctx)?));
         }
         tracing::info!(workers, "kafka producers created");
@@ -880,71 +644,9 @@ impl KafkaOutput {
     }
 }
 
-impl Probe {
-    fn start(producer: Arc<ThreadedProducer<AgentContext>>, every: Duration) -> Probe {
-        let (wanted, answered, stop) = (Arc::default(), Arc::default(), Arc::<AtomicBool>::default());
-        let thread = std::thread::Builder::new()
-            .name("kafka-probe".into())
-            .spawn({
-                let (wanted, answered, stop) = (Arc::clone(&wanted), Arc::clone(&answered), stop.clone());
-                move || probe_loop(&producer, every, &wanted, &answered, &stop)
-            })
-            .expect("spawn probe thread");
-        Probe { wanted, answered, stop, thread: Some(thread) }
-    }
-}
-
-fn probe_loop(
-    producer: &ThreadedProducer<AgentContext>,
-    every: Duration,
-    wanted: &AtomicBool,
-    answered: &AtomicBool,
-    stop: &AtomicBool,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        if wanted.load(Ordering::Relaxed) && !answered.load(Ordering::Relaxed) {
-            let ok = producer.client().fetch_metadata(None, every.max(Duration::from_secs(1))).is_ok();
-            answered.store(ok, Ordering::Relaxed);
-        }
-        let until = Instant::now() + every;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 impl Drop for KafkaOutput {
     fn drop(&mut self) {
-        if let Some(probe) = &mut self.probe {
-            probe.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = probe.thread.take() {
-                let _ = t.join();
-            }
-        }
+        // The probe first (its thread holds a producer), as before the producers go.
+        self.probe.take();
     }
-}
-
-/// `agent test output`: connects, fetches the topic's metadata, and describes partitions and leaders.
-pub fn test_output(cfg: &KafkaConfig) -> anyhow::Result<String> {
-    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = client_config(cfg).create()?;
-    let topic = cfg.topic.as_static();
-    let md = producer.client().fetch_metadata(topic.as_deref(), Duration::from_secs(10))?;
-    let mut out = String::new();
-    for b in md.brokers() {
-        out.push_str(&format!("broker {} at {}:{}\n", b.id(), b.host(), b.port()));
-    }
-    for t in md.topics() {
-        if let Some(err) = t.error() {
-            out.push_str(&format!("topic {}: error {:?}\n", t.name(), err));
-            continue;
-        }
-        out.push_str(&format!("topic {}: {} partitions\n", t.name(), t.partitions().len()));
-        for p in t.partitions() {
-            out.push_str(&format!("  partition {} leader {}\n", p.id(), p.leader()));
-        }
-    }
-    if md.topics().is_empty() {
-        out.push_str("no topic metadata returned (dynamic topic format: nothing to check)\n");
-    }
-    Ok(out)
 }

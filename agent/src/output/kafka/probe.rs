@@ -1,0 +1,62 @@
+//! The reachability probe: while the output spools, a thread asks Kafka for metadata every
+//! `retry_interval` until it answers, so replay starts only once Kafka is back. Owns that thread;
+//! it stops and is joined when the probe is dropped.
+
+use super::delivery::AgentContext;
+use rdkafka::producer::{Producer, ThreadedProducer};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Checks in the background, while the output is spooling, whether Kafka answers again.
+pub(super) struct Probe {
+    /// Set while the output spools: the probe asks.
+    pub(super) wanted: Arc<AtomicBool>,
+    /// Kafka answered since the probe was last reset.
+    pub(super) answered: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Probe {
+    pub(super) fn start(producer: Arc<ThreadedProducer<AgentContext>>, every: Duration) -> Probe {
+        let (wanted, answered, stop) = (Arc::default(), Arc::default(), Arc::<AtomicBool>::default());
+        let thread = std::thread::Builder::new()
+            .name("kafka-probe".into())
+            .spawn({
+                let (wanted, answered, stop) = (Arc::clone(&wanted), Arc::clone(&answered), stop.clone());
+                move || probe_loop(&producer, every, &wanted, &answered, &stop)
+            })
+            .expect("spawn probe thread");
+        Probe { wanted, answered, stop, thread: Some(thread) }
+    }
+}
+
+fn probe_loop(
+    producer: &ThreadedProducer<AgentContext>,
+    every: Duration,
+    wanted: &AtomicBool,
+    answered: &AtomicBool,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if wanted.load(Ordering::Relaxed) && !answered.load(Ordering::Relaxed) {
+            let ok = producer.client().fetch_metadata(None, every.max(Duration::from_secs(1))).is_ok();
+            answered.store(ok, Ordering::Relaxed);
+        }
+        let until = Instant::now() + every;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
