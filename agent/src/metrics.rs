@@ -232,6 +232,31 @@ impl Metrics {
     }
 }
 
+/// The periodic metrics line (`logging.metrics`): what changed in each period.
+#[derive(Debug)]
+pub struct PeriodicLog {
+    period: Option<std::time::Duration>,
+    last: std::time::Instant,
+    before: Vec<u64>,
+}
+
+impl PeriodicLog {
+    /// Logs every `period`; `None` never logs.
+    pub fn new(period: Option<std::time::Duration>) -> PeriodicLog {
+        PeriodicLog { period, last: std::time::Instant::now(), before: Vec::new() }
+    }
+
+    /// Logs the period's line ([`Metrics::period_summary`]) when a period has passed.
+    pub fn tick(&mut self, metrics: &Metrics) {
+        let Some(period) = self.period else { return };
+        let secs = self.last.elapsed().as_secs_f64();
+        if self.last.elapsed() >= period {
+            self.last = std::time::Instant::now();
+            tracing::info!(metrics = %metrics.period_summary(&mut self.before, secs), "metrics in the last {secs:.0}s");
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the latency histogram's buckets, Prometheus' style: from a
 /// millisecond (a local broker) to five minutes (an outage ridden out in librdkafka's queue).
 pub const LATENCY_BOUNDS: [f64; 16] =

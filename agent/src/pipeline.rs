@@ -22,7 +22,7 @@ use crate::ack::AckTracker;
 use crate::config::{Config, HumanDuration, KafkaConfig, SinkConfig};
 use crate::discover::{self, Selector};
 use crate::event::AgentMeta;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PeriodicLog};
 use crate::output::kafka::describe;
 use crate::output::Output;
 use crate::queue::Queue;
@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Command-line choices and process-wide signals that affect a run.
 #[derive(Debug, Clone, Default)]
@@ -496,33 +496,16 @@ fn registry_loop(mut registry: Registry, tracker: &AckTracker, status: &Status, 
     let metrics = &*status.metrics;
     let heartbeat = status.heartbeat("registry");
     let flush = cfg.registry.flush.0;
-    let mut last_metrics = Instant::now();
-    let mut metrics_before = Vec::new();
+    let mut metrics_log = PeriodicLog::new(cfg.logging.metrics.enabled.then_some(cfg.logging.metrics.period.0));
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        registry.forget(&tracker.take_forgotten());
-        registry.update(&tracker.watermarks(), SystemTime::now(), cfg.registry.clean_removed_after.0);
-        Metrics::set(&metrics.registry_entries, registry.entries().len() as u64);
-        // An idle host does not rewrite (and fsync) an unchanged registry every flush.
-        if registry.needs_write() {
-            match registry.write() {
-                Ok(()) => Metrics::inc(&metrics.registry_writes),
-                Err(e) => {
-                    Metrics::inc(&metrics.registry_write_errors);
-                    tracing::error!(error = %e, "registry write failed; offsets will be written at the next flush");
-                }
-            }
-        }
+        registry.flush_from(tracker, metrics, cfg.registry.clean_removed_after.0);
         if stopping {
             return;
         }
         // Notes when a not-ready condition began, for `/healthz`'s `since`.
         let _ = status.readiness();
-        if cfg.logging.metrics.enabled && last_metrics.elapsed() >= cfg.logging.metrics.period.0 {
-            let secs = last_metrics.elapsed().as_secs_f64();
-            last_metrics = Instant::now();
-            tracing::info!(metrics = %metrics.period_summary(&mut metrics_before, secs), "metrics in the last {secs:.0}s");
-        }
+        metrics_log.tick(metrics);
         let until = Instant::now() + flush;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             heartbeat.beat();

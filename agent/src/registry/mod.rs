@@ -1,6 +1,7 @@
 //! The registry: per-file identity and acknowledged offset, on disk.
 //!
-//! Owns `<path.data>/registry/registry.json`. Invariants:
+//! Owns `<path.data>/registry/registry.json` and its flushing ([`Registry::flush_from`]: the
+//! tracker's acknowledged offsets in, a write only when something changed). Invariants:
 //! - a write is atomic: the new content goes to `registry.json.tmp`, is fsynced, renamed over
 //!   `registry.json`, and the directory is fsynced, so a crash leaves either the old or the new
 //!   file, never a torn one (a leftover `.tmp` is discarded at start-up, with a log line);
@@ -23,8 +24,9 @@
 
 pub mod filebeat;
 
-use crate::ack::Watermark;
+use crate::ack::{AckTracker, Watermark};
 use crate::fingerprint::{FileId, Fingerprint};
+use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -143,6 +145,25 @@ impl Registry {
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
+    }
+
+    /// One flush: takes the files the reader forgot and the tracker's acknowledged offsets,
+    /// and writes the file when something in it changed (an idle host does not rewrite and
+    /// fsync an unchanged registry). A failed write is logged and counted; the next flush tries
+    /// again with whatever is newer by then.
+    pub fn flush_from(&mut self, tracker: &AckTracker, metrics: &Metrics, clean_removed_after: Duration) {
+        self.forget(&tracker.take_forgotten());
+        self.update(&tracker.watermarks(), SystemTime::now(), clean_removed_after);
+        Metrics::set(&metrics.registry_entries, self.entries.len() as u64);
+        if self.needs_write() {
+            match self.write() {
+                Ok(()) => Metrics::inc(&metrics.registry_writes),
+                Err(e) => {
+                    Metrics::inc(&metrics.registry_write_errors);
+                    tracing::error!(error = %e, "registry write failed; offsets will be written at the next flush");
+                }
+            }
+        }
     }
 
     pub fn entries(&self) -> &HashMap<Key, Entry> {
