@@ -1,7 +1,9 @@
 //! The output stage: batches from the queue to Kafka, directly or, while Kafka is unreachable,
 //! through the disk spool.
 //!
-//! Owns the mode and the spooling bookkeeping. Two modes:
+//! Owns the mode (with a spool, a `Phase` whose variants hold what each needs: direct, waiting
+//! for Kafka, replaying with the record the producer had no room for) and the spooling
+//! bookkeeping. Two modes:
 //! - **direct**: events go to the producers ([`kafka::KafkaOutput`]); their offsets are done when
 //!   Kafka acknowledges them;
 //! - **spooling** (entered when Kafka counts as unreachable, see [`kafka::KafkaOutput::unhealthy`],
@@ -52,22 +54,20 @@ pub struct Output {
     metrics: Arc<Metrics>,
 }
 
-/// Everything the spooling mode owns.
+/// Everything the spool side owns.
 struct Spooling {
     spool: Spool,
     fsync: FsyncPolicy,
     when_full: WhenFull,
-    /// True while in spooling mode.
-    active: bool,
+    /// Where the output stands with the spool.
+    phase: Phase,
     /// Events waiting to be written: the spool is full (`block`) or the disk failed.
     held: Vec<Parked>,
     /// Opaques of events written but not yet fsynced.
     unsynced: Vec<usize>,
     last_sync: Instant,
-    replaying: bool,
-    /// A record read for replay that the producer had no room for yet.
-    next_replay: Option<Record>,
-    /// Replay stalls in a row without the cursor moving (widens the stall limit).
+    /// Replay stalls in a row without the cursor moving (widens the stall limit; kept across a
+    /// return to waiting, reset when the cursor moves).
     replay_stalls: u32,
     cursor_every: Duration,
     last_cursor_write: Instant,
@@ -75,6 +75,25 @@ struct Spooling {
     full_logged: bool,
     error_logged: bool,
     rate_at: (Instant, u64),
+}
+
+/// The output's mode while a spool is configured.
+enum Phase {
+    /// Events go to Kafka directly.
+    Direct,
+    /// Events go to the spool; Kafka has not answered the probe yet.
+    Waiting,
+    /// Events go to the spool, and the spool is replayed to Kafka oldest first.
+    Replaying {
+        /// A record read for replay that the producer had no room for yet.
+        next: Option<Record>,
+    },
+}
+
+impl Phase {
+    fn spooling(&self) -> bool {
+        !matches!(self, Phase::Direct)
+    }
 }
 
 impl Output {
@@ -100,7 +119,7 @@ impl Output {
         } else {
             None
         };
-        if spooling.as_ref().is_some_and(|s| s.active) {
+        if spooling.as_ref().is_some_and(|s| s.phase.spooling()) {
             // Events spooled before the restart go first: start in spooling mode.
             kafka.park_all();
         }
@@ -143,11 +162,11 @@ impl Output {
     }
 
     fn replaying(&self) -> bool {
-        self.spooling.as_ref().is_some_and(|s| s.replaying)
+        self.spooling.as_ref().is_some_and(|s| matches!(s.phase, Phase::Replaying { .. }))
     }
 
     fn active(&self) -> bool {
-        self.spooling.as_ref().is_some_and(|s| s.active)
+        self.spooling.as_ref().is_some_and(|s| s.phase.spooling())
     }
 
     /// Sends a batch directly, or spools it; switches to spooling when Kafka stops answering.
@@ -172,151 +191,46 @@ impl Output {
     }
 
     fn enter_spooling(&mut self) {
-        let parked = self.kafka.park_all();
-        let Some(sp) = self.spooling.as_mut() else { return };
-        sp.active = true;
-        sp.replaying = false;
-        sp.next_replay = None;
-        sp.spool.rewind();
-        Metrics::inc(&self.metrics.spool_switches);
-        tracing::warn!(
-            spool = %sp.spool.dir().display(),
-            taken_back = parked.len(),
-            "Kafka is unreachable: spooling events to disk until it answers again"
-        );
-        self.store(parked);
+        if let Some(sp) = self.spooling.as_mut() {
+            sp.enter(&mut self.kafka, &self.tracker, &self.metrics);
+        }
     }
 
     /// Appends events (after any already held) to the spool, applying `when_full`.
     fn store(&mut self, items: Vec<Parked>) {
-        let Some(sp) = self.spooling.as_mut() else { return };
-        sp.held.extend(items);
-        sp.write_held(&self.tracker, &self.metrics);
+        if let Some(sp) = self.spooling.as_mut() {
+            sp.store(items, &self.tracker, &self.metrics);
+        }
     }
 
     /// One turn of housekeeping after each batch (or timeout).
     fn tick(&mut self, abort: &AtomicBool) {
-        if !self.active() {
-            self.kafka.send_retries(abort);
-            if self.spooling.is_some() && self.kafka.unhealthy(1) {
-                self.enter_spooling();
+        let Output { kafka, spooling, tracker, metrics } = self;
+        match spooling {
+            Some(sp) if sp.phase.spooling() => {
+                let late = kafka.take_parked();
+                if !late.is_empty() {
+                    sp.store(late, tracker, metrics);
+                }
+                kafka.send_retries(abort);
+                sp.sync_if_due(tracker, metrics);
+                sp.replay_step(kafka, tracker, metrics);
+                sp.acknowledge(kafka, metrics);
+                sp.leave_if_drained(kafka);
             }
-            if self.spooling.is_none() {
-                let stalled = self.kafka.stalled(1);
-                Metrics::set(&self.metrics.output_stalled, u64::from(stalled));
+            Some(sp) => {
+                kafka.send_retries(abort);
+                if kafka.unhealthy(1) {
+                    sp.enter(kafka, tracker, metrics);
+                }
             }
-        } else {
-            let late = self.kafka.take_parked();
-            if !late.is_empty() {
-                self.store(late);
+            None => {
+                kafka.send_retries(abort);
+                Metrics::set(&metrics.output_stalled, u64::from(kafka.stalled(1)));
             }
-            self.kafka.send_retries(abort);
-            let sp = self.spooling.as_mut().expect("active implies a spool");
-            sp.sync_if_due(&self.tracker, &self.metrics);
-            self.replay_step();
-            self.acknowledge();
-            self.leave_spooling_if_drained();
         }
         self.kafka.refresh_topics_if_due();
         self.update_gauges();
-    }
-
-    fn replay_step(&mut self) {
-        let sp = self.spooling.as_mut().expect("spooling");
-        if !sp.replaying {
-            if !self.kafka.answered() {
-                return;
-            }
-            sp.replaying = true;
-            self.kafka.restart_stall_clock();
-            tracing::info!(events = sp.spool.pending(), "Kafka answers again: replaying the spool");
-        }
-        let patience = 1 << sp.replay_stalls.min(MAX_REPLAY_BACKOFF_DOUBLINGS);
-        if self.kafka.replay_in_flight() > 0 && self.kafka.unhealthy(patience) {
-            let parked = self.kafka.park_all();
-            let sp = self.spooling.as_mut().expect("spooling");
-            // A broker that answers but acknowledges slowly (loaded, or catching up) must not
-            // make replay restart for ever: each stall without progress doubles the patience.
-            sp.replay_stalls += 1;
-            sp.replaying = false;
-            sp.next_replay = None;
-            sp.spool.rewind();
-            tracing::warn!(
-                "Kafka stopped acknowledging during replay: spooling goes on, replay resumes from the cursor"
-            );
-            self.store(parked);
-            return;
-        }
-        let until = Instant::now() + REPLAY_SLICE;
-        while Instant::now() < until && self.kafka.replay_in_flight() < MAX_REPLAY_IN_FLIGHT {
-            let Some(rec) = self.next_replay_record() else { break };
-            if !self.kafka.send_replay(&rec) {
-                self.spooling.as_mut().expect("spooling").next_replay = Some(rec);
-                break;
-            }
-        }
-    }
-
-    fn next_replay_record(&mut self) -> Option<Record> {
-        let sp = self.spooling.as_mut().expect("spooling");
-        if let Some(r) = sp.next_replay.take() {
-            return Some(r);
-        }
-        loop {
-            match sp.spool.read_next() {
-                Ok(Some(Item::Record(r))) => return Some(r),
-                Ok(Some(Item::Damaged { bytes })) => {
-                    Metrics::inc(&self.metrics.spool_damaged);
-                    tracing::warn!(bytes, spool = %sp.spool.dir().display(), "skipped a damaged stretch of the spool (its records are lost, counted in spool_damaged)");
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    Metrics::inc(&self.metrics.spool_errors);
-                    tracing::error!(error = %e, "cannot read the spool for replay; retrying");
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Moves the spool cursor to the oldest replayed record not yet acknowledged.
-    fn acknowledge(&mut self) {
-        let sp = self.spooling.as_mut().expect("spooling");
-        let upto = self
-            .kafka
-            .replay_oldest_unacked()
-            .or(sp.next_replay.as_ref().map(|r| r.seq))
-            .unwrap_or_else(|| sp.spool.read_position());
-        if upto > sp.spool.cursor() {
-            sp.replay_stalls = 0;
-        }
-        if let Err(e) = sp.spool.acknowledge(upto) {
-            Metrics::inc(&self.metrics.spool_errors);
-            tracing::error!(error = %e, "cannot delete an acknowledged spool segment; retrying");
-        }
-        if sp.last_cursor_write.elapsed() >= sp.cursor_every {
-            sp.last_cursor_write = Instant::now();
-            if let Err(e) = sp.spool.write_cursor() {
-                Metrics::inc(&self.metrics.spool_errors);
-                tracing::error!(error = %e, "cannot save the spool cursor; retrying");
-            }
-        }
-    }
-
-    fn leave_spooling_if_drained(&mut self) {
-        let in_flight = self.kafka.replay_in_flight();
-        let sp = self.spooling.as_mut().expect("spooling");
-        if !sp.spool.is_empty() || !sp.held.is_empty() || !sp.unsynced.is_empty() || sp.next_replay.is_some() {
-            return;
-        }
-        if in_flight > 0 {
-            return;
-        }
-        sp.active = false;
-        sp.replaying = false;
-        let _ = sp.spool.write_cursor();
-        self.kafka.unpark();
-        tracing::info!("spool replayed: sending directly to Kafka again");
     }
 
     fn update_gauges(&mut self) {
@@ -340,35 +254,36 @@ impl Output {
         loop {
             self.kafka.beat();
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.active() {
-                self.kafka.send_retries(abort);
-                self.kafka.flush(left.min(Duration::from_millis(100)));
-                if self.tracker.in_flight() == 0 && self.kafka.outstanding() == 0 {
-                    break;
+            let Output { kafka, spooling, tracker, metrics } = self;
+            match spooling {
+                Some(sp) if sp.phase.spooling() => {
+                    sp.store(kafka.take_parked(), tracker, metrics);
+                    sp.sync_now(tracker, metrics);
+                    // No new replay at shutdown; wait for what is in flight to be acknowledged.
+                    kafka.flush(left.min(Duration::from_millis(100)));
+                    sp.acknowledge(kafka, metrics);
+                    let settled = sp.held.is_empty() && sp.unsynced.is_empty() && kafka.replay_in_flight() == 0;
+                    if settled || left.is_zero() || abort.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if !sp.held.is_empty() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
-                let spool_now = self.kafka.unhealthy(1) || left <= SPOOL_BEFORE_DEADLINE;
-                if self.spooling.is_some() && spool_now {
-                    self.enter_spooling();
-                    continue;
-                }
-                if left.is_zero() || abort.load(Ordering::Relaxed) {
-                    break;
-                }
-            } else {
-                let late = self.kafka.take_parked();
-                self.store(late);
-                let sp = self.spooling.as_mut().expect("active implies a spool");
-                sp.sync_now(&self.tracker, &self.metrics);
-                // No new replay at shutdown; wait for what is in flight to be acknowledged.
-                self.kafka.flush(left.min(Duration::from_millis(100)));
-                self.acknowledge();
-                let sp = self.spooling.as_ref().expect("spool");
-                let settled = sp.held.is_empty() && sp.unsynced.is_empty() && self.kafka.replay_in_flight() == 0;
-                if settled || left.is_zero() || abort.load(Ordering::Relaxed) {
-                    break;
-                }
-                if !sp.held.is_empty() {
-                    std::thread::sleep(Duration::from_millis(20));
+                _ => {
+                    kafka.send_retries(abort);
+                    kafka.flush(left.min(Duration::from_millis(100)));
+                    if tracker.in_flight() == 0 && kafka.outstanding() == 0 {
+                        break;
+                    }
+                    let spool_now = kafka.unhealthy(1) || left <= SPOOL_BEFORE_DEADLINE;
+                    if let (Some(sp), true) = (spooling.as_mut(), spool_now) {
+                        sp.enter(kafka, tracker, metrics);
+                        continue;
+                    }
+                    if left.is_zero() || abort.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
             }
         }
@@ -380,6 +295,135 @@ impl Output {
         }
         self.update_gauges();
         self.tracker.in_flight()
+    }
+}
+
+/// The spooling mode's steps; each takes the Kafka output it sends through.
+impl Spooling {
+    /// Kafka counts as unreachable: takes every event back from librdkafka and spools it first.
+    fn enter(&mut self, kafka: &mut KafkaOutput, tracker: &AckTracker, metrics: &Metrics) {
+        let parked = kafka.park_all();
+        self.phase = Phase::Waiting;
+        self.spool.rewind();
+        Metrics::inc(&metrics.spool_switches);
+        tracing::warn!(
+            spool = %self.spool.dir().display(),
+            taken_back = parked.len(),
+            "Kafka is unreachable: spooling events to disk until it answers again"
+        );
+        self.store(parked, tracker, metrics);
+    }
+
+    /// Appends events (after any already held) to the spool, applying `when_full`.
+    fn store(&mut self, items: Vec<Parked>, tracker: &AckTracker, metrics: &Metrics) {
+        self.held.extend(items);
+        self.write_held(tracker, metrics);
+    }
+
+    /// Starts replay once the probe reached Kafka, goes back to waiting when replay stalls, and
+    /// otherwise sends the next records for up to [`REPLAY_SLICE`].
+    fn replay_step(&mut self, kafka: &mut KafkaOutput, tracker: &AckTracker, metrics: &Metrics) {
+        if let Phase::Waiting = self.phase {
+            if !kafka.answered() {
+                return;
+            }
+            self.phase = Phase::Replaying { next: None };
+            kafka.restart_stall_clock();
+            tracing::info!(events = self.spool.pending(), "Kafka answers again: replaying the spool");
+        }
+        let patience = 1 << self.replay_stalls.min(MAX_REPLAY_BACKOFF_DOUBLINGS);
+        if kafka.replay_in_flight() > 0 && kafka.unhealthy(patience) {
+            let parked = kafka.park_all();
+            // A broker that answers but acknowledges slowly (loaded, or catching up) must not
+            // make replay restart for ever: each stall without progress doubles the patience.
+            self.replay_stalls += 1;
+            self.phase = Phase::Waiting;
+            self.spool.rewind();
+            tracing::warn!(
+                "Kafka stopped acknowledging during replay: spooling goes on, replay resumes from the cursor"
+            );
+            self.store(parked, tracker, metrics);
+            return;
+        }
+        let until = Instant::now() + REPLAY_SLICE;
+        while Instant::now() < until && kafka.replay_in_flight() < MAX_REPLAY_IN_FLIGHT {
+            let Some(rec) = self.next_replay_record(metrics) else { break };
+            if !kafka.send_replay(&rec) {
+                if let Phase::Replaying { next } = &mut self.phase {
+                    *next = Some(rec);
+                }
+                break;
+            }
+        }
+    }
+
+    fn next_replay_record(&mut self, metrics: &Metrics) -> Option<Record> {
+        if let Phase::Replaying { next } = &mut self.phase {
+            if let Some(r) = next.take() {
+                return Some(r);
+            }
+        }
+        loop {
+            match self.spool.read_next() {
+                Ok(Some(Item::Record(r))) => return Some(r),
+                Ok(Some(Item::Damaged { bytes })) => {
+                    Metrics::inc(&metrics.spool_damaged);
+                    tracing::warn!(bytes, spool = %self.spool.dir().display(), "skipped a damaged stretch of the spool (its records are lost, counted in spool_damaged)");
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    Metrics::inc(&metrics.spool_errors);
+                    tracing::error!(error = %e, "cannot read the spool for replay; retrying");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The record the producer had no room for yet, if replay holds one.
+    fn waiting_record(&self) -> Option<&Record> {
+        match &self.phase {
+            Phase::Replaying { next } => next.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Moves the spool cursor to the oldest replayed record not yet acknowledged.
+    fn acknowledge(&mut self, kafka: &KafkaOutput, metrics: &Metrics) {
+        let upto = kafka
+            .replay_oldest_unacked()
+            .or(self.waiting_record().map(|r| r.seq))
+            .unwrap_or_else(|| self.spool.read_position());
+        if upto > self.spool.cursor() {
+            self.replay_stalls = 0;
+        }
+        if let Err(e) = self.spool.acknowledge(upto) {
+            Metrics::inc(&metrics.spool_errors);
+            tracing::error!(error = %e, "cannot delete an acknowledged spool segment; retrying");
+        }
+        if self.last_cursor_write.elapsed() >= self.cursor_every {
+            self.last_cursor_write = Instant::now();
+            if let Err(e) = self.spool.write_cursor() {
+                Metrics::inc(&metrics.spool_errors);
+                tracing::error!(error = %e, "cannot save the spool cursor; retrying");
+            }
+        }
+    }
+
+    /// Back to direct sending once the spool is empty and nothing of it is in flight.
+    fn leave_if_drained(&mut self, kafka: &mut KafkaOutput) {
+        let drained = self.spool.is_empty()
+            && self.held.is_empty()
+            && self.unsynced.is_empty()
+            && self.waiting_record().is_none()
+            && kafka.replay_in_flight() == 0;
+        if !drained {
+            return;
+        }
+        self.phase = Phase::Direct;
+        let _ = self.spool.write_cursor();
+        kafka.unpark();
+        tracing::info!("spool replayed: sending directly to Kafka again");
     }
 }
 
@@ -408,15 +452,13 @@ impl Spooling {
         }
         Metrics::set(&metrics.spool_writable, 1);
         Ok(Spooling {
-            active: opened.pending > 0,
+            phase: if opened.pending > 0 { Phase::Waiting } else { Phase::Direct },
             spool,
             fsync: cfg.fsync,
             when_full: cfg.when_full,
             held: Vec::new(),
             unsynced: Vec::new(),
             last_sync: Instant::now(),
-            replaying: false,
-            next_replay: None,
             replay_stalls: 0,
             cursor_every,
             last_cursor_write: Instant::now(),
