@@ -127,6 +127,7 @@ mod tests {
             payload: vec![0; n],
             deliver: true,
             read_at: std::time::Instant::now(),
+            id: None,
         });
         b
     }

@@ -9,6 +9,7 @@
 //! ndjson path is [`ndjson`]'s, step for step Filebeat's.
 
 pub mod gofmt;
+pub mod id;
 pub mod ndjson;
 
 use crate::config::{Codec, GlobalFields, InputConfig, NdjsonConfig};
@@ -40,6 +41,8 @@ pub struct Event {
     pub deliver: bool,
     /// When its line was read (the read batch's clock), for the input's latency histogram.
     pub read_at: Instant,
+    /// The same for every send of this line ([`id`]); `None` for an event with nothing to deliver.
+    pub id: Option<id::EventId>,
 }
 
 impl Event {
@@ -211,9 +214,11 @@ pub const CONNECT_STRING_ENVELOPE_HEAD: &[u8] = br#"{"schema":{"type":"string","
 #[derive(Debug)]
 pub struct EventTemplate {
     codec: Codec,
-    /// The constant part of every JSON event (`base` as JSON text, each member with a leading
-    /// comma, without the closing `}`), for the plain fast path.
+    /// The constant part of every JSON event (`base` as JSON text without `@metadata`, each
+    /// member with a leading comma, without the closing `}`), for the plain fast path.
     json_tail: String,
+    /// `@metadata`'s constant members as JSON text (after the event's `_id`), for the fast path.
+    meta_members: String,
     /// The same constant fields as a JSON object, for the plain path and format lookups.
     base: Map<String, Value>,
     tags: Vec<Value>,
@@ -256,11 +261,13 @@ impl EventTemplate {
         ndjson::deep_update(&mut base, added.clone(), true);
         ndjson::deep_update(&mut base, builtin.clone(), false);
         let mut json_tail = String::new();
-        for (k, v) in &base {
+        for (k, v) in base.iter().filter(|(k, _)| *k != "@metadata") {
             let _ = write!(json_tail, ",{}:{}", Value::String(k.clone()), v);
         }
+        let meta_members =
+            meta.iter().map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v)).collect::<Vec<_>>().join(",");
         let log_input = input.input_type == crate::config::InputType::Log;
-        EventTemplate { codec, json_tail, base, tags, added, builtin, meta, log_input }
+        EventTemplate { codec, json_tail, meta_members, base, tags, added, builtin, meta, log_input }
     }
 
     pub fn codec(&self) -> Codec {
@@ -338,6 +345,14 @@ impl EventTemplate {
             write_json_str(out, err);
             out.push(b'}');
         }
+        out.extend_from_slice(b",\"@metadata\":{");
+        if let Some(id) = &line.id {
+            out.extend_from_slice(b"\"_id\":\"");
+            out.extend_from_slice(id.as_str().as_bytes());
+            out.extend_from_slice(b"\",");
+        }
+        out.extend_from_slice(self.meta_members.as_bytes());
+        out.push(b'}');
         out.extend_from_slice(self.json_tail.as_bytes());
         out.push(b'}');
     }
@@ -374,6 +389,10 @@ impl EventTemplate {
         }
         ndjson::deep_update(&mut ev, self.added.clone(), true);
         let mut meta = self.meta.clone();
+        // The line's id; a document's own (`document_id`) and `add_id`/`fingerprint` win over it.
+        if let Some(id) = &line.id {
+            meta.insert("_id".into(), Value::String(id.as_str().to_string()));
+        }
         ndjson::deep_update(&mut meta, a.meta, true);
         ev.insert("@metadata".into(), Value::Object(meta));
         let ts = a.timestamp.unwrap_or_else(|| line.timestamp.to_string());
@@ -406,6 +425,8 @@ pub struct LineCtx<'a> {
     pub multiline: bool,
     pub timestamp: &'a str,
     pub ndjson: Option<&'a NdjsonConfig>,
+    /// The event's id (`@metadata._id`).
+    pub id: Option<id::EventId>,
 }
 
 struct VecWriter<'a>(&'a mut Vec<u8>);
@@ -518,6 +539,7 @@ mod tests {
             multiline: false,
             timestamp: "2026-01-02T03:04:05.006Z",
             ndjson,
+            id: None,
         }
     }
 
@@ -537,6 +559,28 @@ mod tests {
         assert_eq!(v["ecs"]["version"], ECS_VERSION);
         assert_eq!(v["fields"]["env"], "prod");
         assert_eq!(v["tags"][0], "a");
+    }
+
+    #[test]
+    fn the_events_id_is_in_metadata_on_the_fast_path_and_the_map_path() {
+        let t = EventTemplate::new_for_test(&input(""), Codec::Json, &agent());
+        let mut head = id::IdHead::default();
+        head.set_start(b"x\n");
+        let the_id = head.id(id::input_seed("web"), 0, 2);
+        let mut c = ctx(b"x", None);
+        c.id = Some(the_id);
+        let mut out = Vec::new();
+        t.encode(&c, Decoded::Plain(Cow::Borrowed("m")), &mut out);
+        let fast: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(fast["@metadata"]["_id"], the_id.as_str());
+        assert_eq!(fast["@metadata"]["type"], "_doc");
+        let map = t.event_map(&c, Decoded::Plain(Cow::Borrowed("m")));
+        assert_eq!(map["@metadata"]["_id"], the_id.as_str());
+        // Without an id (nothing to deliver), no `_id`.
+        out.clear();
+        t.encode(&ctx(b"x", None), Decoded::Plain(Cow::Borrowed("m")), &mut out);
+        let none: Value = serde_json::from_slice(&out).unwrap();
+        assert!(none["@metadata"].get("_id").is_none() && none["@metadata"]["beat"] == AGENT_TYPE, "{none}");
     }
 
     #[test]

@@ -12,18 +12,21 @@
 //! 8       8     sequence number, u64 little-endian (one more than the previous record's)
 //! 16      4     CRC-32 (IEEE, as in gzip) of bytes 4..16 and of the body, u32 little-endian
 //! 20      N     body:
-//!                 0   2  topic length T, u16 LE
+//!                 0   2  topic word, u16 LE: the topic length T; bit 15 set = the event's
+//!                        id follows the topic, and T is the word without bit 15
 //!                 2   T  topic, UTF-8
-//!                 2+T 4  key word W, u32 LE: FFFF FFFF = no key; FFFF FFFE = no key and a
+//!                 ... 16 the event id (URL-safe base64), when the topic word says so
+//!                 ... 4  key word W, u32 LE: FFFF FFFF = no key; FFFF FFFE = no key and a
 //!                        partition hash; else bit 30 set = a partition hash after the key,
 //!                        and the key length K is W without bit 30
-//!                 6+T K  key
+//!                 ... K  key
 //!                 ... 4  partition hash, u32 LE, when the key word says so
 //!                 ... payload: the rest of the body, the record value as it goes to Kafka
 //! ```
 //! The partition is not stored: it is chosen again when the record is replayed (from the hash
-//! when there is one: `partition.hash.hash`). Records written before the hash existed read the
-//! same (their key lengths never have bit 30 set).
+//! when there is one: `partition.hash.hash`). Records written before the hash or the id existed
+//! read the same (their key lengths never have bit 30 set, their topic lengths never bit 15:
+//! topics are at most 249 bytes).
 //!
 //! The `cursor` file is 20 bytes: `AGCURSR1`, the sequence number (u64 LE), and the CRC-32 of
 //! those 8 bytes (u32 LE). It is replaced atomically (temp file, fsync, rename, directory fsync).
@@ -32,6 +35,8 @@
 //! check out; anything else is skipped up to the next marker that starts a valid record and
 //! reported as damage, so one bad record never hides the records after it.
 
+use super::Entry;
+use crate::event::id::{EventId, ID_LEN};
 use memchr::memmem;
 use std::fs::File;
 use std::io;
@@ -44,6 +49,7 @@ pub const CURSOR_MAGIC: &[u8; 8] = b"AGCURSR1";
 const NO_KEY: u32 = u32::MAX;
 const NO_KEY_WITH_HASH: u32 = u32::MAX - 1;
 const HASH_FLAG: u32 = 1 << 30;
+const ID_FLAG: u16 = 1 << 15;
 
 /// One event as the spool stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,23 +58,36 @@ pub struct Record {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub hash: Option<u32>,
+    pub id: Option<EventId>,
     pub payload: Vec<u8>,
 }
 
 /// Appends one record (header and body) to `out`.
-pub fn encode(out: &mut Vec<u8>, seq: u64, topic: &str, key: Option<&[u8]>, hash: Option<u32>, payload: &[u8]) {
-    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway.
-    let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
+pub fn encode(out: &mut Vec<u8>, seq: u64, e: &Entry<'_>) {
+    let Entry { topic, key, hash, id, payload } = *e;
+    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway (bit 15
+    // of the topic word marks an id).
+    let topic = &topic.as_bytes()[..topic.len().min(ID_FLAG as usize - 1)];
     // Kafka keys are far below 1 GiB (bit 30 of the key word marks a hash).
     let key = key.map(|k| &k[..k.len().min(HASH_FLAG as usize - 1)]);
-    let body_len = 2 + topic.len() + 4 + key.map_or(0, <[u8]>::len) + hash.map_or(0, |_| 4) + payload.len();
+    let body_len = 2
+        + topic.len()
+        + id.map_or(0, |_| ID_LEN)
+        + 4
+        + key.map_or(0, <[u8]>::len)
+        + hash.map_or(0, |_| 4)
+        + payload.len();
     let start = out.len();
     out.extend_from_slice(&RECORD_MARKER);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&[0; 4]); // CRC, filled in below
-    out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    let topic_word = topic.len() as u16 | if id.is_some() { ID_FLAG } else { 0 };
+    out.extend_from_slice(&topic_word.to_le_bytes());
     out.extend_from_slice(topic);
+    if let Some(id) = &id {
+        out.extend_from_slice(id.as_bytes());
+    }
     let word = match (key, hash) {
         (Some(k), None) => k.len() as u32,
         (Some(k), Some(_)) => k.len() as u32 | HASH_FLAG,
@@ -136,16 +155,23 @@ fn parse(buf: &[u8], max_len: u64) -> Parsed {
     Parsed::Record { len }
 }
 
-/// The parts of a record body.
-type Body = (String, Option<Vec<u8>>, Option<u32>, Vec<u8>);
-
-/// Splits a checked body into topic, key, partition hash and payload; `None` if its inner
-/// lengths do not fit.
-fn decode_body(body: &[u8]) -> Option<Body> {
-    let tlen = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?) as usize;
+/// Splits a checked body into a record (sequence number 0: it is in the header); `None` if its
+/// inner lengths do not fit.
+fn decode_body(body: &[u8]) -> Option<Record> {
+    let tword = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?);
+    let tlen = (tword & !ID_FLAG) as usize;
     let topic = std::str::from_utf8(body.get(2..2 + tlen)?).ok()?.to_string();
-    let word = u32::from_le_bytes(body.get(2 + tlen..6 + tlen)?.try_into().ok()?);
-    let mut at = 6 + tlen;
+    let mut at = 2 + tlen;
+    let id = match tword & ID_FLAG != 0 {
+        true => {
+            let id = EventId::from_bytes(body.get(at..at + ID_LEN)?)?;
+            at += ID_LEN;
+            Some(id)
+        }
+        false => None,
+    };
+    let word = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?);
+    at += 4;
     let (klen, has_hash) = match word {
         NO_KEY => (None, false),
         NO_KEY_WITH_HASH => (None, true),
@@ -167,7 +193,7 @@ fn decode_body(body: &[u8]) -> Option<Body> {
         }
         false => None,
     };
-    Some((topic, key, hash, body[at..].to_vec()))
+    Some(Record { seq: 0, topic, key, hash, id, payload: body[at..].to_vec() })
 }
 
 /// What [`Scanner::next_item`] found.
@@ -229,9 +255,9 @@ impl Scanner {
             Parsed::Record { len } => {
                 let b = self.avail();
                 let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-                let (topic, key, hash, payload) = decode_body(&b[RECORD_HEADER_LEN..len]).expect("checked by parse");
+                let rec = decode_body(&b[RECORD_HEADER_LEN..len]).expect("checked by parse");
                 self.consume(len);
-                Ok(Some(Item::Record(Record { seq, topic, key, hash, payload })))
+                Ok(Some(Item::Record(Record { seq, ..rec })))
             }
             Parsed::Short { .. } => {
                 // The segment ends inside this record: a torn tail.
@@ -352,8 +378,8 @@ mod tests {
 
     fn segment(records: &[Spec<'_>]) -> Vec<u8> {
         let mut out = SEGMENT_HEADER.to_vec();
-        for (seq, topic, key, hash, payload) in records {
-            encode(&mut out, *seq, topic, *key, *hash, payload);
+        for &(seq, topic, key, hash, payload) in records {
+            encode(&mut out, seq, &Entry { topic, key, hash, id: None, payload });
         }
         out
     }
@@ -394,6 +420,7 @@ mod tests {
                 topic: topic.into(),
                 key: key.map(<[u8]>::to_vec),
                 hash,
+                id: None,
                 payload: payload.to_vec(),
             })
         };
@@ -410,10 +437,31 @@ mod tests {
     }
 
     #[test]
+    fn records_carry_the_event_id_and_records_without_one_read_as_before() {
+        let id = EventId::from_bytes(b"AbCdEfGhIjKlMn-_").unwrap();
+        let mut bytes = SEGMENT_HEADER.to_vec();
+        let with = |topic, key, hash| Entry { topic, key, hash, id: Some(id), payload: b"p" };
+        encode(&mut bytes, 1, &with("logs", None, None));
+        encode(&mut bytes, 2, &with("t", Some(b"k"), Some(9)));
+        encode(&mut bytes, 3, &Entry { topic: "t", key: None, hash: None, id: None, payload: b"q" });
+        let items = scan(&bytes);
+        let ids: Vec<Option<EventId>> = items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => r.id,
+                Item::Damaged { .. } => panic!("damage: {items:?}"),
+            })
+            .collect();
+        assert_eq!(ids, vec![Some(id), Some(id), None]);
+        let Item::Record(second) = &items[1] else { unreachable!() };
+        assert_eq!((second.topic.as_str(), second.key.as_deref(), second.hash), ("t", Some(&b"k"[..]), Some(9)));
+    }
+
+    #[test]
     fn a_torn_tail_is_reported_as_damage_after_the_good_records() {
         let mut bytes = segment(&[(1, "t", None, None, b"one"), (2, "t", None, None, b"two")]);
         let full = bytes.len();
-        encode(&mut bytes, 3, "t", None, None, b"three, cut short");
+        encode(&mut bytes, 3, &Entry { topic: "t", key: None, hash: None, id: None, payload: b"three, cut short" });
         bytes.truncate(full + 10);
         let items = scan(&bytes);
         assert_eq!(seqs(&items), vec![1, 2]);

@@ -15,6 +15,7 @@
 
 pub mod format;
 
+use crate::event::id::EventId;
 use format::{Item, Scanner, SEGMENT_HEADER};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -45,6 +46,7 @@ pub struct Entry<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
     pub hash: Option<u32>,
+    pub id: Option<EventId>,
     pub payload: &'a [u8],
 }
 
@@ -177,7 +179,7 @@ impl Spool {
         let mut taken = 0u64;
         for e in entries {
             let before = self.scratch.len();
-            format::encode(&mut self.scratch, self.next_seq + taken, e.topic, e.key, e.hash, e.payload);
+            format::encode(&mut self.scratch, self.next_seq + taken, e);
             let fits = self.bytes + self.scratch.len() as u64 <= self.max_size || (self.bytes == 0 && taken == 0);
             if !fits {
                 self.scratch.truncate(before);
@@ -438,7 +440,10 @@ mod tests {
     use super::*;
 
     fn entries(payloads: &[String]) -> Vec<Entry<'_>> {
-        payloads.iter().map(|p| Entry { topic: "logs", key: None, hash: None, payload: p.as_bytes() }).collect()
+        payloads
+            .iter()
+            .map(|p| Entry { topic: "logs", key: None, hash: None, id: None, payload: p.as_bytes() })
+            .collect()
     }
 
     fn lines(range: std::ops::Range<u32>) -> Vec<String> {
@@ -531,7 +536,11 @@ mod tests {
         let seg = segment_files(dir.path())[0].clone();
         let good = fs::metadata(&seg).unwrap().len();
         let mut torn = Vec::new();
-        format::encode(&mut torn, 10, "logs", None, None, b"half written");
+        format::encode(
+            &mut torn,
+            10,
+            &Entry { topic: "logs", key: None, hash: None, id: None, payload: b"half written" },
+        );
         fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&torn[..15]).unwrap();
         let (mut s, opened) = Spool::open(dir.path(), 1 << 20, 4 << 20).unwrap();
         assert_eq!(opened.torn_bytes, 15);

@@ -220,13 +220,25 @@ impl TailFile {
     ) -> io::Result<Polled> {
         let unit = self.splitter.unit();
         let src = self.src.as_mut().expect("poll needs an open file");
+        // Ids need the file's first bytes up to where reading resumes (after a restart).
+        let head_missing = self.state.id_head.missing_before(self.splitter.stream_pos());
         let file = match src {
             Source::Plain(f) => f,
-            Source::Gzip(g) => return Ok(poll_gzip(g, &mut self.splitter, &mut self.state, buf, budget, &mut on_line)),
+            Source::Gzip(g) => {
+                if let Some(n) = head_missing {
+                    self.state.id_head.set_start(&gzip::prefix(g.file(), n)?);
+                }
+                return Ok(poll_gzip(g, &mut self.splitter, &mut self.state, buf, budget, &mut on_line));
+            }
         };
         let size = file.metadata()?.len();
         if size < self.splitter.stream_pos() {
             return Ok(Polled::Truncated { size });
+        }
+        if let Some(n) = head_missing {
+            let mut start = vec![0u8; n];
+            file.read_exact_at(&mut start, 0)?;
+            self.state.id_head.set_start(&start);
         }
         let mut total = 0;
         let len = budget.min(buf.len());
@@ -240,6 +252,7 @@ impl TailFile {
             }
             total += n;
             let state = &mut self.state;
+            state.id_head.see(self.splitter.stream_pos(), &buf[..n]);
             self.splitter.feed(&buf[..n], |line| on_line(&line, state));
         }
         self.at_eof = total < budget;
@@ -261,6 +274,7 @@ impl TailFile {
     pub fn restart_from_zero(&mut self, slot: u32) {
         self.slot = slot;
         self.splitter.reset(0);
+        self.state.id_head.reset();
         self.sent_upto = 0;
         self.fingerprint = self.src.as_ref().and_then(|s| Fingerprint::read(s.file(), 0).ok()).unwrap_or_default();
     }
@@ -283,6 +297,7 @@ fn poll_gzip(
             Ok(0) => return Polled::Complete(total),
             Ok(n) => {
                 total += n;
+                state.id_head.see(splitter.stream_pos(), &buf[..n]);
                 splitter.feed(&buf[..n], |line| on_line(&line, state));
             }
             Err(error) => {

@@ -15,6 +15,7 @@ use crate::decode::encoding::TextEncoding;
 use crate::decode::filter::LineFilter;
 use crate::decode::multiline::{Multiline, MultilineRt};
 use crate::decode::{Decoded, Decoder};
+use crate::event::id::{input_seed, IdHead};
 use crate::event::{lookup_path, AgentMeta, Event, EventTemplate, Format, LineCtx};
 use crate::metrics::Metrics;
 use crate::processors::{Processors, When};
@@ -45,6 +46,8 @@ pub struct InputRt {
     max_message_bytes: usize,
     /// `codec.json.pretty` / `escape_html` (JSON codec only).
     json_options: JsonCodecOptions,
+    /// The input's part of its events' ids ([`crate::event::id`]).
+    id_seed: u64,
 }
 
 /// One compiled `topics` rule.
@@ -96,6 +99,8 @@ pub struct FileState {
     pub warned: Warned,
     /// The multiline event being assembled (unused without a multiline parser).
     pub multiline: Multiline,
+    /// The file's first bytes, for its events' ids.
+    pub id_head: IdHead,
 }
 
 /// Per-file context the conversion needs.
@@ -120,6 +125,7 @@ impl InputRt {
             None => TopicChoice::Dynamic(topic_fmt),
         };
         InputRt {
+            id_seed: input_seed(&config.id),
             encoding: config.encoding.encoding(),
             multiline: config.multiline().map(MultilineRt::new),
             decoder: Decoder::for_input(&config),
@@ -182,12 +188,14 @@ impl InputRt {
             warn_once(&mut st.warned.encoding, f.path, line.offset, what);
         }
         let line = Line { bytes: &text, ..*line };
-        let FileState { warned, multiline } = st;
+        let FileState { warned, multiline, id_head } = st;
         match &self.multiline {
-            None => out(self.event(&line, warned, f, m, scratch)),
+            None => out(self.event(&line, warned, id_head, f, m, scratch)),
             Some(rt) => {
                 let max = self.config.max_bytes.0 as usize;
-                multiline.push(rt, max, &line, f.now, &mut |joined| out(self.event(&joined, warned, f, m, scratch)));
+                multiline.push(rt, max, &line, f.now, &mut |joined| {
+                    out(self.event(&joined, warned, id_head, f, m, scratch))
+                });
             }
         }
     }
@@ -207,8 +215,8 @@ impl InputRt {
         if !st.multiline.is_pending() || !(force || st.multiline.is_due(rt, f.now)) {
             return false;
         }
-        let FileState { warned, multiline } = st;
-        multiline.flush(&mut |joined| out(self.event(&joined, warned, f, m, scratch)));
+        let FileState { warned, multiline, id_head } = st;
+        multiline.flush(&mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch)));
         true
     }
 
@@ -219,6 +227,7 @@ impl InputRt {
         &self,
         line: &Line<'_>,
         warned: &mut Warned,
+        id_head: &mut IdHead,
         f: &FileCtx<'_>,
         m: &Metrics,
         scratch: &mut Vec<u8>,
@@ -232,6 +241,7 @@ impl InputRt {
             payload: Vec::new(),
             deliver: false,
             read_at: f.now,
+            id: None,
         };
         if line.lines > 1 {
             Metrics::inc(&m.multiline_events);
@@ -282,6 +292,7 @@ impl InputRt {
         if !with_map {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
+        let id = id_head.id(self.id_seed, line.offset, line.end_offset);
         let ctx = LineCtx {
             raw: line.bytes,
             offset: line.offset,
@@ -290,6 +301,7 @@ impl InputRt {
             multiline: line.lines > 1,
             timestamp: f.timestamp,
             ndjson: self.ndjson(),
+            id: Some(id),
         };
         if with_map {
             // One event map through Filebeat's stages: the input's processors, the builtins, the
@@ -373,6 +385,7 @@ impl InputRt {
             payload: scratch.as_slice().to_vec(),
             deliver: true,
             read_at: f.now,
+            id: Some(id),
         }
     }
 

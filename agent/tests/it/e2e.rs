@@ -238,6 +238,28 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_windo
     );
     assert_eq!(duplicates, window, "only lines acknowledged after the last registry write are sent again");
     assert!(reg_age <= Duration::from_millis(2500), "registry was flushed within about one window (1s)");
+    // Issue #19: a line sent again after the kill carries the id it had the first time.
+    assert_ids_name_lines(&got, |r| r.text());
+}
+
+/// Every record carries an `_id` header, and ids and lines (`line_of` gives a record's line)
+/// match one to one: no id names two lines, no line has two ids, however often it was sent.
+pub fn assert_ids_name_lines(records: &[Record], line_of: impl Fn(&Record) -> String) {
+    use std::collections::{HashMap, HashSet};
+    let mut lines_of_id: HashMap<Vec<u8>, HashSet<String>> = HashMap::new();
+    let mut ids_of_line: HashMap<String, HashSet<Vec<u8>>> = HashMap::new();
+    for r in records {
+        let id = r.headers.iter().find(|(k, _)| k == "_id").map(|(_, v)| v.clone());
+        let id = id.unwrap_or_else(|| panic!("a record without an _id header: {:?}", r.text()));
+        assert_eq!(id.len(), 16, "{id:?}");
+        let line = line_of(r);
+        lines_of_id.entry(id.clone()).or_default().insert(line.clone());
+        ids_of_line.entry(line).or_default().insert(id);
+    }
+    let shared: Vec<_> = lines_of_id.values().filter(|l| l.len() > 1).take(3).collect();
+    assert!(shared.is_empty(), "ids naming two lines: {shared:?}");
+    let several: Vec<_> = ids_of_line.iter().filter(|(_, ids)| ids.len() > 1).map(|(l, _)| l).take(3).collect();
+    assert!(several.is_empty(), "lines with several ids: {several:?}");
 }
 
 #[test]
@@ -450,4 +472,7 @@ fn tansu_down_and_back_with_kill_9_while_spooling_and_while_replaying_loses_noth
         got.len(),
         got.len() - counts.len()
     );
+    // Issue #19: the ids went through the spool and its replay; a replayed duplicate has its
+    // line's id.
+    assert_ids_name_lines(&got, |r| r.text());
 }

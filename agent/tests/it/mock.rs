@@ -660,3 +660,37 @@ fn topic_rules_with_mappings_and_default() {
     agent.stop();
     assert_eq!(consume(&bs, "other", 1, 0, Duration::from_secs(1)).len(), 0, "every event matched the rule");
 }
+
+/// Issue #19: with the JSON codec, each event's `@metadata._id` equals its `_id` header, and a
+/// line sent again (here: the registry lost, so the whole file is read again after a restart)
+/// has the id it had the first time; lines of the file read under another name after a rename
+/// keep their ids too.
+#[test]
+fn json_events_carry_their_lines_id_in_metadata_and_header_across_a_resend() {
+    let kc = cluster("ids", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, data) = (dir.path().join("app.log"), dir.path().join("data"));
+    let lines = numbered("line", 0..300);
+    append_lines(&log, lines.clone());
+    let cfg = config(&data, &[dir.path().join("*.log*")], &kc.bootstrap_servers(), "ids", "", "    codec: json\n");
+    let agent = RunningAgent::start(&cfg);
+    let first = consume(&kc.bootstrap_servers(), "ids", 2, 300, T);
+    agent.stop();
+    std::fs::remove_dir_all(data.join("registry")).unwrap();
+    // Renamed while the agent is down: read again under the new name, from the start.
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    let agent = RunningAgent::start(&cfg);
+    let all = consume(&kc.bootstrap_servers(), "ids", 2, 600, T);
+    agent.stop();
+    assert_eq!(first.len(), 300);
+    let message = |r: &Record| r.json()["message"].as_str().unwrap().to_string();
+    for r in &all {
+        let header = r.headers.iter().find(|(k, _)| k == "_id").map(|(_, v)| String::from_utf8(v.clone()).unwrap());
+        assert_eq!(header.as_deref(), r.json()["@metadata"]["_id"].as_str(), "header and @metadata agree");
+    }
+    crate::e2e::assert_ids_name_lines(&all, message);
+    assert_eq!(all.iter().map(message).collect::<HashSet<_>>().len(), lines.len());
+    let paths: HashSet<String> =
+        all.iter().map(|r| r.json()["log"]["file"]["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(paths.len(), 2, "read under both names: {paths:?}");
+}

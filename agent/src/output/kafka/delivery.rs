@@ -5,10 +5,12 @@
 //! report ends in exactly one outcome, classified by [`is_permanent`], [`refuses_topic`],
 //! [`is_purged`] and [`partition_unknown`] (the module's parent states the guarantees).
 
-use super::{Parked, Retry, Shared};
+use super::{Parked, Retry, Shared, ID_HEADER};
 use crate::ack::{unpack, REPLAY_BIT};
+use crate::event::id::EventId;
 use crate::metrics::Metrics;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Headers;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
@@ -60,35 +62,22 @@ impl AgentContext {
 
     /// Queues a record to be sent again after `backoff.init`; the first time a topic sees an
     /// error, it is logged (an error that never clears means the output is stuck, not silent).
-    pub(super) fn retry_later(
-        &self,
-        err: &KafkaError,
-        topic: &str,
-        partition: i32,
-        key: Option<Vec<u8>>,
-        payload: Vec<u8>,
-        opaque: usize,
-    ) {
+    pub(super) fn retry_later(&self, err: &KafkaError, mut r: Retry) {
         Metrics::inc(&self.shared.metrics.events_retried);
-        if self.retried_errors.lock().unwrap().insert((topic.to_string(), err.to_string())) {
-            tracing::warn!(topic, error = %err, "Kafka did not take an event; retrying until it does (logged once per topic and error)");
+        if self.retried_errors.lock().unwrap().insert((r.topic.clone(), err.to_string())) {
+            tracing::warn!(topic = r.topic, error = %err, "Kafka did not take an event; retrying until it does (logged once per topic and error)");
         }
-        self.retries.lock().unwrap().push_back(Retry {
-            topic: topic.to_string(),
-            partition,
-            key,
-            payload,
-            opaque,
-            not_before: Instant::now() + self.retry_backoff,
-        });
+        r.not_before = Instant::now() + self.retry_backoff;
+        self.retries.lock().unwrap().push_back(r);
     }
 }
 
 impl AgentContext {
     /// Holds a record whose topic Kafka refuses (see the module's invariants): counted, logged
     /// when the topic is first refused, and queued to be sent again after `backoff.max`.
-    pub(super) fn hold(&self, err: &KafkaError, topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>, opaque: usize) {
+    pub(super) fn hold(&self, err: &KafkaError, mut r: Retry) {
         let sh = &self.shared;
+        let topic = r.topic.as_str();
         Metrics::inc(&sh.metrics.output_refusals);
         // A refusal is an answer: Kafka is reachable, so this is no stall.
         sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
@@ -97,14 +86,9 @@ impl AgentContext {
             tracing::error!(topic, error = %err, every = ?sh.held_wait, "Kafka refuses this topic: its events are held (not dropped, not spooled) and sent again every backoff.max until Kafka takes them; /healthz is 503 meanwhile");
         }
         sh.held.fetch_add(1, Ordering::Relaxed);
-        self.held.lock().unwrap().push_back(Retry {
-            topic: topic.to_string(),
-            partition: -1,
-            key,
-            payload,
-            opaque,
-            not_before: Instant::now() + sh.held_wait,
-        });
+        r.partition = -1;
+        r.not_before = Instant::now() + sh.held_wait;
+        self.held.lock().unwrap().push_back(r);
     }
 }
 
@@ -176,8 +160,8 @@ impl ProducerContext for AgentContext {
                 }
             }
             Err((err, msg)) if refuses_topic(err) => {
-                let (key, payload) = (msg.key().map(<[u8]>::to_vec), msg.payload().map(<[u8]>::to_vec));
-                self.hold(err, msg.topic(), key, payload.unwrap_or_default(), opaque);
+                let id = header_id(msg);
+                self.hold(err, Retry::of(msg.topic(), -1, msg.key(), msg.payload().unwrap_or_default(), id, opaque));
             }
             Err((err, msg)) if !replay && sh.parking.load(Ordering::Relaxed) && !is_permanent(err) => {
                 sh.parked.lock().unwrap().push(Parked {
@@ -185,6 +169,7 @@ impl ProducerContext for AgentContext {
                     key: msg.key().map(<[u8]>::to_vec),
                     hash: sh.kept_hash(msg.partition()),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    id: header_id(msg),
                     opaque,
                 });
             }
@@ -195,8 +180,9 @@ impl ProducerContext for AgentContext {
             }
             Err((err, msg)) if !is_permanent(err) => {
                 let partition = if partition_unknown(err) { -1 } else { msg.partition() };
-                let (key, payload) = (msg.key().map(<[u8]>::to_vec), msg.payload().map(<[u8]>::to_vec));
-                self.retry_later(err, msg.topic(), partition, key, payload.unwrap_or_default(), opaque);
+                let id = header_id(msg);
+                let again = Retry::of(msg.topic(), partition, msg.key(), msg.payload().unwrap_or_default(), id, opaque);
+                self.retry_later(err, again);
             }
             Err((err, msg)) => {
                 Metrics::inc(&sh.metrics.events_failed);
@@ -212,6 +198,12 @@ impl ProducerContext for AgentContext {
             }
         }
     }
+}
+
+/// The event id a record carries in its `_id` header (it goes back with the record).
+fn header_id(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<EventId> {
+    let headers = msg.headers()?;
+    headers.iter().find(|h| h.key == ID_HEADER).and_then(|h| EventId::from_bytes(h.value?))
 }
 
 pub(super) fn is_purged(err: &KafkaError) -> bool {

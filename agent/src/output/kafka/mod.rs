@@ -32,6 +32,7 @@ mod probe;
 use super::partition::RoundRobin;
 use crate::ack::{pack, unpack, AckTracker, ReplayWindow, REPLAY_BIT};
 use crate::config::{is_secret_property, KafkaConfig, Partitioning};
+use crate::event::id::EventId;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::spool::format::Record;
@@ -56,6 +57,8 @@ const PURGE_WAIT: Duration = Duration::from_secs(5);
 /// With this many records held for refused topics, the output takes no new events: memory stays
 /// bounded, and reading waits as it does for a full queue.
 pub const HELD_LIMIT: usize = 4096;
+/// The record header that carries the event's id ([`crate::event::id`]).
+pub const ID_HEADER: &str = "_id";
 
 /// A record whose delivery failed with a retriable error, waiting to be sent again.
 struct Retry {
@@ -63,8 +66,31 @@ struct Retry {
     partition: i32,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    id: Option<EventId>,
     opaque: usize,
     not_before: Instant,
+}
+
+impl Retry {
+    /// A record to send again (when: set by the queue it goes to).
+    fn of(
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        id: Option<EventId>,
+        opaque: usize,
+    ) -> Retry {
+        Retry {
+            topic: topic.to_string(),
+            partition,
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.to_vec(),
+            id,
+            opaque,
+            not_before: Instant::now(),
+        }
+    }
 }
 
 /// A file event taken back from the producer (or never handed to it) for the spool. It is
@@ -78,6 +104,8 @@ pub struct Parked {
     /// its partition count, as Filebeat's stable partitioner does).
     pub hash: Option<u32>,
     pub payload: Vec<u8>,
+    /// The event's id, sent as the `_id` header and kept in the spool.
+    pub id: Option<EventId>,
     /// Slot and end offset, packed ([`pack`]).
     pub opaque: usize,
 }
@@ -94,7 +122,7 @@ impl Parked {
         Metrics::inc(&metrics.events_published);
         tracker.register(ev.slot, ev.end_offset, ev.read_at);
         let opaque = pack(ev.slot, ev.end_offset);
-        Some(Parked { topic: ev.topic, key: ev.key, hash: ev.partition_hash, payload: ev.payload, opaque })
+        Some(Parked { topic: ev.topic, key: ev.key, hash: ev.partition_hash, payload: ev.payload, id: ev.id, opaque })
     }
 
     pub fn slot_end(&self) -> (u32, u64) {
@@ -167,6 +195,7 @@ struct Outgoing<'a> {
     partition: Option<i32>,
     key: Option<&'a [u8]>,
     payload: &'a [u8],
+    id: Option<EventId>,
     /// Slot and end offset ([`pack`]), or [`REPLAY_BIT`] and a spool sequence number.
     opaque: usize,
 }
@@ -303,6 +332,7 @@ impl KafkaOutput {
             partition,
             key: p.key.as_deref(),
             payload: &p.payload,
+            id: p.id,
             opaque: p.opaque,
         };
         match self.send(out, abort, true) {
@@ -316,8 +346,15 @@ impl KafkaOutput {
         let partition = self.choose_partition(&rec.topic, rec.key.as_deref(), rec.hash);
         let producer = self.producer_for(partition);
         let opaque = REPLAY_BIT | rec.seq as usize;
-        let out =
-            Outgoing { producer, topic: &rec.topic, partition, key: rec.key.as_deref(), payload: &rec.payload, opaque };
+        let out = Outgoing {
+            producer,
+            topic: &rec.topic,
+            partition,
+            key: rec.key.as_deref(),
+            payload: &rec.payload,
+            id: rec.id,
+            opaque,
+        };
         // In the window before the attempt, so a permanent failure inside it can mark it done.
         self.shared.replay.sent(rec.seq);
         match self.try_send(&out) {
@@ -421,9 +458,13 @@ impl KafkaOutput {
         if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
-        // `output.kafka.headers`, on every record (replayed spool records included).
-        if !self.headers.is_empty() {
-            let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len());
+        // The event's id as `_id`, then `output.kafka.headers`, on every record (replayed spool
+        // records included).
+        if r.id.is_some() || !self.headers.is_empty() {
+            let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len() + 1);
+            if let Some(id) = &r.id {
+                h = h.insert(rdkafka::message::Header { key: ID_HEADER, value: Some(id.as_bytes().as_slice()) });
+            }
             for (key, value) in &self.headers {
                 h = h.insert(rdkafka::message::Header { key, value: Some(value.as_bytes()) });
             }
@@ -440,13 +481,13 @@ impl KafkaOutput {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(()),
             Err((e, _)) if refuses_topic(&e) => {
                 let ctx = self.producers[r.producer].context();
-                ctx.hold(&e, r.topic, r.key.map(<[u8]>::to_vec), r.payload.to_vec(), r.opaque);
+                ctx.hold(&e, Retry::of(r.topic, -1, r.key, r.payload, r.id, r.opaque));
                 Ok(())
             }
             Err((e, _)) if !is_permanent(&e) => {
                 let partition = if partition_unknown(&e) { -1 } else { r.partition.unwrap_or(-1) };
                 let ctx = self.producers[r.producer].context();
-                ctx.retry_later(&e, r.topic, partition, r.key.map(<[u8]>::to_vec), r.payload.to_vec(), r.opaque);
+                ctx.retry_later(&e, Retry::of(r.topic, partition, r.key, r.payload, r.id, r.opaque));
                 Ok(())
             }
             Err((e, _)) => {
@@ -514,6 +555,7 @@ impl KafkaOutput {
                     partition,
                     key: r.key.as_deref(),
                     payload: &r.payload,
+                    id: r.id,
                     opaque: r.opaque,
                 };
                 if let Sent::GaveUp = self.send(out, abort, true) {
@@ -589,6 +631,7 @@ impl KafkaOutput {
                         key: r.key,
                         hash,
                         payload: r.payload,
+                        id: r.id,
                         opaque: r.opaque,
                     });
                 }
