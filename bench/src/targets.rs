@@ -61,6 +61,9 @@ pub struct Settings {
     pub batch: usize,
     #[arg(long, default_value_t = 10)]
     pub linger_ms: u64,
+    /// Runs the agent with `event_id: false` (no per-event id: measures what the ids cost).
+    #[arg(long)]
+    pub no_event_id: bool,
 }
 
 /// Where the tools are.
@@ -224,6 +227,7 @@ inputs:
     required_acks: {acks}
     bulk_max_size: {batch}
     bulk_flush_frequency: {linger}ms
+    event_id: {event_id}
 {tail}"#,
             data = work.join("agent-data").display(),
             glob = files.glob,
@@ -231,6 +235,7 @@ inputs:
             acks = s.acks,
             batch = s.batch,
             linger = s.linger_ms,
+            event_id = !s.no_event_id,
         );
         let cfg = write(work, "agent.yml", text);
         let mut c = Command::new(&self.agent);

@@ -84,6 +84,11 @@ pub struct KafkaConfig {
     /// Record headers added to every record (Filebeat's `headers`; text values).
     #[serde(default)]
     pub headers: Vec<RecordHeader>,
+    /// Each event's id: `@metadata._id` in JSON events and the `_id` record header with every
+    /// codec ([`crate::event::id`]). On by default; `false` saves its cost (the README's
+    /// benchmark gives it).
+    #[serde(default = "super::d_true")]
+    pub event_id: bool,
     /// Kafka protocol version the brokers speak at least (Filebeat's `version`); below 0.10 the
     /// client cannot ask the broker, so librdkafka is told (`broker.version.fallback`).
     #[serde(default)]

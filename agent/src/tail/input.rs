@@ -46,8 +46,8 @@ pub struct InputRt {
     max_message_bytes: usize,
     /// `codec.json.pretty` / `escape_html` (JSON codec only).
     json_options: JsonCodecOptions,
-    /// The input's part of its events' ids ([`crate::event::id`]).
-    id_seed: u64,
+    /// The input's part of its events' ids ([`crate::event::id`]); `None` with `event_id: false`.
+    id_seed: Option<u64>,
 }
 
 /// One compiled `topics` rule.
@@ -125,7 +125,7 @@ impl InputRt {
             None => TopicChoice::Dynamic(topic_fmt),
         };
         InputRt {
-            id_seed: input_seed(&config.id),
+            id_seed: kafka.event_id.then(|| input_seed(&config.id)),
             encoding: config.encoding.encoding(),
             multiline: config.multiline().map(MultilineRt::new),
             decoder: Decoder::for_input(&config),
@@ -292,7 +292,7 @@ impl InputRt {
         if !with_map {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
-        let id = id_head.id(self.id_seed, line.offset, line.end_offset);
+        let id = self.id_seed.map(|seed| id_head.id(seed, line.offset, line.end_offset));
         let ctx = LineCtx {
             raw: line.bytes,
             offset: line.offset,
@@ -301,7 +301,7 @@ impl InputRt {
             multiline: line.lines > 1,
             timestamp: f.timestamp,
             ndjson: self.ndjson(),
-            id: Some(id),
+            id,
         };
         if with_map {
             // One event map through Filebeat's stages: the input's processors, the builtins, the
@@ -385,7 +385,7 @@ impl InputRt {
             payload: scratch.as_slice().to_vec(),
             deliver: true,
             read_at: f.now,
-            id: Some(id),
+            id,
         }
     }
 

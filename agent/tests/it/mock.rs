@@ -694,3 +694,22 @@ fn json_events_carry_their_lines_id_in_metadata_and_header_across_a_resend() {
         all.iter().map(|r| r.json()["log"]["file"]["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths.len(), 2, "read under both names: {paths:?}");
 }
+
+/// `output.kafka.event_id: false` turns the ids off: no `_id` header, no `@metadata._id`.
+#[test]
+fn event_ids_can_be_turned_off() {
+    let kc = cluster("noids", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    append_lines(&log, numbered("l", 0..20));
+    let out = "    codec: json\n    event_id: false\n";
+    let agent =
+        RunningAgent::start(&config(&dir.path().join("data"), &[log], &kc.bootstrap_servers(), "noids", "", out));
+    let got = consume(&kc.bootstrap_servers(), "noids", 1, 20, T);
+    agent.stop();
+    assert_eq!(got.len(), 20);
+    for r in &got {
+        assert!(r.headers.iter().all(|(k, _)| k != "_id"), "{:?}", r.headers);
+        assert!(r.json()["@metadata"].get("_id").is_none(), "{}", r.text());
+    }
+}
