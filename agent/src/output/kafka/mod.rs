@@ -539,15 +539,15 @@ impl KafkaOutput {
                         Some(r) if r.not_before <= now => q.pop_front(),
                         _ => None,
                     };
-                    due(&mut ctx.retries.lock().unwrap()).or_else(|| {
+                    due(&mut ctx.retries.lock().unwrap()).map(|r| (r, false)).or_else(|| {
                         let r = due(&mut ctx.held.lock().unwrap());
                         if r.is_some() {
                             self.shared.held.fetch_sub(1, Ordering::Relaxed);
                         }
-                        r
+                        r.map(|r| (r, true))
                     })
                 };
-                let Some(r) = next else { break };
+                let Some((r, was_held)) = next else { break };
                 let partition = (r.partition >= 0).then_some(r.partition);
                 let out = Outgoing {
                     producer: i,
@@ -559,8 +559,15 @@ impl KafkaOutput {
                     opaque: r.opaque,
                 };
                 if let Sent::GaveUp = self.send(out, abort, true) {
-                    // Kept for later (or for the spool, which takes the retries when it parks).
-                    self.producers[i].context().retries.lock().unwrap().push_front(r);
+                    // Kept for later where it came from: a retry (which the spool takes when it
+                    // parks), or a held record (never spooled; see the module's invariants).
+                    let ctx = self.producers[i].context();
+                    if was_held {
+                        self.shared.held.fetch_add(1, Ordering::Relaxed);
+                        ctx.held.lock().unwrap().push_front(r);
+                    } else {
+                        ctx.retries.lock().unwrap().push_front(r);
+                    }
                     return;
                 }
             }
