@@ -139,14 +139,14 @@ struct Committed {
 struct Committer {
     requests: Option<std::sync::mpsc::SyncSender<Offsets>>,
     results: std::sync::mpsc::Receiver<Committed>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Committer {
     fn start(name: &str, consumer: Arc<BaseConsumer<SinkContext>>) -> Committer {
         let (req_tx, req_rx) = std::sync::mpsc::sync_channel::<Offsets>(1);
         let (res_tx, res_rx) = std::sync::mpsc::channel();
-        // Not joined: one blocked in a commit ends when the brokers answer (or with the process).
-        let _ = std::thread::Builder::new().name(format!("commit-{name}")).spawn(move || {
+        let thread = std::thread::Builder::new().name(format!("commit-{name}")).spawn(move || {
             for offsets in req_rx {
                 let mut tpl = TopicPartitionList::new();
                 for ((topic, partition), next) in &offsets {
@@ -159,7 +159,18 @@ impl Committer {
                 }
             }
         });
-        Committer { requests: Some(req_tx), results: res_rx }
+        Committer { requests: Some(req_tx), results: res_rx, thread: thread.ok() }
+    }
+
+    /// Ends the thread. An idle one is joined, so its handle on the consumer is gone and the
+    /// consumer is closed (leaving its group) by the sink's thread, before a reload or the
+    /// process starts another; one still blocked in a commit is left to end when the brokers
+    /// answer (or with the process).
+    fn finish(&mut self, idle: bool) {
+        self.requests = None;
+        if let (true, Some(t)) = (idle, self.thread.take()) {
+            let _ = t.join();
+        }
     }
 
     /// Hands over a commit; false when the committer thread is gone.
@@ -477,7 +488,7 @@ impl Sink {
         if !self.positions.is_empty() {
             tracing::warn!(sink = %self.cfg.id, "the last offsets were not committed; the records since the last commit are consumed again at restart and written twice (the window of a crash between fsync and commit)");
         }
-        self.committer.requests = None;
+        self.committer.finish(!self.committing);
     }
 
     /// Reopens the file on SIGHUP, and when it was renamed or deleted (checked every second

@@ -606,7 +606,8 @@ fn corrupt_registry_with_recovery_end_ships_only_new_lines() {
     assert_exactly_once(&got, &numbered("new", 0..5));
 }
 
-/// `output.kafka.headers` (Filebeat's key): every record carries them, in order.
+/// `output.kafka.headers` (Filebeat's key): every record carries them, in order, after the
+/// event's own `_id` header (issue #19).
 #[test]
 fn records_carry_the_configured_headers() {
     let kc = cluster("headers", 1);
@@ -626,7 +627,11 @@ fn records_carry_the_configured_headers() {
     agent.stop();
     let want = vec![("env".to_string(), b"production".to_vec()), ("team".to_string(), b"web".to_vec())];
     assert_eq!(got.len(), 20);
-    assert!(got.iter().all(|r| r.headers == want), "{:?}", got[0].headers);
+    for r in &got {
+        let (first, rest) = r.headers.split_first().expect("headers");
+        assert_eq!((first.0.as_str(), first.1.len()), ("_id", 16), "{:?}", r.headers);
+        assert_eq!(rest, want.as_slice(), "{:?}", r.headers);
+    }
 }
 
 /// `topics` rules with `mappings` and `default` (Filebeat's semantics): the rendered topic is
