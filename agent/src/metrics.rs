@@ -249,9 +249,10 @@ impl PeriodicLog {
     /// Logs the period's line ([`Metrics::period_summary`]) when a period has passed.
     pub fn tick(&mut self, metrics: &Metrics) {
         let Some(period) = self.period else { return };
-        let secs = self.last.elapsed().as_secs_f64();
-        if self.last.elapsed() >= period {
+        let elapsed = self.last.elapsed();
+        if elapsed >= period {
             self.last = std::time::Instant::now();
+            let secs = elapsed.as_secs_f64();
             tracing::info!(metrics = %metrics.period_summary(&mut self.before, secs), "metrics in the last {secs:.0}s");
         }
     }

@@ -190,7 +190,7 @@ output:\n  kafka:\n    hosts: [\"{bootstrap}\"]\n    topic: {topic}\n    bulk_fl
 /// (unacknowledged, read again from its file after a restart; or waiting in the spool).
 pub fn assert_counters_add_up(s: &Summary) {
     let m = &s.metrics;
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let get = agent::metrics::Metrics::get;
     let (published, acked, failed, dropped) =
         (get(&m.events_published), get(&m.events_acked), get(&m.events_failed), get(&m.spool_dropped));
     assert_eq!(
