@@ -343,3 +343,42 @@ fn a_refused_topic_holds_its_events_without_spooling_and_says_so() {
     assert_eq!(Metrics::get(&summary.metrics.output_topics_refused), 0);
     assert_eq!(summary.unacknowledged, 0);
 }
+
+/// A topic that does not exist, with auto-creation off (the producer's `allow.auto.create.topics:
+/// false`, as on a cluster whose admins create topics): librdkafka reports it missing once the
+/// metadata has had `topic.metadata.propagation.max.ms` to show it. That is a refusal too: held,
+/// named in readiness, never spooled; once the topic is created every held line arrives once.
+#[test]
+fn a_missing_topic_with_auto_creation_off_is_held_until_it_is_created() {
+    use agent::status::Status;
+    let kc = cluster("open", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+    std::fs::create_dir(&logs).unwrap();
+    let output = "    codec: raw\n    backoff:\n      init: 50ms\n      max: 500ms\n    librdkafka:\n      allow.auto.create.topics: \"false\"\n      topic.metadata.propagation.max.ms: \"300\"\n    topics:\n      - topic: open\n        when.contains:\n          message: \"open\"\n";
+    let cfg = config(&data, &[logs.join("*.log")], &kc.bootstrap_servers(), "missing", "", output);
+    let status = Arc::new(Status::default());
+    let opts = agent::pipeline::RunOptions { status: status.clone(), ..Default::default() };
+    let agent = RunningAgent::start_with(&with_spool(cfg, ""), opts);
+    let (missing, open) = (numbered("missing", 0..200), numbered("open", 0..200));
+    append_lines(&logs.join("a.log"), missing.iter().cloned().zip(open.iter().cloned()).flat_map(|(d, o)| [d, o]));
+    let m = status.metrics.clone();
+    let got = consume(&kc.bootstrap_servers(), "open", 1, open.len(), T);
+    assert_exactly_once(&got, &open);
+    wait_for("the missing topic counted as refused", T, || Metrics::get(&m.output_topics_refused) == 1);
+    std::thread::sleep(Duration::from_secs(4));
+    let reasons = status.readiness().expect_err("not ready while a topic is missing");
+    assert!(reasons.iter().any(|u| u.reason.contains("refuses topic missing")), "{reasons:?}");
+    assert_eq!(Metrics::get(&m.spool_switches), 0, "a missing topic is not an outage");
+    assert_eq!(Metrics::get(&m.events_spooled), 0);
+    assert_eq!(Metrics::get(&m.events_failed), 0, "nothing dropped");
+    assert!(segments(&data).is_empty(), "nothing in the spool");
+
+    kc.create_topic("missing", 1, 1).unwrap();
+    let got = consume(&kc.bootstrap_servers(), "missing", 1, missing.len(), T);
+    assert_exactly_once(&got, &missing);
+    wait_for("the topic no longer refused", T, || status.readiness().is_ok());
+    let summary = agent.stop();
+    assert_counters_add_up(&summary);
+    assert_eq!(summary.unacknowledged, 0);
+}
