@@ -11,14 +11,13 @@
 //! away or deleted.
 
 use crate::fingerprint::{FileId, Stamp};
+use crate::shutdown::Shutdown;
 use notify::{EventKind, RecursiveMode, Watcher};
 use regex::bytes::Regex;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 /// A file that matched an input's globs.
@@ -132,18 +131,29 @@ impl Selector {
     }
 }
 
-/// Runs discovery until `stop` is set. Sends on `tx`, blocking for scans, dropping pokes when full.
-pub fn run(
-    selectors: Vec<Selector>,
-    tx: SyncSender<DiscoverMsg>,
-    stop: Arc<AtomicBool>,
-    heartbeat: crate::status::Heartbeat,
-) {
-    let (ev_tx, ev_rx) = mpsc::sync_channel::<notify::Event>(4096);
+/// The longest wait between two turns of the loop (the heartbeat `/livez` watches).
+const TURN_AT_LEAST: Duration = Duration::from_secs(1);
+
+/// What wakes discovery between scans: a file system notification, or the stop.
+enum Wake {
+    Fs(notify::Event),
+    Stop,
+}
+
+/// Runs discovery until `stop`. Sends on `tx`, blocking for scans, dropping pokes when full.
+pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Shutdown, heartbeat: crate::status::Heartbeat) {
+    let (ev_tx, ev_rx) = mpsc::sync_channel::<Wake>(4096);
+    // The stop wakes the wait below through the same channel as the notifications do. Sent
+    // blocking: a full channel is being drained by this loop, and a dropped stop would be seen
+    // at the next turn anyway.
+    let stop_tx = ev_tx.clone();
+    stop.on_stop(move || {
+        let _ = stop_tx.send(Wake::Stop);
+    });
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
             // Dropping an event when full is fine: the periodic rescan catches up.
-            let _ = ev_tx.try_send(ev);
+            let _ = ev_tx.try_send(Wake::Fs(ev));
         }
     })
     .map_err(|e| tracing::warn!(error = %e, "file notifications unavailable; relying on periodic rescans"))
@@ -155,7 +165,7 @@ pub fn run(
     let mut initial = vec![true; selectors.len()];
     // Per input, the directories its globs could not read, each logged when it first fails.
     let mut reported: Vec<HashMap<PathBuf, String>> = vec![HashMap::new(); selectors.len()];
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_stopped() {
         heartbeat.beat();
         let now = Instant::now();
         for (i, sel) in selectors.iter().enumerate() {
@@ -177,16 +187,15 @@ pub fn run(
             initial[i] = false;
             next_scan[i] = now + sel.check_interval;
         }
-        let wait =
-            next_scan.iter().min().map_or(Duration::from_millis(200), |t| t.saturating_duration_since(Instant::now()));
+        // Notifications and the stop end this wait; the cap keeps the heartbeat beating.
+        let wait = next_scan.iter().min().map_or(TURN_AT_LEAST, |t| t.saturating_duration_since(Instant::now()));
         let mut pokes = HashSet::new();
-        match ev_rx.recv_timeout(wait.min(Duration::from_millis(200))) {
-            Ok(ev) => handle_event(ev, &roots, &mut next_scan, &mut pokes),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(Duration::from_millis(200))),
-        }
-        while let Ok(ev) = ev_rx.try_recv() {
-            handle_event(ev, &roots, &mut next_scan, &mut pokes);
+        let mut wake = ev_rx.recv_timeout(wait.min(TURN_AT_LEAST)).ok();
+        while let Some(w) = wake {
+            if let Wake::Fs(ev) = w {
+                handle_event(ev, &roots, &mut next_scan, &mut pokes);
+            }
+            wake = ev_rx.try_recv().ok();
         }
         // A busy file produces an event per write; forward each path once per drain.
         for p in pokes {
@@ -365,7 +374,7 @@ mod tests {
         let mut sel = selector(dir.path(), &["*.log"], &[]);
         sel.check_interval = Duration::from_secs(3600);
         let (tx, rx) = mpsc::sync_channel(64);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let s2 = stop.clone();
         let h = std::thread::spawn(move || run(vec![sel], tx, s2, crate::status::Heartbeat::detached("discover")));
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
@@ -383,7 +392,7 @@ mod tests {
                 break;
             }
         }
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         h.join().unwrap();
         assert!(found, "the new file was not reported within a second (check_interval is an hour)");
     }

@@ -24,6 +24,8 @@
 //!   an unreachable Kafka switches the output to the bounded disk spool (full = the reader waits).
 //! - **Bad input is contained**: each kind is logged once per file and counted in [`metrics`].
 //!
+//! Stopping: one [`shutdown::Shutdown`] per side that its stages wait on (see there).
+//!
 //! Threads: `discover` (globs + inotify), `reader` (all files, synchronous hot loop over 64 KiB
 //! reads), `output` (queue → librdkafka or the spool; spool replay), `kafka-probe` (is Kafka back?),
 //! librdkafka's own threads (compression, delivery reports
@@ -75,5 +77,7 @@ pub mod logging;
 pub mod sink;
 
 pub mod connect;
+
+pub mod shutdown;
 
 pub mod pipeline;

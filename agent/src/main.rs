@@ -6,12 +6,13 @@ use agent::logging::SizeRotatingFile;
 use agent::metrics::Metrics;
 use agent::pipeline::{self, RunOptions};
 use agent::registry::Recovery;
+use agent::shutdown::Shutdown;
 use agent::status::Status;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Parser, Debug)]
@@ -170,7 +171,7 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
         tracing::info!(setting = %note.key, line = note.line, "Filebeat setting: {}", note.what);
     }
     raise_fd_limit();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = Shutdown::new();
     let opts = RunOptions {
         registry_recovery: recovery.map(|r| match r {
             RecoveryArg::Beginning => Recovery::Beginning,
@@ -247,10 +248,10 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
     Ok(())
 }
 
-/// Sets `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); calls
+/// Stops `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); calls
 /// `on_hangup` at every SIGHUP (reload) and `on_period` every `period` when one is set.
 async fn wait_for_signal(
-    shutdown: &AtomicBool,
+    shutdown: &Shutdown,
     on_hangup: impl Fn(),
     period: Option<std::time::Duration>,
     on_period: impl Fn(),
@@ -273,7 +274,7 @@ async fn wait_for_signal(
             _ = tick.tick() => if worker.is_finished() { break; },
         }
     }
-    shutdown.store(true, Ordering::Relaxed);
+    shutdown.stop();
     Ok(())
 }
 

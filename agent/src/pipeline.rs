@@ -1,13 +1,17 @@
 //! Wiring: builds every stage, starts their threads, and runs the shutdown sequence.
 //!
 //! Owns the threads and the shutdown order (decide, tell everyone, wait). Sinks (topics to files,
-//! [`crate::sink`]) are told to stop first and commit what they wrote while the inputs stop:
-//! 1. stop reading (discovery and reader stop; the reader hands over its last batch);
+//! [`crate::sink`]) are told to stop first and commit what they wrote while the inputs stop. The
+//! input side has one [`Shutdown`], stopped with the drain deadline; each step below follows from
+//! it or from the end of the step before, not from a flag polled in a sleep loop:
+//! 1. stop reading (the stop wakes discovery, whose end wakes the reader; the reader hands over
+//!    its last batch);
 //! 2. close the queue: the output drains what is queued into the producer;
 //! 3. flush the producer until the drain deadline (`shutdown_timeout`); shortly before it, what
 //!    Kafka has not acknowledged goes to the spool (if enabled); whatever is neither acknowledged
 //!    nor spooled stays unacknowledged and is read again after restart;
-//! 4. write the registry one last time (acknowledged offsets only) and return.
+//! 4. write the registry one last time (acknowledged offsets only) and return: the registry
+//!    thread's wait ends when the output thread has ended (it drops the channel's sender).
 //!
 //! Invariant: the registry thread is the registry's only owner once the run has started, and
 //! the final write happens after the output has stopped, so it records every acknowledgement.
@@ -27,6 +31,7 @@ use crate::output::kafka::describe;
 use crate::output::Output;
 use crate::queue::Queue;
 use crate::registry::{Recovery, Registry};
+use crate::shutdown::Shutdown;
 use crate::sink::Sinks;
 use crate::status::{Kind, Status};
 use crate::tail::input::InputRt;
@@ -37,11 +42,14 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+/// How soon a reload handed over in [`RunOptions::reload`] is applied (a stop is seen at once).
+const RELOAD_PICKUP: Duration = Duration::from_millis(50);
 
 /// Command-line choices and process-wide signals that affect a run.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +77,7 @@ pub struct Summary {
 /// Runs the agent (inputs, sinks, or both) until `shutdown` is set, then stops in order: sinks
 /// are told to stop at once (they commit what they wrote), the inputs drain as described above,
 /// and the run returns when both are done.
-pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+pub fn run(config: Config, opts: RunOptions, shutdown: Shutdown) -> anyhow::Result<Summary> {
     let data = config.path.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create path.data {}", data.display()))?;
     let _lock = lock_data_dir(&data)?;
@@ -85,12 +93,14 @@ pub fn run(config: Config, opts: RunOptions, shutdown: Arc<AtomicBool>) -> anyho
     };
     tracing::info!(inputs = config.inputs.len(), sinks = config.sinks.len(), data = %data.display(), "agent started");
     let mut running = Running { sinks_cfg: config.sinks.clone(), inputs_cfg: config, sinks, inputs };
-    while !shutdown.load(Ordering::Relaxed) {
+    loop {
         let new = opts.reload.lock().unwrap().take();
         if let Some(new) = new {
             running.reload(new, &opts, &ephemeral_id);
         }
-        thread::sleep(Duration::from_millis(50));
+        if shutdown.wait(RELOAD_PICKUP) {
+            break;
+        }
     }
     let Running { inputs_cfg, sinks, inputs, .. } = running;
     sinks.stop();
@@ -249,10 +259,9 @@ struct Inputs {
     registry: JoinHandle<()>,
     queue: Arc<Queue>,
     tracker: Arc<AckTracker>,
-    stop_reading: Arc<AtomicBool>,
-    abort_output: Arc<AtomicBool>,
-    stop_registry: Arc<AtomicBool>,
-    deadline: Arc<OnceLock<Instant>>,
+    /// Ends reading at once and the output's drain at its deadline; the registry ends after the
+    /// output (its `done` channel closes).
+    stop: Shutdown,
 }
 
 impl Inputs {
@@ -284,12 +293,10 @@ impl Inputs {
         let global = config.global_fields();
         let inputs = enabled.into_iter().map(|i| InputRt::new(i, kafka, &agent, &config.processors, &global)).collect();
 
-        let stop_reading = Arc::new(AtomicBool::new(false));
-        let abort_output = Arc::new(AtomicBool::new(false));
-        let deadline: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+        let stop = Shutdown::new();
         let (tx, rx) = mpsc::sync_channel(1024);
         let discover = spawn("discover", {
-            let (s, hb) = (stop_reading.clone(), opts.status.heartbeat("discover"));
+            let (s, hb) = (stop.clone(), opts.status.heartbeat("discover"));
             move || discover::run(selectors, tx, s, hb)
         });
         let reader = Reader::new(ReaderParts {
@@ -301,65 +308,41 @@ impl Inputs {
             queue: queue.clone(),
             metrics: metrics.clone(),
             rx,
-            stop: stop_reading.clone(),
+            stop: stop.clone(),
             max_open_files: config.queue.max_open_files,
             heartbeat: opts.status.heartbeat("reader"),
         });
         let reader = spawn("reader", move || reader.run());
         output.set_heartbeat(opts.status.heartbeat("output"));
+        // The output thread holds `done` until it has drained: dropping it ends the registry.
+        let (done, output_done) = mpsc::channel::<()>();
         let output = spawn("output", {
-            let (queue, abort, deadline) = (queue.clone(), abort_output.clone(), deadline.clone());
+            let (queue, stop) = (queue.clone(), stop.clone());
             move || {
-                output.run(&queue, &abort);
-                let until = *deadline.get().unwrap_or(&Instant::now());
-                output.drain(until, &abort)
+                let _done = done;
+                output.run(&queue, &stop);
+                output.drain(&stop)
             }
         });
-        let stop_registry = Arc::new(AtomicBool::new(false));
         let registry = spawn("registry", {
-            let (tracker, stop, cfg, status) =
-                (tracker.clone(), stop_registry.clone(), config.clone(), opts.status.clone());
-            move || registry_loop(opened.registry, &tracker, &status, &cfg, &stop)
+            let (tracker, cfg, status) = (tracker.clone(), config.clone(), opts.status.clone());
+            move || registry_loop(opened.registry, &tracker, &status, &cfg, &output_done)
         });
-        Ok(Inputs {
-            discover,
-            reader,
-            output,
-            registry,
-            queue,
-            tracker,
-            stop_reading,
-            abort_output,
-            stop_registry,
-            deadline,
-        })
+        Ok(Inputs { discover, reader, output, registry, queue, tracker, stop })
     }
 
     /// The input side's shutdown sequence (module docs); returns the events left unacknowledged.
     fn stop(self, timeout: HumanDuration) -> usize {
-        let until = Instant::now() + timeout.0;
-        let _ = self.deadline.set(until);
         tracing::info!(timeout = %timeout, "stopping: no more reading, draining to Kafka");
-        self.stop_reading.store(true, Ordering::Relaxed);
+        self.stop.stop_within(timeout.0);
         join(self.reader, "reader");
         join(self.discover, "discover");
         self.queue.close();
-        let watchdog = spawn("deadline", {
-            let abort = self.abort_output.clone();
-            move || {
-                while Instant::now() < until && !abort.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(20));
-                }
-                abort.store(true, Ordering::Relaxed);
-            }
-        });
         let unacknowledged = self.output.join().unwrap_or_else(|_| {
             tracing::error!("output thread panicked");
             self.tracker.in_flight()
         });
-        self.abort_output.store(true, Ordering::Relaxed);
-        join(watchdog, "deadline");
-        self.stop_registry.store(true, Ordering::Relaxed);
+        // The output thread has ended, so the registry's last write follows.
         join(self.registry, "registry");
         if unacknowledged > 0 {
             tracing::warn!(
@@ -490,26 +473,34 @@ fn join<T>(h: JoinHandle<T>, name: &str) {
     }
 }
 
-/// Writes acknowledged offsets every `registry.flush`, logs metrics every period, and writes once
-/// more when stopped.
-fn registry_loop(mut registry: Registry, tracker: &AckTracker, status: &Status, cfg: &Config, stop: &AtomicBool) {
+/// Writes acknowledged offsets every `registry.flush` and logs metrics every period until the
+/// output has ended (`output_done` closes: every acknowledgement is in), then writes once more.
+fn registry_loop(
+    mut registry: Registry,
+    tracker: &AckTracker,
+    status: &Status,
+    cfg: &Config,
+    output_done: &Receiver<()>,
+) {
     let metrics = &*status.metrics;
     let heartbeat = status.heartbeat("registry");
     let flush = cfg.registry.flush.0;
     let mut metrics_log = PeriodicLog::new(cfg.logging.metrics.enabled.then_some(cfg.logging.metrics.period.0));
+    let mut next = Instant::now();
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        registry.flush_from(tracker, metrics, cfg.registry.clean_removed_after.0);
-        if stopping {
-            return;
+        if Instant::now() >= next {
+            registry.flush_from(tracker, metrics, cfg.registry.clean_removed_after.0);
+            // Notes when a not-ready condition began, for `/healthz`'s `since`.
+            let _ = status.readiness();
+            metrics_log.tick(metrics);
+            next = Instant::now() + flush;
         }
-        // Notes when a not-ready condition began, for `/healthz`'s `since`.
-        let _ = status.readiness();
-        metrics_log.tick(metrics);
-        let until = Instant::now() + flush;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            heartbeat.beat();
-            thread::sleep(Duration::from_millis(20).min(flush));
+        heartbeat.beat();
+        // Wakes at the next flush, at least once a second (the heartbeat), or at the output's end.
+        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+        if let Err(RecvTimeoutError::Disconnected) = output_done.recv_timeout(wait) {
+            registry.flush_from(tracker, metrics, cfg.registry.clean_removed_after.0);
+            return;
         }
     }
 }

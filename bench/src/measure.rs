@@ -138,7 +138,7 @@ fn follow(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Instant) ->
 /// The line text inside a record value, for the codec the target uses.
 fn line_of(target: Target, value: &[u8]) -> Option<String> {
     match target {
-        Target::AgentJson => {
+        Target::AgentJson | Target::BaseJson => {
             let v: serde_json::Value = serde_json::from_slice(value).ok()?;
             v["message"].as_str().map(str::to_string)
         }
@@ -444,8 +444,17 @@ pub fn rate_limited(
     let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let http = format!("http:\n  enabled: true\n  host: 127.0.0.1\n  port: {port}\n");
-    let cmd =
-        ctx.tools.agent_command(&input, &ctx.broker.bootstrap, &topic, ctx.settings, "raw", &dir, &limit.yaml(), &http);
+    let cmd = ctx.tools.agent_command(
+        &ctx.tools.agent,
+        &input,
+        &ctx.broker.bootstrap,
+        &topic,
+        ctx.settings,
+        "raw",
+        &dir,
+        &limit.yaml(),
+        &http,
+    );
     let t0 = Instant::now();
     let proc = Proc::spawn(cmd)?;
     while agent_stats(port).is_err() {

@@ -214,7 +214,11 @@ pub fn svg(title: &str, rows: &[Row]) -> String {
             let y = 62.0 + i as f64 * (bar_h + gap);
             let v = f(r);
             let bw = (v / max * panel_w).max(1.0);
-            let color = if matches!(r.target, Target::AgentRaw | Target::AgentJson) { "#2b7bb9" } else { "#999999" };
+            let color = match r.target {
+                Target::AgentRaw | Target::AgentJson => "#2b7bb9",
+                Target::BaseRaw | Target::BaseJson => "#8fb8d8",
+                _ => "#999999",
+            };
             let _ = writeln!(out, "<rect x=\"{x0}\" y=\"{y}\" width=\"{bw:.1}\" height=\"{bar_h}\" fill=\"{color}\"/>");
             let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\">{v:.1}</text>", x0 + bw + 4.0, y + bar_h * 0.7);
         }

@@ -13,6 +13,11 @@ pub enum Target {
     AgentRaw,
     /// The agent with the Filebeat-compatible JSON codec.
     AgentJson,
+    /// Another agent binary (`BASE_AGENT_BIN`, e.g. the commit before a change) with the raw
+    /// codec: an A/B of two builds in the same run.
+    BaseRaw,
+    /// `BASE_AGENT_BIN` with the JSON codec.
+    BaseJson,
     /// A raw librdkafka producer (`bench ceiling`): read, one record per line, nothing else.
     Ceiling,
     /// Kafka Connect 3.9 FileStreamSource (standalone worker).
@@ -27,6 +32,8 @@ impl Target {
         match self {
             Target::AgentRaw => "agent (raw)",
             Target::AgentJson => "agent (json)",
+            Target::BaseRaw => "agent before (raw)",
+            Target::BaseJson => "agent before (json)",
             Target::Ceiling => "librdkafka ceiling",
             Target::KafkaConnect => "Kafka Connect FileStream",
             Target::Filebeat => "Filebeat",
@@ -35,6 +42,12 @@ impl Target {
         }
     }
 
+    /// The `BASE_AGENT_BIN` build (an A/B target).
+    pub fn is_base(self) -> bool {
+        matches!(self, Target::BaseRaw | Target::BaseJson)
+    }
+
+    /// Every target a plain `bench run` measures (the A/B targets only when asked for).
     pub const ALL: [Target; 7] = [
         Target::AgentRaw,
         Target::AgentJson,
@@ -75,6 +88,8 @@ pub struct Tools {
     pub filebeat: Option<PathBuf>,
     pub vector: Option<PathBuf>,
     pub fluent_bit: Option<PathBuf>,
+    /// The agent build to compare with (`BASE_AGENT_BIN`), for the `base-*` targets.
+    pub base: Option<PathBuf>,
 }
 
 /// Finds a binary from an environment variable or on PATH.
@@ -99,6 +114,7 @@ impl Tools {
                 .or_else(|| Some(root.join(".tools/filebeat/filebeat")).filter(|p| p.is_file())),
             vector: find_bin("VECTOR_BIN", "vector"),
             fluent_bit: find_bin("FLUENT_BIT_BIN", "fluent-bit"),
+            base: std::env::var_os("BASE_AGENT_BIN").map(PathBuf::from),
         }
     }
 
@@ -108,6 +124,11 @@ impl Tools {
             Target::AgentRaw | Target::AgentJson => {
                 (!self.agent.is_file()).then(|| format!("agent binary not found at {}", self.agent.display()))
             }
+            Target::BaseRaw | Target::BaseJson => match &self.base {
+                Some(b) if b.is_file() => None,
+                Some(b) => Some(format!("BASE_AGENT_BIN {} not found", b.display())),
+                None => Some("skipped: set BASE_AGENT_BIN to the agent binary to compare with".into()),
+            },
             Target::Ceiling => None,
             Target::KafkaConnect if self.connect_classpath.is_none() => {
                 Some("skipped: not installed (scripts/install-peers.sh)".into())
@@ -138,9 +159,10 @@ impl Tools {
         work: &Path,
     ) -> Command {
         let mut cmd = match t {
-            Target::AgentRaw | Target::AgentJson => {
-                let codec = if t == Target::AgentRaw { "raw" } else { "json" };
-                self.agent_command(files, bootstrap, topic, s, codec, work, "", "")
+            Target::AgentRaw | Target::AgentJson | Target::BaseRaw | Target::BaseJson => {
+                let codec = if matches!(t, Target::AgentRaw | Target::BaseRaw) { "raw" } else { "json" };
+                let bin = if t.is_base() { self.base.as_deref().expect("checked by skip_reason") } else { &self.agent };
+                self.agent_command(bin, files, bootstrap, topic, s, codec, work, "", "")
             }
             Target::Ceiling => {
                 let mut c = Command::new(&self.bench);
@@ -197,6 +219,7 @@ impl Tools {
     #[allow(clippy::too_many_arguments)]
     pub fn agent_command(
         &self,
+        bin: &Path,
         files: &Input,
         bootstrap: &str,
         topic: &str,
@@ -238,7 +261,7 @@ inputs:
             event_id = !s.no_event_id,
         );
         let cfg = write(work, "agent.yml", text);
-        let mut c = Command::new(&self.agent);
+        let mut c = Command::new(bin);
         c.args(["--config", cfg.to_str().unwrap()]);
         c
     }

@@ -29,11 +29,11 @@ use crate::config::{Config, FsyncPolicy, KafkaConfig, SpoolConfig, WhenFull};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::queue::{Popped, Queue};
+use crate::shutdown::Shutdown;
 use crate::spool::format::{Item, Record};
 use crate::spool::{Entry, Spool, SpoolError};
 use crate::status::{Heartbeat, RefusedTopics};
 use kafka::{KafkaOutput, Parked, HELD_LIMIT};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,9 +132,9 @@ impl Output {
     }
 
     /// Delivers everything from the queue until it is closed and empty (and nothing is held for
-    /// the spool), or `abort` is set.
-    pub fn run(&mut self, queue: &Queue, abort: &AtomicBool) {
-        while !abort.load(Ordering::Relaxed) {
+    /// the spool), or the stop's drain deadline passes.
+    pub fn run(&mut self, queue: &Queue, stop: &Shutdown) {
+        while !stop.drain_over() {
             self.kafka.beat();
             if self.holding() {
                 self.store(Vec::new());
@@ -149,11 +149,11 @@ impl Output {
                 let wait = if self.replaying() { Duration::from_millis(1) } else { Duration::from_millis(50) };
                 match queue.pop(wait) {
                     Popped::Closed => return,
-                    Popped::Batch(batch) => self.accept(batch.events, abort),
+                    Popped::Batch(batch) => self.accept(batch.events, stop),
                     Popped::Empty => {}
                 }
             }
-            self.tick(abort);
+            self.tick(stop);
         }
     }
 
@@ -170,13 +170,13 @@ impl Output {
     }
 
     /// Sends a batch directly, or spools it; switches to spooling when Kafka stops answering.
-    fn accept(&mut self, events: Vec<Event>, abort: &AtomicBool) {
+    fn accept(&mut self, events: Vec<Event>, stop: &Shutdown) {
         self.kafka.begin_batch();
         let mut events = events.into_iter();
         if !self.active() {
             for ev in events.by_ref() {
-                let Err(parked) = self.kafka.send_event(ev, abort) else { continue };
-                if abort.load(Ordering::Relaxed) || self.spooling.is_none() {
+                let Err(parked) = self.kafka.send_event(ev, stop) else { continue };
+                if stop.drain_over() || self.spooling.is_none() {
                     return; // shutdown deadline: unacknowledged events are read again after restart
                 }
                 self.enter_spooling();
@@ -204,7 +204,7 @@ impl Output {
     }
 
     /// One turn of housekeeping after each batch (or timeout).
-    fn tick(&mut self, abort: &AtomicBool) {
+    fn tick(&mut self, stop: &Shutdown) {
         let Output { kafka, spooling, tracker, metrics } = self;
         match spooling {
             Some(sp) if sp.phase.spooling() => {
@@ -212,20 +212,20 @@ impl Output {
                 if !late.is_empty() {
                     sp.store(late, tracker, metrics);
                 }
-                kafka.send_retries(abort);
+                kafka.send_retries(stop);
                 sp.sync_if_due(tracker, metrics);
                 sp.replay_step(kafka, tracker, metrics);
                 sp.acknowledge(kafka, metrics);
                 sp.leave_if_drained(kafka);
             }
             Some(sp) => {
-                kafka.send_retries(abort);
+                kafka.send_retries(stop);
                 if kafka.unhealthy(1) {
                     sp.enter(kafka, tracker, metrics);
                 }
             }
             None => {
-                kafka.send_retries(abort);
+                kafka.send_retries(stop);
                 Metrics::set(&metrics.output_stalled, u64::from(kafka.stalled(1)));
             }
         }
@@ -247,10 +247,11 @@ impl Output {
         }
     }
 
-    /// Waits until every event is acknowledged or spooled, or `deadline` passes; returns the
+    /// Waits until every event is acknowledged or spooled, or the stop's drain deadline passes; returns the
     /// number of events still unacknowledged (read again after restart). With a spool, events
     /// Kafka did not take by shortly before the deadline are spooled.
-    pub fn drain(&mut self, deadline: Instant, abort: &AtomicBool) -> usize {
+    pub fn drain(&mut self, stop: &Shutdown) -> usize {
+        let deadline = stop.deadline().unwrap_or_else(Instant::now);
         loop {
             self.kafka.beat();
             let left = deadline.saturating_duration_since(Instant::now());
@@ -263,7 +264,7 @@ impl Output {
                     kafka.flush(left.min(Duration::from_millis(100)));
                     sp.acknowledge(kafka, metrics);
                     let settled = sp.held.is_empty() && sp.unsynced.is_empty() && kafka.replay_in_flight() == 0;
-                    if settled || left.is_zero() || abort.load(Ordering::Relaxed) {
+                    if settled || left.is_zero() {
                         break;
                     }
                     if !sp.held.is_empty() {
@@ -271,7 +272,7 @@ impl Output {
                     }
                 }
                 _ => {
-                    kafka.send_retries(abort);
+                    kafka.send_retries(stop);
                     kafka.flush(left.min(Duration::from_millis(100)));
                     if tracker.in_flight() == 0 && kafka.outstanding() == 0 {
                         break;
@@ -281,7 +282,7 @@ impl Output {
                         sp.enter(kafka, tracker, metrics);
                         continue;
                     }
-                    if left.is_zero() || abort.load(Ordering::Relaxed) {
+                    if left.is_zero() {
                         break;
                     }
                 }

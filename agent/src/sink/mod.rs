@@ -24,6 +24,7 @@ pub mod format;
 
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::status::{Connector, Kind, Status};
 use anyhow::Context as _;
 use file::SinkFile;
@@ -36,7 +37,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -47,13 +48,13 @@ const MAX_PENDING_BYTES: usize = 1 << 20;
 const ROTATION_CHECK: Duration = Duration::from_secs(1);
 /// How long a stopping sink waits for its last offset commit to be confirmed.
 const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(5);
-/// Longest wait for records in one poll (the stop flag is checked this often).
+/// Longest wait for records in one poll (the stop is noticed within this).
 const POLL_WAIT: Duration = Duration::from_millis(100);
 
 /// The running sinks of one process.
 pub struct Sinks {
     threads: Vec<(String, JoinHandle<()>)>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
 }
 
 impl Sinks {
@@ -65,7 +66,7 @@ impl Sinks {
         status: &Status,
         hangups: Arc<AtomicU64>,
     ) -> anyhow::Result<Sinks> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let connectors = status.install(Kind::Sink, &configs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>());
         let mut opened = Vec::new();
         if !configs.is_empty() {
@@ -95,12 +96,12 @@ impl Sinks {
 
     /// No sink running.
     pub fn none() -> Sinks {
-        Sinks { threads: Vec::new(), stop: Arc::new(AtomicBool::new(false)) }
+        Sinks { threads: Vec::new(), stop: Shutdown::new() }
     }
 
     /// Tells every sink to stop; [`join`](Self::join) waits for their last commit.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
     }
 
     pub fn join(self) {
@@ -295,8 +296,8 @@ impl Sink {
         })
     }
 
-    fn run(mut self, stop: &AtomicBool, heartbeat: &crate::status::Heartbeat) {
-        while !stop.load(Ordering::Relaxed) {
+    fn run(mut self, stop: &Shutdown, heartbeat: &crate::status::Heartbeat) {
+        while !stop.is_stopped() {
             heartbeat.beat();
             if self.pending.len() < MAX_PENDING_BYTES {
                 self.consume();
@@ -305,7 +306,7 @@ impl Sink {
                 self.write_out();
             } else {
                 // A failing disk: hold what we have, poll nothing more until it is written.
-                std::thread::sleep(POLL_WAIT);
+                stop.wait(POLL_WAIT);
             }
             if self.pending.len() >= MAX_PENDING_BYTES || self.last_commit.elapsed() >= self.cfg.commit_interval.0 {
                 self.commit();

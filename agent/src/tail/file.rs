@@ -36,13 +36,8 @@ pub struct TailFile {
     /// The file's stamp when it was closed (`None` while open or before its first open): while the
     /// path shows the same stamp, nothing about the file changed.
     closed_stamp: Option<Stamp>,
-    /// The file is a gzip archive (read once, to its end).
-    pub gzip: bool,
-    /// A gzip archive read to its end, or given up as corrupt: never read again.
-    pub complete: bool,
-    /// Compressed size when a gzip archive last ended too early (retried once it changes; 0
-    /// while it reads fine).
-    pub gz_size: u64,
+    /// A plain file, or a gzip archive and how far reading it got.
+    pub kind: Kind,
     pub splitter: LineSplitter,
     /// End offset of the last event handed to the queue.
     pub sent_upto: u64,
@@ -55,6 +50,25 @@ pub struct TailFile {
     pub next_poll: Instant,
     pub backoff: Duration,
     pub state: FileState,
+}
+
+/// What is read: a plain file as it grows, or a gzip archive once, to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plain,
+    Gzip(Archive),
+}
+
+/// How far reading a gzip archive got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    /// Being read (not ended early so far).
+    Reading,
+    /// It ended early (still being written?) when its compressed size was `size`: tried again
+    /// once the size changes.
+    EndedEarly { size: u64 },
+    /// Read to its end, or given up as corrupt: never read again.
+    Done,
 }
 
 #[derive(Debug)]
@@ -130,9 +144,7 @@ impl TailFile {
             fingerprint,
             src: None,
             closed_stamp: None,
-            gzip,
-            complete: false,
-            gz_size: 0,
+            kind: if gzip { Kind::Gzip(Archive::Reading) } else { Kind::Plain },
             sent_upto: splitter.line_start(),
             splitter,
             gone: false,
@@ -149,6 +161,22 @@ impl TailFile {
         self.src.is_some()
     }
 
+    pub fn is_gzip(&self) -> bool {
+        matches!(self.kind, Kind::Gzip(_))
+    }
+
+    /// A gzip archive read to its end or given up: never read again.
+    pub fn is_complete(&self) -> bool {
+        self.kind == Kind::Gzip(Archive::Done)
+    }
+
+    /// Records how far reading a gzip archive got (nothing for a plain file).
+    pub fn set_archive(&mut self, how: Archive) {
+        if let Kind::Gzip(a) = &mut self.kind {
+            *a = how;
+        }
+    }
+
     pub fn set_path(&mut self, path: PathBuf) {
         self.path_str = path.to_string_lossy().into_owned();
         self.path = path;
@@ -157,7 +185,7 @@ impl TailFile {
     /// Adopts an already opened descriptor of this file.
     pub fn adopt(&mut self, file: File) {
         self.closed_stamp = None;
-        self.src = Some(if self.gzip { Source::Gzip(Box::new(GzStream::new(file))) } else { Source::Plain(file) });
+        self.src = Some(if self.is_gzip() { Source::Gzip(Box::new(GzStream::new(file))) } else { Source::Plain(file) });
     }
 
     /// Opens the file by path and checks that it is still the file read so far.
@@ -173,7 +201,7 @@ impl TailFile {
         }
         // A gzip archive's fingerprint is over its uncompressed start, and archives are not
         // rewritten; a plain file's first bytes must still be the ones fingerprinted.
-        let same = self.gzip || self.fingerprint.matches(&file, meta.len())?;
+        let same = self.is_gzip() || self.fingerprint.matches(&file, meta.len())?;
         self.adopt(file);
         Ok(if same { Reopened::Same } else { Reopened::Replaced { size: meta.len() } })
     }
@@ -192,10 +220,13 @@ impl TailFile {
     /// Whether a file whose path shows `stamp` may hold data not read yet, or may no longer be
     /// the file read so far (then [`TailFile::reopen`] tells).
     pub fn may_have_changed(&self, stamp: &Stamp) -> bool {
-        if self.gzip {
-            !self.complete && stamp.size != self.gz_size
-        } else {
-            stamp.size != self.splitter.stream_pos() || (!self.is_open() && self.closed_stamp != Some(*stamp))
+        match self.kind {
+            Kind::Plain => {
+                stamp.size != self.splitter.stream_pos() || (!self.is_open() && self.closed_stamp != Some(*stamp))
+            }
+            Kind::Gzip(Archive::Reading) => stamp.size != 0,
+            Kind::Gzip(Archive::EndedEarly { size }) => stamp.size != size,
+            Kind::Gzip(Archive::Done) => false,
         }
     }
 
@@ -261,7 +292,10 @@ impl TailFile {
 
     /// Takes a longer fingerprint once the file has grown past the current one.
     pub fn refresh_fingerprint(&mut self) -> Option<Fingerprint> {
-        if self.gzip || self.fingerprint.len >= FINGERPRINT_MAX || self.splitter.stream_pos() <= self.fingerprint.len {
+        if self.is_gzip()
+            || self.fingerprint.len >= FINGERPRINT_MAX
+            || self.splitter.stream_pos() <= self.fingerprint.len
+        {
             return None;
         }
         let file = self.src.as_ref()?.file();
@@ -383,5 +417,51 @@ mod tests {
         let reused = std::fs::metadata(&p).unwrap().ino() == f.id.ino;
         let want = if reused { Reopened::Replaced { size: 10 } } else { Reopened::NotThere };
         assert_eq!(f.reopen().unwrap(), want);
+    }
+
+    /// A gzip archive still being written: read up to where it ends early, polled again only once
+    /// its compressed size changes, then read to its end and never polled again.
+    #[test]
+    fn an_archive_that_ended_early_waits_for_its_size_to_change_and_a_done_one_is_never_read_again() {
+        use flate2::write::GzEncoder;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log.gz");
+        let text: Vec<u8> = (0..2000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&text).unwrap();
+        let gz = enc.finish().unwrap();
+        let half = gz.len() / 2;
+        std::fs::write(&p, &gz[..half]).unwrap();
+        let file = File::open(&p).unwrap();
+        let id = FileId::of(&file.metadata().unwrap());
+        let splitter = LineSplitter::new(0, 1 << 20, LineTerminator::Auto, Newline::Byte);
+        let mut f = TailFile::new(0, 0, p.clone(), id, Fingerprint::default(), true, splitter);
+        assert_eq!(f.kind, Kind::Gzip(Archive::Reading));
+        f.adopt(file);
+        let mut lines = 0;
+        let polled = f.poll(&mut [0; 4096], READ_BUDGET, |_, _| lines += 1).unwrap();
+        assert!(matches!(polled, Polled::Damaged { damage: gzip::Damage::Truncated, .. }), "{polled:?}");
+        let first = lines;
+        assert!(first > 0 && first < 2000, "{first} lines before the cut");
+        f.close();
+        f.set_archive(Archive::EndedEarly { size: half as u64 });
+        assert!(!changed(&f), "the same size: nothing new to read");
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(&gz[half..]).unwrap();
+        assert!(changed(&f), "it grew");
+        assert_eq!(f.reopen().unwrap(), Reopened::Same);
+        f.set_archive(Archive::Reading);
+        let mut polled = f.poll(&mut [0; 4096], READ_BUDGET, |_, _| lines += 1).unwrap();
+        while let Polled::Data(_) = polled {
+            polled = f.poll(&mut [0; 4096], READ_BUDGET, |_, _| lines += 1).unwrap();
+        }
+        assert!(matches!(polled, Polled::Complete(_)), "{polled:?}");
+        assert_eq!(lines, 2000, "each line once, across the two reads");
+        f.set_archive(Archive::Done);
+        assert!(f.is_complete());
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
+        assert!(!changed(&f), "a done archive is never read again");
+        let mut plain = read_and_close(&dir.path().join("b.log"), b"one\n");
+        plain.set_archive(Archive::Done);
+        assert_eq!(plain.kind, Kind::Plain, "a plain file has no archive state");
     }
 }

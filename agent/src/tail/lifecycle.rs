@@ -92,7 +92,7 @@ impl Reader {
         let live = self
             .files
             .iter()
-            .filter(|((i, _), f)| *i == input && !f.gzip && f.fingerprint == fp)
+            .filter(|((i, _), f)| *i == input && !f.is_gzip() && f.fingerprint == fp)
             .map(|(_, f)| f.sent_upto)
             .max();
         live.max(self.read_by_fingerprint.get(&(input, fp)).copied())
@@ -103,7 +103,7 @@ impl Reader {
     pub(super) fn finish_file(&mut self, key: FileKey, forget: bool) {
         self.finish_lines(key);
         let mut f = self.files.remove(&key).expect("finished file exists");
-        if !f.gzip {
+        if !f.is_gzip() {
             f.refresh_fingerprint();
             let at = self.read_by_fingerprint.entry((key.0, f.fingerprint)).or_insert(0);
             *at = f.sent_upto.max(*at);
@@ -185,7 +185,7 @@ impl Reader {
             } else if !cfg.clean_inactive.is_off()
                 && !f.detached
                 && quiet >= cfg.clean_inactive.0
-                && (f.at_eof || !f.is_open() || f.complete)
+                && (f.at_eof || !f.is_open() || f.is_complete())
                 && !f.state.multiline.is_pending()
             {
                 cleaned.push(*key);

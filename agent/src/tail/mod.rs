@@ -35,8 +35,9 @@ use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
 use crate::metrics::Metrics;
 use crate::queue::{Batch, Queue};
 use crate::registry::{Entry, Key, Recovery};
+use crate::shutdown::Shutdown;
 use crate::status::{Connector, Heartbeat};
-use file::{Polled, Reopened, TailFile, READ_BUDGET};
+use file::{Archive, Kind, Polled, Reopened, TailFile, READ_BUDGET};
 use input::{FileCtx, InputRt};
 use lifecycle::Seen;
 use limit::RateLimit;
@@ -44,7 +45,6 @@ use lines::LineSplitter;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -69,7 +69,7 @@ pub struct ReaderParts {
     pub queue: Arc<Queue>,
     pub metrics: Arc<Metrics>,
     pub rx: DiscoverRx,
-    pub stop: Arc<AtomicBool>,
+    pub stop: Shutdown,
     pub max_open_files: usize,
     /// Beaten at every turn of the reader's loop and while it waits for room in the queue.
     pub heartbeat: Heartbeat,
@@ -154,10 +154,10 @@ impl Reader {
         }
     }
 
-    /// Reads until the stop flag is set, then hands over the last batch.
+    /// Reads until the stop, then hands over the last batch.
     pub fn run(mut self) {
         let mut busy = false;
-        while !self.p.stop.load(Ordering::Relaxed) {
+        while !self.p.stop.is_stopped() {
             self.p.heartbeat.beat();
             self.receive(if busy { Duration::ZERO } else { self.idle_wait() });
             busy = self.read_round();
@@ -189,7 +189,7 @@ impl Reader {
     /// When a file is next due: its own poll time, or later while its input is over its rate
     /// limit; `None` when it will not be read (a complete archive, a paused input).
     fn poll_time(&self, f: &TailFile) -> Option<Instant> {
-        if f.complete || self.p.connectors[f.input].is_paused() {
+        if f.is_complete() || self.p.connectors[f.input].is_paused() {
             return None;
         }
         let limited = self.limits[f.input].as_ref().and_then(RateLimit::next_ready);
@@ -206,7 +206,8 @@ impl Reader {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => return,
             Err(RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(wait);
+                // Discovery has ended (at the stop, which also ends this wait).
+                self.p.stop.wait(wait);
                 return;
             }
         };
@@ -391,10 +392,10 @@ impl Reader {
     fn read_round(&mut self) -> bool {
         let now = Instant::now();
         let due: Vec<FileKey> =
-            self.files.iter().filter(|(_, f)| f.next_poll <= now && !f.complete).map(|(k, _)| *k).collect();
+            self.files.iter().filter(|(_, f)| f.next_poll <= now && !f.is_complete()).map(|(k, _)| *k).collect();
         let mut any = false;
         for key in due {
-            if self.p.stop.load(Ordering::Relaxed) {
+            if self.p.stop.is_stopped() {
                 break;
             }
             if self.may_read(key.0) {
@@ -444,7 +445,7 @@ impl Reader {
                 note_read(p, key.0, n);
                 Metrics::inc(&p.metrics.gz_files_read);
                 tracing::info!(path = %f.path.display(), bytes = f.splitter.stream_pos(), "gzip archive read to its end");
-                f.complete = true;
+                f.set_archive(Archive::Done);
                 close_stream = true;
                 (n > 0, AfterPoll::FinishLines)
             }
@@ -467,10 +468,10 @@ impl Reader {
                 close_stream = true;
                 if damage == gzip::Damage::Truncated {
                     // Maybe still being written: tried again once its size changes.
-                    f.gz_size = f.stamp_by_path().map_or(0, |s| s.size);
+                    f.set_archive(Archive::EndedEarly { size: f.stamp_by_path().map_or(0, |s| s.size) });
                     (read > 0, AfterPoll::Nothing)
                 } else {
-                    f.complete = true;
+                    f.set_archive(Archive::Done);
                     (read > 0, AfterPoll::FinishLines)
                 }
             }
@@ -558,7 +559,9 @@ impl Reader {
         let reopened = f.reopen();
         match reopened {
             Ok(Reopened::Same | Reopened::Replaced { .. }) => {
-                f.gz_size = 0;
+                if let Kind::Gzip(Archive::EndedEarly { .. }) = f.kind {
+                    f.set_archive(Archive::Reading);
+                }
                 self.note_opened(key.0);
                 if let Ok(Reopened::Replaced { size }) = reopened {
                     self.restart_from_zero(key, Restart::Replaced, size);
@@ -656,6 +659,13 @@ fn note_read(p: &ReaderParts, input: usize, n: usize) {
 /// the queue once full.
 fn emit_into(batch: &mut Batch, p: &ReaderParts, sent_upto: &mut u64, ev: Event) {
     *sent_upto = ev.end_offset;
+    // A run of skipped lines of one file is one marker: its end moves on. It still goes through
+    // the queue, in order, because the output registers every event's end in queue order and a
+    // file's offset may only pass a skipped line once everything before it is done.
+    if let Some(last) = batch.events.last_mut().filter(|l| !ev.deliver && !l.deliver && l.slot == ev.slot) {
+        last.end_offset = ev.end_offset;
+        return;
+    }
     batch.push(ev);
     if batch.bytes >= BATCH_BYTES || batch.events.len() >= BATCH_EVENTS {
         push(p, std::mem::take(batch));
@@ -669,7 +679,7 @@ fn push(p: &ReaderParts, batch: Batch) {
     // Waiting for room is being held back, not stuck: the heartbeat goes on.
     let give_up = || {
         p.heartbeat.beat();
-        p.stop.load(Ordering::Relaxed)
+        p.stop.is_stopped()
     };
     if p.queue.push(batch, give_up).is_err() {
         tracing::debug!("stopping: a batch that did not fit in the queue will be read again after restart");

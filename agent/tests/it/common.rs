@@ -2,6 +2,7 @@
 
 use agent::config::Config;
 use agent::pipeline::{self, RunOptions, Summary};
+use agent::shutdown::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
@@ -9,14 +10,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// An agent pipeline running in this process (the library, not the binary).
 pub struct RunningAgent {
-    shutdown: Arc<AtomicBool>,
+    shutdown: Shutdown,
     handle: Option<JoinHandle<anyhow::Result<Summary>>>,
 }
 
@@ -27,7 +26,7 @@ impl RunningAgent {
 
     pub fn start_with(config_text: &str, opts: RunOptions) -> RunningAgent {
         let config = Config::from_str_at(config_text, Path::new("test.yml")).expect("test config is valid");
-        let shutdown = Arc::new(AtomicBool::new(false));
+        let shutdown = Shutdown::new();
         let s = shutdown.clone();
         let handle = std::thread::spawn(move || pipeline::run(config, opts, s));
         RunningAgent { shutdown, handle: Some(handle) }
@@ -35,14 +34,14 @@ impl RunningAgent {
 
     /// Stops cleanly (the same path SIGTERM takes) and returns the run's summary.
     pub fn stop(mut self) -> Summary {
-        self.shutdown.store(true, Ordering::Relaxed);
+        self.shutdown.stop();
         self.handle.take().unwrap().join().expect("pipeline thread").expect("pipeline run")
     }
 }
 
 impl Drop for RunningAgent {
     fn drop(&mut self) {
-        self.shutdown.store(true, Ordering::Relaxed);
+        self.shutdown.stop();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

@@ -365,7 +365,7 @@ fn registry_is_written_and_corrupt_registry_stops_start_up() {
     std::fs::write(&reg_path, b"{\"version\":1,\"entries\":[{\"inp").unwrap();
     let config = agent::config::Config::from_str_at(&cfg, Path::new("t.yml")).unwrap();
     let err =
-        agent::pipeline::run(config, Default::default(), std::sync::Arc::new(true.into())).unwrap_err().to_string();
+        agent::pipeline::run(config, Default::default(), agent::shutdown::Shutdown::stopped()).unwrap_err().to_string();
     assert!(err.contains("registry.json") && err.contains("corrupt"), "{err}");
 }
 

@@ -8,7 +8,7 @@ use agent::pipeline::{self, RunOptions};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,7 +145,7 @@ fn sink_file_that_cannot_be_created_stops_start_up_with_its_path() {
     // /proc cannot be written, not even by root (these tests may run as root, so modes prove nothing).
     let text = sink_config(&dir.path().join("data"), Path::new("/proc/agent-sink/out.txt"), "127.0.0.1:1", "t", "");
     let config = Config::from_str_at(&text, Path::new("t.yml")).unwrap();
-    let err = pipeline::run(config, RunOptions::default(), Arc::new(AtomicBool::new(true))).unwrap_err();
+    let err = pipeline::run(config, RunOptions::default(), agent::shutdown::Shutdown::stopped()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("sink \"out\"") && msg.contains("cannot open for appending /proc/agent-sink/out.txt"),

@@ -35,6 +35,7 @@ use crate::config::{is_secret_property, KafkaConfig, Partitioning};
 use crate::event::id::EventId;
 use crate::event::Event;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::spool::format::Record;
 use crate::status::{Heartbeat, RefusedTopics};
 use delivery::{is_permanent, partition_unknown, refuses_topic, AgentContext};
@@ -321,8 +322,8 @@ impl KafkaOutput {
 
     /// Registers one event with the ack tracker and hands it to a producer. Returns it, still
     /// registered, when Kafka counts as unreachable while the producer's queue is full (only with
-    /// a spool) or `abort` is set.
-    pub fn send_event(&mut self, ev: Event, abort: &AtomicBool) -> Result<(), Parked> {
+    /// a spool) or the stop's drain deadline passed.
+    pub fn send_event(&mut self, ev: Event, stop: &Shutdown) -> Result<(), Parked> {
         let Some(p) = Parked::register(ev, &self.shared.tracker, &self.shared.metrics) else { return Ok(()) };
         let partition = self.choose_partition(&p.topic, p.key.as_deref(), p.hash);
         let producer = self.producer_for(partition);
@@ -335,7 +336,7 @@ impl KafkaOutput {
             id: p.id,
             opaque: p.opaque,
         };
-        match self.send(out, abort, true) {
+        match self.send(out, stop, true) {
             Sent::Queued => Ok(()),
             Sent::GaveUp => Err(p),
         }
@@ -505,14 +506,14 @@ impl KafkaOutput {
     }
 
     /// Hands one record to its producer, waiting while that producer's queue is full: until
-    /// `abort`, or (when `may_give_up` and a spool exists) until Kafka counts as unreachable.
-    fn send(&mut self, r: Outgoing<'_>, abort: &AtomicBool, may_give_up: bool) -> Sent {
+    /// the drain deadline, or (when `may_give_up` and a spool exists) until Kafka counts as unreachable.
+    fn send(&mut self, r: Outgoing<'_>, stop: &Shutdown, may_give_up: bool) -> Sent {
         let mut waited = 0u32;
         loop {
             if self.try_send(&r).is_ok() {
                 return Sent::Queued;
             }
-            if abort.load(Ordering::Relaxed) {
+            if stop.drain_over() {
                 // Shutdown deadline: the event stays unacknowledged and is read again.
                 return Sent::GaveUp;
             }
@@ -529,7 +530,7 @@ impl KafkaOutput {
 
     /// Sends again the records whose delivery failed with a retriable error, once their backoff passed.
     /// Held records (refused topics) go again once `backoff.max` passed.
-    pub fn send_retries(&mut self, abort: &AtomicBool) {
+    pub fn send_retries(&mut self, stop: &Shutdown) {
         let now = Instant::now();
         for i in 0..self.producers.len() {
             loop {
@@ -558,7 +559,7 @@ impl KafkaOutput {
                     id: r.id,
                     opaque: r.opaque,
                 };
-                if let Sent::GaveUp = self.send(out, abort, true) {
+                if let Sent::GaveUp = self.send(out, stop, true) {
                     // Kept for later where it came from: a retry (which the spool takes when it
                     // parks), or a held record (never spooled; see the module's invariants).
                     let ctx = self.producers[i].context();

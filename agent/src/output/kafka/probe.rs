@@ -3,11 +3,12 @@
 //! it stops and is joined when the probe is dropped.
 
 use super::delivery::AgentContext;
+use crate::shutdown::Shutdown;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Checks in the background, while the output is spooling, whether Kafka answers again.
 pub(super) struct Probe {
@@ -15,13 +16,13 @@ pub(super) struct Probe {
     pub(super) wanted: Arc<AtomicBool>,
     /// Kafka answered since the probe was last reset.
     pub(super) answered: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Probe {
     pub(super) fn start(producer: Arc<ThreadedProducer<AgentContext>>, every: Duration) -> Probe {
-        let (wanted, answered, stop) = (Arc::default(), Arc::default(), Arc::<AtomicBool>::default());
+        let (wanted, answered, stop) = (Arc::default(), Arc::default(), Shutdown::new());
         let thread = std::thread::Builder::new()
             .name("kafka-probe".into())
             .spawn({
@@ -38,23 +39,22 @@ fn probe_loop(
     every: Duration,
     wanted: &AtomicBool,
     answered: &AtomicBool,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) {
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         if wanted.load(Ordering::Relaxed) && !answered.load(Ordering::Relaxed) {
             let ok = producer.client().fetch_metadata(None, every.max(Duration::from_secs(1))).is_ok();
             answered.store(ok, Ordering::Relaxed);
         }
-        let until = Instant::now() + every;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20));
+        if stop.wait(every) {
+            return;
         }
     }
 }
 
 impl Drop for Probe {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
