@@ -35,6 +35,9 @@ enum Case {
     Live,
     /// SIGTERM at half the lines and start again: time to resume, duplicates.
     Restart,
+    /// kill -9 at half the lines and start again: lines lost (none, for an at-least-once tool)
+    /// and lines re-sent.
+    Crash,
     /// The agent under `rate_limit` (`--limit-mb`, then `--limit-events`): measured rate vs limit.
     Ratelimit,
 }
@@ -204,6 +207,7 @@ fn case_key(c: Case) -> &'static str {
         Case::Many => "many",
         Case::Live => "live",
         Case::Restart => "restart",
+        Case::Crash => "crash",
         Case::Ratelimit => "ratelimit",
     }
 }
@@ -229,6 +233,9 @@ fn run_case(
         Case::Restart => {
             format!("Restart in the middle: one {:.0} MB file, SIGTERM at half, restart", corpus.bytes as f64 / 1e6)
         }
+        Case::Crash => {
+            format!("Crash in the middle: one {:.0} MB file, kill -9 at half, restart", corpus.bytes as f64 / 1e6)
+        }
         Case::Ratelimit => format!(
             "Rate limit: the agent (raw) on one {:.0} MB file, rate over {} s after a {} s warm-up",
             corpus.bytes as f64 / 1e6,
@@ -238,10 +245,12 @@ fn run_case(
     };
     eprintln!("== {name}");
     let mut rows = Vec::new();
+    // The rows to measure: (index in `rows`, the rate limit of a rate-limit row).
+    let mut plans: Vec<(usize, Option<measure::Limit>)> = Vec::new();
     for &t in targets {
         let skip = match case {
-            Case::Restart if !matches!(t, Target::AgentRaw | Target::AgentJson | Target::KafkaConnect) => {
-                Some("skipped: restart case measures tools that keep offsets".to_string())
+            Case::Restart | Case::Crash if !t.keeps_offsets() => {
+                Some("skipped: the restart cases measure tools that keep offsets".to_string())
             }
             Case::Live if t == Target::Ceiling => Some("skipped: the ceiling does not tail".into()),
             Case::Ratelimit if t != Target::AgentRaw => {
@@ -270,34 +279,45 @@ fn run_case(
             _ => vec![(None, None)],
         };
         for (rate_mb, limit) in variants {
-            let mut row =
-                report::Row { case: case_key(case).into(), target: t, rate_mb, samples: Vec::new(), skipped: None };
-            for run in 0..a.runs {
-                let s = match case {
-                    Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
-                    Case::Restart => measure::restart(ctx, t, &corpus, run),
-                    Case::Ratelimit => {
-                        let (limit, during) = (limit.expect("a limit per row"), Duration::from_secs(a.duration_s));
-                        measure::rate_limited(ctx, &corpus, limit, RATELIMIT_WARMUP, during, run)
-                    }
-                    Case::Live => {
-                        let rate = (rate_mb.unwrap_or(1.0) * 1e6) as u64;
-                        measure::live(ctx, t, &corpus, rate, Duration::from_secs(a.duration_s), run)
-                    }
+            plans.push((rows.len(), limit));
+            rows.push(report::Row {
+                case: case_key(case).into(),
+                target: t,
+                rate_mb,
+                samples: Vec::new(),
+                skipped: None,
+            });
+        }
+    }
+    // The runs go round the targets (run 1 of each, then run 2, ...), so a slow spell of the
+    // shared machine spreads over every target instead of landing on one of them.
+    for run in 0..a.runs {
+        for &(i, limit) in &plans {
+            let (t, rate_mb) = (rows[i].target, rows[i].rate_mb);
+            let s = match case {
+                Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
+                Case::Restart => measure::restart(ctx, t, &corpus, run, false),
+                Case::Crash => measure::restart(ctx, t, &corpus, run, true),
+                Case::Ratelimit => {
+                    let (limit, during) = (limit.expect("a limit per row"), Duration::from_secs(a.duration_s));
+                    measure::rate_limited(ctx, &corpus, limit, RATELIMIT_WARMUP, during, run)
                 }
-                .with_context(|| format!("{} run {}", t.name(), run + 1))?;
-                eprintln!(
-                    "   {} run {}: {:.1} MB/s, {:.1} CPU s, {:.1} MB peak RSS{}",
-                    t.name(),
-                    run + 1,
-                    s.mb_per_s(),
-                    s.cpu_s,
-                    s.rss_kb as f64 / 1024.0,
-                    if s.complete { String::new() } else { format!(" INCOMPLETE: {}", s.note) }
-                );
-                row.samples.push(s);
+                Case::Live => {
+                    let rate = (rate_mb.unwrap_or(1.0) * 1e6) as u64;
+                    measure::live(ctx, t, &corpus, rate, Duration::from_secs(a.duration_s), run)
+                }
             }
-            rows.push(row);
+            .with_context(|| format!("{} run {}", t.name(), run + 1))?;
+            eprintln!(
+                "   {} run {}: {:.1} MB/s, {:.1} CPU s, {:.1} MB peak RSS{}",
+                t.name(),
+                run + 1,
+                s.mb_per_s(),
+                s.cpu_s,
+                s.rss_kb as f64 / 1024.0,
+                if s.complete { String::new() } else { format!(" INCOMPLETE: {}", s.note) }
+            );
+            rows[i].samples.push(s);
         }
     }
     Ok((name, rows))
@@ -332,7 +352,7 @@ fn header(a: &RunArgs, broker: &broker::Broker, tools: &Tools) -> anyhow::Result
     let java_v = version(std::process::Command::new("java").arg("-version"));
     let args: Vec<String> = std::env::args().collect();
     Ok(format!(
-        "## Benchmark results\n\n- command: `{}`\n- machine: {} cores ({cpu}), {:.1} GiB RAM, kernel {}\n- broker: {} (memory storage, loopback), {} partitions\n- settings for every target: gzip level {}, acks {}, batch {} records, linger {} ms, round robin or no key\n- versions: {agent_v}; rdkafka 0.39 (librdkafka 2.12, bundled); Kafka Connect 3.9.0 on {java_v}\n- {} run(s) per target; MB/s = input bytes / time from the target's start to the last record reaching the topic; CPU s/GB = user + sys of the target process per GB of input; peak RSS = the target process's maximum resident set\n",
+        "## Benchmark results\n\n- command: `{}`\n- machine: {} cores ({cpu}), {:.1} GiB RAM, kernel {}\n- broker: {} (memory storage, loopback), {} partitions\n- settings for every target: gzip level {}, acks {}, batch {} records, linger {} ms, round robin or no key\n- versions: {agent_v}; rdkafka 0.39 (librdkafka 2.12, bundled); Kafka Connect 3.9.0 on {java_v}; Filebeat 8.1.3 (Elastic's linux-x86_64 build)\n- Filebeat tuned: {}\n- {} run(s) per target; MB/s = input bytes / time from the target's start to the last record reaching the topic; CPU s/GB = user + sys of the target process per GB of input; peak RSS = the target process's maximum resident set\n",
         args.join(" "),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         mem_kb as f64 / 1048576.0,
@@ -343,6 +363,7 @@ fn header(a: &RunArgs, broker: &broker::Broker, tools: &Tools) -> anyhow::Result
         a.settings.acks,
         a.settings.batch,
         a.settings.linger_ms,
+        targets::FILEBEAT_TUNED,
         a.runs,
     ))
 }

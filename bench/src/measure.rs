@@ -30,6 +30,8 @@ pub struct Sample {
     pub cpu_percent: Option<f64>,
     pub resume_s: Option<f64>,
     pub duplicates: Option<u64>,
+    /// Restart cases: lines of the corpus that never arrived.
+    pub lost: Option<u64>,
     /// Rate-limit case: the limit, and the rate measured over the limit.
     pub limit: Option<Limit>,
     pub limit_ratio: Option<f64>,
@@ -78,8 +80,17 @@ impl Proc {
 
     /// SIGTERM, then SIGKILL after `grace`; reaps the process and returns its resource usage.
     pub fn stop(self, grace: Duration) -> Usage {
+        self.end(libc::SIGTERM, grace)
+    }
+
+    /// SIGKILL at once (a crash); reaps the process and returns its resource usage.
+    pub fn kill(self) -> Usage {
+        self.end(libc::SIGKILL, Duration::ZERO)
+    }
+
+    fn end(self, signal: libc::c_int, grace: Duration) -> Usage {
         // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid, signal) };
         let deadline = Instant::now() + grace;
         loop {
             let mut status = 0;
@@ -118,6 +129,12 @@ fn hwm_kb(pid: i32) -> u64 {
 /// `stall`; returns the instant of the last progress seen (`since` if there was none) and the
 /// watermark.
 fn follow(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Instant) -> (Instant, u64) {
+    follow_records(ctx, topic, expect, from, since, true)
+}
+
+/// [`follow`]; with `exact` false the watermark may count re-sent records too (after a restart),
+/// so reaching `expect` is not the end: the topic must also have been quiet for 2 s.
+fn follow_records(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Instant, exact: bool) -> (Instant, u64) {
     let (mut last, mut last_change, started) = (from, since, Instant::now());
     loop {
         let wm = ctx.broker.watermark(topic, ctx.settings.partitions);
@@ -128,7 +145,7 @@ fn follow(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Instant) ->
         // tansu's watermark can stay a few records short of what it serves: within 0.5% of the
         // target and quiet for 2 s counts as done (the fetch-back then checks every line).
         let nearly = wm as f64 >= expect as f64 * 0.995 && last_change.elapsed() > Duration::from_secs(2);
-        if wm >= expect || nearly || last_change.max(started).elapsed() > ctx.stall {
+        if (exact && wm >= expect) || nearly || last_change.max(started).elapsed() > ctx.stall {
             return (last_change, wm);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -138,7 +155,7 @@ fn follow(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Instant) ->
 /// The line text inside a record value, for the codec the target uses.
 fn line_of(target: Target, value: &[u8]) -> Option<String> {
     match target {
-        Target::AgentJson | Target::BaseJson => {
+        t if t.is_json() => {
             let v: serde_json::Value = serde_json::from_slice(value).ok()?;
             v["message"].as_str().map(str::to_string)
         }
@@ -240,6 +257,7 @@ pub fn catch_up(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> a
         cpu_s: usage.cpu_s,
         rss_kb: usage.rss_kb,
         duplicates: Some(records.saturating_sub(distinct)),
+        lost: Some(corpus.lines.saturating_sub(distinct)),
         complete,
         note: if complete {
             String::new()
@@ -250,18 +268,19 @@ pub fn catch_up(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> a
     })
 }
 
-/// Restart in the middle: SIGTERM at half the lines, start again at once; time to resume and
-/// duplicates.
-pub fn restart(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> anyhow::Result<Sample> {
-    let topic = fresh_topic(ctx, &format!("restart-{target:?}").to_lowercase())?;
+/// Restart in the middle: SIGTERM (or, for `crash`, SIGKILL) at half the lines, start again at
+/// once; time to resume, lines re-sent (duplicates) and lines lost.
+pub fn restart(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize, crash: bool) -> anyhow::Result<Sample> {
+    let case = if crash { "crash" } else { "restart" };
+    let topic = fresh_topic(ctx, &format!("{case}-{target:?}").to_lowercase())?;
     let dir = target_dir(ctx, target, run)?;
     let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
     let s = ctx.settings;
     let t0 = Instant::now();
     let first = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
     let (first_end, _) = follow(ctx, &topic, corpus.lines / 2, 0, t0);
-    let u1 = first.stop(Duration::from_secs(30));
-    // What the clean stop drained is in; the restart resumes when anything new arrives.
+    let u1 = if crash { first.kill() } else { first.stop(Duration::from_secs(30)) };
+    // What the stop drained is in; the restart resumes when anything new arrives.
     let at_stop = ctx.broker.watermark(&topic, s.partitions);
     let restarted = Instant::now();
     let second = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
@@ -273,7 +292,8 @@ pub fn restart(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> an
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (end, _) = follow(ctx, &topic, corpus.lines, at_stop, first_end);
+    // Re-sent records count in the watermark: reaching the line count is not the end of it.
+    let (end, _) = follow_records(ctx, &topic, corpus.lines, at_stop, first_end, false);
     let u2 = second.stop(Duration::from_secs(30));
     let (records, distinct, sample_ok) = verify(ctx.broker, &topic, s, target, corpus, ctx.idle);
     let complete = distinct == corpus.lines && sample_ok;
@@ -286,6 +306,7 @@ pub fn restart(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> an
         rss_kb: u1.rss_kb.max(u2.rss_kb),
         resume_s: resume,
         duplicates: Some(records.saturating_sub(distinct)),
+        lost: Some(corpus.lines.saturating_sub(distinct)),
         complete,
         note: if complete { String::new() } else { format!("{distinct} of {} lines", corpus.lines) },
         ..Sample::default()

@@ -60,19 +60,24 @@ fn opt(x: Option<f64>, digits: usize) -> String {
 pub fn markdown(case: &str, rows: &[Row]) -> String {
     let ceiling = rows.iter().find(|r| r.target == Target::Ceiling).and_then(Row::mbps);
     let connect = rows.iter().find(|r| r.target == Target::KafkaConnect).and_then(Row::mbps);
+    // Like with like: JSON events against Filebeat's JSON events, lines against its lines.
+    let filebeat = |json: bool| {
+        let fb = if json { Target::FilebeatJson } else { Target::Filebeat };
+        rows.iter().find(|r| r.target == fb).and_then(Row::mbps)
+    };
     let mut out = String::new();
     match case {
         "live" => {
             out.push_str("| target | write rate MB/s | CPU % | peak RSS MB | delay p50 ms | delay p99 ms | complete |\n|---|---|---|---|---|---|---|\n");
         }
-        "restart" => {
-            out.push_str("| target | MB/s median (min–max) | resume s | duplicates | peak RSS MB | complete |\n|---|---|---|---|---|---|\n");
+        "restart" | "crash" => {
+            out.push_str("| target | MB/s median (min–max) | resume s | lines re-sent | lines lost | peak RSS MB | complete |\n|---|---|---|---|---|---|---|\n");
         }
         "ratelimit" => {
             out.push_str("| target | limit | measured / limit, median (min–max) | within 5 % | events acked/s | CPU % | peak RSS MB | runs | complete |\n|---|---|---|---|---|---|---|---|---|\n");
         }
         _ => out.push_str(
-            "| target | MB/s median (min–max) | × ceiling | × Kafka Connect | CPU s/GB | peak RSS MB | runs | complete |\n|---|---|---|---|---|---|---|---|\n",
+            "| target | MB/s median (min–max) | × ceiling | × Kafka Connect | × Filebeat (same codec) | CPU s/GB | peak RSS MB | runs | complete |\n|---|---|---|---|---|---|---|---|---|\n",
         ),
     }
     for r in rows {
@@ -121,11 +126,12 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
                     r.samples.len(),
                 )
             }
-            "restart" => format!(
-                "| {} | {mbps} | {} | {} | {} | {done} |",
+            "restart" | "crash" => format!(
+                "| {} | {mbps} | {} | {} | {} | {} | {done} |",
                 r.target.name(),
                 opt(r.med(|s| s.resume_s), 2),
                 opt(r.med(|s| s.duplicates.map(|d| d as f64)), 0),
+                opt(r.med(|s| s.lost.map(|d| d as f64)), 0),
                 opt(r.rss_mb(), 1),
             ),
             _ => {
@@ -134,10 +140,11 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
                     _ => "–".into(),
                 };
                 format!(
-                    "| {} | {mbps} | {} | {} | {} | {} | {} | {done} |",
+                    "| {} | {mbps} | {} | {} | {} | {} | {} | {} | {done} |",
                     r.target.name(),
                     ratio(ceiling),
                     ratio(connect),
+                    ratio(filebeat(r.target.is_json())),
                     opt(r.med(|s| Some(s.cpu_s_per_gb())), 1),
                     opt(r.rss_mb(), 1),
                     r.samples.len(),
@@ -153,17 +160,17 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
 /// One CSV line per sample (and per skipped target).
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "case,target,rate_mb,run,mb_per_s,secs,bytes,lines,records,cpu_s,cpu_s_per_gb,peak_rss_kb,delay_p50_ms,delay_p99_ms,cpu_percent,resume_s,duplicates,limit,limit_ratio,complete,note\n",
+        "case,target,rate_mb,run,mb_per_s,secs,bytes,lines,records,cpu_s,cpu_s_per_gb,peak_rss_kb,delay_p50_ms,delay_p99_ms,cpu_percent,resume_s,duplicates,lost,limit,limit_ratio,complete,note\n",
     );
     for r in rows {
         if let Some(why) = &r.skipped {
-            let _ = writeln!(out, "{},{},,,,,,,,,,,,,,,,,,,\"{why}\"", r.case, r.target.name());
+            let _ = writeln!(out, "{},{},,,,,,,,,,,,,,,,,,,,\"{why}\"", r.case, r.target.name());
         }
         for (i, s) in r.samples.iter().enumerate() {
             let o = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{:.3},{:.3},{},{},{},{:.3},{:.3},{},{},{},{},{},{},\"{}\",{},{},\"{}\"",
+                "{},{},{},{},{:.3},{:.3},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},\"{}\",{},{},\"{}\"",
                 r.case,
                 r.target.name(),
                 o(r.rate_mb),
@@ -181,6 +188,7 @@ pub fn csv(rows: &[Row]) -> String {
                 o(s.cpu_percent),
                 o(s.resume_s),
                 s.duplicates.map(|d| d.to_string()).unwrap_or_default(),
+                s.lost.map(|d| d.to_string()).unwrap_or_default(),
                 s.limit.map(|l| l.label()).unwrap_or_default(),
                 o(s.limit_ratio),
                 s.complete,
@@ -306,5 +314,31 @@ mod tests {
     fn median_of_even_count_is_the_mean_of_the_middle_two() {
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(vec![]).is_nan());
+    }
+
+    #[test]
+    fn filebeat_ratios_compare_like_with_like_and_the_crash_table_shows_losses() {
+        let row = |target, secs: f64| Row {
+            case: "catchup".into(),
+            target,
+            rate_mb: None,
+            samples: vec![sample(secs, 1000)],
+            skipped: None,
+        };
+        // 100 MB: the agent's lines in 1 s, Filebeat's in 4 s; JSON events in 2 s and 10 s.
+        let rows = vec![
+            row(Target::AgentRaw, 1.0),
+            row(Target::AgentJson, 2.0),
+            row(Target::Filebeat, 4.0),
+            row(Target::FilebeatJson, 10.0),
+        ];
+        let md = markdown("catchup", &rows);
+        assert!(md.contains("| agent (raw) | 100.0 (100.0–100.0) | – | – | 4.00× |"), "{md}");
+        assert!(md.contains("| agent (json) | 50.0 (50.0–50.0) | – | – | 5.00× |"), "{md}");
+        let mut crashed = row(Target::FilebeatJson, 2.0);
+        crashed.samples[0].lost = Some(466);
+        crashed.samples[0].duplicates = Some(24);
+        let md = markdown("crash", &[crashed]);
+        assert!(md.contains("| 24 | 466 |"), "re-sent, then lost: {md}");
     }
 }

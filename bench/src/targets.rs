@@ -22,10 +22,22 @@ pub enum Target {
     Ceiling,
     /// Kafka Connect 3.9 FileStreamSource (standalone worker).
     KafkaConnect,
+    /// Filebeat 8.1.3 sending the line only (`codec.format: '%{[message]}'`), its defaults otherwise.
     Filebeat,
+    /// Filebeat 8.1.3 sending its own JSON events (its default codec), to set against `agent-json`.
+    FilebeatJson,
+    /// Filebeat 8.1.3, line only, with queue and worker settings after Elastic's tuning guidance
+    /// ([`FILEBEAT_TUNED`]).
+    FilebeatTuned,
     Vector,
     FluentBit,
 }
+
+/// "Filebeat tuned": Elastic's throughput guidance for the output and its memory queue (the
+/// Fleet "throughput" preset: several workers, a queue of a few batches per worker, batches
+/// flushed at `bulk_max_size` events), with the batch size every target gets. Printed with the
+/// results.
+pub const FILEBEAT_TUNED: &str = "output.kafka.worker: 4, queue.mem.events: 2 × worker × bulk_max_size, queue.mem.flush.min_events: bulk_max_size, queue.mem.flush.timeout: 1s";
 
 impl Target {
     pub fn name(self) -> &'static str {
@@ -37,6 +49,8 @@ impl Target {
             Target::Ceiling => "librdkafka ceiling",
             Target::KafkaConnect => "Kafka Connect FileStream",
             Target::Filebeat => "Filebeat",
+            Target::FilebeatJson => "Filebeat (its JSON events)",
+            Target::FilebeatTuned => "Filebeat tuned",
             Target::Vector => "Vector",
             Target::FluentBit => "Fluent Bit",
         }
@@ -47,13 +61,29 @@ impl Target {
         matches!(self, Target::BaseRaw | Target::BaseJson)
     }
 
+    /// Whether the target sends JSON events (compared with one another) rather than the line.
+    pub fn is_json(self) -> bool {
+        matches!(self, Target::AgentJson | Target::BaseJson | Target::FilebeatJson)
+    }
+
+    /// Whether the target remembers how far it read, so a restart can resume (the restart cases).
+    pub fn keeps_offsets(self) -> bool {
+        !matches!(self, Target::Ceiling | Target::Vector | Target::FluentBit)
+    }
+
+    pub fn is_filebeat(self) -> bool {
+        matches!(self, Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned)
+    }
+
     /// Every target a plain `bench run` measures (the A/B targets only when asked for).
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 9] = [
         Target::AgentRaw,
         Target::AgentJson,
         Target::Ceiling,
         Target::KafkaConnect,
         Target::Filebeat,
+        Target::FilebeatJson,
+        Target::FilebeatTuned,
         Target::Vector,
         Target::FluentBit,
     ];
@@ -137,14 +167,16 @@ impl Tools {
                 Some("skipped: FileStreamSource reads a single file".into())
             }
             Target::KafkaConnect => None,
-            Target::Filebeat if self.filebeat.is_none() => {
+            t if t.is_filebeat() && self.filebeat.is_none() => {
                 Some("skipped: not installed (scripts/install-peers.sh, FILEBEAT_BIN or PATH)".into())
             }
             Target::Vector if self.vector.is_none() => Some("skipped: not installed (VECTOR_BIN or PATH)".into()),
             Target::FluentBit if self.fluent_bit.is_none() => {
                 Some("skipped: not installed (FLUENT_BIT_BIN or PATH)".into())
             }
-            Target::Filebeat | Target::Vector | Target::FluentBit => None,
+            Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned | Target::Vector | Target::FluentBit => {
+                None
+            }
         }
     }
 
@@ -174,8 +206,8 @@ impl Tools {
                 c
             }
             Target::KafkaConnect => connect_command(self, files, bootstrap, topic, s, work),
-            Target::Filebeat => {
-                let cfg = filebeat_config(files, bootstrap, topic, s, work);
+            Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned => {
+                let cfg = filebeat_config(files, bootstrap, topic, s, work, t);
                 let mut c = Command::new(self.filebeat.as_ref().unwrap());
                 c.args(["-c", cfg.to_str().unwrap(), "--path.data", work.join("fb-data").to_str().unwrap(), "-e"]);
                 // Its own home: no module directory or log files beside the binary.
@@ -313,7 +345,18 @@ batch.size={batch}
     c
 }
 
-fn filebeat_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path) -> PathBuf {
+fn filebeat_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, work: &Path, t: Target) -> PathBuf {
+    let codec = if t == Target::FilebeatJson { "" } else { "  codec.format:\n    string: '%{[message]}'\n" };
+    // FILEBEAT_TUNED, as settings.
+    let tuned = if t == Target::FilebeatTuned {
+        format!(
+            "  worker: 4\nqueue.mem:\n  events: {events}\n  flush.min_events: {batch}\n  flush.timeout: 1s\n",
+            events = 2 * 4 * s.batch,
+            batch = s.batch
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"filebeat.inputs:
 - type: filestream
@@ -329,9 +372,7 @@ output.kafka:
   compression_level: {level}
   required_acks: {acks}
   bulk_max_size: {batch}
-  codec.format:
-    string: '%{{[message]}}'
-logging.level: warning
+{codec}{tuned}logging.level: warning
 "#,
         glob = files.glob,
         level = s.level,

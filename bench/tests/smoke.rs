@@ -12,7 +12,7 @@ fn smoke_run_delivers_every_line_for_every_installed_target() {
     assert!(status.success());
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["run", "--smoke", "--cases", "catchup,many,live,restart,ratelimit", "--out"])
+        .args(["run", "--smoke", "--cases", "catchup,many,live,restart,crash,ratelimit", "--out"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -23,6 +23,13 @@ fn smoke_run_delivers_every_line_for_every_installed_target() {
     // The agent (both codecs) and the ceiling always run; peers run when installed.
     for t in ["agent (raw)", "agent (json)", "librdkafka ceiling"] {
         assert!(md.contains(&format!("| {t} |")), "{t} missing from\n{md}");
+    }
+    // CI installs the peers (scripts/install-peers.sh): there they must have run, not been skipped.
+    if std::env::var_os("CI").is_some() {
+        for t in ["Filebeat", "Filebeat (its JSON events)", "Filebeat tuned", "Kafka Connect FileStream"] {
+            assert!(md.contains(&format!("| {t} |")), "{t} missing from\n{md}");
+            assert!(!md.contains(&format!("| {t} | skipped")), "{t} skipped in CI:\n{md}");
+        }
     }
     let measured = csv.lines().skip(1).filter(|l| l.contains(",true,")).count();
     let incomplete = csv.lines().skip(1).filter(|l| l.contains(",false,")).count();
