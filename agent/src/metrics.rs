@@ -158,6 +158,9 @@ counters! {
     sink_records_undecodable,
     /// Records with a null value (tombstones), not written.
     sink_records_skipped,
+    /// Records not written because a record with the same event id (`_id` header) was written
+    /// before, within the sink's `dedup_window`: sent again after a crash.
+    sink_duplicates_dropped,
     /// Consumer offset commits done after an fsync.
     sink_commits,
     /// Commits, writes or fsyncs that failed (retried; nothing is committed before it is on disk).

@@ -1,8 +1,9 @@
 //! A sink's output file and the small state file that makes it crash-safe.
 //!
 //! Owns the open descriptor (append mode) and the committed length. The state file
-//! `<path.data>/sinks/<id>.json` records, after every fsync, the file's identity (device, inode)
-//! and its length at that moment: `{"dev":..,"ino":..,"len":..}`, written atomically.
+//! `<path.data>/sinks/<id>.json` records, after every fsync, the file's identity (device, inode),
+//! its length at that moment and the durable length of the sink's id journal
+//! ([`super::dedup`]): `{"dev":..,"ino":..,"len":..,"ids":..}`, written atomically.
 //!
 //! Invariants:
 //! - the state is written only after the bytes it covers are fsynced, and the consumer offsets
@@ -25,6 +26,9 @@ struct State {
     dev: u64,
     ino: u64,
     len: u64,
+    /// The id journal's length at this commit (absent in states written before it existed).
+    #[serde(default)]
+    ids: u64,
 }
 
 pub struct SinkFile {
@@ -35,6 +39,8 @@ pub struct SinkFile {
     ino: u64,
     /// The length recorded in the state file: everything before it is fsynced.
     committed_len: u64,
+    /// The id journal's length recorded in the state file.
+    committed_ids: u64,
 }
 
 /// What opening found.
@@ -42,6 +48,8 @@ pub struct Opened {
     pub file: SinkFile,
     /// Bytes past the last commit that were cut off (consumed again).
     pub cut: u64,
+    /// The id journal's length at the last commit (0 without a state): the journal is cut to it.
+    pub ids: u64,
 }
 
 impl SinkFile {
@@ -50,6 +58,8 @@ impl SinkFile {
     pub fn open(path: &Path, state_path: &Path) -> io::Result<Opened> {
         let (file, dev, ino, size) = open_append(path)?;
         let state = read_state(state_path)?;
+        // The ids written stay written when the file was rotated away: kept whatever its identity.
+        let ids = state.map_or(0, |s| s.ids);
         let mut cut = 0;
         let mut len = size;
         if let Some(s) = state.filter(|s| s.dev == dev && s.ino == ino && s.len < size) {
@@ -64,9 +74,10 @@ impl SinkFile {
             dev,
             ino,
             committed_len: len,
+            committed_ids: ids,
         };
         f.write_state(len)?;
-        Ok(Opened { file: f, cut })
+        Ok(Opened { file: f, cut, ids })
     }
 
     pub fn path(&self) -> &Path {
@@ -82,9 +93,11 @@ impl SinkFile {
         })
     }
 
-    /// Makes every appended byte durable and records the file's length in the state file. After
-    /// an error, the bytes since the last sync are cut off as in [`append`](Self::append).
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// Makes every appended byte durable and records the file's length in the state file, with
+    /// `ids`, the id journal's length (already durable). After an error, the bytes since the last
+    /// sync are cut off as in [`append`](Self::append).
+    pub fn sync(&mut self, ids: u64) -> io::Result<()> {
+        self.committed_ids = ids;
         let synced =
             self.file.sync_data().and_then(|()| self.file.metadata()).map_err(|e| named(&self.path, "cannot fsync", e));
         match synced {
@@ -96,7 +109,8 @@ impl SinkFile {
         }
     }
 
-    fn rollback(&self) {
+    /// Cuts the file back to its last sync (what was appended since is written again).
+    pub fn rollback(&self) {
         if self.file.metadata().is_ok_and(|m| m.len() > self.committed_len) {
             let _ = self.file.set_len(self.committed_len);
         }
@@ -120,8 +134,14 @@ impl SinkFile {
         self.write_state(size)
     }
 
+    /// Records a new id journal length with the committed file length (after a compaction).
+    pub fn record_ids(&mut self, ids: u64) -> io::Result<()> {
+        self.committed_ids = ids;
+        self.write_state(self.committed_len)
+    }
+
     fn write_state(&mut self, len: u64) -> io::Result<()> {
-        let s = State { dev: self.dev, ino: self.ino, len };
+        let s = State { dev: self.dev, ino: self.ino, len, ids: self.committed_ids };
         let body = serde_json::to_vec(&s).expect("sink state serializes");
         crate::durable::write_atomically(&self.state_path, &body)?;
         self.committed_len = len;
@@ -173,7 +193,7 @@ mod tests {
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
         f.append(b"one\ntwo\n").unwrap();
-        f.sync().unwrap();
+        f.sync(0).unwrap();
         // A crash after a write that was never synced and committed: a torn record at the end.
         f.append(b"thr").unwrap();
         drop(f);
@@ -188,7 +208,7 @@ mod tests {
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
         f.append(b"a\n").unwrap();
-        f.sync().unwrap();
+        f.sync(0).unwrap();
         drop(f);
         std::fs::rename(&p, dir.path().join("out.txt.1")).unwrap();
         std::fs::write(&p, b"someone else's longer content\n").unwrap();
@@ -203,13 +223,13 @@ mod tests {
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
         f.append(b"old\n").unwrap();
-        f.sync().unwrap();
+        f.sync(0).unwrap();
         assert!(!f.replaced());
         std::fs::rename(&p, dir.path().join("out.txt.1")).unwrap();
         assert!(f.replaced());
         f.reopen().unwrap();
         f.append(b"new\n").unwrap();
-        f.sync().unwrap();
+        f.sync(0).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new\n");
         assert_eq!(std::fs::read(dir.path().join("out.txt.1")).unwrap(), b"old\n");
     }
@@ -220,11 +240,11 @@ mod tests {
         let (p, st) = paths(dir.path());
         let mut f = SinkFile::open(&p, &st).unwrap().file;
         f.append(b"before rotation\n").unwrap();
-        f.sync().unwrap();
+        f.sync(0).unwrap();
         OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
         assert!(!f.replaced());
         f.append(b"after\n").unwrap();
-        f.sync().unwrap();
+        f.sync(0).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"after\n");
     }
 

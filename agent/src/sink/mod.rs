@@ -19,6 +19,7 @@
 //! keeps polling, so it stays in its consumer group. A sink whose consumer has no broker
 //! connected (its statistics, every second) shows FAILED too, so `/healthz` says so.
 
+pub mod dedup;
 pub mod file;
 pub mod format;
 
@@ -33,7 +34,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::path::Path;
@@ -216,6 +217,8 @@ struct Sink {
     consumer: Arc<BaseConsumer<SinkContext>>,
     committer: Committer,
     file: SinkFile,
+    /// The ids of the records written (within `dedup_window`), to drop records sent again.
+    seen: dedup::Seen,
     /// Lines consumed since the last commit cycle; the first `written` bytes are in the file
     /// (not yet fsynced), the rest not yet.
     pending: Vec<u8>,
@@ -252,6 +255,8 @@ impl Sink {
     ) -> anyhow::Result<Sink> {
         let state = data.join("sinks").join(format!("{}.json", cfg.id));
         let opened = SinkFile::open(&cfg.file, &state)?;
+        let seen =
+            dedup::Seen::open(&data.join("sinks").join(format!("{}.ids", cfg.id)), opened.ids, cfg.dedup_window)?;
         if opened.cut > 0 {
             Metrics::add(&metrics.sink_uncommitted_bytes_cut, opened.cut);
             tracing::info!(sink = %cfg.id, file = %cfg.file.display(), bytes = opened.cut,
@@ -278,6 +283,7 @@ impl Sink {
             committer: Committer::start(&cfg.id, consumer.clone()),
             consumer,
             file: opened.file,
+            seen,
             pending: Vec::new(),
             written: 0,
             positions: HashMap::new(),
@@ -338,6 +344,16 @@ impl Sink {
                     return;
                 }
             };
+            let position = ((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+            let id = msg
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == crate::output::kafka::ID_HEADER).and_then(|h| h.value))
+                .map(dedup::key);
+            if id.is_some_and(|k| self.seen.contains(k)) {
+                Metrics::inc(&self.metrics.sink_duplicates_dropped);
+                self.positions.insert(position.0, position.1);
+                continue;
+            }
             let before = self.pending.len();
             match append_line(self.cfg.format, msg.payload(), &mut self.pending) {
                 Appended::Line => {}
@@ -353,8 +369,11 @@ impl Sink {
             if self.pending.len() > before {
                 Metrics::inc(&self.metrics.sink_records_written);
                 Metrics::inc(&self.connector.events);
+                if let Some(k) = id {
+                    self.seen.insert(k);
+                }
             }
-            self.positions.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+            self.positions.insert(position.0, position.1);
         }
     }
 
@@ -417,9 +436,24 @@ impl Sink {
             if !self.write_out() {
                 return;
             }
-            if let Err(e) = self.file.sync() {
+            // The ids first: the state written with the file's length records the journal's.
+            let ids = match self.seen.sync() {
+                Ok(ids) => ids,
+                Err(e) => {
+                    self.file.rollback();
+                    self.write_failed(e);
+                    return;
+                }
+            };
+            if let Err(e) = self.file.sync(ids) {
                 self.write_failed(e);
                 return;
+            }
+            if self.seen.wants_compaction() {
+                if let Err(e) = self.seen.compact().and_then(|ids| self.file.record_ids(ids)) {
+                    // The journal keeps growing until a compaction works; nothing else changes.
+                    tracing::warn!(sink = %self.cfg.id, error = %e, "cannot compact the sink's id journal; retrying at the next commit");
+                }
             }
             if self.failing.take().is_some() {
                 tracing::info!(sink = %self.cfg.id, "sink file writable again");

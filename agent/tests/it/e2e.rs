@@ -476,3 +476,105 @@ fn tansu_down_and_back_with_kill_9_while_spooling_and_while_replaying_loses_noth
     // line's id.
     assert_ids_name_lines(&got, |r| r.text());
 }
+
+/// Issue #19's "exactly once through the agent": a source agent ships a growing log into a topic,
+/// a sink agent copies the topic into a file; the source is killed (-9) twice and the sink once.
+/// The topic then holds lines sent twice (the source's crash window), and the file holds every
+/// line exactly once: the sink knows the re-sent records by their `_id`.
+#[test]
+fn source_to_topic_to_sink_with_kill_9_on_both_sides_writes_every_line_once() {
+    let tansu = Tansu::start("through", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, out) = (dir.path().join("app.log"), dir.path().join("out.txt"));
+    let (src_data, sink_data) = (dir.path().join("src"), dir.path().join("sink"));
+    std::fs::create_dir_all(dir.path().join("s")).unwrap();
+    std::fs::create_dir_all(dir.path().join("k")).unwrap();
+    let lines: Vec<String> =
+        (0..150_000).map(|i| format!("line-{i:06} GET /shop/cart?item={i} 200 {}", i % 991)).collect();
+    let src_cfg = dir.path().join("s/agent.yml");
+    let text = config(&src_data, std::slice::from_ref(&log), &tansu.bootstrap, "through", "", "    codec: raw\n")
+        .replace("registry:\n  flush: 200ms", "registry:\n  flush: 1s");
+    std::fs::write(&src_cfg, text).unwrap();
+    let sink_cfg = dir.path().join("k/agent.yml");
+    std::fs::write(
+        &sink_cfg,
+        format!(
+            "path:\n  data: \"{}\"\nlogging:\n  metrics:\n    enabled: false\nsinks:\n  - id: copy\n    topics: [through]\n    file: \"{}\"\n    hosts: [\"{}\"]\n    group_id: copy\n    commit_interval: 1s\n    librdkafka:\n      session.timeout.ms: \"6000\"\n",
+            sink_data.display(),
+            out.display(),
+            tansu.bootstrap
+        ),
+    )
+    .unwrap();
+    // The application writes 1,000 lines every 60 ms (about 9 s); the kills follow its progress.
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (log, lines, written) = (log.clone(), lines.clone(), written.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(1000) {
+                append_lines(&log, chunk.to_vec());
+                written.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(60));
+            }
+        })
+    };
+    let out_lines = || std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+    let mut source = spawn_agent(&src_cfg);
+    let mut sink = spawn_agent(&sink_cfg);
+    // Each kill once the source has acknowledged more: its crash window is then full of lines.
+    for (round, kill_sink) in [(1usize, false), (2, true), (3, false)] {
+        wait_for("the application to write on", Duration::from_secs(60), || {
+            written.load(std::sync::atomic::Ordering::Relaxed) >= round * lines.len() / 5
+        });
+        let acked = registry_offset_of(&src_data, &log).unwrap_or(0);
+        wait_for("the source to move on", Duration::from_secs(60), || {
+            registry_offset_of(&src_data, &log).is_some_and(|o| o > acked)
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        signal(&source, libc::SIGKILL);
+        source.wait().unwrap();
+        if kill_sink {
+            signal(&sink, libc::SIGKILL);
+            sink.wait().unwrap();
+            sink = spawn_agent(&sink_cfg);
+        }
+        eprintln!(
+            "round {round}: killed the source{} at {} lines in the file",
+            if kill_sink { " and the sink" } else { "" },
+            out_lines()
+        );
+        source = spawn_agent(&src_cfg);
+    }
+    writer.join().unwrap();
+    wait_for("every line in the file", Duration::from_secs(120), || out_lines() >= lines.len());
+    // Anything sent twice and not recognised would arrive now.
+    std::thread::sleep(Duration::from_secs(3));
+    for p in [&mut source, &mut sink] {
+        signal(p, libc::SIGTERM);
+        assert!(wait_exit(p, Duration::from_secs(30)).success());
+    }
+    let in_topic = consume(&tansu.bootstrap, "through", 3, usize::MAX, Duration::from_secs(5));
+    let resent = in_topic.len() - lines.len();
+    assert!(resent > 0, "the kills made the source send lines again (else this test proves nothing)");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let got: Vec<String> = text.lines().map(str::to_string).collect();
+    let counts = tally_lines(&got);
+    let missing = lines.iter().filter(|l| !counts.contains_key(*l)).count();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    eprintln!(
+        "through the agent: {} lines, {resent} sent twice into the topic, {} lines in the file",
+        lines.len(),
+        got.len()
+    );
+    assert_eq!(missing, 0, "lines lost");
+    assert!(twice.is_empty(), "lines written twice, e.g. {twice:?} ({} lines in the file)", got.len());
+    assert_eq!(got.len(), lines.len());
+}
+
+fn tally_lines(lines: &[String]) -> std::collections::HashMap<&String, usize> {
+    let mut m = std::collections::HashMap::new();
+    for l in lines {
+        *m.entry(l).or_insert(0) += 1;
+    }
+    m
+}
