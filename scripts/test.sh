@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TANSU_BIN="$(scripts/install-tools.sh)"
-scripts/install-peers.sh   # Kafka Connect jars and rsvg-convert, for the benchmark's smoke run
+scripts/install-peers.sh   # Kafka Connect jars, Filebeat 8.1.3 and rsvg-convert, for the benchmark's smoke run
+# The peers were just installed: the smoke run must measure them, not skip them.
+export BENCH_REQUIRE_PEERS=1
 export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -143,12 +143,12 @@ enum Wake {
 /// Runs discovery until `stop`. Sends on `tx`, blocking for scans, dropping pokes when full.
 pub fn run(selectors: Vec<Selector>, tx: SyncSender<DiscoverMsg>, stop: Shutdown, heartbeat: crate::status::Heartbeat) {
     let (ev_tx, ev_rx) = mpsc::sync_channel::<Wake>(4096);
-    // The stop wakes the wait below through the same channel as the notifications do. Sent
-    // blocking: a full channel is being drained by this loop, and a dropped stop would be seen
-    // at the next turn anyway.
+    // The stop wakes the wait below through the same channel as the notifications do. Never
+    // blocking the stopping thread: a full channel means this loop has work queued, so it turns
+    // and sees the stop anyway.
     let stop_tx = ev_tx.clone();
     stop.on_stop(move || {
-        let _ = stop_tx.send(Wake::Stop);
+        let _ = stop_tx.try_send(Wake::Stop);
     });
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
