@@ -14,7 +14,7 @@
 //!   or when the disk spool fsynced it (while Kafka is unreachable, see [`output`] and [`spool`]).
 //!   The registry advances per file only to the highest contiguous done offset. After a clean stop
 //!   nothing is lost and nothing is sent twice; after `kill -9` nothing is lost and duplicates are
-//!   bounded by the last registry flush window (`registry.flush`, 1 s by default).
+//!   bounded by how far the registry's journal is behind (`registry.progress_every`, 100 ms).
 //! - **Atomic registry writes** (temp file, fsync, rename, directory fsync); a corrupt registry
 //!   stops start-up with an error naming the file.
 //! - **File identity** is device + inode checked against a fingerprint of the first bytes, so

@@ -114,6 +114,8 @@ counters! {
     registry_entries,
     /// Registry writes.
     registry_writes,
+    /// Appends of progress to the registry journal between writes (`registry.progress_every`).
+    registry_journal_appends,
     /// Registry writes that failed.
     registry_write_errors,
     /// Gauge: Kafka brokers the output is connected to (librdkafka's statistics, every second).

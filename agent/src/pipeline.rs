@@ -319,9 +319,13 @@ impl Inputs {
         let output = spawn("output", {
             let (queue, stop) = (queue.clone(), stop.clone());
             move || {
-                let _done = done;
                 output.run(&queue, &stop);
-                output.drain(&stop)
+                let unacknowledged = output.drain(&stop);
+                // The producers close first (their last delivery reports reach the tracker), then
+                // the registry may write for the last time.
+                drop(output);
+                drop(done);
+                unacknowledged
             }
         });
         let registry = spawn("registry", {
@@ -473,8 +477,9 @@ fn join<T>(h: JoinHandle<T>, name: &str) {
     }
 }
 
-/// Writes acknowledged offsets every `registry.flush` and logs metrics every period until the
-/// output has ended (`output_done` closes: every acknowledgement is in), then writes once more.
+/// Writes acknowledged offsets every `registry.flush`, notes progress in the registry's journal
+/// every `registry.progress_every` in between, and logs metrics every period, until the output
+/// has ended (`output_done` closes: every acknowledgement is in); then writes once more.
 fn registry_loop(
     mut registry: Registry,
     tracker: &AckTracker,
@@ -484,22 +489,28 @@ fn registry_loop(
 ) {
     let metrics = &*status.metrics;
     let heartbeat = status.heartbeat("registry");
-    let flush = cfg.registry.flush.0;
+    let (flush, clean_after) = (cfg.registry.flush.0, cfg.registry.clean_removed_after.0);
+    let progress = Some(cfg.registry.progress_every.0).filter(|p| !p.is_zero() && *p < flush);
     let mut metrics_log = PeriodicLog::new(cfg.logging.metrics.enabled.then_some(cfg.logging.metrics.period.0));
     let mut next = Instant::now();
     loop {
-        if Instant::now() >= next {
-            registry.flush_from(tracker, metrics, cfg.registry.clean_removed_after.0);
+        let now = Instant::now();
+        if now >= next {
+            registry.flush_from(tracker, metrics, clean_after);
             // Notes when a not-ready condition began, for `/healthz`'s `since`.
             let _ = status.readiness();
             metrics_log.tick(metrics);
             next = Instant::now() + flush;
+        } else if progress.is_some() {
+            registry.note_progress(tracker, metrics, clean_after);
         }
         heartbeat.beat();
-        // Wakes at the next flush, at least once a second (the heartbeat), or at the output's end.
-        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+        // Wakes at the next note or write, at least once a second (the heartbeat), or at the
+        // output's end.
+        let turn = progress.unwrap_or(flush).min(Duration::from_secs(1));
+        let wait = next.saturating_duration_since(Instant::now()).min(turn);
         if let Err(RecvTimeoutError::Disconnected) = output_done.recv_timeout(wait) {
-            registry.flush_from(tracker, metrics, cfg.registry.clean_removed_after.0);
+            registry.flush_from(tracker, metrics, clean_after);
             return;
         }
     }

@@ -54,6 +54,8 @@ use thiserror::Error;
 pub const DEFAULT_PATH_DATA: &str = "/var/lib/agent";
 /// How often acknowledged offsets are written to disk (Filebeat's `registry.flush`).
 pub const DEFAULT_REGISTRY_FLUSH: HumanDuration = HumanDuration::from_secs(1);
+/// How often acknowledged progress is appended to the registry journal between two writes.
+pub const DEFAULT_REGISTRY_PROGRESS_EVERY: HumanDuration = HumanDuration::from_millis(100);
 /// Registry entries of files not seen for this long are removed.
 pub const DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER: HumanDuration = HumanDuration::from_secs(72 * 3600);
 /// Most files held open at once by the reader; idle files are closed first.
@@ -204,16 +206,28 @@ pub struct RegistryConfig {
     pub path: Option<PathBuf>,
     #[serde(default = "d_registry_flush")]
     pub flush: HumanDuration,
+    /// How often progress goes to the registry journal between two `flush` writes (what a
+    /// `kill -9` re-sends is about this much traffic); 0 turns the journal off.
+    #[serde(default = "d_registry_progress_every")]
+    pub progress_every: HumanDuration,
     #[serde(default = "d_clean_removed_after")]
     pub clean_removed_after: HumanDuration,
 }
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { path: None, flush: d_registry_flush(), clean_removed_after: d_clean_removed_after() }
+        Self {
+            path: None,
+            flush: d_registry_flush(),
+            progress_every: d_registry_progress_every(),
+            clean_removed_after: d_clean_removed_after(),
+        }
     }
 }
 fn d_registry_flush() -> HumanDuration {
     DEFAULT_REGISTRY_FLUSH
+}
+fn d_registry_progress_every() -> HumanDuration {
+    DEFAULT_REGISTRY_PROGRESS_EVERY
 }
 fn d_clean_removed_after() -> HumanDuration {
     DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER

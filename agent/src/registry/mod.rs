@@ -20,6 +20,15 @@
 //! An entry is keyed by (input, dev, ino); entries not seen for `registry.clean_removed_after`
 //! are dropped at the next write.
 //!
+//! Between two writes, progress goes to a journal, `registry.log` ([`Registry::note_progress`],
+//! every `registry.progress_every`, 100 ms): one line per entry that changed, `<crc32 of the
+//! JSON, 8 hex digits> <the entry as JSON>`, appended without fsync (a process crash keeps what
+//! the kernel has). Each write of `registry.json` empties it. At start-up its whole lines are
+//! applied over `registry.json` in order; the first line whose checksum fails (a torn tail) ends
+//! the replay. Invariant: a journal line is an acknowledged offset like any other, so applying
+//! any prefix of the journal, or none of it, never moves a file past a line Kafka has not
+//! acknowledged: the journal only shortens what a `kill -9` re-sends.
+//!
 //! On a host where Filebeat ran, the first start reads Filebeat's registry instead ([`filebeat`]).
 
 pub mod filebeat;
@@ -31,12 +40,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 pub const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "registry.json";
+const JOURNAL_NAME: &str = "registry.log";
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -97,6 +108,11 @@ pub struct Registry {
     /// When the file was last written (`last_seen` alone is refreshed on disk every
     /// [`LAST_SEEN_REFRESH`]).
     written_at: Option<std::time::Instant>,
+    /// Entries whose identity, path or offset changed since they last reached the disk (the
+    /// file or the journal).
+    unjournaled: std::collections::HashSet<Key>,
+    /// The journal, open for appending once something was noted.
+    journal: Option<fs::File>,
 }
 
 /// How stale `last_seen` may be on disk: far finer than `registry.clean_removed_after` (72 h)
@@ -122,24 +138,72 @@ impl Registry {
             fs::remove_file(&tmp).map_err(io_err)?;
         }
         let path = dir.join(FILE_NAME);
-        let mut registry = Registry { dir: dir.to_path_buf(), entries: HashMap::new(), dirty: false, written_at: None };
-        let text = match fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened { registry, recovered: None }),
-            Err(source) => return Err(RegistryError::Io { path, source }),
+        let mut registry = Registry {
+            dir: dir.to_path_buf(),
+            entries: HashMap::new(),
+            dirty: false,
+            written_at: None,
+            unjournaled: Default::default(),
+            journal: None,
         };
-        match parse(&text) {
-            Ok(entries) => {
-                registry.entries = entries.into_iter().map(|e| ((e.input.clone(), e.id()), e)).collect();
+        match read(dir) {
+            Ok(found) => {
+                if found.torn > 0 {
+                    tracing::warn!(journal = %dir.join(JOURNAL_NAME).display(), bytes = found.torn, "the registry journal ends in a torn line (a crash while it was written); the lines before it are used");
+                }
+                // Progress from the journal goes into the next write of the file.
+                registry.dirty = found.journaled > 0;
+                registry.entries = found.entries;
                 Ok(Opened { registry, recovered: None })
             }
-            Err(reason) => match recovery {
+            Err(ReadError::Io(source)) => Err(RegistryError::Io { path, source }),
+            Err(ReadError::Corrupt(reason)) => match recovery {
                 Some(r) => {
                     tracing::error!(path = %path.display(), %reason, recovery = ?r, "registry is corrupt; starting over as the operator chose");
+                    let _ = fs::remove_file(dir.join(JOURNAL_NAME));
                     Ok(Opened { registry, recovered: Some(r) })
                 }
                 None => Err(RegistryError::Corrupt { path, reason }),
             },
+        }
+    }
+
+    /// Appends the entries that changed since they last reached the disk to the journal (no
+    /// fsync; see the module docs). Call between two [`flush_from`](Self::flush_from)s, as
+    /// often as `registry.progress_every`; an idle host appends nothing.
+    pub fn note_progress(&mut self, tracker: &AckTracker, metrics: &Metrics, clean_removed_after: Duration) {
+        self.update(&tracker.watermarks(), SystemTime::now(), clean_removed_after);
+        if self.unjournaled.is_empty() {
+            return;
+        }
+        let mut body = Vec::new();
+        for key in &self.unjournaled {
+            if let Some(e) = self.entries.get(key) {
+                journal_line(e, &mut body);
+            }
+        }
+        let path = self.dir.join(JOURNAL_NAME);
+        let appended = match &mut self.journal {
+            Some(f) => io::Write::write_all(f, &body),
+            None => fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| io::Write::write_all(&mut f, &body).map(|()| f))
+                .map(|f| self.journal = Some(f)),
+        };
+        match appended {
+            Ok(()) => {
+                self.unjournaled.clear();
+                Metrics::inc(&metrics.registry_journal_appends);
+            }
+            Err(e) => {
+                // The next write of the file records the progress instead.
+                self.journal = None;
+                Metrics::inc(&metrics.registry_write_errors);
+                tracing::warn!(journal = %path.display(), error = %e, "cannot append to the registry journal; progress is written with the next registry write");
+            }
         }
     }
 
@@ -223,6 +287,9 @@ impl Registry {
             };
             let changed = self.entries.get(&key).map_or(true, |old| Entry { last_seen: now_s, ..old.clone() } != e);
             self.dirty |= changed;
+            if changed {
+                self.unjournaled.insert(key.clone());
+            }
             self.entries.insert(key, e);
         }
         let cutoff = now_s.saturating_sub(max_age.as_secs());
@@ -241,8 +308,87 @@ impl Registry {
         crate::durable::write_atomically(&path, &body).map_err(|source| RegistryError::Io { path, source })?;
         self.dirty = false;
         self.written_at = Some(std::time::Instant::now());
+        // Everything is in the file now: the journal starts again empty. Should this fail, its
+        // lines are older than the file and applying them later only re-sends more.
+        self.unjournaled.clear();
+        let journal = self.dir.join(JOURNAL_NAME);
+        match &self.journal {
+            Some(f) => {
+                let _ = f.set_len(0);
+            }
+            None if journal.exists() => {
+                let _ = fs::OpenOptions::new().write(true).open(&journal).and_then(|f| f.set_len(0));
+            }
+            None => {}
+        }
         Ok(())
     }
+}
+
+/// What the registry directory holds: `registry.json` with the journal applied.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub entries: HashMap<Key, Entry>,
+    /// Journal lines applied.
+    pub journaled: usize,
+    /// Bytes at the journal's end that were not a whole, intact line (ignored).
+    pub torn: usize,
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Corrupt(String),
+}
+
+/// Reads the registry under `dir` without changing anything there (also while an agent runs):
+/// `registry.json`, then the journal's intact lines over it.
+pub fn read(dir: &Path) -> Result<Found, ReadError> {
+    let mut found = Found::default();
+    match fs::read(dir.join(FILE_NAME)) {
+        Ok(text) => {
+            let entries = parse(&text).map_err(ReadError::Corrupt)?;
+            found.entries = entries.into_iter().map(|e| ((e.input.clone(), e.id()), e)).collect();
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ReadError::Io(e)),
+    }
+    let journal = match fs::read(dir.join(JOURNAL_NAME)) {
+        Ok(j) => j,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let mut rest = &journal[..];
+    while !rest.is_empty() {
+        let Some(entry) = journal_entry(rest) else { break };
+        let (e, used) = entry;
+        found.entries.insert((e.input.clone(), e.id()), e);
+        found.journaled += 1;
+        rest = &rest[used..];
+    }
+    found.torn = rest.len();
+    Ok(found)
+}
+
+/// Appends `e` as one journal line.
+fn journal_line(e: &Entry, out: &mut Vec<u8>) {
+    let json = serde_json::to_vec(e).expect("registry entry serializes");
+    out.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
+    out.extend_from_slice(&json);
+    out.push(b'\n');
+}
+
+/// The entry of the journal line at the start of `text`, and the bytes it took; `None` when the
+/// line is not whole or its checksum or JSON is wrong.
+fn journal_entry(text: &[u8]) -> Option<(Entry, usize)> {
+    let end = memchr::memchr(b'\n', text)?;
+    let line = &text[..end];
+    let (crc, json) = (line.get(..8)?, line.get(9..)?);
+    let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
+    if crc32fast::hash(json) != crc {
+        return None;
+    }
+    Some((serde_json::from_slice(json).ok()?, end + 1))
 }
 
 fn parse(text: &[u8]) -> Result<Vec<Entry>, String> {
@@ -349,5 +495,62 @@ mod tests {
         r.write().unwrap();
         let mode = fs::metadata(r.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    fn tracked(tracker: &AckTracker, ino: u64) -> u32 {
+        let file = mark(ino, 0).file;
+        tracker.open(file, 0, None).unwrap()
+    }
+
+    fn offset_in(found: &Found, ino: u64) -> Option<u64> {
+        found.entries.values().find(|e| e.ino == ino).map(|e| e.offset)
+    }
+
+    #[test]
+    fn progress_noted_between_writes_is_read_back_and_a_write_empties_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tracker, metrics) = (AckTracker::default(), Metrics::default());
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
+        let slot = tracked(&tracker, 1);
+        tracker.register(slot, 100, std::time::Instant::now());
+        tracker.delivered(slot, 100);
+        r.flush_from(&tracker, &metrics, Duration::from_secs(3600));
+        tracker.register(slot, 250, std::time::Instant::now());
+        tracker.delivered(slot, 250);
+        r.note_progress(&tracker, &metrics, Duration::from_secs(3600));
+        assert_eq!(Metrics::get(&metrics.registry_journal_appends), 1);
+        r.note_progress(&tracker, &metrics, Duration::from_secs(3600));
+        assert_eq!(Metrics::get(&metrics.registry_journal_appends), 1, "nothing new, nothing appended");
+        // A kill -9 now: the file says 100, the journal 250.
+        assert_eq!(offset_in(&read(dir.path()).unwrap(), 1), Some(250));
+        let reopened = Registry::open(dir.path(), None).unwrap().registry;
+        assert_eq!(reopened.entries()[&("in".to_string(), FileId { dev: 7, ino: 1 })].offset, 250);
+        assert!(reopened.needs_write(), "the journal's progress goes into the next write");
+        r.flush_from(&tracker, &metrics, Duration::from_secs(3600));
+        assert_eq!(fs::metadata(dir.path().join(JOURNAL_NAME)).unwrap().len(), 0);
+        assert_eq!(offset_in(&read(dir.path()).unwrap(), 1), Some(250));
+    }
+
+    #[test]
+    fn a_torn_journal_line_ends_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path(), None).unwrap().registry;
+        r.update(&[mark(1, 100)], SystemTime::now(), Duration::from_secs(60));
+        r.write().unwrap();
+        let mut body = Vec::new();
+        let e = |offset| Entry { offset, ..r.entries()[&("in".to_string(), FileId { dev: 7, ino: 1 })].clone() };
+        journal_line(&e(200), &mut body);
+        journal_line(&e(300), &mut body);
+        let mut bad = Vec::new();
+        journal_line(&e(900), &mut bad);
+        bad[12] ^= 1; // a flipped byte: the checksum fails
+        body.extend_from_slice(&bad);
+        journal_line(&e(1000), &mut body);
+        body.extend_from_slice(b"0badc0de {\"inp"); // torn
+        fs::write(dir.path().join(JOURNAL_NAME), &body).unwrap();
+        let found = read(dir.path()).unwrap();
+        assert_eq!(offset_in(&found, 1), Some(300), "the replay stops at the damaged line");
+        assert_eq!(found.journaled, 2);
+        assert!(found.torn > 0);
     }
 }

@@ -228,10 +228,10 @@ pub fn registry_offset_of(data: &Path, path: &Path) -> Option<u64> {
 }
 
 /// The registry's offset for the file with inode `ino` (also after the file is gone).
+/// Read as the agent reads it at start-up: `registry.json` with its journal applied.
 pub fn registry_offset_by_ino(data: &Path, ino: u64) -> Option<u64> {
-    let bytes = std::fs::read(data.join("registry/registry.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v["entries"].as_array()?.iter().find(|e| e["ino"].as_u64() == Some(ino))?["offset"].as_u64()
+    let found = agent::registry::read(&data.join("registry")).ok()?;
+    found.entries.values().find(|e| e.ino == ino).map(|e| e.offset)
 }
 
 /// Takes all three brokers of a [`cluster`] down, or brings them back.
