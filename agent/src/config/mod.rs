@@ -668,6 +668,7 @@ mod tests {
         let k = c.kafka().unwrap();
         assert_eq!(c.path.data, PathBuf::from(DEFAULT_PATH_DATA));
         assert_eq!(c.registry.flush, DEFAULT_REGISTRY_FLUSH);
+        assert_eq!(c.registry.progress_every, DEFAULT_REGISTRY_PROGRESS_EVERY);
         assert_eq!(c.registry.clean_removed_after, DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER);
         assert_eq!(c.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert_eq!(i.max_bytes, DEFAULT_MAX_BYTES);
@@ -707,6 +708,7 @@ mod tests {
         let s = &c.sinks[0];
         assert_eq!((s.initial_offset, s.format), (InitialOffset::default(), SinkFormat::default()));
         assert_eq!((s.commit_interval, s.client_id.as_str()), (DEFAULT_SINK_COMMIT_INTERVAL, DEFAULT_SINK_CLIENT_ID));
+        assert_eq!(s.dedup_window, sink::DEFAULT_SINK_DEDUP_WINDOW);
         assert!(s.librdkafka.is_empty() && s.username.is_none());
         assert_eq!(c.logging.level, LogLevel::default());
         assert_eq!(c.logging.files.name, DEFAULT_LOG_NAME);
