@@ -113,6 +113,8 @@ pub struct Registry {
     unjournaled: std::collections::HashSet<Key>,
     /// The journal, open for appending once something was noted.
     journal: Option<fs::File>,
+    /// The last append failed (logged once until one works again).
+    journal_failing: bool,
 }
 
 /// How stale `last_seen` may be on disk: far finer than `registry.clean_removed_after` (72 h)
@@ -145,6 +147,7 @@ impl Registry {
             written_at: None,
             unjournaled: Default::default(),
             journal: None,
+            journal_failing: false,
         };
         match read(dir) {
             Ok(found) => {
@@ -197,12 +200,17 @@ impl Registry {
             Ok(()) => {
                 self.unjournaled.clear();
                 Metrics::inc(&metrics.registry_journal_appends);
+                if std::mem::take(&mut self.journal_failing) {
+                    tracing::info!(journal = %path.display(), "the registry journal can be appended to again");
+                }
             }
             Err(e) => {
                 // The next write of the file records the progress instead.
                 self.journal = None;
                 Metrics::inc(&metrics.registry_write_errors);
-                tracing::warn!(journal = %path.display(), error = %e, "cannot append to the registry journal; progress is written with the next registry write");
+                if !std::mem::replace(&mut self.journal_failing, true) {
+                    tracing::warn!(journal = %path.display(), error = %e, "cannot append to the registry journal; progress is written with the next registry write (logged once until it works again)");
+                }
             }
         }
     }
