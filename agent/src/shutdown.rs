@@ -23,19 +23,15 @@ pub struct Shutdown(Arc<Inner>);
 
 #[derive(Default)]
 struct Inner {
-    state: Mutex<State>,
+    /// Set once, under `hooks`' lock (so a waiter checking it under that lock cannot miss the
+    /// wake-up); read without the lock by the reader's hot loop.
+    stopped: AtomicBool,
+    /// Called once at the stop: wakes stages that wait on a channel of their own. Its lock is
+    /// the one [`Shutdown::wait`] waits with.
+    hooks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     changed: Condvar,
     /// The drain deadline, set at most once (by [`Shutdown::stop_within`]).
     deadline: OnceLock<Instant>,
-    /// `state.stopped`, readable without the lock by the reader's hot loop.
-    stopped: AtomicBool,
-}
-
-#[derive(Default)]
-struct State {
-    stopped: bool,
-    /// Called once at the stop: wakes stages that wait on a channel of their own.
-    hooks: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Shutdown {
@@ -54,10 +50,9 @@ impl Shutdown {
     /// Stops with no deadline for a drain.
     pub fn stop(&self) {
         let hooks = {
-            let mut st = self.0.state.lock().unwrap();
-            st.stopped = true;
+            let mut hooks = self.0.hooks.lock().unwrap();
             self.0.stopped.store(true, Ordering::Release);
-            std::mem::take(&mut st.hooks)
+            std::mem::take(&mut *hooks)
         };
         self.0.changed.notify_all();
         // Outside the lock: a hook may send on a channel whose receiver checks this signal.
@@ -78,9 +73,9 @@ impl Shutdown {
 
     /// Waits up to `timeout` or until the stop, whichever comes first; returns whether stopped.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let st = self.0.state.lock().unwrap();
-        let (st, _) = self.0.changed.wait_timeout_while(st, timeout, |s| !s.stopped).unwrap();
-        st.stopped
+        let guard = self.0.hooks.lock().unwrap();
+        let _guard = self.0.changed.wait_timeout_while(guard, timeout, |_| !self.is_stopped()).unwrap();
+        self.is_stopped()
     }
 
     /// The drain deadline, once a stop set one.
@@ -97,12 +92,12 @@ impl Shutdown {
     /// Runs `hook` once at the stop (at once when already stopped): for a stage that waits on a
     /// channel, so the stop wakes it through that channel.
     pub fn on_stop(&self, hook: impl FnOnce() + Send + 'static) {
-        let mut st = self.0.state.lock().unwrap();
-        if st.stopped {
-            drop(st);
+        let mut hooks = self.0.hooks.lock().unwrap();
+        if self.is_stopped() {
+            drop(hooks);
             hook();
         } else {
-            st.hooks.push(Box::new(hook));
+            hooks.push(Box::new(hook));
         }
     }
 }
