@@ -124,13 +124,18 @@ pub fn consume_with(
     out
 }
 
-/// Counts of each distinct record value.
-pub fn tally(records: &[Record]) -> HashMap<String, usize> {
+/// How often each distinct item occurs.
+pub fn count_each<T: std::hash::Hash + Eq>(items: impl IntoIterator<Item = T>) -> HashMap<T, usize> {
     let mut m = HashMap::new();
-    for r in records {
-        *m.entry(r.text()).or_insert(0) += 1;
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
     }
     m
+}
+
+/// Counts of each distinct record value.
+pub fn tally(records: &[Record]) -> HashMap<String, usize> {
+    count_each(records.iter().map(Record::text))
 }
 
 pub fn append_lines(path: &Path, lines: impl IntoIterator<Item = String>) {

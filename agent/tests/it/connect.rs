@@ -5,7 +5,7 @@
 use crate::common::*;
 use crate::e2e::{agent_log_tail, signal, spawn_agent, wait_exit, Tansu, AGENT};
 use crate::sink::file_lines;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -72,10 +72,7 @@ fn killed_sink_process_restarts_without_losing_a_line() {
     assert!(wait_exit(&mut shipper, T).success(), "{}", agent_log_tail(&shipper_cfg));
 
     let got = file_lines(&out);
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for l in &got {
-        *counts.entry(l.as_str()).or_insert(0) += 1;
-    }
+    let counts = count_each(got.iter().map(String::as_str));
     let foreign: Vec<&&str> = counts.keys().filter(|l| !want.contains(&l.to_string())).take(3).collect();
     assert!(foreign.is_empty(), "torn or foreign lines in the sink file: {foreign:?}");
     assert!(lines.iter().all(|l| counts.contains_key(l.as_str())), "a line is missing");

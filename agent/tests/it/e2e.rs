@@ -558,9 +558,8 @@ fn source_to_topic_to_sink_with_kill_9_on_both_sides_writes_every_line_once() {
     let in_topic = consume(&tansu.bootstrap, "through", 3, usize::MAX, Duration::from_secs(5));
     let resent = in_topic.len() - lines.len();
     assert!(resent > 0, "the kills made the source send lines again (else this test proves nothing)");
-    let text = std::fs::read_to_string(&out).unwrap();
-    let got: Vec<String> = text.lines().map(str::to_string).collect();
-    let counts = tally_lines(&got);
+    let got = crate::sink::file_lines(&out);
+    let counts = count_each(&got);
     let missing = lines.iter().filter(|l| !counts.contains_key(*l)).count();
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(3).collect();
     eprintln!(
@@ -571,12 +570,4 @@ fn source_to_topic_to_sink_with_kill_9_on_both_sides_writes_every_line_once() {
     assert_eq!(missing, 0, "lines lost");
     assert!(twice.is_empty(), "lines written twice, e.g. {twice:?} ({} lines in the file)", got.len());
     assert_eq!(got.len(), lines.len());
-}
-
-fn tally_lines(lines: &[String]) -> std::collections::HashMap<&String, usize> {
-    let mut m = std::collections::HashMap::new();
-    for l in lines {
-        *m.entry(l).or_insert(0) += 1;
-    }
-    m
 }

@@ -55,12 +55,7 @@ pub fn spawn_filebeat(config: &Path, home: &Path) -> Child {
 
 /// The `message` of each JSON event in the topic, counted.
 fn messages(records: &[Record]) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in records {
-        let msg = r.json()["message"].as_str().expect("event with a message").to_string();
-        *m.entry(msg).or_insert(0) += 1;
-    }
-    m
+    count_each(records.iter().map(|r| r.json()["message"].as_str().expect("event with a message").to_string()))
 }
 
 /// Filebeat ships three files (one filestream input, one log input) and is stopped with

@@ -289,59 +289,109 @@ fn without_a_spool_the_shutdown_deadline_leaves_lines_unacknowledged_and_nothing
     }
 }
 
+/// The refusal tests' run: lines alternate between `held` and `open` (a `topics` rule routes a
+/// line by its text) while the agent runs with a spool and `librdkafka` (extra producer
+/// properties, indented). Returns once every `open` line arrived exactly once and the held topic
+/// counts as refused.
+struct HeldTopicRun {
+    agent: RunningAgent,
+    status: Arc<agent::status::Status>,
+    dir: tempfile::TempDir,
+    /// The lines routed to the held topic.
+    held: Vec<String>,
+}
+
+impl HeldTopicRun {
+    fn start(
+        kc: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        held: &str,
+        librdkafka: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        std::fs::create_dir(&logs).unwrap();
+        let output = format!("    codec: raw\n    backoff:\n      init: 50ms\n      max: 500ms\n{librdkafka}    topics:\n      - topic: open\n        when.contains:\n          message: \"open\"\n");
+        let cfg = config(&data, &[logs.join("*.log")], &kc.bootstrap_servers(), held, "", &output);
+        let status = Arc::new(agent::status::Status::default());
+        let opts = agent::pipeline::RunOptions { status: status.clone(), ..Default::default() };
+        let agent = RunningAgent::start_with(&with_spool(cfg, ""), opts);
+        let (held_lines, open) = (numbered(held, 0..200), numbered("open", 0..200));
+        append_lines(
+            &logs.join("a.log"),
+            held_lines.iter().cloned().zip(open.iter().cloned()).flat_map(|(d, o)| [d, o]),
+        );
+        // The other topic flows while this one is refused.
+        let got = consume(&kc.bootstrap_servers(), "open", 1, open.len(), T);
+        assert_exactly_once(&got, &open);
+        let m = status.metrics.clone();
+        wait_for("the held topic counted as refused", T, || Metrics::get(&m.output_topics_refused) == 1);
+        HeldTopicRun { agent, status, dir, held: held_lines }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("logs/a.log")
+    }
+
+    /// Nothing was spooled or dropped: a refusal is not an outage.
+    fn assert_nothing_spooled_or_dropped(&self) {
+        let m = &self.status.metrics;
+        assert_eq!(Metrics::get(&m.spool_switches), 0, "a refusal is not an outage");
+        assert_eq!(Metrics::get(&m.events_spooled), 0);
+        assert_eq!(Metrics::get(&m.events_failed), 0, "nothing dropped");
+        assert!(segments(&self.data()).is_empty(), "nothing in the spool");
+    }
+
+    /// Once Kafka takes the topic: every held line arrives exactly once, readiness recovers, and
+    /// the counters add up at the stop.
+    fn finish(
+        self,
+        kc: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        topic: &str,
+    ) -> agent::pipeline::Summary {
+        let got = consume(&kc.bootstrap_servers(), topic, 1, self.held.len(), T);
+        assert_exactly_once(&got, &self.held);
+        wait_for("the topic no longer refused", T, || self.status.readiness().is_ok());
+        let summary = self.agent.stop();
+        assert_counters_add_up(&summary);
+        assert_eq!(summary.unacknowledged, 0);
+        summary
+    }
+}
+
 /// A topic Kafka refuses (here: topic authorization failed, set in the mock cluster's metadata)
 /// is not an outage: its events are held, not spooled and not dropped; `/healthz`'s readiness
 /// names the topic and the error; other topics keep flowing; once Kafka takes the topic, every
 /// held line arrives exactly once.
 #[test]
 fn a_refused_topic_holds_its_events_without_spooling_and_says_so() {
-    use agent::status::Status;
     use rdkafka::types::RDKafkaRespErr;
     let kc = cluster("denied", 1);
     kc.create_topic("open", 1, 1).unwrap();
     kc.topic_error("denied", RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
-    std::fs::create_dir(&logs).unwrap();
-    // Lines whose text says where they go; the topic comes from the line (a `topics` rule).
-    let output = "    codec: raw\n    backoff:\n      init: 50ms\n      max: 500ms\n    topics:\n      - topic: open\n        when.contains:\n          message: \"open\"\n";
-    let cfg = config(&data, &[logs.join("*.log")], &kc.bootstrap_servers(), "denied", "", output);
-    let status = Arc::new(Status::default());
-    let opts = agent::pipeline::RunOptions { status: status.clone(), ..Default::default() };
-    let agent = RunningAgent::start_with(&with_spool(cfg, ""), opts);
-    let (denied, open) = (numbered("denied", 0..200), numbered("open", 0..200));
-    append_lines(&logs.join("a.log"), denied.iter().cloned().zip(open.iter().cloned()).flat_map(|(d, o)| [d, o]));
-    let m = status.metrics.clone();
-    // The other topic flows while this one is refused.
-    let got = consume(&kc.bootstrap_servers(), "open", 1, open.len(), T);
-    assert_exactly_once(&got, &open);
-    wait_for("the refused topic counted", T, || Metrics::get(&m.output_topics_refused) == 1);
+    let run = HeldTopicRun::start(&kc, "denied", "");
+    let m = run.status.metrics.clone();
     // Well past unhealthy_after (2 s): still held, never taken for an outage.
     std::thread::sleep(Duration::from_secs(5));
-    let reasons = status.readiness().expect_err("not ready while a topic is refused");
+    let reasons = run.status.readiness().expect_err("not ready while a topic is refused");
     assert!(
         reasons.iter().any(|u| u.reason.contains("refuses topic denied") && u.reason.contains("uthorization")),
         "{reasons:?}"
     );
     assert!(Metrics::get(&m.output_refusals) >= 200, "refusals {}", Metrics::get(&m.output_refusals));
-    assert_eq!(Metrics::get(&m.spool_switches), 0, "a refusal is not an outage");
-    assert_eq!(Metrics::get(&m.events_spooled), 0);
-    assert_eq!(Metrics::get(&m.events_failed), 0, "nothing dropped");
+    run.assert_nothing_spooled_or_dropped();
     assert_eq!(Metrics::get(&m.output_spooling), 0);
-    assert!(segments(&data).is_empty(), "nothing in the spool");
     assert!(
-        registry_offset_of(&data, &logs.join("a.log")).unwrap_or(0) < file_len(&logs.join("a.log")),
+        registry_offset_of(&run.data(), &run.log()).unwrap_or(0) < file_len(&run.log()),
         "the held lines are not acknowledged in the registry"
     );
 
     kc.topic_error("denied", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
-    let got = consume(&kc.bootstrap_servers(), "denied", 1, denied.len(), T);
-    assert_exactly_once(&got, &denied);
-    wait_for("the topic no longer refused", T, || status.readiness().is_ok());
-    let summary = agent.stop();
-    assert_counters_add_up(&summary);
+    let summary = run.finish(&kc, "denied");
     assert_eq!(Metrics::get(&summary.metrics.output_topics_refused), 0);
-    assert_eq!(summary.unacknowledged, 0);
 }
 
 /// A topic that does not exist, with auto-creation off (the producer's `allow.auto.create.topics:
@@ -350,35 +400,15 @@ fn a_refused_topic_holds_its_events_without_spooling_and_says_so() {
 /// named in readiness, never spooled; once the topic is created every held line arrives once.
 #[test]
 fn a_missing_topic_with_auto_creation_off_is_held_until_it_is_created() {
-    use agent::status::Status;
     let kc = cluster("open", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
-    std::fs::create_dir(&logs).unwrap();
-    let output = "    codec: raw\n    backoff:\n      init: 50ms\n      max: 500ms\n    librdkafka:\n      allow.auto.create.topics: \"false\"\n      topic.metadata.propagation.max.ms: \"300\"\n    topics:\n      - topic: open\n        when.contains:\n          message: \"open\"\n";
-    let cfg = config(&data, &[logs.join("*.log")], &kc.bootstrap_servers(), "missing", "", output);
-    let status = Arc::new(Status::default());
-    let opts = agent::pipeline::RunOptions { status: status.clone(), ..Default::default() };
-    let agent = RunningAgent::start_with(&with_spool(cfg, ""), opts);
-    let (missing, open) = (numbered("missing", 0..200), numbered("open", 0..200));
-    append_lines(&logs.join("a.log"), missing.iter().cloned().zip(open.iter().cloned()).flat_map(|(d, o)| [d, o]));
-    let m = status.metrics.clone();
-    let got = consume(&kc.bootstrap_servers(), "open", 1, open.len(), T);
-    assert_exactly_once(&got, &open);
-    wait_for("the missing topic counted as refused", T, || Metrics::get(&m.output_topics_refused) == 1);
+    let librdkafka =
+        "    librdkafka:\n      allow.auto.create.topics: \"false\"\n      topic.metadata.propagation.max.ms: \"300\"\n";
+    let run = HeldTopicRun::start(&kc, "missing", librdkafka);
     std::thread::sleep(Duration::from_secs(4));
-    let reasons = status.readiness().expect_err("not ready while a topic is missing");
+    let reasons = run.status.readiness().expect_err("not ready while a topic is missing");
     assert!(reasons.iter().any(|u| u.reason.contains("refuses topic missing")), "{reasons:?}");
-    assert_eq!(Metrics::get(&m.spool_switches), 0, "a missing topic is not an outage");
-    assert_eq!(Metrics::get(&m.events_spooled), 0);
-    assert_eq!(Metrics::get(&m.events_failed), 0, "nothing dropped");
-    assert!(segments(&data).is_empty(), "nothing in the spool");
+    run.assert_nothing_spooled_or_dropped();
 
     kc.create_topic("missing", 1, 1).unwrap();
-    let got = consume(&kc.bootstrap_servers(), "missing", 1, missing.len(), T);
-    assert_exactly_once(&got, &missing);
-    wait_for("the topic no longer refused", T, || status.readiness().is_ok());
-    let summary = agent.stop();
-    assert_counters_add_up(&summary);
-    assert_eq!(summary.unacknowledged, 0);
+    run.finish(&kc, "missing");
 }
