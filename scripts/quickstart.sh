@@ -49,7 +49,6 @@ output:
   kafka:
     hosts: ["127.0.0.1:$port"]
     topic: quickstart
-    required_acks: 1
     compression: gzip
 YAML
 echo "== config: $work/agent.yml"

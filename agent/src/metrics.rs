@@ -130,6 +130,9 @@ counters! {
     output_refusals,
     /// Gauge: topics Kafka refuses now (each named in `/healthz`).
     output_topics_refused,
+    /// Producers rebuilt after librdkafka raised a fatal error (the idempotent producer's
+    /// guarantee broken); what the old producer held is sent again by the new one.
+    output_producer_restarts,
     /// Times the output switched to spooling (Kafka unreachable).
     spool_switches,
     /// Events written to the spool (and fsynced: their offsets are done).

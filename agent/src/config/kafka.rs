@@ -11,7 +11,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub const DEFAULT_REQUIRED_ACKS: i8 = 1;
+/// `-1` (all in-sync replicas), not Filebeat's 1: the idempotent producer, on by default, needs it.
+pub const DEFAULT_REQUIRED_ACKS: i8 = -1;
+/// librdkafka's idempotent producer keeps at most this many requests in flight per connection.
+const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 5;
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 4;
 pub const DEFAULT_MAX_MESSAGE_BYTES: ByteSize = ByteSize(1_000_000);
 pub const DEFAULT_BULK_MAX_SIZE: usize = 2048;
@@ -46,6 +49,11 @@ pub struct KafkaConfig {
     pub partition: Partitioning,
     #[serde(default = "d_acks")]
     pub required_acks: i8,
+    /// librdkafka's idempotent producer (`enable.idempotence`): its own retries never write a
+    /// record twice or out of order. Unset, it is on whenever `required_acks` is -1 (the
+    /// default); see [`KafkaConfig::idempotent`].
+    #[serde(default)]
+    pub idempotent: Option<bool>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default = "d_level")]
@@ -142,6 +150,7 @@ impl fmt::Debug for KafkaConfig {
             .field("topic", &self.topic)
             .field("partition", &self.partition)
             .field("required_acks", &self.required_acks)
+            .field("idempotent", &self.idempotent())
             .field("compression", &self.compression)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "*****"))
@@ -496,6 +505,7 @@ impl KafkaConfig {
         if ![0, 1, -1].contains(&self.required_acks) {
             return Err(invalid(k("required_acks"), "must be 0, 1 or -1"));
         }
+        self.validate_idempotence()?;
         self.validate_compression_level()?;
         self.validate_ranges()?;
         match &self.partition {
@@ -538,6 +548,41 @@ impl KafkaConfig {
             return Err(invalid("output.kafka.backoff.init", "must not be greater than backoff.max"));
         }
         Ok(())
+    }
+
+    /// librdkafka refuses to start an idempotent producer with fewer acks than all, or with more
+    /// than five requests in flight per connection: both are refused here, naming the key.
+    fn validate_idempotence(&self) -> Result<(), Invalid> {
+        if !self.idempotent() {
+            return Ok(());
+        }
+        if self.required_acks != -1 {
+            return Err(invalid(
+                "output.kafka.idempotent",
+                format!(
+                    "needs required_acks: -1 (not {}); set idempotent: false to send with fewer acks",
+                    self.required_acks
+                ),
+            ));
+        }
+        for key in ["max.in.flight.requests.per.connection", "max.in.flight"] {
+            if let Some(v) = self.librdkafka.get(key) {
+                if v.parse::<u32>().map_or(true, |n| n > IDEMPOTENT_MAX_IN_FLIGHT) {
+                    return Err(invalid(
+                        format!("output.kafka.librdkafka.{key}"),
+                        format!("must be at most {IDEMPOTENT_MAX_IN_FLIGHT} with the idempotent producer (not {v}); set output.kafka.idempotent: false to raise it"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the producer is idempotent: `idempotent` when set, else whenever `required_acks`
+    /// is -1 (so a Filebeat file that asks for `required_acks: 1` gets a plain producer, as
+    /// Filebeat has, rather than an error).
+    pub fn idempotent(&self) -> bool {
+        self.idempotent.unwrap_or(self.required_acks == -1)
     }
 
     fn validate_compression_level(&self) -> Result<(), Invalid> {
@@ -607,6 +652,7 @@ impl KafkaConfig {
         set("bootstrap.servers", self.hosts.join(","));
         set("client.id", self.client_id.clone());
         set("acks", self.required_acks.to_string());
+        set("enable.idempotence", self.idempotent().to_string());
         set("compression.codec", self.compression.librdkafka_name().into());
         if self.compression != Compression::None
             && (self.compression == Compression::Gzip || self.compression_level != DEFAULT_COMPRESSION_LEVEL)
@@ -757,6 +803,25 @@ mod tests {
     fn kafka(extra: &str) -> Result<Config, String> {
         let text = format!("output:\n  kafka:\n    hosts: [h:9092]\n    topic: t\n{extra}");
         Config::from_str_at(&text, Path::new("a.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn idempotence_follows_required_acks_unless_set() {
+        let props = |extra: &str| kafka(extra).unwrap().kafka().unwrap().client_properties();
+        let p = props("");
+        assert_eq!((p["acks"].as_str(), p["enable.idempotence"].as_str()), ("-1", "true"));
+        // A Filebeat file asking for fewer acks gets the plain producer it had under Filebeat.
+        let p = props("    required_acks: 1\n");
+        assert_eq!((p["acks"].as_str(), p["enable.idempotence"].as_str()), ("1", "false"));
+        assert_eq!(props("    idempotent: false\n")["enable.idempotence"], "false");
+        let err = kafka("    required_acks: 0\n    idempotent: true\n").unwrap_err();
+        assert!(err.contains("output.kafka.idempotent") && err.contains("line 6"), "{err}");
+        let err = kafka("    librdkafka:\n      max.in.flight: \"20\"\n").unwrap_err();
+        assert!(err.contains("output.kafka.librdkafka.max.in.flight") && err.contains("at most 5"), "{err}");
+        let p = props("    idempotent: false\n    librdkafka:\n      max.in.flight: \"20\"\n");
+        assert_eq!(p["max.in.flight"], "20");
+        let err = kafka("    librdkafka:\n      enable.idempotence: \"false\"\n").unwrap_err();
+        assert!(err.contains("output.kafka.librdkafka.enable.idempotence"), "{err}");
     }
 
     #[test]

@@ -653,7 +653,8 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.registry.flush, DEFAULT_REGISTRY_FLUSH);
         assert_eq!(c.inputs[0].max_bytes, DEFAULT_MAX_BYTES);
-        assert_eq!(c.kafka().unwrap().required_acks, 1);
+        assert_eq!(c.kafka().unwrap().required_acks, -1);
+        assert!(c.kafka().unwrap().idempotent());
         assert_eq!(c.kafka().unwrap().compression, Compression::Gzip);
         assert_eq!(c.kafka().unwrap().compression_level, 4);
     }

@@ -556,6 +556,50 @@ fn unexpected_broker_errors_are_retried_not_dropped() {
     assert!(Metrics::get(&summary.metrics.events_retried) >= 1, "the refused sends were retried");
 }
 
+/// The idempotent producer (on by default) gets a fatal error when the broker answers a
+/// head-of-line request with OUT_OF_ORDER_SEQUENCE_NUMBER: librdkafka then takes nothing more on
+/// that producer. The output must replace it and send what it held: every line still arrives.
+#[test]
+fn a_fatal_producer_error_replaces_the_producer_and_loses_no_line() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let kc = cluster("fatal", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("f.log");
+    let before = numbered("before", 0..2000);
+    append_lines(&log, before.clone());
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &kc.bootstrap_servers(),
+        "fatal",
+        "",
+        "    codec: raw
+",
+    );
+    let agent = RunningAgent::start(&cfg);
+    assert_eq!(consume(&kc.bootstrap_servers(), "fatal", 1, before.len(), T).len(), before.len());
+    kc.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER]);
+    let after = numbered("after", 0..2000);
+    for chunk in after.chunks(200) {
+        append_lines(&log, chunk.to_vec());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expected: Vec<String> = before.into_iter().chain(after).collect();
+    let got = consume(&kc.bootstrap_servers(), "fatal", 1, expected.len(), T);
+    let summary = agent.stop();
+    let seen = tally(&got);
+    let missing: Vec<&String> = expected.iter().filter(|l| !seen.contains_key(*l)).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "lines lost after the fatal error, e.g. {missing:?} ({} of {} arrived)",
+        seen.len(),
+        expected.len()
+    );
+    assert_eq!(seen.len(), expected.len(), "nothing but the written lines");
+    assert!(Metrics::get(&summary.metrics.output_producer_restarts) >= 1, "the failed producer was replaced");
+    assert_eq!((Metrics::get(&summary.metrics.events_failed), summary.unacknowledged), (0, 0));
+}
+
 #[test]
 fn reachable_only_avoids_partitions_whose_leader_is_down() {
     let kc = MockCluster::new(3).unwrap();

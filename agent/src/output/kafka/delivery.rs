@@ -4,6 +4,9 @@
 //! send again, and reads the statistics (brokers up, reachable partitions). Invariant: every
 //! report ends in exactly one outcome, classified by [`is_permanent`], [`refuses_topic`],
 //! [`is_purged`] and [`partition_unknown`] (the module's parent states the guarantees).
+//! Once a producer is to be replaced (librdkafka raised a fatal error on it, or the broker fenced
+//! its producer id), every record it gives back (purged included) is queued to be sent again: the
+//! output rebuilds that producer ([`Pending`] outlives it) and sends them through the new one.
 
 use super::{Parked, Retry, Shared, ID_HEADER};
 use crate::ack::{unpack, REPLAY_BIT};
@@ -16,19 +19,33 @@ use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The records one worker has to send again. It belongs to the worker, not to its producer: a
+/// producer rebuilt after a fatal error takes these over, and a late report from the old one
+/// still lands here.
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) retries: Mutex<VecDeque<Retry>>,
+    /// Records whose topic Kafka refuses, sent again after `held_wait` (apart from `retries`, so
+    /// their long wait never holds up a retry queued behind them).
+    pub(super) held: Mutex<VecDeque<Retry>>,
+}
 
 /// Shared between the output thread and librdkafka's threads (delivery reports, statistics).
 pub struct AgentContext {
     shared: Arc<Shared>,
     /// This producer's index among the output's producers.
     worker: usize,
-    pub(super) retries: Mutex<VecDeque<Retry>>,
-    /// Records whose topic Kafka refuses, sent again after `held_wait` (apart from `retries`, so
-    /// their long wait never holds up a retry queued behind them).
-    pub(super) held: Mutex<VecDeque<Retry>>,
+    pub(super) pending: Arc<Pending>,
+    /// This producer is to be replaced ([`super::KafkaOutput::restart_failed`]): librdkafka
+    /// raised a fatal error on it (it takes no more records), or the broker fenced its producer
+    /// id (its records would be refused forever).
+    pub(super) failed: AtomicBool,
+    /// Why, when the broker fenced it (a fatal error has its own record in librdkafka).
+    pub(super) fenced: Mutex<Option<String>>,
     retry_backoff: Duration,
     /// Per topic, the partitions whose leader broker is up (from librdkafka's statistics).
     pub(super) reachable: Mutex<HashMap<String, Vec<i32>>>,
@@ -44,14 +61,16 @@ impl AgentContext {
     pub(super) fn new(
         shared: Arc<Shared>,
         worker: usize,
+        pending: Arc<Pending>,
         retry_backoff: Duration,
         rdlog: Arc<crate::rdlog::RdLog>,
     ) -> AgentContext {
         AgentContext {
             shared,
             worker,
-            retries: Mutex::new(VecDeque::new()),
-            held: Mutex::new(VecDeque::new()),
+            pending,
+            failed: AtomicBool::new(false),
+            fenced: Mutex::new(None),
             retry_backoff,
             reachable: Mutex::new(HashMap::new()),
             failed_topics: Mutex::new(HashSet::new()),
@@ -68,7 +87,7 @@ impl AgentContext {
             tracing::warn!(topic = r.topic, error = %err, "Kafka did not take an event; retrying until it does (logged once per topic and error)");
         }
         r.not_before = Instant::now() + self.retry_backoff;
-        self.retries.lock().unwrap().push_back(r);
+        self.pending.retries.lock().unwrap().push_back(r);
     }
 }
 
@@ -88,7 +107,7 @@ impl AgentContext {
         sh.held.fetch_add(1, Ordering::Relaxed);
         r.partition = -1;
         r.not_before = Instant::now() + sh.held_wait;
-        self.held.lock().unwrap().push_back(r);
+        self.pending.held.lock().unwrap().push_back(r);
     }
 }
 
@@ -126,6 +145,13 @@ impl ClientContext for AgentContext {
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == FATAL_FACILITY {
+            // librdkafka logs a fatal error from the thread that raises it, before it purges the
+            // producer's queue (the error event itself carries the underlying code, not that it
+            // is fatal): the purged records that follow are sent again, not taken for a
+            // shutdown's purge.
+            self.failed.store(true, Ordering::Relaxed);
+        }
         self.rdlog.log(level, fac, message);
     }
 }
@@ -136,6 +162,14 @@ impl ProducerContext for AgentContext {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let sh = &self.shared;
         let replay = opaque & REPLAY_BIT != 0;
+        if let Err((err, _)) = result {
+            if producer_fenced(err) {
+                // The broker refuses this producer's id or epoch: no retry through it can
+                // succeed, while a new producer (a new id) can. The record is retried below.
+                self.fenced.lock().unwrap().get_or_insert_with(|| err.to_string());
+                self.failed.store(true, Ordering::Relaxed);
+            }
+        }
         match result {
             Ok(msg) => {
                 sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
@@ -173,10 +207,11 @@ impl ProducerContext for AgentContext {
                     opaque,
                 });
             }
-            Err((err, _)) if is_purged(err) => {
+            Err((err, _)) if is_purged(err) && !self.failed.load(Ordering::Relaxed) => {
                 // Purged when the producer is dropped at shutdown, or a replayed record purged
                 // when replay stopped: not delivered, so it stays unacknowledged (read again
-                // from its file or from the spool cursor). Never counted as done.
+                // from its file or from the spool cursor). Never counted as done. (Purged from a
+                // failed producer, it is sent again below, through the one replacing it.)
             }
             Err((err, msg)) if !is_permanent(err) => {
                 let partition = if partition_unknown(err) { -1 } else { msg.partition() };
@@ -199,6 +234,9 @@ impl ProducerContext for AgentContext {
         }
     }
 }
+
+/// The log facility of librdkafka's "Fatal error: ..." line.
+const FATAL_FACILITY: &str = "FATAL";
 
 /// The event id a record carries in its `_id` header (it goes back with the record).
 fn header_id(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<EventId> {
@@ -240,6 +278,12 @@ pub(super) fn is_permanent(err: &KafkaError) -> bool {
 pub(super) fn refuses_topic(err: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(err.rdkafka_error_code(), Some(TopicAuthorizationFailed | ClusterAuthorizationFailed | UnknownTopic))
+}
+
+/// The broker refuses the idempotent producer's id or epoch (tansu does so after librdkafka
+/// bumps the epoch; Kafka when the id expired): only a new producer gets a new id.
+fn producer_fenced(err: &KafkaError) -> bool {
+    matches!(err.rdkafka_error_code(), Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch))
 }
 
 /// Partition errors mean the metadata the partition was chosen from is stale: a retry lets

@@ -22,6 +22,9 @@
 //! - while parking is on (the output is spooling), a file event that comes back from librdkafka
 //!   (purged or failed retriably) is handed to the output to spool, never sent again directly, so
 //!   nothing overtakes the spool;
+//! - a producer that failed (librdkafka's fatal error, or a fenced producer id) is replaced, and
+//!   every record it held is sent again through the new one ([`KafkaOutput::restart_failed`]);
+//!   the worker's retry and held queues (`delivery::Pending`) outlive its producers;
 //! - nothing is dropped at shutdown: what is not acknowledged by the drain deadline stays
 //!   unacknowledged and is read again after restart (records librdkafka purges when the producer
 //!   is dropped are never marked done).
@@ -38,7 +41,7 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::spool::format::Record;
 use crate::status::{Heartbeat, RefusedTopics};
-use delivery::{is_permanent, partition_unknown, refuses_topic, AgentContext};
+use delivery::{is_permanent, partition_unknown, refuses_topic, AgentContext, Pending};
 use probe::Probe;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -244,6 +247,27 @@ pub struct KafkaOutput {
     /// The output thread's heartbeat (`/livez`), beaten by the output's loops ([`Self::beat`])
     /// and while a send waits for room in librdkafka's queue.
     heartbeat: Heartbeat,
+    /// What a producer is built from, kept to rebuild one after a fatal error.
+    recipe: Recipe,
+}
+
+/// What [`KafkaOutput`] builds each producer from.
+struct Recipe {
+    client: ClientConfig,
+    retry_backoff: Duration,
+    rdlog: Arc<crate::rdlog::RdLog>,
+}
+
+impl Recipe {
+    fn build(
+        &self,
+        shared: &Arc<Shared>,
+        worker: usize,
+        pending: Arc<Pending>,
+    ) -> anyhow::Result<Arc<ThreadedProducer<AgentContext>>> {
+        let ctx = AgentContext::new(shared.clone(), worker, pending, self.retry_backoff, self.rdlog.clone());
+        Ok(Arc::new(self.client.create_with_context(ctx)?))
+    }
 }
 
 impl KafkaOutput {
@@ -278,13 +302,15 @@ impl KafkaOutput {
             }
         }
         let workers = cfg.workers();
-        let mut producers: Vec<Arc<ThreadedProducer<AgentContext>>> = Vec::with_capacity(workers);
-        let rdlog = Arc::new(crate::rdlog::RdLog::new("output"));
-        for worker in 0..workers {
-            let ctx = AgentContext::new(shared.clone(), worker, cfg.backoff.init.0, rdlog.clone());
-            producers.push(Arc::new(client_config(cfg).create_with_context(ctx)?));
-        }
-        tracing::info!(workers, "kafka producers created");
+        let recipe = Recipe {
+            client: client_config(cfg),
+            retry_backoff: cfg.backoff.init.0,
+            rdlog: Arc::new(crate::rdlog::RdLog::new("output")),
+        };
+        let producers = (0..workers)
+            .map(|worker| recipe.build(&shared, worker, Arc::default()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(workers, idempotent = cfg.idempotent(), "kafka producers created");
         let probe = probe_every.map(|every| Probe::start(producers[0].clone(), every));
         Ok(KafkaOutput {
             producers,
@@ -301,7 +327,54 @@ impl KafkaOutput {
             probe,
             headers: cfg.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
             heartbeat: Heartbeat::detached("output"),
+            recipe,
         })
+    }
+
+    /// Replaces each producer that failed: librdkafka raised a fatal error on it (with the
+    /// idempotent producer, a broken sequence it cannot repair; the producer then takes nothing
+    /// more), or the broker fenced its producer id. What the old producer held comes back through
+    /// its delivery reports into the worker's `Pending` records, which the new producer sends:
+    /// at least once, never lost. Logged as an error and counted in `output_producer_restarts`.
+    pub fn restart_failed(&mut self) {
+        for i in 0..self.producers.len() {
+            let ctx = self.producers[i].context();
+            // librdkafka's own record of a fatal error (an atomic read while there is none)
+            // decides; the context's flag, also set from its log line, covers a fenced id.
+            let why = match self.producers[i].client().fatal_error() {
+                Some((code, reason)) => format!("librdkafka raised a fatal error: {code}: {reason}"),
+                None if ctx.failed.load(Ordering::Relaxed) => {
+                    let fenced = ctx.fenced.lock().unwrap().clone().unwrap_or_default();
+                    format!("the broker fenced its producer id: {fenced}")
+                }
+                None => continue,
+            };
+            ctx.failed.store(true, Ordering::Relaxed);
+            let pending = self.producers[i].context().pending.clone();
+            let fresh = match self.recipe.build(&self.shared, i, pending) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(worker = i, error = %e, "cannot rebuild the failed Kafka producer; trying again");
+                    continue;
+                }
+            };
+            let old = std::mem::replace(&mut self.producers[i], fresh);
+            Metrics::inc(&self.shared.metrics.output_producer_restarts);
+            tracing::error!(worker = i, why, "a Kafka producer failed: it is replaced, and the events it held are sent again (a consumer may see some twice, with the same _id)");
+            if i == 0 {
+                // The probe holds producer 0: it moves to the new one, keeping its state.
+                if let Some(old_probe) = self.probe.take() {
+                    let probe = Probe::start(self.producers[0].clone(), old_probe.every);
+                    probe.wanted.store(old_probe.wanted.load(Ordering::Relaxed), Ordering::Relaxed);
+                    probe.answered.store(old_probe.answered.load(Ordering::Relaxed), Ordering::Relaxed);
+                    self.probe = Some(probe);
+                }
+            }
+            // Records still queued or in flight in the old producer come back (purged) as
+            // retries into `pending`; dropping it serves the last reports.
+            old.purge(PurgeConfig::default().queue().inflight());
+            let _ = old.flush(PURGE_WAIT);
+        }
     }
 
     pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
@@ -531,6 +604,7 @@ impl KafkaOutput {
     /// Sends again the records whose delivery failed with a retriable error, once their backoff passed.
     /// Held records (refused topics) go again once `backoff.max` passed.
     pub fn send_retries(&mut self, stop: &Shutdown) {
+        self.restart_failed();
         let now = Instant::now();
         for i in 0..self.producers.len() {
             loop {
@@ -540,8 +614,8 @@ impl KafkaOutput {
                         Some(r) if r.not_before <= now => q.pop_front(),
                         _ => None,
                     };
-                    due(&mut ctx.retries.lock().unwrap()).map(|r| (r, false)).or_else(|| {
-                        let r = due(&mut ctx.held.lock().unwrap());
+                    due(&mut ctx.pending.retries.lock().unwrap()).map(|r| (r, false)).or_else(|| {
+                        let r = due(&mut ctx.pending.held.lock().unwrap());
                         if r.is_some() {
                             self.shared.held.fetch_sub(1, Ordering::Relaxed);
                         }
@@ -565,9 +639,9 @@ impl KafkaOutput {
                     let ctx = self.producers[i].context();
                     if was_held {
                         self.shared.held.fetch_add(1, Ordering::Relaxed);
-                        ctx.held.lock().unwrap().push_front(r);
+                        ctx.pending.held.lock().unwrap().push_front(r);
                     } else {
-                        ctx.retries.lock().unwrap().push_front(r);
+                        ctx.pending.retries.lock().unwrap().push_front(r);
                     }
                     return;
                 }
@@ -591,7 +665,7 @@ impl KafkaOutput {
     fn awaiting_kafka(&self) -> usize {
         self.producers
             .iter()
-            .map(|p| p.in_flight_count().max(0) as usize + p.context().retries.lock().unwrap().len())
+            .map(|p| p.in_flight_count().max(0) as usize + p.context().pending.retries.lock().unwrap().len())
             .sum()
     }
 
@@ -631,7 +705,7 @@ impl KafkaOutput {
         }
         let mut parked = self.take_parked();
         for p in &self.producers {
-            for r in p.context().retries.lock().unwrap().drain(..) {
+            for r in p.context().pending.retries.lock().unwrap().drain(..) {
                 if r.opaque & REPLAY_BIT == 0 {
                     let hash = self.shared.kept_hash(r.partition);
                     parked.push(Parked {
@@ -648,7 +722,7 @@ impl KafkaOutput {
         parked.sort_by_key(|p| p.opaque);
         // Held replayed records go with the replay window: replay starts again from the cursor.
         for p in &self.producers {
-            let mut held = p.context().held.lock().unwrap();
+            let mut held = p.context().pending.held.lock().unwrap();
             let before = held.len();
             held.retain(|r| r.opaque & REPLAY_BIT == 0);
             self.shared.held.fetch_sub(before - held.len(), Ordering::Relaxed);

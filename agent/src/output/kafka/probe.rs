@@ -16,6 +16,8 @@ pub(super) struct Probe {
     pub(super) wanted: Arc<AtomicBool>,
     /// Kafka answered since the probe was last reset.
     pub(super) answered: Arc<AtomicBool>,
+    /// How often it asks.
+    pub(super) every: Duration,
     stop: Shutdown,
     thread: Option<JoinHandle<()>>,
 }
@@ -30,7 +32,7 @@ impl Probe {
                 move || probe_loop(&producer, every, &wanted, &answered, &stop)
             })
             .expect("spawn probe thread");
-        Probe { wanted, answered, stop, thread: Some(thread) }
+        Probe { wanted, answered, every, stop, thread: Some(thread) }
     }
 }
 
