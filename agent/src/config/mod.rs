@@ -816,4 +816,19 @@ output:\n  kafka:\n    hosts: [h]\n    topic: t\n    required_acks: 7\n    compr
         let text = "output:\n  kafka:\n    librdkafka:\n      linger.ms: 5\n      compression.codec: lz4\n";
         assert_eq!(line(text, "output.kafka.librdkafka.compression.codec"), Some(5));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1500))]
+        /// Bounded fuzzing of the config loader (issue #14): any text, in the agent's nested form
+        /// or Filebeat's dotted one, loads or is refused with an error, never a panic, and quickly
+        /// (nesting and size are bounded).
+        #[test]
+        fn any_config_text_loads_or_is_refused(
+            text in "([a-z_.]{1,12}: ?|- |[\\[\\]{},:\"'&*!|>#%@`$]|\\$\\{[A-Z_:]{0,6}\\}|[0-9]{1,4}[a-z]{0,2}| {1,4}|\n){0,120}",
+            base in proptest::prelude::any::<bool>(),
+        ) {
+            let text = if base { format!("{MINIMAL}{text}") } else { text };
+            let _ = parse(&text);
+        }
+    }
 }

@@ -187,4 +187,34 @@ mod tests {
         assert_eq!(parse("a=1\n\na=2\n").unwrap_err(), "t.properties:3: `a` is already set on line 1");
         assert_eq!(parse("x=\\u12G4\n").unwrap_err(), "t.properties:1: malformed \\uxxxx escape `\\u12G4`");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Bounded fuzzing of the `.properties` parser (issue #14): any text parses or is refused
+        /// with a line number inside the text, never a panic.
+        #[test]
+        fn any_text_parses_or_names_a_line(text in "(\\PC|[\\\\=: \t\n#!]){0,200}") {
+            match Properties::parse(&text, Path::new("f.properties")) {
+                Ok(_) => {}
+                Err(PropertiesError::Syntax { line, .. }) => proptest::prop_assert!(line >= 1 && line <= text.lines().count().max(1)),
+                Err(e) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+
+        /// A key and value written as `key=value` (backslashes, `=` and `:` in the value escaped)
+        /// read back as themselves.
+        #[test]
+        fn written_pairs_read_back(pairs in proptest::collection::btree_map("[a-z][a-z0-9.]{0,10}", "[ -~]{0,20}", 0..8)) {
+            let mut text = String::new();
+            for (k, v) in &pairs {
+                let v = v.replace('\\', "\\\\");
+                let v = v.strip_prefix(' ').map_or(v.clone(), |rest| format!("\\ {rest}"));
+                text.push_str(&format!("{k}={v}\n"));
+            }
+            let p = Properties::parse(&text, Path::new("f.properties")).unwrap();
+            for (k, v) in &pairs {
+                proptest::prop_assert_eq!(p.get(k).map(|p| p.value.as_str()), Some(v.as_str()), "{}", text);
+            }
+        }
+    }
 }

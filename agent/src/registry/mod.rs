@@ -391,6 +391,11 @@ fn journal_line(e: &Entry, out: &mut Vec<u8>) {
 fn journal_entry(text: &[u8]) -> Option<(Entry, usize)> {
     let end = memchr::memchr(b'\n', text)?;
     let line = &text[..end];
+    // The separator is checked too: the checksum covers only the JSON (the fuzz test found a
+    // damaged separator read as intact).
+    if line.get(8) != Some(&b' ') {
+        return None;
+    }
     let (crc, json) = (line.get(..8)?, line.get(9..)?);
     let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
     if crc32fast::hash(json) != crc {
@@ -560,5 +565,61 @@ mod tests {
         assert_eq!(offset_in(&found, 1), Some(300), "the replay stops at the damaged line");
         assert_eq!(found.journaled, 2);
         assert!(found.torn > 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Bounded fuzzing of the registry reader (issue #14): damage one byte of the journal, or
+        /// cut it anywhere, and the replay applies exactly the lines before the first damaged or
+        /// torn one, in order, never a damaged one, and never panics.
+        #[test]
+        fn journal_damage_ends_the_replay_at_the_damaged_line(
+            lines in proptest::collection::vec((0u64..4, proptest::prelude::any::<u64>(), "\\PC{0,12}"), 1..10),
+            at in 0usize..3000,
+            flip in 1u8..=255,
+            cut in proptest::prelude::any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let entry = |ino: u64, offset: u64, path: &str| Entry {
+                input: "in".into(), path: path.into(), dev: 7, ino, fp_len: 10, fp_hash: 99, offset, last_seen: 1,
+            };
+            let mut body = Vec::new();
+            let mut spans = Vec::new();
+            for (ino, offset, path) in &lines {
+                let from = body.len();
+                journal_line(&entry(*ino, *offset, path), &mut body);
+                spans.push(from..body.len());
+            }
+            let at = at % body.len();
+            let same_meaning = !cut && {
+                // A checksum digit whose case flips still names the same checksum.
+                let line_start = spans.iter().find(|s| s.contains(&at)).unwrap().start;
+                let (was, now) = (body[at], body[at] ^ flip);
+                at < line_start + 8 && was.is_ascii_hexdigit() && now.is_ascii_hexdigit() && was.eq_ignore_ascii_case(&now)
+            };
+            if cut { body.truncate(at) } else { body[at] ^= flip }
+            fs::write(dir.path().join(JOURNAL_NAME), &body).unwrap();
+            let found = read(dir.path()).unwrap();
+            let applied = spans.iter().take_while(|s| if cut { s.end <= at } else { same_meaning || !s.contains(&at) }).count();
+            let applied = if !cut && !same_meaning { applied.min(spans.iter().position(|s| s.contains(&at)).unwrap()) } else { applied };
+            let mut want = HashMap::new();
+            for (ino, offset, path) in &lines[..applied] {
+                let e = entry(*ino, *offset, path);
+                want.insert((e.input.clone(), e.id()), e);
+            }
+            proptest::prop_assert_eq!(found.journaled, applied);
+            proptest::prop_assert_eq!(found.entries, want);
+        }
+
+        /// Any bytes in `registry.json` are read or refused as corrupt, never a panic.
+        #[test]
+        fn any_registry_file_is_read_or_refused(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(FILE_NAME), &text).unwrap();
+            match read(dir.path()) {
+                Ok(_) | Err(ReadError::Corrupt(_)) => {}
+                Err(ReadError::Io(e)) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
     }
 }

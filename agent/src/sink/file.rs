@@ -254,4 +254,43 @@ mod tests {
             SinkFile::open(Path::new("/proc/agent-sink-test/out.txt"), Path::new("/nonexistent/state")).err().unwrap();
         assert!(err.to_string().contains("cannot open for appending /proc/agent-sink-test/out.txt"), "{err}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Bounded fuzzing of the sink state reader (issue #14): whatever the state file holds,
+        /// opening cuts the file back to the committed length only when the state names this
+        /// very file and a shorter length, never lengthens it, and refuses a damaged state by
+        /// its path, never a panic.
+        #[test]
+        fn opening_cuts_only_what_the_state_says_was_not_committed(
+            size in 0u64..5000,
+            len in 0u64..6000,
+            same_file in proptest::prelude::any::<bool>(),
+            junk in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, state_path) = paths(dir.path());
+            std::fs::write(&path, vec![b'x'; size as usize]).unwrap();
+            let m = std::fs::metadata(&path).unwrap();
+            let ino = if same_file { m.ino() } else { m.ino() + 1 };
+            let state = State { dev: m.dev(), ino, len, ids: 3 };
+            let text = match &junk {
+                Some(j) => j.clone(),
+                None => serde_json::to_vec(&state).unwrap(),
+            };
+            std::fs::write(&state_path, &text).unwrap();
+            match SinkFile::open(&path, &state_path) {
+                Ok(o) => {
+                    let now = std::fs::metadata(&path).unwrap().len();
+                    let want = if junk.is_none() && same_file && len < size { len } else { size };
+                    proptest::prop_assert_eq!(now, want);
+                    proptest::prop_assert_eq!(o.cut, size - now);
+                }
+                Err(e) => {
+                    proptest::prop_assert!(junk.is_some(), "a valid state is never refused: {}", e);
+                    proptest::prop_assert!(e.to_string().contains("out.state"), "{}", e);
+                }
+            }
+        }
+    }
 }

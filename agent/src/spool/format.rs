@@ -506,4 +506,57 @@ mod tests {
         assert_eq!(decode_cursor(&c), None);
         assert_eq!(decode_cursor(b"short"), None);
     }
+
+    /// One record for the property test: (topic, key, hash, has an id, payload).
+    type Spec2 = (String, Option<Vec<u8>>, Option<u32>, bool, Vec<u8>);
+
+    fn spec() -> impl proptest::strategy::Strategy<Value = Spec2> {
+        use proptest::prelude::*;
+        (
+            "[a-z._-]{1,20}",
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
+            proptest::option::of(any::<u32>()),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..200),
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Bounded fuzzing of the segment reader (issue #14): damage one byte of a segment, or
+        /// cut it anywhere, and the scanner still returns every record the damage did not touch,
+        /// unchanged and in order, and never one it did touch (CRC), without panicking.
+        #[test]
+        fn damage_costs_only_the_record_it_touches(
+            specs in proptest::collection::vec(spec(), 1..12),
+            at in 0usize..4000,
+            flip in 1u8..=255,
+            cut in proptest::prelude::any::<bool>(),
+        ) {
+            let id = EventId::from_bytes(b"AAAAAAAAAAAAAAAA").unwrap();
+            let mut bytes = SEGMENT_HEADER.to_vec();
+            let mut spans = Vec::new();
+            let mut want = Vec::new();
+            for (i, (topic, key, hash, has_id, payload)) in specs.iter().enumerate() {
+                let from = bytes.len();
+                let e = Entry { topic, key: key.as_deref(), hash: *hash, id: has_id.then_some(id), payload };
+                encode(&mut bytes, i as u64, &e);
+                spans.push(from..bytes.len());
+                let rec = Record { seq: i as u64, topic: topic.clone(), key: key.clone(), hash: *hash, id: has_id.then_some(id), payload: payload.clone() };
+                want.push(rec);
+            }
+            let at = at % bytes.len();
+            if cut {
+                bytes.truncate(at);
+            } else {
+                bytes[at] ^= flip;
+            }
+            let got: Vec<Record> = scan(&bytes).into_iter().filter_map(|i| match i {
+                Item::Record(r) => Some(r),
+                Item::Damaged { .. } => None,
+            }).collect();
+            let intact: Vec<&Record> = want.iter().zip(&spans).filter(|(_, s)| if cut { s.end <= at } else { !s.contains(&at) }).map(|(r, _)| r).collect();
+            proptest::prop_assert_eq!(got.iter().collect::<Vec<_>>(), intact);
+        }
+    }
 }

@@ -269,3 +269,90 @@ mod tests {
         assert_eq!(run(&mut s, &[be]), vec![(b"\x0a\0\0a".to_vec(), 0, 6, false)]);
     }
 }
+
+/// Property tests: any file content, fed in any chunking, splits exactly as a one-pass model
+/// splits it (issue #14's bounded fuzzing of the line splitter).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The model: lines found in the whole content at once, with the splitter's rules.
+    fn model(
+        content: &[u8],
+        start: u64,
+        max: usize,
+        term: LineTerminator,
+        nl: Newline,
+    ) -> Vec<(Vec<u8>, u64, u64, bool)> {
+        type IsNewline = fn(&[u8], usize) -> bool;
+        let (unit, newline_at): (usize, IsNewline) = match nl {
+            Newline::Byte => (1, |c, i| c[i] == b'\n'),
+            Newline::Utf16Le => (2, |c, i| c[i] == b'\n' && c[i + 1] == 0),
+            Newline::Utf16Be => (2, |c, i| c[i] == 0 && c[i + 1] == b'\n'),
+        };
+        let cr: &[u8] = match nl {
+            Newline::Byte => b"\r",
+            Newline::Utf16Le => b"\r\0",
+            Newline::Utf16Be => b"\0\r",
+        };
+        let mut out = Vec::new();
+        let (mut from, mut i) = (0usize, 0usize);
+        let mut emit = |from: usize, to: usize, end: usize| {
+            let whole = &content[from..to];
+            let truncated = whole.len() > max;
+            let mut bytes = &whole[..whole.len().min(max)];
+            if term == LineTerminator::Auto && !truncated {
+                bytes = bytes.strip_suffix(cr).unwrap_or(bytes);
+            }
+            out.push((bytes.to_vec(), start + from as u64, start + end as u64, truncated));
+        };
+        while i + unit <= content.len() {
+            if newline_at(content, i) {
+                emit(from, i, i + unit);
+                from = i + unit;
+            }
+            i += unit;
+        }
+        if from < content.len() {
+            emit(from, content.len(), content.len());
+        }
+        out
+    }
+
+    fn newline() -> impl Strategy<Value = Newline> {
+        prop_oneof![Just(Newline::Byte), Just(Newline::Utf16Le), Just(Newline::Utf16Be)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn any_chunking_splits_as_the_model(
+            content in proptest::collection::vec(prop_oneof![4 => any::<u8>(), 2 => Just(b'\n'), 1 => Just(b'\r'), 2 => Just(0u8)], 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..12),
+            max in 1usize..40,
+            auto in any::<bool>(),
+            nl in newline(),
+            start in 0u64..1000,
+        ) {
+            let term = if auto { LineTerminator::Auto } else { LineTerminator::LineFeed };
+            let unit = if nl == Newline::Byte { 1 } else { 2 };
+            // Whole code units, fed from even offsets (the reader's contract).
+            let content = &content[..content.len() / unit * unit];
+            let start = start / 2 * 2;
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(content.len()) / unit * unit).collect();
+            cuts.push(0);
+            cuts.push(content.len());
+            cuts.sort_unstable();
+            let mut s = LineSplitter::new(start, max, term, nl);
+            let mut got = Vec::new();
+            for w in cuts.windows(2) {
+                prop_assert_eq!(s.stream_pos(), start + w[0] as u64);
+                s.feed(&content[w[0]..w[1]], |l| got.push((l.bytes.to_vec(), l.offset, l.end_offset, l.truncated)));
+            }
+            s.finish(|l| got.push((l.bytes.to_vec(), l.offset, l.end_offset, l.truncated)));
+            prop_assert_eq!(got, model(content, start, max, term, nl));
+            prop_assert_eq!(s.line_start(), start + content.len() as u64);
+        }
+    }
+}
