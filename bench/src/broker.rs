@@ -55,6 +55,22 @@ impl Broker {
         Ok(())
     }
 
+    /// Freezes the broker (SIGSTOP): its connections stay open and nothing answers, the way a
+    /// hung or partitioned broker looks to a client. [`Broker::thaw`] resumes it.
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    pub fn thaw(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill {sig} tansu failed");
+        Ok(())
+    }
+
     /// Sum of the partitions' high watermarks: cheap progress polling during a run. tansu's
     /// watermarks can lag slightly, so completeness is always confirmed by fetching afterwards.
     pub fn watermark(&self, topic: &str, partitions: i32) -> u64 {

