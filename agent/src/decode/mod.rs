@@ -128,4 +128,58 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// Any JSON value, a few levels deep.
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "\\PC{0,10}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("\\PC{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Bounded fuzzing of ndjson decoding (issue #14): a line holding an object (and anything
+        /// after it, which Filebeat ignores too) decodes to that object.
+        #[test]
+        fn an_object_line_decodes_to_its_object(
+            obj in proptest::collection::btree_map("\\PC{0,8}", json(), 0..5),
+            tail in "( |\\{|x|\\]|1){0,4}",
+        ) {
+            let want: Map<String, Value> = obj.into_iter().collect();
+            let mut line = serde_json::to_vec(&want).unwrap();
+            line.extend_from_slice(tail.as_bytes());
+            match ndjson().decode(&line).decoded {
+                Decoded::Object(m) => proptest::prop_assert_eq!(m, want),
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        /// Any bytes decode to an object or to the line itself with an error (never dropped,
+        /// never a panic, also in the Go-worded error).
+        #[test]
+        fn any_line_is_kept(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let out = ndjson().decode(&line);
+            proptest::prop_assert_eq!(out.invalid_utf8, std::str::from_utf8(&line).is_err());
+            match out.decoded {
+                Decoded::Object(_) => {}
+                Decoded::Invalid { raw, error } => {
+                    proptest::prop_assert_eq!(raw, String::from_utf8_lossy(&line));
+                    proptest::prop_assert!(!error.is_empty());
+                }
+                Decoded::Plain(_) => proptest::prop_assert!(false, "ndjson never yields a plain line"),
+            }
+        }
+    }
 }

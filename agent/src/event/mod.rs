@@ -723,3 +723,54 @@ mod tests {
         assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 }
+
+/// Property tests (issue #14's bounded fuzzing of event encoding): the fast path that writes a
+/// plain line's event as text and the map path processors use give the same event.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::config::Config;
+    use std::borrow::Cow;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        #[test]
+        fn the_fast_path_and_the_map_path_write_the_same_event(
+            message in "\\PC*|[\\x00-\\x1f\"\\\\]{0,20}",
+            path in "\\PC{0,30}",
+            error in proptest::option::of("\\PC{0,20}"),
+            offset in proptest::prelude::any::<u64>(),
+            truncated in proptest::prelude::any::<bool>(),
+            multiline in proptest::prelude::any::<bool>(),
+            tags in proptest::prelude::any::<bool>(),
+        ) {
+            let extra = if tags { "    tags: [a, b]\n    fields: {env: \"x\\ny\"}\n" } else { "" };
+            let text = format!("inputs:\n  - id: web\n    paths: [/x]\n{extra}output:\n  kafka:\n    hosts: [h]\n    topic: t\n");
+            let input = Config::from_str_at(&text, std::path::Path::new("a.yml")).unwrap().inputs.remove(0);
+            let agent = AgentMeta { host_name: "h\u{1}".into(), agent_id: "a".into(), ephemeral_id: "e".into() };
+            let t = EventTemplate::new(&input, &GlobalFields::default(), Codec::Json, &agent);
+            let line = LineCtx {
+                raw: message.as_bytes(),
+                offset,
+                path: &path,
+                truncated,
+                multiline,
+                timestamp: "2026-01-02T03:04:05.006Z",
+                ndjson: None,
+                id: None,
+            };
+            let decoded = || match &error {
+                None => Decoded::Plain(Cow::Borrowed(message.as_str())),
+                Some(e) => Decoded::Invalid { raw: Cow::Borrowed(message.as_str()), error: e.clone() },
+            };
+            let mut fast = Vec::new();
+            t.encode(&line, decoded(), &mut fast);
+            let fast: Value = serde_json::from_slice(&fast).expect("the fast path writes JSON");
+            let mut map = t.event_map(&line, decoded());
+            t.add_builtin(&mut map);
+            proptest::prop_assert_eq!(&fast, &Value::Object(map));
+            proptest::prop_assert_eq!(fast["message"].as_str(), Some(message.as_str()));
+            proptest::prop_assert_eq!(fast["log"]["file"]["path"].as_str(), Some(path.as_str()));
+        }
+    }
+}
