@@ -455,12 +455,14 @@ pub fn outage(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, o: Outage, run: us
     std::thread::sleep(o.before);
     ctx.broker.freeze()?;
     std::thread::sleep(o.down);
-    // Thawed before anything can fail, so one broken run never leaves the broker frozen.
-    let thawed = (ctx.broker.thaw(), Instant::now());
-    thawed.0?;
+    // Nothing between the freeze and the thaw can fail: one broken run never leaves the broker
+    // frozen for the next.
+    let thawed = ctx.broker.thaw();
+    let back = Instant::now();
+    thawed?;
     let (lines, bytes) = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
     // Re-sent records count in the watermark: reaching the line count is not the end of it.
-    let (end, _) = follow_records(ctx, &topic, lines, 0, thawed.1, false);
+    let (end, _) = follow_records(ctx, &topic, lines, 0, back, false);
     let usage = proc.stop(Duration::from_secs(30));
     let (records, distinct, sample_ok) = verify(ctx.broker, &topic, ctx.settings, target, corpus, ctx.idle);
     let complete = distinct == lines && sample_ok;
@@ -471,7 +473,7 @@ pub fn outage(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, o: Outage, run: us
         records,
         cpu_s: usage.cpu_s,
         rss_kb: usage.rss_kb,
-        resume_s: Some(end.saturating_duration_since(thawed.1).as_secs_f64()),
+        resume_s: Some(end.saturating_duration_since(back).as_secs_f64()),
         duplicates: Some(records.saturating_sub(distinct)),
         lost: Some(lines.saturating_sub(distinct)),
         complete,
