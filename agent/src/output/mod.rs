@@ -32,7 +32,7 @@ use crate::queue::{Popped, Queue};
 use crate::shutdown::Shutdown;
 use crate::spool::format::{Item, Record};
 use crate::spool::{Entry, Spool, SpoolError};
-use crate::status::{Heartbeat, RefusedTopics};
+use crate::status::{Heartbeat, Refusals};
 use kafka::{KafkaOutput, Parked, HELD_LIMIT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,7 +102,7 @@ impl Output {
         kafka: &KafkaConfig,
         tracker: Arc<AckTracker>,
         metrics: Arc<Metrics>,
-        refused: Arc<RefusedTopics>,
+        refused: Arc<Refusals>,
     ) -> anyhow::Result<Output> {
         let spool_cfg = &config.queue.spool;
         let probe_every = spool_cfg.enabled.then_some(spool_cfg.retry_interval.0);

@@ -47,10 +47,24 @@ impl Tansu {
         t
     }
 
+    /// Starts tansu on a free port while it tells clients to connect to `advertised` (a TLS
+    /// proxy in front of it); the topic is created through the broker's own port.
+    pub fn start_behind(topic: &str, partitions: i32, advertised: &str) -> Tansu {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let bootstrap = format!("127.0.0.1:{port}");
+        let t = Tansu { child: Self::spawn_advertising(&bootstrap, advertised, &[]), bootstrap };
+        t.create_topic(topic, partitions);
+        t
+    }
+
     fn spawn(bootstrap: &str, args: &[&str]) -> Child {
+        Self::spawn_advertising(bootstrap, bootstrap, args)
+    }
+
+    fn spawn_advertising(bootstrap: &str, advertised: &str, args: &[&str]) -> Child {
         let url = format!("tcp://{bootstrap}");
         let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &format!("tcp://{advertised}")])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -11,3 +11,4 @@ mod mock;
 mod ops;
 mod sink;
 mod spool;
+mod tls;

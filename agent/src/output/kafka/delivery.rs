@@ -114,6 +114,10 @@ impl AgentContext {
 impl ClientContext for AgentContext {
     fn stats(&self, stats: Statistics) {
         let up: HashSet<i32> = stats.brokers.values().filter(|b| b.state == "UP").map(|b| b.nodeid).collect();
+        if !up.is_empty() {
+            // A broker connection is up: the TLS handshake or authentication works now.
+            self.shared.refused.accept_connection();
+        }
         // The gauge is what any of the producers is connected to: an idle producer (librdkafka
         // connects sparsely) must not hide the connection the others have.
         let all_up = {
@@ -137,8 +141,18 @@ impl ClientContext for AgentContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.shared.all_down.store(true, Ordering::Relaxed);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => self.shared.all_down.store(true, Ordering::Relaxed),
+            // The broker answers, but the TLS handshake or SASL authentication fails: `/healthz`
+            // names that cause instead of an unreachable Kafka (the log has librdkafka's words).
+            Some(RDKafkaErrorCode::SSL) => self.shared.refused.refuse_connection(&format!("TLS: {reason}")),
+            Some(RDKafkaErrorCode::Authentication) => self.shared.refused.refuse_connection(&format!("SASL: {reason}")),
+            // With TLS 1.3 the server checks the client's certificate after the handshake: its
+            // refusal (an alert such as "certificate required") arrives as a failed receive.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
+                self.shared.refused.refuse_connection(&format!("TLS: {reason}"))
+            }
+            _ => {}
         }
         // Each cause once a minute: connection errors repeat at every reconnect attempt.
         self.rdlog.error(&error, reason);
@@ -173,6 +187,7 @@ impl ProducerContext for AgentContext {
         match result {
             Ok(msg) => {
                 sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
+                sh.refused.accept_connection();
                 if Metrics::get(&sh.metrics.output_topics_refused) > 0 && sh.refused.accept(msg.topic()) {
                     Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
                     tracing::info!(topic = msg.topic(), "Kafka takes this topic again: its held events are sent");

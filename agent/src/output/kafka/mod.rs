@@ -18,7 +18,7 @@
 //! - a record whose *topic* Kafka refuses (`refuses_topic`: authorization, or a topic that does
 //!   not exist with creation off) is *held*: not dropped, not spooled, sent again every
 //!   `backoff.max`, and not counted as Kafka being unreachable (a refusal is an answer); the topic
-//!   is in [`RefusedTopics`] (`/healthz` is 503) until Kafka acknowledges a record for it;
+//!   is in [`Refusals`] (`/healthz` is 503) until Kafka acknowledges a record for it;
 //! - while parking is on (the output is spooling), a file event that comes back from librdkafka
 //!   (purged or failed retriably) is handed to the output to spool, never sent again directly, so
 //!   nothing overtakes the spool;
@@ -40,7 +40,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::spool::format::Record;
-use crate::status::{Heartbeat, RefusedTopics};
+use crate::status::{Heartbeat, Refusals};
 use delivery::{is_permanent, partition_unknown, refuses_topic, AgentContext, Pending};
 use probe::Probe;
 use rdkafka::config::ClientConfig;
@@ -151,7 +151,7 @@ struct Shared {
     /// Per producer, the brokers it is connected to (from its statistics).
     up_by_worker: Mutex<Vec<HashSet<i32>>>,
     /// Topics Kafka refuses now (shared with `/healthz`, which only reads it).
-    refused: Arc<RefusedTopics>,
+    refused: Arc<Refusals>,
     /// Records held for refused topics, waiting in the producers' `held` queues.
     held: AtomicUsize,
     /// How long a held record waits before it is sent again (`backoff.max`).
@@ -277,7 +277,7 @@ impl KafkaOutput {
         cfg: &KafkaConfig,
         tracker: Arc<AckTracker>,
         metrics: Arc<Metrics>,
-        refused: Arc<RefusedTopics>,
+        refused: Arc<Refusals>,
         unhealthy_after: Duration,
         probe_every: Option<Duration>,
     ) -> anyhow::Result<KafkaOutput> {

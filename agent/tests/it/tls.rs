@@ -1,0 +1,186 @@
+//! The output through TLS, end to end (issue #14, item 6): the real binary, tansu behind a TLS
+//! proxy (socat from Debian's packages; tansu 0.6.0's own TLS listener did not work here, see
+//! ../shared/brokers-and-peers.md), certificates made by the openssl command for each test. Each
+//! case either delivers every line or fails with a log line that names the cause.
+
+use crate::common::*;
+use crate::e2e::{agent_log_tail, signal, spawn_agent, wait_exit, Tansu};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A CA, a server certificate for 127.0.0.1, one for another name, a client certificate, and
+/// another CA that signed none of them.
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path) -> Certs {
+        let c = Certs { dir: dir.to_path_buf() };
+        c.ca("ca");
+        c.ca("other-ca");
+        c.signed("server", "/CN=localhost", Some("subjectAltName=IP:127.0.0.1,DNS:localhost"));
+        c.signed("server-elsewhere", "/CN=elsewhere.invalid", Some("subjectAltName=DNS:elsewhere.invalid"));
+        c.signed("client", "/CN=agent", None);
+        c
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl").args(args).current_dir(&self.dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn ca(&self, name: &str) {
+        let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
+        let args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2"];
+        self.openssl(&[&args[..], &["-subj", &subj]].concat());
+    }
+
+    fn signed(&self, name: &str, subject: &str, ext: Option<&str>) {
+        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+        self.openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject]);
+        let mut args = vec!["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+        args.extend(["-out", &pem, "-days", "2"]);
+        let ext_file = format!("{name}.ext");
+        if let Some(ext) = ext {
+            std::fs::write(self.dir.join(&ext_file), format!("{ext}\n")).unwrap();
+            args.extend(["-extfile", &ext_file]);
+        }
+        self.openssl(&args);
+    }
+}
+
+/// socat terminating TLS on `port` in front of `target`, presenting certificate `server`; with
+/// `client_ca`, it asks for a client certificate signed by that CA. Killed on drop.
+struct TlsProxy(Child);
+
+impl TlsProxy {
+    fn start(certs: &Certs, server: &str, client_ca: Option<&str>, port: u16, target: &str) -> TlsProxy {
+        let mut listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={}",
+            certs.path(&format!("{server}.pem")),
+            certs.path(&format!("{server}.key"))
+        );
+        match client_ca {
+            Some(ca) => listen += &format!(",cafile={},verify=1", certs.path(&format!("{ca}.pem"))),
+            None => listen += ",verify=0",
+        }
+        let child = Command::new("socat")
+            .args([listen, format!("TCP:{target}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat (Debian's socat package; scripts/install-tools.sh installs it)");
+        let addr = format!("127.0.0.1:{port}");
+        wait_for("the TLS proxy to listen", Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok());
+        TlsProxy(child)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the agent on 50 lines through a TLS proxy presenting `server` (asking for a client
+/// certificate when `client_ca` is set), with `ssl` as the output's `ssl.*` keys. Returns how
+/// many of the lines were read back (through the proxy, as a client with every certificate), and
+/// what `/healthz` said at the end with the agent's log.
+fn run(certs: &Certs, server: &str, client_ca: Option<&str>, ssl: &str, wait: Duration) -> (usize, String) {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    // tansu tells clients to come back to the proxy's address after the first metadata.
+    let tansu = Tansu::start_behind("tls", 1, &addr);
+    let _proxy = TlsProxy::start(certs, server, client_ca, port, &tansu.bootstrap);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    append_lines(&log, numbered("tls", 0..50));
+    let cfg = dir.path().join("agent.yml");
+    let http_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config(&dir.path().join("data"), std::slice::from_ref(&log), &addr, "tls", "", ssl)
+        .replace("logging:\n", &format!("http:\n  enabled: true\n  port: {http_port}\nlogging:\n"));
+    std::fs::write(&cfg, text).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    let (ca, cert, key) = (certs.path("ca.pem"), certs.path("client.pem"), certs.path("client.key"));
+    let props = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.as_str()),
+        ("ssl.certificate.location", cert.as_str()),
+        ("ssl.key.location", key.as_str()),
+        // The reader checks the chain only: one reader serves every server certificate here.
+        ("ssl.endpoint.identification.algorithm", "none"),
+    ];
+    let got = consume_with(&addr, "tls", 1, 50, wait, &props);
+    let health = crate::ops::http(http_port, "GET", "/healthz", None).1;
+    signal(&agent, libc::SIGTERM);
+    let _ = wait_exit(&mut agent, Duration::from_secs(30));
+    let seen = tally(&got);
+    let delivered = numbered("tls", 0..50).iter().filter(|l| seen.contains_key(*l)).count();
+    (delivered, format!("/healthz: {health}\nlog:\n{}", agent_log_tail(&cfg)))
+}
+
+fn ssl(certs: &Certs, mode: &str, ca: &str, client_cert: bool) -> String {
+    let mut s = format!(
+        "    codec: raw\n    ssl.enabled: true\n    ssl.verification_mode: {mode}\n    ssl.certificate_authorities: [\"{}\"]\n",
+        certs.path(&format!("{ca}.pem"))
+    );
+    if client_cert {
+        s += &format!(
+            "    ssl.certificate: \"{}\"\n    ssl.key: \"{}\"\n",
+            certs.path("client.pem"),
+            certs.path("client.key")
+        );
+    }
+    s
+}
+
+const DELIVERS: Duration = Duration::from_secs(30);
+/// Long enough for librdkafka to try and log the handshake's failure a few times.
+const REFUSED: Duration = Duration::from_secs(6);
+
+#[test]
+fn full_verification_with_a_client_certificate_delivers_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let (n, log) = run(&certs, "server", Some("ca"), &ssl(&certs, "full", "ca", true), DELIVERS);
+    assert_eq!(n, 50, "every line through mutual TLS; log:\n{log}");
+    let (n, log) = run(&certs, "server", Some("ca"), &ssl(&certs, "full", "ca", false), REFUSED);
+    assert_eq!(n, 0, "{log}");
+    assert!(log.contains("certificate required"), "the log names the missing client certificate:\n{log}");
+    assert!(log.contains("/healthz: {\"reason\":\"output: Kafka refuses the connection (TLS: "), "{log}");
+}
+
+#[test]
+fn a_server_certificate_for_another_name_passes_certificate_mode_and_fails_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let (n, log) = run(&certs, "server-elsewhere", None, &ssl(&certs, "certificate", "ca", false), DELIVERS);
+    assert_eq!(n, 50, "certificate mode checks the chain, not the name; log:\n{log}");
+    let (n, log) = run(&certs, "server-elsewhere", None, &ssl(&certs, "full", "ca", false), REFUSED);
+    assert_eq!(n, 0, "{log}");
+    assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
+}
+
+#[test]
+fn a_wrong_ca_is_named_in_the_log_and_verification_none_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let (n, log) = run(&certs, "server", None, &ssl(&certs, "full", "other-ca", false), REFUSED);
+    assert_eq!(n, 0, "{log}");
+    assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
+    let health = log.lines().next().unwrap_or_default();
+    assert!(
+        health.contains("Kafka refuses the connection (TLS: ") && health.contains("certificate verify failed"),
+        "/healthz names the cause, not an unreachable Kafka: {health}"
+    );
+    let (n, log) = run(&certs, "server", None, &ssl(&certs, "none", "other-ca", false), DELIVERS);
+    assert_eq!(n, 50, "verification none trusts any certificate; log:\n{log}");
+}
