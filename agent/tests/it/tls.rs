@@ -1,7 +1,7 @@
 //! The output through TLS, end to end (issue #14, item 6): the real binary, tansu behind a TLS
 //! proxy (socat from Debian's packages; tansu 0.6.0's own TLS listener did not work here, see
 //! ../shared/brokers-and-peers.md), certificates made by the openssl command for each test. Each
-//! case either delivers every line or fails with a log line that names the cause.
+//! case either delivers every line or is refused with its cause named in the log and `/healthz`.
 
 use crate::common::*;
 use crate::e2e::{agent_log_tail, signal, spawn_agent, wait_exit, Tansu};
@@ -38,8 +38,10 @@ impl Certs {
 
     fn ca(&self, name: &str) {
         let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
-        let args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2"];
-        self.openssl(&[&args[..], &["-subj", &subj]].concat());
+        self.openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2", "-subj",
+            &subj,
+        ]);
     }
 
     fn signed(&self, name: &str, subject: &str, ext: Option<&str>) {
@@ -167,6 +169,7 @@ fn a_server_certificate_for_another_name_passes_certificate_mode_and_fails_full(
     let (n, log) = run(&certs, "server-elsewhere", None, &ssl(&certs, "full", "ca", false), REFUSED);
     assert_eq!(n, 0, "{log}");
     assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
+    assert!(log.lines().next().unwrap_or_default().contains("Kafka refuses the connection (TLS: "), "{log}");
 }
 
 #[test]
