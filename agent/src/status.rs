@@ -129,8 +129,8 @@ impl Connector {
 /// What Kafka refuses now: topics (authorization, or a topic that does not exist with creation
 /// off), each with the error it gave, and the connection itself (a failed TLS handshake or SASL
 /// authentication). Written by the Kafka output only: a topic comes in with its first refusal
-/// and leaves with its first acknowledgement, the connection's refusal with the first
-/// acknowledgement of any record; read by [`Status::readiness`].
+/// and leaves with its first acknowledgement, the connection's refusal once librdkafka's
+/// statistics (every second) show a broker connection up; read by [`Status::readiness`].
 #[derive(Debug, Default)]
 pub struct Refusals {
     /// Refused topics and Kafka's error for each.
@@ -138,7 +138,7 @@ pub struct Refusals {
     /// Why the connection itself was refused, when its last attempt failed in the TLS handshake
     /// or in SASL authentication: a setting to fix, not an outage to wait out.
     connection: Mutex<Option<String>>,
-    /// Set while `connection` holds a cause: every acknowledgement checks this, not the lock.
+    /// Set while `connection` holds a cause: the statistics check this, not the lock.
     connection_refused: AtomicBool,
 }
 
@@ -159,7 +159,7 @@ impl Refusals {
         self.connection_refused.store(true, Ordering::Relaxed);
     }
 
-    /// A connection worked (Kafka acknowledged a record): forgets the connection's refusal.
+    /// A broker connection is up: forgets the connection's refusal.
     pub fn accept_connection(&self) {
         if self.connection_refused.swap(false, Ordering::Relaxed) {
             self.connection.lock().unwrap().take();
@@ -447,7 +447,7 @@ mod tests {
         assert!(s.refused.accept("audit"));
         assert!(s.health().is_ok());
         // A connection refused in the TLS handshake is named, also while no broker is connected,
-        // until a record is acknowledged.
+        // until a broker connection is up.
         Metrics::set(&s.metrics.output_brokers_up, 0);
         s.refused.refuse_connection("TLS: SSL handshake failed: certificate verify failed");
         assert_eq!(

@@ -573,8 +573,7 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_no_line() {
         &kc.bootstrap_servers(),
         "fatal",
         "",
-        "    codec: raw
-",
+        "    codec: raw\n",
     );
     let agent = RunningAgent::start(&cfg);
     assert_eq!(consume(&kc.bootstrap_servers(), "fatal", 1, before.len(), T).len(), before.len());

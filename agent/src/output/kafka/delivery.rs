@@ -187,7 +187,6 @@ impl ProducerContext for AgentContext {
         match result {
             Ok(msg) => {
                 sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
-                sh.refused.accept_connection();
                 if Metrics::get(&sh.metrics.output_topics_refused) > 0 && sh.refused.accept(msg.topic()) {
                     Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
                     tracing::info!(topic = msg.topic(), "Kafka takes this topic again: its held events are sent");

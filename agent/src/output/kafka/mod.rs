@@ -350,7 +350,7 @@ impl KafkaOutput {
                 None => continue,
             };
             ctx.failed.store(true, Ordering::Relaxed);
-            let pending = self.producers[i].context().pending.clone();
+            let pending = ctx.pending.clone();
             let fresh = match self.recipe.build(&self.shared, i, pending) {
                 Ok(p) => p,
                 Err(e) => {
