@@ -253,3 +253,30 @@ pub fn all_down(kc: &MockCluster<'static, rdkafka::producer::DefaultProducerCont
 pub fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).unwrap().len()
 }
+
+/// A port for a process a test starts (tansu, a TLS proxy, Connect's REST, the agent's HTTP).
+///
+/// Taken below the kernel's ephemeral range on purpose: librdkafka's mock brokers listen on
+/// ephemeral ports and, when a test takes one down, close and re-bind the same port; a port
+/// handed out here and bound a moment later by another process could be that one, and the mock
+/// then aborts the whole test binary. Ports below the range are never picked by `bind(0)` or
+/// `connect()`, and the counter keeps two tests in this process from getting the same one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (first, span) = (10_000u32, low.saturating_sub(10_000).max(1000));
+    // Each test binary starts at its own place so two binaries run side by side rarely meet.
+    let start = std::process::id() % span;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port below the ephemeral range");
+        let port = (first + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

@@ -192,7 +192,7 @@ fn kafka_connect_and_the_agent_read_each_others_json_envelopes() {
             .unwrap();
     }
     // Connect's worker needs its own REST port and plugin settings (keys the agent refuses).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let extra = format!(
         "plugin.path={}\nplugin.discovery=service_load\nlisteners=http://127.0.0.1:{port}\n",
         connect_dir.join("plugins").display()

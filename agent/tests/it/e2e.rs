@@ -4,7 +4,6 @@
 //! runs that script first. Set `TANSU_BIN` to use another binary.
 
 use crate::common::*;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,7 +38,7 @@ impl Tansu {
     /// Starts tansu with extra broker arguments; `setup` runs once it listens, before the topic
     /// is created (e.g. to create users).
     pub fn start_with(topic: &str, partitions: i32, args: &[&str], setup: impl FnOnce(&str)) -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let bootstrap = format!("127.0.0.1:{port}");
         let t = Tansu { child: Self::spawn(&bootstrap, args), bootstrap };
         setup(&format!("tcp://{}", t.bootstrap));
@@ -50,7 +49,7 @@ impl Tansu {
     /// Starts tansu on a free port while it tells clients to connect to `advertised` (a TLS
     /// proxy in front of it); the topic is created through the broker's own port.
     pub fn start_behind(topic: &str, partitions: i32, advertised: &str) -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let bootstrap = format!("127.0.0.1:{port}");
         let t = Tansu { child: Self::spawn_advertising(&bootstrap, advertised, &[]), bootstrap };
         t.create_topic(topic, partitions);

@@ -5,7 +5,7 @@ use crate::common::*;
 use crate::e2e::{agent_log_tail, signal, spawn_agent, spawn_agent_via, wait_exit, Tansu};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,10 +26,6 @@ fn get_json(port: u16, path: &str, token: &str) -> Value {
     let (status, body) = http(port, "GET", path, Some(token));
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The log of an agent that read ten lines for `run` with no broker listening and no spool, then

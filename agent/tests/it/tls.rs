@@ -5,7 +5,6 @@
 
 use crate::common::*;
 use crate::e2e::{agent_log_tail, signal, spawn_agent, wait_exit, Tansu};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -97,7 +96,7 @@ impl Drop for TlsProxy {
 /// many of the lines were read back (through the proxy, as a client with every certificate), and
 /// what `/healthz` said at the end with the agent's log.
 fn run(certs: &Certs, server: &str, client_ca: Option<&str>, ssl: &str, wait: Duration) -> (usize, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     // tansu tells clients to come back to the proxy's address after the first metadata.
     let tansu = Tansu::start_behind("tls", 1, &addr);
@@ -106,7 +105,7 @@ fn run(certs: &Certs, server: &str, client_ca: Option<&str>, ssl: &str, wait: Du
     let log = dir.path().join("a.log");
     append_lines(&log, numbered("tls", 0..50));
     let cfg = dir.path().join("agent.yml");
-    let http_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http_port = free_port();
     let text = config(&dir.path().join("data"), std::slice::from_ref(&log), &addr, "tls", "", ssl)
         .replace("logging:\n", &format!("http:\n  enabled: true\n  port: {http_port}\nlogging:\n"));
     std::fs::write(&cfg, text).unwrap();
