@@ -30,7 +30,9 @@ struct Slot {
     /// Events in send order.
     pending: VecDeque<Pending>,
     /// A newer slot took over this file (after truncation): its offsets are no longer reported.
-    superseded: bool,
+    /// Holds the end of the last event the reader sent under it, which may still be in the queue
+    /// (not registered yet): the slot is freed only once that is acknowledged too.
+    superseded: Option<u64>,
     /// The file's input's read-to-acknowledgement latency, observed at each delivery.
     latency: Option<Arc<Histogram>>,
 }
@@ -77,7 +79,7 @@ impl AckTracker {
     /// deliveries are observed in `latency` (its input's histogram).
     pub fn open(&self, file: SlotFile, offset: u64, latency: Option<Arc<Histogram>>) -> Option<u32> {
         let mut slots = self.slots.lock().unwrap();
-        let slot = Slot { file, acked: offset, pending: VecDeque::new(), superseded: false, latency };
+        let slot = Slot { file, acked: offset, pending: VecDeque::new(), superseded: None, latency };
         if let Some(i) = slots.iter().position(Option::is_none) {
             slots[i] = Some(slot);
             return Some(i as u32);
@@ -96,10 +98,11 @@ impl AckTracker {
         }
     }
 
-    /// Stops reporting a slot's offsets (a newer slot owns the file); it is freed once drained.
-    pub fn supersede(&self, slot: u32) {
+    /// Stops reporting a slot's offsets (a newer slot owns the file); it is freed once every
+    /// event sent under it, up to `sent` (the end of the last one), is acknowledged.
+    pub fn supersede(&self, slot: u32, sent: u64) {
         if let Some(Some(s)) = self.slots.lock().unwrap().get_mut(slot as usize) {
-            s.superseded = true;
+            s.superseded = Some(sent);
         }
     }
 
@@ -164,11 +167,14 @@ impl AckTracker {
         }
     }
 
-    /// Frees superseded slots that have drained.
+    /// Frees superseded slots that have drained: nothing registered is pending and everything
+    /// sent under them is acknowledged. Events still in the queue are not registered yet; a slot
+    /// freed before them would be reused by another file and take their offsets for its own.
     pub fn reap_superseded(&self) {
         let mut slots = self.slots.lock().unwrap();
         for entry in slots.iter_mut() {
-            if entry.as_ref().is_some_and(|s| s.superseded && s.pending.is_empty()) {
+            if entry.as_ref().is_some_and(|s| s.superseded.is_some_and(|sent| s.pending.is_empty() && s.acked >= sent))
+            {
                 *entry = None;
             }
         }
@@ -180,7 +186,7 @@ impl AckTracker {
         slots
             .iter()
             .flatten()
-            .filter(|s| !s.superseded)
+            .filter(|s| s.superseded.is_none())
             .map(|s| Watermark { file: s.file.clone(), offset: s.acked })
             .collect()
     }
@@ -350,11 +356,16 @@ mod tests {
         let a = t.open(file(), 0, None).unwrap();
         t.register(a, 5, Instant::now());
         assert!(!t.close_if_drained(a));
-        t.supersede(a);
+        // Sent up to 9: the event ending there is still in the queue, not registered yet.
+        t.supersede(a, 9);
         assert!(t.watermarks().is_empty());
         let b = t.open(file(), 0, None).unwrap();
         assert_ne!(a, b);
         t.done(a, 5);
+        t.reap_superseded();
+        assert_ne!(t.open(file(), 0, None).unwrap(), a, "not free while an event sent under it is unregistered");
+        t.register(a, 9, Instant::now());
+        t.delivered(a, 9);
         t.reap_superseded();
         let c = t.open(file(), 0, None).unwrap();
         assert_eq!(c, a, "the drained superseded slot is free again");

@@ -88,6 +88,19 @@ impl Fingerprint {
     }
 }
 
+/// Whether `file` starts with `head` (at most [`FINGERPRINT_MAX`] bytes); a file now shorter
+/// than `head` does not.
+pub fn starts_with(file: &File, head: &[u8]) -> io::Result<bool> {
+    // On the stack: the reader checks this for every chunk it reads.
+    let mut buf = [0u8; FINGERPRINT_MAX as usize];
+    let buf = &mut buf[..head.len().min(FINGERPRINT_MAX as usize)];
+    match file.read_exact_at(buf, 0) {
+        Ok(()) => Ok(buf == &head[..buf.len()]),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {

@@ -89,6 +89,8 @@ counters! {
     files_closed,
     /// Files that shrank below the read offset (copytruncate) and were read again from 0.
     files_truncated,
+    /// Truncated files whose rotated copy (copytruncate) was read from the offset first.
+    files_copy_read,
     /// Files whose inode was reused by new content (fingerprint mismatch).
     files_inode_reused,
     /// Files that could not be opened or read (permissions, vanished).

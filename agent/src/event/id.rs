@@ -91,6 +91,11 @@ impl IdHead {
         self.bytes.extend_from_slice(&data[skip..skip + take]);
     }
 
+    /// The file's first bytes, as far as they were read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Forgets everything (the file is read again from 0 as a new one).
     pub fn reset(&mut self) {
         self.bytes.clear();

@@ -285,6 +285,10 @@ impl Output {
                     if left.is_zero() {
                         break;
                     }
+                    if kafka.outstanding() == 0 {
+                        // Nothing for flush to wait on (events held back for a retry): no spin.
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
             }
         }

@@ -13,7 +13,7 @@
 use super::gzip::{self, GzStream};
 use super::input::FileState;
 use super::lines::{Line, LineSplitter};
-use crate::fingerprint::{FileId, Fingerprint, Stamp, FINGERPRINT_MAX};
+use crate::fingerprint::{self, FileId, Fingerprint, Stamp};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -45,6 +45,9 @@ pub struct TailFile {
     pub gone: bool,
     /// Forgotten by `clean_inactive`: no slot and no registry entry until it grows again.
     pub detached: bool,
+    /// The rotated copy of a truncated file, read from that file's offset: nothing is written to
+    /// it any more, so it is closed once read to its end (finished, when the globs do not find it).
+    pub copy: bool,
     pub at_eof: bool,
     pub last_data: Instant,
     pub next_poll: Instant,
@@ -106,8 +109,10 @@ pub enum Polled {
     Data(usize),
     /// Nothing new.
     Eof,
-    /// The file is now shorter than the read position (copytruncate).
-    Truncated { size: u64 },
+    /// The file is now shorter than the read position, or no longer starts with its
+    /// fingerprinted bytes (copytruncate; truncated and written again past the position while
+    /// the reader was held back), after this many bytes read and fed in this poll.
+    Truncated { size: u64, read: usize },
     /// A gzip archive ended after this many more bytes: it is read completely.
     Complete(usize),
     /// A gzip archive could not be decoded further (after this many more bytes).
@@ -118,8 +123,11 @@ impl Polled {
     /// Bytes this poll read.
     pub fn bytes(&self) -> usize {
         match self {
-            Polled::Data(n) | Polled::Complete(n) | Polled::Damaged { read: n, .. } => *n,
-            Polled::Eof | Polled::Truncated { .. } => 0,
+            Polled::Data(n)
+            | Polled::Complete(n)
+            | Polled::Damaged { read: n, .. }
+            | Polled::Truncated { read: n, .. } => *n,
+            Polled::Eof => 0,
         }
     }
 }
@@ -149,6 +157,7 @@ impl TailFile {
             splitter,
             gone: false,
             detached: false,
+            copy: false,
             at_eof: false,
             last_data: now,
             next_poll: now,
@@ -264,7 +273,7 @@ impl TailFile {
         };
         let size = file.metadata()?.len();
         if size < self.splitter.stream_pos() {
-            return Ok(Polled::Truncated { size });
+            return Ok(Polled::Truncated { size, read: 0 });
         }
         if let Some(n) = head_missing {
             let mut start = vec![0u8; n];
@@ -281,6 +290,15 @@ impl TailFile {
             if n == 0 {
                 break;
             }
+            // Read first, checked after: bytes read before a truncation are the file's, and a
+            // truncation before the read shows in its first bytes. A size check alone misses a
+            // file truncated and written again past the position (while the reader waited for
+            // room in the queue, or between two polls): its new bytes would be taken for the
+            // old file's next ones. One read of at most 1 KiB per chunk of up to 64 KiB.
+            if !fingerprint::starts_with(file, self.state.id_head.bytes())? {
+                let size = file.metadata()?.len();
+                return Ok(Polled::Truncated { size, read: total });
+            }
             total += n;
             let state = &mut self.state;
             state.id_head.see(self.splitter.stream_pos(), &buf[..n]);
@@ -290,18 +308,15 @@ impl TailFile {
         Ok(if total == 0 { Polled::Eof } else { Polled::Data(total) })
     }
 
-    /// Takes a longer fingerprint once the file has grown past the current one.
+    /// Takes a longer fingerprint once more of the file's first bytes were read: over the bytes
+    /// read (kept for ids), so a file replaced since is never fingerprinted as the one read.
     pub fn refresh_fingerprint(&mut self) -> Option<Fingerprint> {
-        if self.is_gzip()
-            || self.fingerprint.len >= FINGERPRINT_MAX
-            || self.splitter.stream_pos() <= self.fingerprint.len
-        {
+        let head = self.state.id_head.bytes();
+        if self.is_gzip() || head.len() as u64 <= self.fingerprint.len {
             return None;
         }
-        let file = self.src.as_ref()?.file();
-        let fp = Fingerprint::read(file, self.splitter.stream_pos()).ok()?;
-        self.fingerprint = fp;
-        Some(fp)
+        self.fingerprint = Fingerprint::of_content(head);
+        Some(self.fingerprint)
     }
 
     /// Restarts from offset 0 after truncation.

@@ -7,6 +7,7 @@
 //! the file's fingerprint still matches.
 
 use super::*;
+use std::path::Path;
 
 impl Reader {
     /// `clean_removed` at start-up: registry entries of this input whose file the first scan did
@@ -29,7 +30,7 @@ impl Reader {
     /// Where to start reading a file seen for the first time in this run.
     pub(super) fn start_offset(&mut self, input: usize, s: &Seen<'_>, initial: bool) -> u64 {
         let rt = &self.p.inputs[input];
-        let m = &self.p.metrics;
+        let m = Arc::clone(&self.p.metrics);
         let (path, size) = (&s.fd.path, s.size);
         if let Some(e) = self.p.known.remove(&(rt.config.id.clone(), s.fd.id)) {
             let same = match s.content {
@@ -37,6 +38,9 @@ impl Reader {
                 None => e.fingerprint().matches(s.file, size).unwrap_or(false),
             };
             if !same {
+                if s.content.is_none() {
+                    self.read_copy(input, path, s.fd.id, e.fingerprint(), e.offset);
+                }
                 if s.content.is_none() && (size < e.offset || e.fp_len > size) {
                     tracing::info!(path = %path.display(), offset = e.offset, size, "file shrank while the agent was stopped; reading it from 0");
                     Metrics::inc(&m.files_truncated);
@@ -48,6 +52,7 @@ impl Reader {
             }
             // A gzip archive's offsets are uncompressed ones: its size says nothing about them.
             if s.content.is_none() && size < e.offset {
+                self.read_copy(input, path, s.fd.id, e.fingerprint(), e.offset);
                 tracing::info!(path = %path.display(), offset = e.offset, size, "file truncated; reading it from 0");
                 Metrics::inc(&m.files_truncated);
                 return 0;
@@ -72,6 +77,60 @@ impl Reader {
             (Some(Recovery::End), _, _) | (None, StartPosition::End, true) => self.end_of(input, s),
             _ => 0,
         }
+    }
+
+    /// A file of `input` at `path` (device and inode `was`, fingerprint `fp`) was truncated or
+    /// replaced after it was read to `offset`: if its rotated copy is beside it ([`copy::find`]),
+    /// the copy is tracked from `offset`, and the copies of the generations rotated since from
+    /// their start; each is read to its end and finished. So the lines the file held past
+    /// `offset`, and those it held in between, are shipped from the copies. Returns whether a
+    /// copy covers the rest of the file (also when the copy is a file this input reads anyway).
+    pub(super) fn read_copy(&mut self, input: usize, path: &Path, was: FileId, fp: Fingerprint, offset: u64) -> bool {
+        let Some(copy::Copies { rest, later }) = copy::find(path, was, fp, offset) else {
+            return false;
+        };
+        let covered = self.track_copy(input, path, rest, offset);
+        for c in later {
+            self.track_copy(input, path, c, 0);
+        }
+        covered
+    }
+
+    /// Tracks the rotated copy `c` of `path` from `offset` (see [`Reader::read_copy`]); returns
+    /// whether it is read (by this, or as a file the input's globs find).
+    fn track_copy(&mut self, input: usize, path: &Path, c: copy::Copy, offset: u64) -> bool {
+        let key = (input, c.id);
+        let (copy, bytes) = (c.path.display().to_string(), c.size - offset.min(c.size));
+        if self.files.contains_key(&key) {
+            tracing::info!(path = %path.display(), %copy, "file truncated; its rotated copy is read as a file of this input");
+            return true;
+        }
+        // A copy tracked in a run before this one: read on from where that run got to.
+        let input_id = self.p.inputs[input].config.id.clone();
+        let start = match self.p.known.remove(&(input_id, c.id)) {
+            Some(e) if e.fingerprint().matches(&c.file, c.size).unwrap_or(false) => e.offset.clamp(offset, c.size),
+            _ => offset,
+        };
+        if self.retired.contains(&key) || !self.make_room(input) {
+            tracing::warn!(path = %path.display(), %copy, "file truncated; its rotated copy cannot be opened now (file limits) and is not read");
+            return false;
+        }
+        let what = SlotFile {
+            input: self.p.inputs[input].config.id.clone(),
+            path: c.path,
+            id: c.id,
+            fingerprint: c.fingerprint,
+        };
+        let Some(f) = self.track(input, what, false, start, Some(c.file)) else {
+            return false;
+        };
+        // Not found by the globs (or not yet): read to its end, then finished like a file
+        // renamed away; found by them, it is a file of the input like any other.
+        f.gone = true;
+        f.copy = true;
+        tracing::warn!(path = %path.display(), %copy, offset = start, bytes, "file truncated (copytruncate); reading from its rotated copy what was not read of it");
+        Metrics::inc(&self.p.metrics.files_copy_read);
+        true
     }
 
     /// The offset of a file's current end: its size, or a gzip archive's uncompressed length.
@@ -179,7 +238,7 @@ impl Reader {
             }
             let cfg = &self.p.inputs[f.input].config;
             let quiet = f.last_data.elapsed();
-            let idle = f.at_eof && (cfg.close.on_eof || quiet >= cfg.close.on_state_change.inactive.0);
+            let idle = f.at_eof && (cfg.close.on_eof || f.copy || quiet >= cfg.close.on_state_change.inactive.0);
             if f.gone && (!f.is_open() || idle || (f.at_eof && f.is_deleted())) {
                 finished.push(*key);
             } else if !cfg.clean_inactive.is_off()

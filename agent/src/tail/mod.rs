@@ -20,6 +20,7 @@
 //! - files of a paused input (its [`Connector`] flag) are not read, nor those of an input over its
 //!   `rate_limit` ([`limit::RateLimit`]); they are still tracked, so nothing is missed meanwhile.
 
+mod copy;
 pub mod file;
 pub mod gzip;
 pub mod input;
@@ -325,22 +326,40 @@ impl Reader {
         };
         let seen = Seen { fd: &fd, file: &file, size, modified, content: content.as_deref(), fingerprint };
         let start = self.start_offset(input, &seen, initial);
-        let rt = &self.p.inputs[input];
-        let slot_file = SlotFile { input: rt.config.id.clone(), path: fd.path.clone(), id: fd.id, fingerprint };
-        let Some(slot) = self.p.tracker.open(slot_file, start, Some(self.p.connectors[input].latency.clone())) else {
-            tracing::error!(path = %fd.path.display(), "too many files tracked at once; not reading this one");
-            return;
+        // Without room for one more descriptor the file is tracked closed, opened when it grows.
+        let file = self.make_room(input).then_some(file);
+        let what = SlotFile { input: self.p.inputs[input].config.id.clone(), path: fd.path, id: fd.id, fingerprint };
+        self.track(input, what, gzip, start, file);
+    }
+
+    /// Starts tracking `what` (a file of `input`) at `start` in a slot of its own, with its
+    /// descriptor if `file` is given (the caller made room for it). Returns the new file, or
+    /// `None` without a slot.
+    fn track(
+        &mut self,
+        input: usize,
+        what: SlotFile,
+        gzip: bool,
+        start: u64,
+        file: Option<File>,
+    ) -> Option<&mut TailFile> {
+        let (path, id, fingerprint) = (what.path.clone(), what.id, what.fingerprint);
+        let Some(slot) = self.p.tracker.open(what, start, Some(self.p.connectors[input].latency.clone())) else {
+            tracing::error!(path = %path.display(), "too many files tracked at once; not reading this one");
+            return None;
         };
+        let rt = &self.p.inputs[input];
         let splitter =
             LineSplitter::new(start, rt.config.max_bytes.0 as usize, rt.config.line_terminator, rt.encoding.newline());
-        let mut f = TailFile::new(input, slot, fd.path.clone(), fd.id, fingerprint, gzip, splitter);
-        tracing::debug!(path = %fd.path.display(), offset = start, gzip, "tracking file");
-        if self.make_room(input) {
+        let mut f = TailFile::new(input, slot, path.clone(), id, fingerprint, gzip, splitter);
+        tracing::debug!(path = %path.display(), offset = start, gzip, "tracking file");
+        if let Some(file) = file {
             f.adopt(file);
             self.note_opened(input);
         }
-        self.by_path.insert(fd.path, (input, fd.id));
-        self.files.insert((input, fd.id), f);
+        self.by_path.insert(path, (input, id));
+        self.files.insert((input, id), f);
+        self.files.get_mut(&(input, id))
     }
 
     fn note_opened(&mut self, input: usize) {
@@ -440,7 +459,10 @@ impl Reader {
                 f.next_poll = now + f.backoff;
                 (false, AfterPoll::Nothing)
             }
-            Ok(Polled::Truncated { size }) => (true, AfterPoll::Restart { size }),
+            Ok(Polled::Truncated { size, read }) => {
+                note_read(p, key.0, read);
+                (true, AfterPoll::Restart { size })
+            }
             Ok(Polled::Complete(n)) => {
                 note_read(p, key.0, n);
                 Metrics::inc(&p.metrics.gz_files_read);
@@ -509,7 +531,14 @@ impl Reader {
     /// A file shrank below the read position (copytruncate) or was replaced under its inode:
     /// what was read of it is shipped, and it is read again from 0 under a new slot.
     fn restart_from_zero(&mut self, key: FileKey, why: Restart, size: u64) {
-        self.finish_lines(key);
+        // What the file held past the last whole line read may still be in its rotated copy;
+        // then its partial last line is read again, whole, from the copy.
+        let f = self.files.get_mut(&key).expect("restarted file exists");
+        // All the first bytes read, not only those fingerprinted at the last housekeeping.
+        f.refresh_fingerprint();
+        let (path, id, fingerprint, offset) = (f.path.clone(), f.id, f.fingerprint, f.splitter.line_start());
+        let copied = !f.is_gzip() && self.read_copy(key.0, &path, id, fingerprint, offset);
+        self.flush_lines(key, !copied);
         let Reader { p, files, .. } = self;
         let f = files.get_mut(&key).expect("restarted file exists");
         let (path, offset) = (f.path.display(), f.splitter.stream_pos());
@@ -523,7 +552,7 @@ impl Reader {
                 Metrics::inc(&p.metrics.files_inode_reused);
             }
         }
-        p.tracker.supersede(f.slot);
+        p.tracker.supersede(f.slot, f.sent_upto);
         let rt = &p.inputs[f.input];
         let file = SlotFile {
             input: rt.config.id.clone(),
@@ -584,6 +613,12 @@ impl Reader {
     /// A file that will not be read further: ship its partial last line (it can no longer be
     /// completed) and its pending multiline event.
     fn finish_lines(&mut self, key: FileKey) {
+        self.flush_lines(key, true);
+    }
+
+    /// [`Reader::finish_lines`], with its partial last line shipped only if `partial` (it is not
+    /// when a rotated copy of the file will give it whole).
+    fn flush_lines(&mut self, key: FileKey, partial: bool) {
         // A detached file has no slot to account for what it ships: it gets one back first.
         if self.files[&key].detached && !self.reattach(key) {
             return;
@@ -593,7 +628,7 @@ impl Reader {
         let metrics = &p.metrics;
         let (partial, pending) = with_emitter(p, batch, f, |rt, f, ctx, emit| {
             let state = &mut f.state;
-            let partial = f.splitter.finish(|line| rt.on_line(&line, state, ctx, metrics, scratch, emit));
+            let partial = partial && f.splitter.finish(|line| rt.on_line(&line, state, ctx, metrics, scratch, emit));
             (partial, rt.flush_pending(&mut f.state, true, ctx, metrics, scratch, emit))
         });
         if partial {

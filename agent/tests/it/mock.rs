@@ -453,6 +453,81 @@ fn inode_reused_while_the_file_is_closed_is_read_from_the_start() {
     assert!(Metrics::get(&summary.metrics.files_inode_reused) >= rewritten as u64);
 }
 
+/// Copies a file away (as logrotate's `copytruncate` does) and truncates it.
+fn copytruncate(log: &Path, copy: &Path) {
+    std::fs::copy(log, copy).unwrap();
+    std::fs::OpenOptions::new().write(true).open(log).unwrap().set_len(0).unwrap();
+}
+
+/// Issue #14, item 3: lines the file held past the read position when it was copied and
+/// truncated are read from the copy (`f.log.1`, beside it and outside the glob), whichever way the
+/// truncation is found: while the file is open and read slowly (a rate limit keeps most of it
+/// unread), after it was closed as inactive (the reopened file no longer starts with its first
+/// bytes), and while the agent was stopped. Each line arrives exactly once, the partial last line
+/// read before the truncation included (it is read again, whole, from the copy).
+#[test]
+fn copytruncate_reads_the_rest_of_the_file_from_its_rotated_copy() {
+    let kc = cluster("copytrunc", 1);
+    let bs = kc.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("f.log");
+    let copy = dir.path().join("f.log.1");
+    let cfg = config(
+        &dir.path().join("data"),
+        std::slice::from_ref(&log),
+        &bs,
+        "copytrunc",
+        "    close:\n      on_state_change:\n        inactive: 300ms\n    rate_limit:\n      events_per_second: 500\n",
+        "    codec: raw\n",
+    );
+    // 1. Open and being read: 3000 lines at 500 a second; truncated after the first few hundred.
+    let mut expected = padded("open", 0..3000, 6);
+    append_lines(&log, expected.clone());
+    let agent = RunningAgent::start(&cfg);
+    wait_for("some lines", T, || consume(&bs, "copytrunc", 1, 100, Duration::from_secs(2)).len() >= 100);
+    // A partial line at the end, then the copy and the truncation.
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(b"partial-").unwrap();
+    copytruncate(&log, &copy);
+    // The copy keeps the partial line only: the writer finishes it in the truncated file.
+    expected.push("partial-".into());
+    let after = padded("after-open", 0..20, 6);
+    append_lines(&log, after.clone());
+    expected.extend(after);
+    wait_for("the first copy read", T, || {
+        consume(&bs, "copytrunc", 1, expected.len(), Duration::from_secs(2)).len() >= expected.len()
+    });
+
+    // 2. Closed as inactive: lines written after the close, then copied and truncated and the
+    // file written again beyond its old size, so only its first bytes tell.
+    std::thread::sleep(Duration::from_millis(1500));
+    let unread = padded("closed", 0..200, 6);
+    append_lines(&log, unread.clone());
+    expected.extend(unread);
+    copytruncate(&log, &copy);
+    let after = padded("after-closed", 0..600, 6);
+    append_lines(&log, after.clone());
+    expected.extend(after);
+    wait_for("the second copy read", T, || {
+        consume(&bs, "copytrunc", 1, expected.len(), Duration::from_secs(2)).len() >= expected.len()
+    });
+
+    // 3. Stopped: lines written while the agent is down, copied and truncated before it starts.
+    let summary = agent.stop();
+    assert_eq!(Metrics::get(&summary.metrics.files_copy_read), 2, "both copies read while running");
+    let unread = padded("stopped", 0..200, 6);
+    append_lines(&log, unread.clone());
+    expected.extend(unread);
+    copytruncate(&log, &copy);
+    let after = padded("after-stopped", 0..10, 6);
+    append_lines(&log, after.clone());
+    expected.extend(after);
+    let agent = RunningAgent::start(&cfg);
+    let got = consume(&bs, "copytrunc", 1, expected.len(), T);
+    let summary = agent.stop();
+    assert_eq!(Metrics::get(&summary.metrics.files_copy_read), 1, "the copy read at start-up");
+    assert_exactly_once(&got, &expected);
+}
+
 #[test]
 fn every_compression_codec_delivers() {
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {

@@ -1,0 +1,158 @@
+//! Finding the rotated copy of a file that was truncated (copytruncate), so that what the copy
+//! holds past the read position is read from it instead of being lost.
+//!
+//! Owns no state: a lookup in the truncated file's directory. Invariant: a file is only taken for
+//! the copy when all of these hold, so an unrelated file is never read from the middle:
+//! - its name is the truncated file's name followed by `.`, `-` or `_` (`app.log.1`,
+//!   `app.log-20261126`), and it is not compressed (`.gz`, `.bz2`, `.xz`, `.zst`, `.zip`: a
+//!   compressed copy is made after the truncation, from the uncompressed one, which is found
+//!   first);
+//! - it is another file (another device or inode), a regular one;
+//! - it is at least as long as the read position, and starts with the bytes fingerprinted of the
+//!   truncated file (a fingerprint of at least one byte).
+//!
+//! Of several, the one changed last (the newest copy). The rotated copies changed after it hold
+//! the whole generations of the file that were written and truncated in the meantime (when the
+//! reader was held back, by a slow Kafka, while the file was rotated more than once): they are
+//! returned too, oldest first, to be read from their start.
+
+use crate::fingerprint::{FileId, Fingerprint};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Suffixes of compressed copies, which are not read from the middle.
+const COMPRESSED: [&str; 5] = [".gz", ".bz2", ".xz", ".zst", ".zip"];
+
+/// A rotated copy found for a truncated file, open.
+#[derive(Debug)]
+pub struct Copy {
+    pub path: PathBuf,
+    pub file: File,
+    pub id: FileId,
+    pub size: u64,
+    /// The copy's own fingerprint (its first bytes, up to the usual length).
+    pub fingerprint: Fingerprint,
+    changed: SystemTime,
+}
+
+/// What [`find`] found: the copy of the truncated file, and the later generations.
+#[derive(Debug)]
+pub struct Copies {
+    /// The copy of what the file held when it was truncated: read on from the offset.
+    pub rest: Copy,
+    /// Copies of the generations written since (changed after `rest`), oldest first: read whole.
+    pub later: Vec<Copy>,
+}
+
+/// The rotated copies of `truncated` (which was `was`, with fingerprint `fp`, read to `offset`),
+/// if one of them holds what it held (see the module's invariant).
+pub fn find(truncated: &Path, was: FileId, fp: Fingerprint, offset: u64) -> Option<Copies> {
+    if fp.len == 0 {
+        // Nothing to recognise the copy by.
+        return None;
+    }
+    let name = truncated.file_name()?.to_str()?;
+    let dir = truncated.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut rotated = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let file_name = entry.file_name();
+        if !file_name.to_str().is_some_and(|other| is_rotated_name(name, other)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else { continue };
+        let Ok(meta) = file.metadata() else { continue };
+        let id = FileId::of(&meta);
+        if !meta.is_file() || id == was {
+            continue;
+        }
+        let Ok(fingerprint) = Fingerprint::read(&file, meta.len()) else { continue };
+        let changed = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        rotated.push(Copy { path, file, id, size: meta.len(), fingerprint, changed });
+    }
+    rotated.sort_by_key(|c| c.changed);
+    let at = rotated.iter().rposition(|c| c.size >= offset && fp.matches(&c.file, c.size).unwrap_or(false))?;
+    let later = rotated.split_off(at + 1);
+    let rest = rotated.pop().expect("the copy found");
+    Some(Copies { rest, later })
+}
+
+/// Whether `other` is named like a rotated copy of `name`.
+fn is_rotated_name(name: &str, other: &str) -> bool {
+    let Some(rest) = other.strip_prefix(name) else { return false };
+    let mut chars = rest.chars();
+    matches!(chars.next(), Some('.' | '-' | '_'))
+        && chars.next().is_some()
+        && !COMPRESSED.iter().any(|s| rest.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rotated twice while the reader was held back: the copy of what it read is followed by the
+    /// copy of the generation written after it, whatever their names say.
+    #[test]
+    fn the_generations_after_the_copy_come_with_it_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.log");
+        std::fs::write(&p, b"gen one\n").unwrap();
+        let f = File::open(&p).unwrap();
+        let (id, fp) = (FileId::of(&f.metadata().unwrap()), Fingerprint::read(&f, 8).unwrap());
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("app.log.9"), b"an old generation, read long ago\n").unwrap();
+        pause();
+        std::fs::write(dir.path().join("app.log.3"), b"gen one\nmore of gen one\n").unwrap();
+        pause();
+        std::fs::write(dir.path().join("app.log.2"), b"gen two\n").unwrap();
+        pause();
+        std::fs::write(dir.path().join("app.log.1"), b"gen three\n").unwrap();
+        let c = find(&p, id, fp, 8).expect("the copy");
+        assert_eq!(c.rest.path, dir.path().join("app.log.3"));
+        let later: Vec<_> = c.later.iter().map(|c| c.path.file_name().unwrap().to_owned()).collect();
+        assert_eq!(later, ["app.log.2", "app.log.1"]);
+    }
+
+    #[test]
+    fn rotated_names_are_the_name_a_separator_and_more_uncompressed() {
+        for ok in ["app.log.1", "app.log-20261126", "app.log_old", "app.log.2026-11-26"] {
+            assert!(is_rotated_name("app.log", ok), "{ok}");
+        }
+        for no in ["app.log", "app.log.", "app.log.1.gz", "app.log-1.zst", "app.logs", "other.log.1", "xapp.log.1"] {
+            assert!(!is_rotated_name("app.log", no), "{no}");
+        }
+    }
+
+    /// The copy must start like the truncated file, be long enough, and be another file; of
+    /// two, the newer is taken.
+    #[test]
+    fn the_newest_long_enough_copy_with_the_same_start_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.log");
+        std::fs::write(&p, b"first line\nsecond line\n").unwrap();
+        let f = File::open(&p).unwrap();
+        let (id, fp) = (FileId::of(&f.metadata().unwrap()), Fingerprint::read(&f, 23).unwrap());
+        assert!(find(&p, id, fp, 11).is_none(), "no copy yet");
+        std::fs::write(dir.path().join("app.log.2"), b"first line\n").unwrap();
+        assert!(find(&p, id, fp, 11).is_none(), "too short for the fingerprint");
+        std::fs::write(dir.path().join("other.log.1"), b"first line\nsecond line\nthird\n").unwrap();
+        std::fs::write(dir.path().join("app.log.3"), b"another start\nsecond line\nthird\n").unwrap();
+        assert!(find(&p, id, fp, 11).is_none(), "other name, other start");
+        std::fs::write(dir.path().join("app.log.1"), b"first line\nsecond line\nthird line\n").unwrap();
+        let c = find(&p, id, fp, 23).expect("the copy");
+        assert_eq!(c.rest.path, dir.path().join("app.log.1"));
+        assert_eq!(c.rest.size, 34);
+        assert!(c.later.is_empty(), "{c:?}");
+        assert!(find(&p, id, fp, 35).is_none(), "shorter than the offset");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("app.log-new"), b"first line\nsecond line\n").unwrap();
+        assert_eq!(find(&p, id, fp, 23).unwrap().rest.path, dir.path().join("app.log-new"), "the newer one");
+        assert!(find(&p, id, Fingerprint::default(), 0).is_none(), "an empty fingerprint recognises nothing");
+        // A hard link to the truncated file itself is not its copy.
+        std::fs::remove_file(dir.path().join("app.log-new")).unwrap();
+        std::fs::remove_file(dir.path().join("app.log.1")).unwrap();
+        std::fs::hard_link(&p, dir.path().join("app.log.1")).unwrap();
+        assert!(find(&p, id, fp, 0).is_none());
+    }
+}
