@@ -7,7 +7,7 @@
 //!   `app.log-20261126`), and it is not compressed (`.gz`, `.bz2`, `.xz`, `.zst`, `.zip`: a
 //!   compressed copy is made after the truncation, from the uncompressed one, which is found
 //!   first);
-//! - it is another file (another device or inode), a regular one;
+//! - it is another file (another device or inode) while the file is still there, a regular one;
 //! - it is at least as long as the read position, and starts with the bytes fingerprinted of the
 //!   truncated file (a fingerprint of at least one byte).
 //!
@@ -45,9 +45,11 @@ pub struct Copies {
     pub later: Vec<Copy>,
 }
 
-/// The rotated copies of `truncated` (which was `was`, with fingerprint `fp`, read to `offset`),
-/// if one of them holds what it held (see the module's invariant).
-pub fn find(truncated: &Path, was: FileId, fp: Fingerprint, offset: u64) -> Option<Copies> {
+/// The rotated copies of `truncated` (with fingerprint `fp`, read to `offset`), if one of them
+/// holds what it held (see the module's invariant). `was` is its device and inode when it is
+/// still there (truncated): that file is not its own copy; without it (the file is gone), a file
+/// with its old inode under a rotated name is the file itself, renamed, and is taken.
+pub fn find(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64) -> Option<Copies> {
     if fp.len == 0 {
         // Nothing to recognise the copy by.
         return None;
@@ -64,7 +66,7 @@ pub fn find(truncated: &Path, was: FileId, fp: Fingerprint, offset: u64) -> Opti
         let Ok(file) = File::open(&path) else { continue };
         let Ok(meta) = file.metadata() else { continue };
         let id = FileId::of(&meta);
-        if !meta.is_file() || id == was {
+        if !meta.is_file() || Some(id) == was {
             continue;
         }
         let Ok(fingerprint) = Fingerprint::read(&file, meta.len()) else { continue };
@@ -73,8 +75,11 @@ pub fn find(truncated: &Path, was: FileId, fp: Fingerprint, offset: u64) -> Opti
     }
     rotated.sort_by_key(|c| c.changed);
     let at = rotated.iter().rposition(|c| c.size >= offset && fp.matches(&c.file, c.size).unwrap_or(false))?;
-    let later = rotated.split_off(at + 1);
+    let mut later = rotated.split_off(at + 1);
     let rest = rotated.pop().expect("the copy found");
+    // Only strictly newer: a copy changed within the same clock tick (file times are coarse) is
+    // as likely older, and would be read twice.
+    later.retain(|c| c.changed > rest.changed);
     Some(Copies { rest, later })
 }
 
@@ -108,7 +113,7 @@ mod tests {
         std::fs::write(dir.path().join("app.log.2"), b"gen two\n").unwrap();
         pause();
         std::fs::write(dir.path().join("app.log.1"), b"gen three\n").unwrap();
-        let c = find(&p, id, fp, 8).expect("the copy");
+        let c = find(&p, Some(id), fp, 8).expect("the copy");
         assert_eq!(c.rest.path, dir.path().join("app.log.3"));
         let later: Vec<_> = c.later.iter().map(|c| c.path.file_name().unwrap().to_owned()).collect();
         assert_eq!(later, ["app.log.2", "app.log.1"]);
@@ -133,26 +138,29 @@ mod tests {
         std::fs::write(&p, b"first line\nsecond line\n").unwrap();
         let f = File::open(&p).unwrap();
         let (id, fp) = (FileId::of(&f.metadata().unwrap()), Fingerprint::read(&f, 23).unwrap());
-        assert!(find(&p, id, fp, 11).is_none(), "no copy yet");
+        assert!(find(&p, Some(id), fp, 11).is_none(), "no copy yet");
         std::fs::write(dir.path().join("app.log.2"), b"first line\n").unwrap();
-        assert!(find(&p, id, fp, 11).is_none(), "too short for the fingerprint");
+        assert!(find(&p, Some(id), fp, 11).is_none(), "too short for the fingerprint");
         std::fs::write(dir.path().join("other.log.1"), b"first line\nsecond line\nthird\n").unwrap();
         std::fs::write(dir.path().join("app.log.3"), b"another start\nsecond line\nthird\n").unwrap();
-        assert!(find(&p, id, fp, 11).is_none(), "other name, other start");
+        assert!(find(&p, Some(id), fp, 11).is_none(), "other name, other start");
         std::fs::write(dir.path().join("app.log.1"), b"first line\nsecond line\nthird line\n").unwrap();
-        let c = find(&p, id, fp, 23).expect("the copy");
+        let c = find(&p, Some(id), fp, 23).expect("the copy");
         assert_eq!(c.rest.path, dir.path().join("app.log.1"));
         assert_eq!(c.rest.size, 34);
         assert!(c.later.is_empty(), "{c:?}");
-        assert!(find(&p, id, fp, 35).is_none(), "shorter than the offset");
+        assert!(find(&p, Some(id), fp, 35).is_none(), "shorter than the offset");
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("app.log-new"), b"first line\nsecond line\n").unwrap();
-        assert_eq!(find(&p, id, fp, 23).unwrap().rest.path, dir.path().join("app.log-new"), "the newer one");
-        assert!(find(&p, id, Fingerprint::default(), 0).is_none(), "an empty fingerprint recognises nothing");
+        assert_eq!(find(&p, Some(id), fp, 23).unwrap().rest.path, dir.path().join("app.log-new"), "the newer one");
+        assert!(find(&p, Some(id), Fingerprint::default(), 0).is_none(), "an empty fingerprint recognises nothing");
         // A hard link to the truncated file itself is not its copy.
         std::fs::remove_file(dir.path().join("app.log-new")).unwrap();
         std::fs::remove_file(dir.path().join("app.log.1")).unwrap();
         std::fs::hard_link(&p, dir.path().join("app.log.1")).unwrap();
-        assert!(find(&p, id, fp, 0).is_none());
+        assert!(find(&p, Some(id), fp, 0).is_none());
+        // Gone from its name (renamed to app.log.1): that is where the rest of it is.
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(find(&p, None, fp, 0).unwrap().rest.path, dir.path().join("app.log.1"));
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! Owns the file descriptor, the [`LineSplitter`] and the [`FileState`] of one (device, inode).
 //! Invariants: reads use `pread` at the splitter's stream position, so the descriptor has no
-//! hidden cursor; a file whose size fell below that position was truncated and is reported, not
-//! read past (not for gzip archives, whose offsets are uncompressed ones); a reopened path is
+//! hidden cursor; a file whose size fell below that position, or whose first bytes are no longer
+//! the ones read (checked after every chunk read, before it is used, and at every poll that
+//! finds nothing new), was truncated and is
+//! reported, not read past (not for gzip archives, whose offsets are uncompressed ones); a
+//! file's fingerprint only grows over bytes it was read with; a reopened path is
 //! only used if it still leads to the same (device, inode), and it is only read on from the
 //! offset if it still starts with the fingerprinted bytes: a closed file's inode may have been
 //! freed and handed to a new file ([`Reopened::Replaced`]); reads hand the splitter whole code
@@ -245,6 +248,24 @@ impl TailFile {
         (FileId::of(&meta) == self.id).then(|| Stamp::of(&meta))
     }
 
+    /// Whether the file at `path` starts with the bytes this file was read with (so it may be
+    /// this file under another name).
+    pub fn starts_as_read(&self, path: &std::path::Path) -> bool {
+        File::open(path).is_ok_and(|f| fingerprint::starts_with(&f, self.state.id_head.bytes()).unwrap_or(false))
+    }
+
+    /// The open plain file changed since its last read: it is longer than where reading got, or
+    /// no longer starts with the bytes read (truncated and written again).
+    pub fn changed_since_read(&self) -> bool {
+        match &self.src {
+            Some(Source::Plain(f)) => {
+                f.metadata().is_ok_and(|m| m.len() > self.splitter.stream_pos())
+                    || !fingerprint::starts_with(f, self.state.id_head.bytes()).unwrap_or(true)
+            }
+            _ => false,
+        }
+    }
+
     /// The open file has no directory entry left (deleted).
     pub fn is_deleted(&self) -> bool {
         self.src.as_ref().and_then(|s| s.file().metadata().ok()).is_some_and(|m| m.nlink() == 0)
@@ -303,6 +324,11 @@ impl TailFile {
             let state = &mut self.state;
             state.id_head.see(self.splitter.stream_pos(), &buf[..n]);
             self.splitter.feed(&buf[..n], |line| on_line(&line, state));
+        }
+        // Nothing new: the file may still have been truncated and written again to where it was
+        // read to (the same size); only its first bytes tell.
+        if total == 0 && !fingerprint::starts_with(file, self.state.id_head.bytes())? {
+            return Ok(Polled::Truncated { size, read: 0 });
         }
         self.at_eof = total < budget;
         Ok(if total == 0 { Polled::Eof } else { Polled::Data(total) })

@@ -13,6 +13,14 @@ impl Reader {
     /// `clean_removed` at start-up: registry entries of this input whose file the first scan did
     /// not find are forgotten.
     pub(super) fn clean_unfound_entries(&mut self, input: usize, present: &HashSet<FileId>) {
+        // A file gone from its name while the agent was stopped (renamed beside it, or copied
+        // and deleted): what it held past its offset is read from there.
+        let id = self.p.inputs[input].config.id.clone();
+        let unfound: Vec<Entry> =
+            self.p.known.iter().filter(|(k, _)| k.0 == id && !present.contains(&k.1)).map(|(_, e)| e.clone()).collect();
+        for e in unfound {
+            self.read_copy(input, &e.path, Lost::Unfound, e.fingerprint(), e.offset);
+        }
         let cfg = &self.p.inputs[input].config;
         if !cfg.clean_removed {
             return;
@@ -39,7 +47,7 @@ impl Reader {
             };
             if !same {
                 if s.content.is_none() {
-                    self.read_copy(input, path, s.fd.id, e.fingerprint(), e.offset);
+                    self.read_rest_of(input, &e, s);
                 }
                 if s.content.is_none() && (size < e.offset || e.fp_len > size) {
                     tracing::info!(path = %path.display(), offset = e.offset, size, "file shrank while the agent was stopped; reading it from 0");
@@ -52,7 +60,7 @@ impl Reader {
             }
             // A gzip archive's offsets are uncompressed ones: its size says nothing about them.
             if s.content.is_none() && size < e.offset {
-                self.read_copy(input, path, s.fd.id, e.fingerprint(), e.offset);
+                self.read_rest_of(input, &e, s);
                 tracing::info!(path = %path.display(), offset = e.offset, size, "file truncated; reading it from 0");
                 Metrics::inc(&m.files_truncated);
                 return 0;
@@ -79,38 +87,68 @@ impl Reader {
         }
     }
 
-    /// A file of `input` at `path` (device and inode `was`, fingerprint `fp`) was truncated or
-    /// replaced after it was read to `offset`: if its rotated copy is beside it ([`copy::find`]),
-    /// the copy is tracked from `offset`, and the copies of the generations rotated since from
-    /// their start; each is read to its end and finished. So the lines the file held past
-    /// `offset`, and those it held in between, are shipped from the copies. Returns whether a
-    /// copy covers the rest of the file (also when the copy is a file this input reads anyway).
-    pub(super) fn read_copy(&mut self, input: usize, path: &Path, was: FileId, fp: Fingerprint, offset: u64) -> bool {
+    /// At start-up, the file the registry entry `e` was read from is no longer what `s` found
+    /// under its device and inode: the rest of it is looked for beside its old name (another
+    /// file was given its inode) or beside its name (truncated, or replaced in place).
+    fn read_rest_of(&mut self, input: usize, e: &Entry, s: &Seen<'_>) {
+        if e.path != s.fd.path && self.read_copy(input, &e.path, Lost::Unfound, e.fingerprint(), e.offset) {
+            return;
+        }
+        self.read_copy(input, &s.fd.path, Lost::Truncated(s.fd.id), e.fingerprint(), e.offset);
+    }
+
+    /// A file of `input` at `path` (fingerprint `fp`) was truncated or replaced after it was
+    /// read to `offset`, or is no longer found at start-up ([`Lost`]): if its rotated copy is
+    /// beside it ([`copy::find`]), the copy is tracked from `offset`, read to its end and
+    /// finished, so the lines the file held past `offset` are shipped from the copy, and the
+    /// copies of the generations rotated since, from their start.
+    /// Returns whether a copy covers the rest of the file (also when the copy is a file this
+    /// input reads anyway).
+    pub(super) fn read_copy(&mut self, input: usize, path: &Path, lost: Lost, fp: Fingerprint, offset: u64) -> bool {
+        let was = match lost {
+            Lost::Truncated(id) => Some(id),
+            Lost::Unfound => None,
+        };
         let Some(copy::Copies { rest, later }) = copy::find(path, was, fp, offset) else {
             return false;
         };
-        let covered = self.track_copy(input, path, rest, offset);
+        let covered = self.track_copy(input, path, rest, offset, lost);
+        // Newer rotated copies hold what the file held after: read whole (a newer one that was
+        // read already, under the file's name, comes twice rather than never).
         for c in later {
-            self.track_copy(input, path, c, 0);
+            self.track_copy(input, path, c, 0, lost);
         }
         covered
     }
 
     /// Tracks the rotated copy `c` of `path` from `offset` (see [`Reader::read_copy`]); returns
     /// whether it is read (by this, or as a file the input's globs find).
-    fn track_copy(&mut self, input: usize, path: &Path, c: copy::Copy, offset: u64) -> bool {
+    fn track_copy(&mut self, input: usize, path: &Path, c: copy::Copy, offset: u64, lost: Lost) -> bool {
         let key = (input, c.id);
         let (copy, bytes) = (c.path.display().to_string(), c.size - offset.min(c.size));
-        if self.files.contains_key(&key) {
-            tracing::info!(path = %path.display(), %copy, "file truncated; its rotated copy is read as a file of this input");
-            return true;
+        if let Some(tracked) = self.files.get(&key) {
+            if tracked.is_open() || tracked.path == c.path {
+                tracing::info!(path = %path.display(), %copy, "file truncated; its rotated copy is read as a file of this input");
+                return true;
+            }
+            // A closed file under another name whose inode the copy was given: it was deleted
+            // (and its registry entry goes with the copy's).
+            self.finish_gone(key, false);
         }
         // A copy tracked in a run before this one: read on from where that run got to.
-        let input_id = self.p.inputs[input].config.id.clone();
-        let start = match self.p.known.remove(&(input_id, c.id)) {
-            Some(e) if e.fingerprint().matches(&c.file, c.size).unwrap_or(false) => e.offset.clamp(offset, c.size),
+        // (An entry of another file that had the copy's inode stays, to be looked after itself.)
+        let known = (self.p.inputs[input].config.id.clone(), c.id);
+        let start = match self.p.known.get(&known) {
+            Some(e) if e.fingerprint().matches(&c.file, c.size).unwrap_or(false) => {
+                let start = e.offset.clamp(offset, c.size);
+                self.p.known.remove(&known);
+                start
+            }
             _ => offset,
         };
+        // Content read in this run under another name (a copy already read, met again among the
+        // newer ones when their change times tie) starts where that reading got.
+        let start = self.read_by_fingerprint(input, c.fingerprint).map_or(start, |read| start.max(read.min(c.size)));
         if self.retired.contains(&key) || !self.make_room(input) {
             tracing::warn!(path = %path.display(), %copy, "file truncated; its rotated copy cannot be opened now (file limits) and is not read");
             return false;
@@ -128,7 +166,14 @@ impl Reader {
         // renamed away; found by them, it is a file of the input like any other.
         f.gone = true;
         f.copy = true;
-        tracing::warn!(path = %path.display(), %copy, offset = start, bytes, "file truncated (copytruncate); reading from its rotated copy what was not read of it");
+        match lost {
+            Lost::Truncated(_) => {
+                tracing::warn!(path = %path.display(), %copy, offset = start, bytes, "file truncated (copytruncate); reading from its rotated copy what was not read of it")
+            }
+            Lost::Unfound => {
+                tracing::info!(path = %path.display(), %copy, offset = start, bytes, "file gone from its path; reading what was not read of it from its rotated name")
+            }
+        }
         Metrics::inc(&self.p.metrics.files_copy_read);
         true
     }
@@ -191,6 +236,18 @@ impl Reader {
         self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
     }
 
+    /// [`Reader::finish_file`] for a file no longer at its path. A closed one could not be read
+    /// to its end: renamed beside its old name (or copied and deleted), the rest of it is read
+    /// from there ([`Reader::read_copy`]).
+    pub(super) fn finish_gone(&mut self, key: FileKey, forget: bool) {
+        let f = &self.files[&key];
+        let rest = (!f.is_open() && !f.is_gzip()).then(|| (f.path.clone(), f.fingerprint, f.splitter.line_start()));
+        self.finish_file(key, forget);
+        if let Some((path, fp, offset)) = rest {
+            self.read_copy(key.0, &path, Lost::Unfound, fp, offset);
+        }
+    }
+
     /// `clean_inactive`: the file's registry entry goes (once its slot drained) while the reader
     /// keeps the file in mind, closed and without a slot. Should it grow, it gets a new slot at
     /// the offset it was read to ([`Reader::reattach`]); should the agent restart first, the file
@@ -238,7 +295,11 @@ impl Reader {
             }
             let cfg = &self.p.inputs[f.input].config;
             let quiet = f.last_data.elapsed();
-            let idle = f.at_eof && (cfg.close.on_eof || f.copy || quiet >= cfg.close.on_state_change.inactive.0);
+            // At its end as of its last read, and still: a file written (or rewritten) since is read
+            // before it is closed (or finished, when gone), even if nothing was read for `inactive`.
+            let idle = f.at_eof
+                && (cfg.close.on_eof || f.copy || quiet >= cfg.close.on_state_change.inactive.0)
+                && !f.changed_since_read();
             if f.gone && (!f.is_open() || idle || (f.at_eof && f.is_deleted())) {
                 finished.push(*key);
             } else if !cfg.clean_inactive.is_off()
@@ -257,7 +318,7 @@ impl Reader {
             self.close_file(key);
         }
         for key in finished {
-            self.finish_file(key, self.p.inputs[key.0].config.clean_removed);
+            self.finish_gone(key, self.p.inputs[key.0].config.clean_removed);
         }
         for key in cleaned {
             self.detach(key);
@@ -276,6 +337,17 @@ impl Reader {
         });
         tracker.reap_superseded();
     }
+}
+
+/// What became of a file whose rest [`Reader::read_copy`] looks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lost {
+    /// Truncated or replaced under its device and inode, which it keeps: its copy is another
+    /// file, and the copies of the generations rotated since follow it.
+    Truncated(FileId),
+    /// Not found at start-up, or gone from the globs while closed: renamed beside its old name
+    /// (its own inode), or copied and deleted.
+    Unfound,
 }
 
 /// What [`Reader::start_offset`] knows of a file seen for the first time.

@@ -7,6 +7,14 @@
 //!   otherwise (inode reuse) it is read from 0, and a shrunken file (copytruncate) too; the same
 //!   holds for a file closed in this run: once its path shows a changed [`Stamp`](crate::fingerprint::Stamp) it is reopened
 //!   and read on only if its fingerprint still matches, else read from 0 as a new file;
+//! - a file truncated (or replaced) after it was read to an offset has what it held past the
+//!   offset read from its rotated copy first, when one is beside it ([`copy`]), and the copies of
+//!   the generations rotated since from their start; the copies are files of their own, finished
+//!   at their end; a closed file gone from the globs, or from the registry's path at start-up, is
+//!   looked for the same way beside its old name (renamed there, or copied and deleted);
+//! - an open file is closed as idle only if it is still as it was read (not longer, same first
+//!   bytes), and a closed file found under another name is taken for renamed only if it starts
+//!   with the bytes it was read with (else its inode was reused by a new file);
 //! - a gzip archive whose uncompressed start is the fingerprint of a file already read (its
 //!   rotated, compressed copy) starts where that file was read to, so it is not shipped twice;
 //! - a file gone from its path is read to its end before it is closed (deleted files at once,
@@ -27,6 +35,8 @@ pub mod input;
 mod lifecycle;
 pub mod limit;
 pub mod lines;
+#[cfg(test)]
+mod model;
 
 use crate::ack::{AckTracker, SlotFile};
 use crate::config::{FileCompression, StartPosition};
@@ -40,7 +50,7 @@ use crate::shutdown::Shutdown;
 use crate::status::{Connector, Heartbeat};
 use file::{Archive, Kind, Polled, Reopened, TailFile, READ_BUDGET};
 use input::{FileCtx, InputRt};
-use lifecycle::Seen;
+use lifecycle::{Lost, Seen};
 use limit::RateLimit;
 use lines::LineSplitter;
 use std::collections::{HashMap, HashSet};
@@ -235,6 +245,7 @@ impl Reader {
         let close = self.p.inputs[input].config.close.on_state_change.clone();
         let mut present = HashSet::new();
         let mut close_now = Vec::new();
+        let mut reused = Vec::new();
         for fd in found {
             present.insert(fd.id);
             let key = (input, fd.id);
@@ -242,6 +253,10 @@ impl Reader {
                 continue;
             }
             match self.files.get_mut(&key) {
+                Some(f) if f.path != fd.path && !f.is_open() && !f.is_gzip() && !f.starts_as_read(&fd.path) => {
+                    // Not a rename: the closed file was deleted and its inode given to this one.
+                    reused.push(fd);
+                }
                 Some(f) => {
                     if f.path != fd.path {
                         if close.renamed {
@@ -265,6 +280,14 @@ impl Reader {
                 }
                 None => self.add_file(input, fd, initial),
             }
+        }
+        for fd in reused {
+            let key = (input, fd.id);
+            let was = self.files[&key].path.display().to_string();
+            tracing::info!(path = %fd.path.display(), %was, "inode of a deleted file reused by a new one; reading it as a new file");
+            Metrics::inc(&self.p.metrics.files_inode_reused);
+            self.finish_gone(key, false);
+            self.add_file(input, fd, initial);
         }
         self.retired.retain(|k| k.0 != input || present.contains(&k.1));
         for (key, f) in self.files.iter_mut() {
@@ -537,7 +560,7 @@ impl Reader {
         // All the first bytes read, not only those fingerprinted at the last housekeeping.
         f.refresh_fingerprint();
         let (path, id, fingerprint, offset) = (f.path.clone(), f.id, f.fingerprint, f.splitter.line_start());
-        let copied = !f.is_gzip() && self.read_copy(key.0, &path, id, fingerprint, offset);
+        let copied = !f.is_gzip() && self.read_copy(key.0, &path, Lost::Truncated(id), fingerprint, offset);
         self.flush_lines(key, !copied);
         let Reader { p, files, .. } = self;
         let f = files.get_mut(&key).expect("restarted file exists");
