@@ -8,7 +8,7 @@
 //!   holds for a file closed in this run: once its path shows a changed [`Stamp`](crate::fingerprint::Stamp) it is reopened
 //!   and read on only if its fingerprint still matches, else read from 0 as a new file;
 //! - a file truncated (or replaced) after it was read to an offset has what it held past the
-//!   offset read from its rotated copy first, when one is beside it ([`copy`]), and the copies of
+//!   offset read from its rotated copy first, when one is beside it (`copy.rs`), and the copies of
 //!   the generations rotated since from their start; the copies are files of their own, finished
 //!   at their end; a closed file gone from the globs, or from the registry's path at start-up, is
 //!   looked for the same way beside its old name (renamed there, or copied and deleted);
