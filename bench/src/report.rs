@@ -73,6 +73,9 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
         "outage" => {
             out.push_str("| target | catch-up s after the broker is back, median (min–max) | lines written | lines re-sent | lines lost | CPU s | peak RSS MB | complete |\n|---|---|---|---|---|---|---|---|\n");
         }
+        "copytruncate" => {
+            out.push_str("| target | rotations | lines written | lines in no file afterwards | lines lost | lost though on disk | lines re-sent | CPU s | peak RSS MB | complete |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        }
         "restart" | "crash" => {
             out.push_str("| target | MB/s median (min–max) | resume s | lines re-sent | lines lost | peak RSS MB | complete |\n|---|---|---|---|---|---|---|\n");
         }
@@ -138,6 +141,21 @@ pub fn markdown(case: &str, rows: &[Row]) -> String {
                     opt(r.med(|s| Some(s.lines as f64)), 0),
                     opt(r.med(|s| s.duplicates.map(|d| d as f64)), 0),
                     opt(r.med(|s| s.lost.map(|d| d as f64)), 0),
+                    opt(r.med(|s| Some(s.cpu_s)), 1),
+                    opt(r.rss_mb(), 1),
+                )
+            }
+            "copytruncate" => {
+                let med = |f: fn(&Sample) -> Option<u64>| opt(r.med(|s| f(s).map(|v| v as f64)), 0);
+                format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {done} |",
+                    r.target.name(),
+                    med(|s| s.rotations.map(u64::from)),
+                    med(|s| Some(s.lines)),
+                    med(|s| s.off_disk),
+                    med(|s| s.lost),
+                    med(|s| s.lost_on_disk),
+                    med(|s| s.duplicates),
                     opt(r.med(|s| Some(s.cpu_s)), 1),
                     opt(r.rss_mb(), 1),
                 )
@@ -356,5 +374,24 @@ mod tests {
         crashed.samples[0].duplicates = Some(24);
         let md = markdown("crash", &[crashed]);
         assert!(md.contains("| 24 | 466 |"), "re-sent, then lost: {md}");
+    }
+
+    #[test]
+    fn the_copytruncate_table_shows_losses_on_disk_apart() {
+        let mut s = sample(20.0, 2048);
+        (s.rotations, s.off_disk, s.lost, s.lost_on_disk, s.duplicates) =
+            (Some(19), Some(3), Some(40), Some(37), Some(5));
+        let row = Row {
+            case: "copytruncate".into(),
+            target: Target::Filebeat,
+            rate_mb: None,
+            samples: vec![s],
+            skipped: None,
+        };
+        let md = markdown("copytruncate", &[row]);
+        assert!(
+            md.contains("| Filebeat | 19 | 10 | 3 | 40 | 37 | 5 |"),
+            "rotations, written, off disk, lost, on disk, re-sent: {md}"
+        );
     }
 }
