@@ -208,3 +208,38 @@ fn an_expired_server_certificate_is_refused_as_a_failed_verification() {
     assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
     assert!(log.lines().next().unwrap_or_default().contains("Kafka refuses the connection (TLS: "), "{log}");
 }
+
+/// A sink consumes through the same mutual TLS: the agent ships 50 lines through the proxy and
+/// its own sink, a consumer with the client certificate, writes them to a file.
+#[test]
+fn a_sink_consumes_through_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let tansu = Tansu::start_behind("tls", 1, &addr);
+    let _proxy = TlsProxy::start(&certs, "server", Some("ca"), port, &tansu.bootstrap);
+    let log = dir.path().join("a.log");
+    append_lines(&log, numbered("tls", 0..50));
+    let out = dir.path().join("sink.out");
+    let ssl_keys = ssl(&certs, "full", "ca", true);
+    let sink = format!(
+        "sinks:\n  - id: s\n    topics: [tls]\n    file: \"{}\"\n    hosts: [\"{addr}\"]\n    group_id: g\n    initial_offset: earliest\n    commit_interval: 200ms\n{}",
+        out.display(),
+        ssl_keys.replace("    codec: raw\n", "")
+    );
+    let cfg = dir.path().join("agent.yml");
+    let text = config(&dir.path().join("data"), std::slice::from_ref(&log), &addr, "tls", "", &ssl_keys);
+    std::fs::write(&cfg, format!("{text}{sink}")).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    let expected = numbered("tls", 0..50);
+    let written = || crate::sink::file_lines(&out);
+    let arrived = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        written().len() >= expected.len()
+    });
+    signal(&agent, libc::SIGTERM);
+    let _ = wait_exit(&mut agent, Duration::from_secs(30));
+    assert!(arrived, "{} of 50 lines in the sink's file; log:\n{}", written().len(), agent_log_tail(&cfg));
+    assert_eq!(written(), expected, "every line once, in order (one partition)");
+}
