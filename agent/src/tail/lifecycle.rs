@@ -128,7 +128,7 @@ impl Reader {
         let (copy, bytes) = (c.path.display().to_string(), c.size - offset.min(c.size));
         if let Some(tracked) = self.files.get(&key) {
             if tracked.is_open() || tracked.path == c.path {
-                tracing::info!(path = %path.display(), %copy, "file truncated; its rotated copy is read as a file of this input");
+                tracing::info!(path = %path.display(), %copy, "the rest of this file is in a file the input reads anyway");
                 return true;
             }
             // A closed file under another name whose inode the copy was given: it was deleted
