@@ -47,8 +47,9 @@ pub struct Copies {
 
 /// The rotated copies of `truncated` (with fingerprint `fp`, read to `offset`), if one of them
 /// holds what it held (see the module's invariant). `was` is its device and inode when it is
-/// still there (truncated): that file is not its own copy; without it (the file is gone), a file
-/// with its old inode under a rotated name is the file itself, renamed, and is taken.
+/// still there (truncated): that file is not its own copy; without it (the file is gone from the
+/// globs), a file with its old inode under a rotated name is the file itself, renamed, and the
+/// file still at `truncated` is taken too.
 pub fn find(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64) -> Option<Copies> {
     if fp.len == 0 {
         // Nothing to recognise the copy by.
@@ -59,7 +60,10 @@ pub fn find(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64)
     let mut rotated = Vec::new();
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let file_name = entry.file_name();
-        if !file_name.to_str().is_some_and(|other| is_rotated_name(name, other)) {
+        // Gone from the globs, the file may still be at its own path (a copy that was being
+        // read, or a file the globs no longer match): the rest of it is there.
+        let itself = was.is_none() && file_name.to_str() == Some(name);
+        if !itself && !file_name.to_str().is_some_and(|other| is_rotated_name(name, other)) {
             continue;
         }
         let path = entry.path();

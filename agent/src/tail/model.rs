@@ -6,8 +6,10 @@
 //! says which lines must arrive; a failing sequence is shrunk by proptest and printed.
 //!
 //! The model's at-risk set is the documented one, decided when the operation happens:
-//! - a file truncated without a copy, deleted, or renamed out of the globs while the reader does
-//!   not hold it open loses the lines not delivered yet (an open one is read to its end);
+//! - a file truncated without a copy, or deleted while the reader does not hold it open, loses
+//!   the lines not delivered yet (an open one is read to its end); one renamed beside its name
+//!   (out of the globs) does only if the reader did not know it by a fingerprint, or a crash
+//!   restarts from a registry write that did not;
 //! - a file copied and truncated before the reader read a byte of it loses them too (nothing to
 //!   recognise its copy by), and so does one the last registry write did not know of, in the
 //!   content its copies hold, when the agent crashes (the restart cannot recognise them);
@@ -305,6 +307,18 @@ impl World {
         self.reader().files.values().any(|f| f.id == id && f.is_open())
     }
 
+    /// Whether the reader tracks the file at `path` with a fingerprint to find it by (taken over
+    /// what it holds now: not only the same inode, which a new file may have been given).
+    fn knows(&mut self, path: &Path) -> bool {
+        let Ok(file) = File::open(path) else { return false };
+        let Ok(meta) = file.metadata() else { return false };
+        let id = FileId::of(&meta);
+        self.reader()
+            .files
+            .values()
+            .any(|f| f.id == id && f.fingerprint.len > 0 && f.fingerprint.matches(&file, meta.len()).unwrap_or(false))
+    }
+
     /// Whether the reader has read any of what the file at `path` holds now (so that it can
     /// recognise a copy of it): not only the same inode, which a new file may have been given.
     fn has_read(&mut self, path: &Path) -> bool {
@@ -332,6 +346,9 @@ fn run(ops: &[Op]) -> Result<(), String> {
     let mut crashed = false;
     // Lines of files deleted or renamed away while held open: safe unless the agent stops.
     let mut orphans: Vec<String> = Vec::new();
+    // Files renamed beside their name while the reader knew them (new path, lines): a crash
+    // restarts from the last registry write, which may not know them.
+    let mut renamed: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut counter = 0u32;
     let mut line = |f: u8| {
         counter += 1;
@@ -376,7 +393,16 @@ fn run(ops: &[Op]) -> Result<(), String> {
             }
             Op::Rotate { f } | Op::Delete { f } | Op::Recreate { f, .. } if files[f as usize].exists => {
                 let path = w.path(f);
-                if w.holds_open(&path) {
+                if let Op::Rotate { .. } = op {
+                    // Renamed beside its name: read to its end while open, and looked for there
+                    // (by its fingerprint) once gone while closed or while the agent was stopped.
+                    if w.knows(&path) {
+                        let to = w.dir.path().join(format!("f{f}.log.r{}", files[f as usize].rotations + 1));
+                        renamed.push((to, files[f as usize].lines.clone()));
+                    } else {
+                        at_risk.extend(undelivered(&w, &files[f as usize].lines));
+                    }
+                } else if w.holds_open(&path) {
                     // Read to its end while the agent runs; a stop first loses the rest.
                     orphans.extend(files[f as usize].lines.iter().cloned());
                 } else {
@@ -487,6 +513,19 @@ fn run(ops: &[Op]) -> Result<(), String> {
                         let known = ino.is_ok_and(|ino| w.flushed.values().any(|e| e.ino == ino && recognised(e)));
                         if !known {
                             at_risk.extend(undelivered(&w, &fm.in_copies));
+                        }
+                    }
+                    for (to, lines) in &renamed {
+                        // Known to that write by its content: an entry whose fingerprint it
+                        // starts with.
+                        let known = File::open(to).is_ok_and(|file| {
+                            let size = file.metadata().map_or(0, |m| m.len());
+                            w.flushed
+                                .values()
+                                .any(|e| e.fp_len > 0 && e.fingerprint().matches(&file, size).unwrap_or(false))
+                        });
+                        if !known {
+                            at_risk.extend(undelivered(&w, lines));
                         }
                     }
                     w.reader = None;
