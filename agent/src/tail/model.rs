@@ -13,9 +13,9 @@
 //! - a file copied and truncated before the reader read a byte of it loses them too (nothing to
 //!   recognise its copy by), and so does one the last registry write did not know of, in the
 //!   content its copies hold, when the agent crashes (the restart cannot recognise them);
-//! - a file deleted or renamed away while held open is read to its end while the agent runs; a
-//!   stop or a crash first loses its unread lines, and so it does those of a rotated copy being
-//!   read (outside the globs, a restart does not look for either again).
+//! - a file deleted while held open is read to its end while the agent runs; a stop or a crash
+//!   first loses its unread lines. The model counts the unread lines of a rotated copy being read
+//!   at a stop as at risk too, though a restart looks for it by its registry entry when it has one.
 //!
 //! Everything else must arrive at least once; nothing may arrive that was not written (a
 //! fragment is allowed only as the start of a line or of a partial line: the last line of a
