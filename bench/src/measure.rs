@@ -256,6 +256,24 @@ fn target_dir(ctx: &Ctx<'_>, target: Target, run: usize) -> anyhow::Result<std::
     Ok(dir)
 }
 
+/// What a case with a writer works on: a fresh topic, the target's directory, and in it an empty
+/// `<case>.log` the target tails (its only input).
+struct Written {
+    topic: String,
+    dir: std::path::PathBuf,
+    file: std::path::PathBuf,
+    input: Input,
+}
+
+fn written_file(ctx: &Ctx<'_>, target: Target, run: usize, case: &str) -> anyhow::Result<Written> {
+    let topic = fresh_topic(ctx, &format!("{case}-{target:?}").to_lowercase())?;
+    let dir = target_dir(ctx, target, run)?;
+    let file = dir.join(format!("{case}.log"));
+    std::fs::write(&file, b"")?;
+    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    Ok(Written { topic, dir, file, input })
+}
+
 /// Catch-up: the corpus exists before the target starts; time until every line is in Kafka.
 pub fn catch_up(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> anyhow::Result<Sample> {
     let topic = fresh_topic(ctx, &format!("{target:?}").to_lowercase())?;
@@ -343,11 +361,7 @@ pub fn live(
     duration: Duration,
     run: usize,
 ) -> anyhow::Result<Sample> {
-    let topic = fresh_topic(ctx, &format!("live-{target:?}").to_lowercase())?;
-    let dir = target_dir(ctx, target, run)?;
-    let file = dir.join("live.log");
-    std::fs::write(&file, b"")?;
-    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let Written { topic, dir, file, input } = written_file(ctx, target, run, "live")?;
     let s = ctx.settings;
     let t0 = Instant::now();
     let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
@@ -462,11 +476,7 @@ pub struct Outage {
 /// broker's return until every written line is in the topic (`resume_s`), lines lost and lines
 /// re-sent.
 pub fn outage(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, o: Outage, run: usize) -> anyhow::Result<Sample> {
-    let topic = fresh_topic(ctx, &format!("outage-{target:?}").to_lowercase())?;
-    let dir = target_dir(ctx, target, run)?;
-    let file = dir.join("outage.log");
-    std::fs::write(&file, b"")?;
-    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let Written { topic, dir, file, input } = written_file(ctx, target, run, "outage")?;
     let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, ctx.settings, &dir))?;
     let (kind, seed, max_lines) = (corpus.kind, corpus.seed, corpus.lines);
     let writer = std::thread::spawn(move || {
@@ -525,11 +535,7 @@ pub struct Storm {
 /// lines lost in all (`lost`) and those of them that are still on disk, in a copy or in the file
 /// (`lost_on_disk`): these a tailer could have shipped.
 pub fn copytruncate(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, st: Storm, run: usize) -> anyhow::Result<Sample> {
-    let topic = fresh_topic(ctx, &format!("ct-{target:?}").to_lowercase())?;
-    let dir = target_dir(ctx, target, run)?;
-    let file = dir.join("ct.log");
-    std::fs::write(&file, b"")?;
-    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let Written { topic, dir, file, input } = written_file(ctx, target, run, "ct")?;
     let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, ctx.settings, &dir))?;
     std::thread::sleep(Duration::from_secs(1));
     let (kind, seed, max_lines) = (corpus.kind, corpus.seed, corpus.lines);
