@@ -53,6 +53,8 @@ pub mod output;
 
 pub mod rdlog;
 
+pub mod tls_check;
+
 pub mod spool;
 
 // Remembering: acknowledgements, the registry, atomic small-file writes.

@@ -28,6 +28,11 @@ impl RdLog {
         RdLog { client: client.into(), seen: Mutex::new(HashMap::new()) }
     }
 
+    /// The client's name in the log (`output`, `sink web`).
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
     /// A librdkafka log line (`ClientContext::log`).
     pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let Some(suppressed) = self.due(&shape(message)) else { return };

@@ -15,6 +15,8 @@
 //! and is no longer watched.
 
 use crate::metrics::{Histogram, Metrics};
+use crate::tls_check::TlsCheck;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -138,6 +140,9 @@ pub struct Refusals {
     /// Why the connection itself was refused, when its last attempt failed in the TLS handshake
     /// or in SASL authentication: a setting to fix, not an outage to wait out.
     connection: Mutex<Option<String>>,
+    /// What the agent's own check found about the refused connection (the reason OpenSSL gives
+    /// for refusing the broker's certificate), kept until the connection is up.
+    connection_finding: Mutex<Option<String>>,
     /// Set while `connection` holds a cause: the statistics check this, not the lock.
     connection_refused: AtomicBool,
 }
@@ -153,21 +158,56 @@ impl Refusals {
         self.topics.lock().unwrap().remove(topic).is_some()
     }
 
+    /// A librdkafka client's error: when the broker answers but the TLS handshake or the SASL
+    /// login fails (a setting to fix, not an outage to wait out), records it as the connection's
+    /// refusal and, for a certificate librdkafka could not verify, has `check` find out why.
+    /// `/healthz` then names that cause instead of an unreachable Kafka.
+    pub fn on_client_error(self: &Arc<Self>, client: &str, error: &KafkaError, reason: &str, check: Option<&TlsCheck>) {
+        let cause = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::SSL) => format!("TLS: {reason}"),
+            Some(RDKafkaErrorCode::Authentication) => format!("SASL: {reason}"),
+            // With TLS 1.3 the server checks the client's certificate after the handshake: its
+            // refusal (an alert such as "certificate required") arrives as a failed receive.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
+                format!("TLS: {reason}")
+            }
+            _ => return,
+        };
+        self.refuse_connection(&cause);
+        if let Some(check) = check {
+            let refusals = Arc::clone(self);
+            check.after_error(client, reason, move |finding| refusals.explain_connection(&finding));
+        }
+    }
+
     /// Records why a connection failed its TLS handshake or SASL authentication.
     pub fn refuse_connection(&self, cause: &str) {
         *self.connection.lock().unwrap() = Some(cause.to_string());
         self.connection_refused.store(true, Ordering::Relaxed);
     }
 
+    /// Adds what the agent's own check found to the connection's refusal, while there is one.
+    pub fn explain_connection(&self, finding: &str) {
+        if self.connection_refused.load(Ordering::Relaxed) {
+            *self.connection_finding.lock().unwrap() = Some(finding.to_string());
+        }
+    }
+
     /// A broker connection is up: forgets the connection's refusal.
     pub fn accept_connection(&self) {
         if self.connection_refused.swap(false, Ordering::Relaxed) {
             self.connection.lock().unwrap().take();
+            self.connection_finding.lock().unwrap().take();
         }
     }
 
+    /// Why the connection is refused, the agent's own finding first (librdkafka's words guess).
     pub fn connection(&self) -> Option<String> {
-        self.connection.lock().unwrap().clone()
+        let cause = self.connection.lock().unwrap().clone()?;
+        Some(match self.connection_finding.lock().unwrap().as_deref() {
+            Some(finding) => format!("the broker's certificate fails verification: {finding}; {cause}"),
+            None => cause,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -454,9 +494,17 @@ mod tests {
             s.health(),
             Err("output: Kafka refuses the connection (TLS: SSL handshake failed: certificate verify failed); fix the ssl/sasl settings; no spool: reading waits".into())
         );
+        // The agent's own finding comes first, and goes with the refusal.
+        s.refused.explain_connection("certificate has expired");
+        assert_eq!(
+            s.refused.connection().as_deref(),
+            Some("the broker's certificate fails verification: certificate has expired; TLS: SSL handshake failed: certificate verify failed")
+        );
         Metrics::set(&s.metrics.output_brokers_up, 1);
         s.refused.accept_connection();
         assert!(s.health().is_ok());
+        s.refused.explain_connection("a finding after the connection came up");
+        assert_eq!(s.refused.connection(), None, "a late finding explains no refusal");
         let input = &s.install(Kind::Source, &["app"])[0];
         input.set_failure(Some("cannot open /var/log/app.log: permission denied".into()));
         let sink = &s.install(Kind::Sink, &["s"])[0];

@@ -311,11 +311,14 @@ impl Spooling {
         self.phase = Phase::Waiting;
         self.spool.rewind();
         Metrics::inc(&metrics.spool_switches);
-        tracing::warn!(
-            spool = %self.spool.dir().display(),
-            taken_back = parked.len(),
-            "Kafka is unreachable: spooling events to disk until it answers again"
-        );
+        let spool = self.spool.dir().display();
+        match kafka.connection_refused() {
+            // Not an outage to wait out: a setting to fix (the reason is also in `/healthz`).
+            Some(why) => tracing::warn!(%spool, taken_back = parked.len(),
+                "Kafka refuses the connection ({why}): spooling events to disk until it accepts it"),
+            None => tracing::warn!(%spool, taken_back = parked.len(),
+                "Kafka is unreachable: spooling events to disk until it answers again"),
+        }
         self.store(parked, tracker, metrics);
     }
 

@@ -26,7 +26,7 @@ pub mod format;
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::status::{Connector, Kind, Status};
+use crate::status::{Connector, Kind, Refusals, Status};
 use anyhow::Context as _;
 use file::SinkFile;
 use format::{append_line, Appended};
@@ -120,6 +120,11 @@ impl Sinks {
 /// connected to any broker.
 struct SinkContext {
     rdlog: crate::rdlog::RdLog,
+    /// The agent's own check of a broker certificate librdkafka could not verify.
+    tls_check: Option<crate::tls_check::TlsCheck>,
+    /// Why the brokers refuse the consumer's connection (TLS or SASL), until one is up; only the
+    /// connection's refusal is used (a sink refuses no topic).
+    refused: Arc<Refusals>,
     /// Statistics in a row that showed no broker connected (0 while one is).
     unconnected_stats: AtomicU32,
 }
@@ -188,13 +193,21 @@ const UNCONNECTED_STATS: u32 = 2;
 impl SinkContext {
     /// Why the consumer cannot consume now, if it cannot.
     fn kafka_problem(&self) -> Option<String> {
-        (self.unconnected_stats.load(Ordering::Relaxed) >= UNCONNECTED_STATS)
-            .then(|| "no Kafka broker connected: nothing can be consumed".to_string())
+        if self.unconnected_stats.load(Ordering::Relaxed) < UNCONNECTED_STATS {
+            return None;
+        }
+        Some(match self.refused.connection() {
+            Some(cause) => {
+                format!("Kafka refuses the connection ({cause}); fix the ssl/sasl settings: nothing can be consumed")
+            }
+            None => "no Kafka broker connected: nothing can be consumed".to_string(),
+        })
     }
 }
 
 impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        self.refused.on_client_error(self.rdlog.client(), &error, reason, self.tls_check.as_ref());
         self.rdlog.error(&error, reason);
     }
 
@@ -205,6 +218,7 @@ impl ClientContext for SinkContext {
     fn stats(&self, stats: rdkafka::statistics::Statistics) {
         if stats.brokers.values().any(|b| b.state == "UP") {
             self.unconnected_stats.store(0, Ordering::Relaxed);
+            self.refused.accept_connection();
         } else {
             self.unconnected_stats.fetch_add(1, Ordering::Relaxed);
         }
@@ -270,6 +284,8 @@ impl Sink {
         cc.set("statistics.interval.ms", "1000");
         let context = SinkContext {
             rdlog: crate::rdlog::RdLog::new(format!("sink {}", cfg.id)),
+            tls_check: crate::tls_check::TlsCheck::from_client_config(&cc),
+            refused: Arc::default(),
             unconnected_stats: AtomicU32::new(0),
         };
         let consumer: Arc<BaseConsumer<SinkContext>> =
@@ -421,9 +437,14 @@ impl Sink {
         if now == self.cut_off {
             return;
         }
+        // Logged when it starts and ends: a refusal's words change at every reconnect (librdkafka's
+        // timings), `/healthz` follows them.
         match &now {
-            Some(why) => tracing::warn!(sink = %self.cfg.id, "{why}; /healthz is 503 until a broker is connected"),
+            Some(why) if self.cut_off.is_none() => {
+                tracing::warn!(sink = %self.cfg.id, "{why}; /healthz is 503 until a broker is connected")
+            }
             None => tracing::info!(sink = %self.cfg.id, "connected to Kafka again"),
+            Some(_) => {}
         }
         self.cut_off = now;
         self.show_failure();

@@ -46,6 +46,13 @@ impl Tansu {
         t
     }
 
+    /// Starts tansu with extra broker arguments and no topic (with `--authentication` and no
+    /// user, nothing can create one).
+    pub fn start_bare(args: &[&str]) -> Tansu {
+        let bootstrap = format!("127.0.0.1:{}", free_port());
+        Tansu { child: Self::spawn(&bootstrap, args), bootstrap }
+    }
+
     /// Starts tansu on a free port while it tells clients to connect to `advertised` (a TLS
     /// proxy in front of it); the topic is created through the broker's own port.
     pub fn start_behind(topic: &str, partitions: i32, advertised: &str) -> Tansu {

@@ -9,6 +9,7 @@ mod filebeat;
 mod inputs;
 mod mock;
 mod ops;
+mod sasl;
 mod sink;
 mod spool;
 mod tls;

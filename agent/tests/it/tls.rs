@@ -148,6 +148,19 @@ fn ssl(certs: &Certs, mode: &str, ca: &str, client_cert: bool) -> String {
     s
 }
 
+/// The refusal names OpenSSL's reason for refusing the broker's certificate (the agent's own
+/// check: librdkafka's words only say the verification failed, and guess at the CA), in the log
+/// and first in `/healthz`.
+fn assert_named(log: &str, reason: &str) {
+    let named = format!("the broker's certificate fails verification: {reason}");
+    assert!(log.contains(&format!("ERROR TLS: {named}")), "the log names the cause ({reason}):\n{log}");
+    let health = log.lines().next().unwrap_or_default();
+    assert!(
+        health.contains(&format!("Kafka refuses the connection ({named}; TLS: ")),
+        "/healthz names the cause ({reason}), not an unreachable Kafka: {health}"
+    );
+}
+
 const DELIVERS: Duration = Duration::from_secs(30);
 /// Long enough for librdkafka to try and log the handshake's failure a few times.
 const REFUSED: Duration = Duration::from_secs(6);
@@ -172,8 +185,8 @@ fn a_server_certificate_for_another_name_passes_certificate_mode_and_fails_full(
     assert_eq!(n, 50, "certificate mode checks the chain, not the name; log:\n{log}");
     let (n, log) = run(&certs, "server-elsewhere", None, &ssl(&certs, "full", "ca", false), REFUSED);
     assert_eq!(n, 0, "{log}");
-    assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
-    assert!(log.lines().next().unwrap_or_default().contains("Kafka refuses the connection (TLS: "), "{log}");
+    assert!(log.contains("certificate verify failed"), "the log has librdkafka's words:\n{log}");
+    assert_named(&log, "IP address mismatch");
 }
 
 #[test]
@@ -182,22 +195,17 @@ fn a_wrong_ca_is_named_in_the_log_and_verification_none_delivers() {
     let certs = Certs::make(dir.path());
     let (n, log) = run(&certs, "server", None, &ssl(&certs, "full", "other-ca", false), REFUSED);
     assert_eq!(n, 0, "{log}");
-    assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
-    let health = log.lines().next().unwrap_or_default();
-    assert!(
-        health.contains("Kafka refuses the connection (TLS: ") && health.contains("certificate verify failed"),
-        "/healthz names the cause, not an unreachable Kafka: {health}"
-    );
+    assert!(log.contains("certificate verify failed"), "the log has librdkafka's words:\n{log}");
+    assert_named(&log, "unable to get local issuer certificate");
     let (n, log) = run(&certs, "server", None, &ssl(&certs, "none", "other-ca", false), DELIVERS);
     assert_eq!(n, 50, "verification none trusts any certificate; log:\n{log}");
 }
 
-/// An expired server certificate is refused and named as a failed TLS verification, not as an
-/// unreachable Kafka. librdkafka reports OpenSSL's handshake error, which does not say why the
-/// verification failed (the expiry): its reason is only given to a verification callback, which
-/// rust-rdkafka does not expose.
+/// An expired server certificate is refused and named as expired, not as an unreachable Kafka.
+/// librdkafka reports OpenSSL's handshake error, which does not say why the verification failed
+/// (and guesses at the CA): the agent's own check names the expiry.
 #[test]
-fn an_expired_server_certificate_is_refused_as_a_failed_verification() {
+fn an_expired_server_certificate_is_refused_and_named_expired() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::make(dir.path());
     certs.signed_for("server-expired", "/CN=localhost", Some("subjectAltName=IP:127.0.0.1,DNS:localhost"), "0");
@@ -205,24 +213,24 @@ fn an_expired_server_certificate_is_refused_as_a_failed_verification() {
     std::thread::sleep(Duration::from_millis(1100));
     let (n, log) = run(&certs, "server-expired", None, &ssl(&certs, "full", "ca", false), REFUSED);
     assert_eq!(n, 0, "{log}");
-    assert!(log.contains("certificate verify failed"), "the log names the failed verification:\n{log}");
-    assert!(log.lines().next().unwrap_or_default().contains("Kafka refuses the connection (TLS: "), "{log}");
+    assert!(log.contains("certificate verify failed"), "the log has librdkafka's words:\n{log}");
+    assert_named(&log, "certificate has expired");
 }
 
-/// A sink consumes through the same mutual TLS: the agent ships 50 lines through the proxy and
-/// its own sink, a consumer with the client certificate, writes them to a file.
-#[test]
-fn a_sink_consumes_through_mutual_tls() {
+/// The agent ships 50 lines through a proxy with `server`'s certificate (asking for a client
+/// certificate) and its own sink, a consumer with the output's `ssl.*` keys (the client
+/// certificate included), writes them to a file. Returns the lines written, once 50 are or after
+/// `wait`, and the agent's log.
+fn run_sink(certs: &Certs, server: &str, wait: Duration) -> (Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let certs = Certs::make(dir.path());
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let tansu = Tansu::start_behind("tls", 1, &addr);
-    let _proxy = TlsProxy::start(&certs, "server", Some("ca"), port, &tansu.bootstrap);
+    let _proxy = TlsProxy::start(certs, server, Some("ca"), port, &tansu.bootstrap);
     let log = dir.path().join("a.log");
     append_lines(&log, numbered("tls", 0..50));
     let out = dir.path().join("sink.out");
-    let ssl_keys = ssl(&certs, "full", "ca", true);
+    let ssl_keys = ssl(certs, "full", "ca", true);
     let sink = format!(
         "sinks:\n  - id: s\n    topics: [tls]\n    file: \"{}\"\n    hosts: [\"{addr}\"]\n    group_id: g\n    initial_offset: earliest\n    commit_interval: 200ms\n{}",
         out.display(),
@@ -232,14 +240,41 @@ fn a_sink_consumes_through_mutual_tls() {
     let text = config(&dir.path().join("data"), std::slice::from_ref(&log), &addr, "tls", "", &ssl_keys);
     std::fs::write(&cfg, format!("{text}{sink}")).unwrap();
     let mut agent = spawn_agent(&cfg);
-    let expected = numbered("tls", 0..50);
     let written = || crate::sink::file_lines(&out);
-    let arrived = (0..300).any(|_| {
+    let rounds = wait.as_millis() / 100;
+    let _ = (0..rounds).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        written().len() >= expected.len()
+        written().len() >= 50
     });
     signal(&agent, libc::SIGTERM);
     let _ = wait_exit(&mut agent, Duration::from_secs(30));
-    assert!(arrived, "{} of 50 lines in the sink's file; log:\n{}", written().len(), agent_log_tail(&cfg));
-    assert_eq!(written(), expected, "every line once, in order (one partition)");
+    let text = std::fs::read_to_string(cfg.with_file_name("agent.log")).unwrap_or_default();
+    (written(), text)
+}
+
+/// A sink consumes through the same mutual TLS and writes every line in order.
+#[test]
+fn a_sink_consumes_through_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let (written, log) = run_sink(&certs, "server", DELIVERS);
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    assert_eq!(written, numbered("tls", 0..50), "every line once, in order (one partition); log:\n{tail:?}");
+}
+
+/// A sink refused by an expired broker certificate names the expiry in its own log line.
+#[test]
+fn a_sink_names_an_expired_broker_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    certs.signed_for("server-expired", "/CN=localhost", Some("subjectAltName=IP:127.0.0.1,DNS:localhost"), "0");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (written, log) = run_sink(&certs, "server-expired", REFUSED);
+    assert!(written.is_empty(), "{written:?}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR TLS: the broker's certificate fails verification: certificate has expired")
+                && l.contains("client=\"sink s\"")),
+        "the sink's log line names the expiry:\n{log}"
+    );
 }

@@ -141,19 +141,11 @@ impl ClientContext for AgentContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown) => self.shared.all_down.store(true, Ordering::Relaxed),
-            // The broker answers, but the TLS handshake or SASL authentication fails: `/healthz`
-            // names that cause instead of an unreachable Kafka (the log has librdkafka's words).
-            Some(RDKafkaErrorCode::SSL) => self.shared.refused.refuse_connection(&format!("TLS: {reason}")),
-            Some(RDKafkaErrorCode::Authentication) => self.shared.refused.refuse_connection(&format!("SASL: {reason}")),
-            // With TLS 1.3 the server checks the client's certificate after the handshake: its
-            // refusal (an alert such as "certificate required") arrives as a failed receive.
-            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
-                self.shared.refused.refuse_connection(&format!("TLS: {reason}"))
-            }
-            _ => {}
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared.all_down.store(true, Ordering::Relaxed);
         }
+        let check = self.shared.tls_check.as_ref();
+        self.shared.refused.on_client_error(self.rdlog.client(), &error, reason, check);
         // Each cause once a minute: connection errors repeat at every reconnect attempt.
         self.rdlog.error(&error, reason);
     }

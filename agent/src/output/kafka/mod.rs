@@ -41,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::spool::format::Record;
 use crate::status::{Heartbeat, Refusals};
+use crate::tls_check::TlsCheck;
 use delivery::{is_permanent, partition_unknown, refuses_topic, AgentContext, Pending};
 use probe::Probe;
 use rdkafka::config::ClientConfig;
@@ -156,6 +157,8 @@ struct Shared {
     held: AtomicUsize,
     /// How long a held record waits before it is sent again (`backoff.max`).
     held_wait: Duration,
+    /// The agent's own check of a broker certificate librdkafka could not verify.
+    tls_check: Option<TlsCheck>,
 }
 
 impl Shared {
@@ -295,6 +298,7 @@ impl KafkaOutput {
             refused,
             held: AtomicUsize::new(0),
             held_wait: cfg.backoff.max.0,
+            tls_check: TlsCheck::from_client_config(&client_config(cfg)),
         });
         if let Partitioning::Hash(h) = &cfg.partition {
             if !h.hash.is_empty() && h.random == Some(false) {
@@ -688,6 +692,11 @@ impl KafkaOutput {
         let after = self.unhealthy_after * patience.max(1);
         let limit = if self.shared.all_down.load(Ordering::Relaxed) { after.min(ALL_DOWN_GRACE) } else { after };
         since.elapsed() >= limit
+    }
+
+    /// Why the brokers refuse the connection (TLS or SASL), when that is why nothing gets through.
+    pub fn connection_refused(&self) -> Option<String> {
+        self.shared.refused.connection()
     }
 
     /// Takes every file event back from librdkafka for the spool: turns parking on, purges the
