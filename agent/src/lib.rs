@@ -55,6 +55,8 @@ pub mod rdlog;
 
 pub mod tls_check;
 
+pub mod tls_versions;
+
 pub mod spool;
 
 // Remembering: acknowledgements, the registry, atomic small-file writes.

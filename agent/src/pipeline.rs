@@ -83,6 +83,12 @@ pub fn run(config: Config, opts: RunOptions, shutdown: Shutdown) -> anyhow::Resu
     let _lock = lock_data_dir(&data)?;
     let metrics = opts.status.metrics.clone();
     let ephemeral_id = random_uuid();
+    // Before the first Kafka client: OpenSSL takes the bounds for every TLS context after this.
+    if let Some(range @ (min, max)) = config.tls_range() {
+        let file = crate::tls_versions::apply(range, &data)?;
+        tracing::info!(min = min.openssl(), max = max.openssl(), file = %file.display(),
+            "ssl.supported_protocols: every Kafka connection's TLS version is bounded");
+    }
     let sinks = Sinks::start(&config.sinks, &data, &opts.status, opts.hangups.clone())?;
     let inputs = match start_inputs(&config, &opts, &ephemeral_id) {
         Ok(i) => i,
@@ -140,6 +146,14 @@ impl Running {
             Metrics::inc(&metrics.config_reload_errors);
             tracing::error!(now = %self.inputs_cfg.path.data.display(), new = %new.path.data.display(),
                 "config reload refused: path.data cannot change while running; restart the agent to move it");
+            return;
+        }
+        if new.tls_range() != self.inputs_cfg.tls_range() {
+            Metrics::inc(&metrics.config_reload_errors);
+            tracing::error!(
+                "config reload refused: ssl.supported_protocols cannot change while running (OpenSSL \
+                applies it to the whole process); restart the agent to change it"
+            );
             return;
         }
         for (key, same) in [

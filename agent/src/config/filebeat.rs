@@ -565,10 +565,6 @@ fn kafka_output(k: &mut Node, t: &mut Translation) {
         (&["max_retries"], "retries are unlimited, as Filebeat's Kafka output ignores this setting too"),
         (&["bulk_max_duration"], "batches are flushed by bulk_flush_frequency (linger.ms)"),
         (&["metadata", "retry"], "librdkafka retries metadata requests itself (retry.backoff.ms)"),
-        (
-            &["ssl", "supported_protocols"],
-            "librdkafka negotiates the highest TLS version both sides allow (1.2 or 1.3)",
-        ),
     ] {
         if let Some(e) = take_path(k, path) {
             t.note(format!("output.kafka.{}", path.join(".")), e.line, format!("accepted, not applied: {what}"));

@@ -383,6 +383,49 @@ pub struct SslConfig {
     /// accepted and TLS 1.3 keeps OpenSSL's suites.
     #[serde(default)]
     pub cipher_suites: Vec<CipherSuite>,
+    /// Filebeat's TLS versions: the lowest and the highest listed bound the handshake, as in
+    /// Filebeat. librdkafka has no such setting, so the agent sets OpenSSL's own bounds for the
+    /// whole process ([`crate::tls_versions`]): every TLS client must give the same list.
+    #[serde(default)]
+    pub supported_protocols: Vec<TlsVersion>,
+}
+
+/// A TLS version as Filebeat names it in `ssl.supported_protocols`, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_0,
+    V1_1,
+    V1_2,
+    V1_3,
+}
+
+impl TlsVersion {
+    /// The name OpenSSL's `MinProtocol` / `MaxProtocol` take.
+    pub fn openssl(self) -> &'static str {
+        match self {
+            TlsVersion::V1_0 => "TLSv1",
+            TlsVersion::V1_1 => "TLSv1.1",
+            TlsVersion::V1_2 => "TLSv1.2",
+            TlsVersion::V1_3 => "TLSv1.3",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.as_str() {
+            // libbeat's names (`TLSv1` is its alias for 1.0).
+            "TLSv1" | "TLSv1.0" => Ok(TlsVersion::V1_0),
+            "TLSv1.1" => Ok(TlsVersion::V1_1),
+            "TLSv1.2" => Ok(TlsVersion::V1_2),
+            "TLSv1.3" => Ok(TlsVersion::V1_3),
+            "SSLv3" => Err(serde::de::Error::custom("SSLv3 is not supported: OpenSSL 3 has no SSLv3")),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid TLS version '{name}' (one of TLSv1.0, TLSv1.1, TLSv1.2, TLSv1.3)"
+            ))),
+        }
+    }
 }
 
 /// One of Filebeat's `ssl.cipher_suites` names, with the OpenSSL name it stands for (`None` for
@@ -449,8 +492,15 @@ impl fmt::Debug for SslConfig {
 }
 
 impl SslConfig {
-    fn is_enabled(&self) -> bool {
+    pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(!self.certificate_authorities.is_empty() || self.certificate.is_some())
+    }
+
+    /// The lowest and highest TLS version allowed, when TLS is on and `supported_protocols` set.
+    pub fn tls_range(&self) -> Option<(TlsVersion, TlsVersion)> {
+        let versions = &self.supported_protocols;
+        (self.is_enabled() && !versions.is_empty())
+            .then(|| (*versions.iter().min().unwrap(), *versions.iter().max().unwrap()))
     }
 }
 
@@ -803,6 +853,30 @@ mod tests {
     fn kafka(extra: &str) -> Result<Config, String> {
         let text = format!("output:\n  kafka:\n    hosts: [h:9092]\n    topic: t\n{extra}");
         Config::from_str_at(&text, Path::new("a.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn supported_protocols_bound_tls_from_the_lowest_to_the_highest_listed() {
+        use super::TlsVersion::*;
+        let range = |extra: &str| kafka(extra).unwrap().tls_range();
+        let tls = "    ssl.certificate_authorities: [/ca.pem]\n";
+        assert_eq!(range(&format!("{tls}    ssl.supported_protocols: [TLSv1.3, TLSv1.1]\n")), Some((V1_1, V1_3)));
+        assert_eq!(range(&format!("{tls}    ssl.supported_protocols: [TLSv1, TLSv1.2]\n")), Some((V1_0, V1_2)));
+        assert_eq!(range(tls), None, "OpenSSL's own bounds");
+        assert_eq!(range("    ssl.supported_protocols: [TLSv1.2]\n"), None, "no TLS, nothing to bound");
+        let err = kafka(&format!("{tls}    ssl.supported_protocols: [SSLv3]\n")).unwrap_err();
+        assert!(
+            err.contains("output.kafka.ssl.supported_protocols") && err.contains("SSLv3 is not supported"),
+            "{err}"
+        );
+        // Applied to the whole process: a sink with TLS must list the same versions.
+        let sink = |protocols: &str| {
+            format!("{tls}    ssl.supported_protocols: [TLSv1.2]\nsinks:\n  - id: s\n    topics: [t]\n    file: /tmp/s.out\n    hosts: [h:9092]\n    group_id: g\n    ssl.certificate_authorities: [/ca.pem]\n{protocols}")
+        };
+        assert!(kafka(&sink("    ssl.supported_protocols: [TLSv1.2]\n")).is_ok());
+        let err = kafka(&sink("    ssl.supported_protocols: [TLSv1.3]\n")).unwrap_err();
+        assert!(err.contains("sinks[0].ssl.supported_protocols") && err.contains("whole process"), "{err}");
+        assert!(kafka(&sink("")).unwrap_err().contains("sinks[0].ssl.supported_protocols"));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use input::{
 };
 pub use kafka::{
     check_topic_name, is_secret_property, Codec, Compression, JsonCodecOptions, KafkaConfig, Partitioning, RoundRobin,
-    SaslConfig, SslConfig, TopicRule,
+    SaslConfig, SslConfig, TlsVersion, TopicRule,
 };
 pub use processors::{
     AddFields, AddHostMetadata, AddId, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
@@ -497,8 +497,37 @@ impl Config {
             }
         }
         problems.extend(self.validate_sinks());
+        problems.extend(self.validate_tls_versions().err());
         problems.extend(self.validate_common().err());
         problems
+    }
+
+    /// Every Kafka client's TLS settings with its key prefix: the output's, then each sink's.
+    fn tls_clients(&self) -> Vec<(String, &SslConfig)> {
+        let output = self.kafka().map(|k| ("output.kafka.ssl".to_string(), &k.ssl));
+        let sinks = self.sinks.iter().enumerate().map(|(i, s)| (format!("sinks[{i}].ssl"), &s.ssl));
+        output.into_iter().chain(sinks).collect()
+    }
+
+    /// The TLS versions every Kafka client is bounded by (`ssl.supported_protocols`), if set.
+    pub fn tls_range(&self) -> Option<(TlsVersion, TlsVersion)> {
+        self.tls_clients().iter().find_map(|(_, ssl)| ssl.tls_range())
+    }
+
+    /// `ssl.supported_protocols` is applied to OpenSSL for the whole process: every client that
+    /// uses TLS must give the same bounds, or none.
+    fn validate_tls_versions(&self) -> Result<(), Invalid> {
+        let Some(range) = self.tls_range() else { return Ok(()) };
+        for (key, ssl) in self.tls_clients() {
+            if ssl.is_enabled() && ssl.tls_range() != Some(range) {
+                return Err(invalid(
+                    format!("{key}.supported_protocols"),
+                    "every Kafka client with TLS (the output and each sink) must list the same TLS versions: \
+                     OpenSSL applies them to the whole process",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_inputs(&self, kafka: &KafkaConfig) -> Vec<Invalid> {

@@ -67,9 +67,10 @@ impl Certs {
 struct TlsProxy(Child);
 
 impl TlsProxy {
-    fn start(certs: &Certs, server: &str, client_ca: Option<&str>, port: u16, target: &str) -> TlsProxy {
+    /// `options`: more of socat's OPENSSL-LISTEN options, each after a comma.
+    fn start(certs: &Certs, server: &str, client_ca: Option<&str>, port: u16, target: &str, options: &str) -> TlsProxy {
         let mut listen = format!(
-            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={}",
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={}{options}",
             certs.path(&format!("{server}.pem")),
             certs.path(&format!("{server}.key"))
         );
@@ -101,36 +102,97 @@ impl Drop for TlsProxy {
 /// many of the lines were read back (through the proxy, as a client with every certificate), and
 /// what `/healthz` said at the end with the agent's log.
 fn run(certs: &Certs, server: &str, client_ca: Option<&str>, ssl: &str, wait: Duration) -> (usize, String) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    // tansu tells clients to come back to the proxy's address after the first metadata.
-    let tansu = Tansu::start_behind("tls", 1, &addr);
-    let _proxy = TlsProxy::start(certs, server, client_ca, port, &tansu.bootstrap);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("a.log");
-    append_lines(&log, numbered("tls", 0..50));
-    let cfg = dir.path().join("agent.yml");
+    run_behind(certs, server, client_ca, "", ssl, wait)
+}
+
+/// tansu behind a TLS proxy, and a file of 50 lines to ship through it.
+struct Behind {
+    _tansu: Tansu,
+    _proxy: TlsProxy,
+    /// The proxy's address, the one to ship to.
+    addr: String,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Behind {
+    /// The proxy presents `server` (asks for a client certificate when `client_ca` is set), with
+    /// more of socat's options in `proxy_options` (each after a comma).
+    fn start(certs: &Certs, server: &str, client_ca: Option<&str>, proxy_options: &str) -> Behind {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        // tansu tells clients to come back to the proxy's address after the first metadata.
+        let tansu = Tansu::start_behind("tls", 1, &addr);
+        let proxy = TlsProxy::start(certs, server, client_ca, port, &tansu.bootstrap, proxy_options);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        append_lines(&log, numbered("tls", 0..50));
+        Behind { _tansu: tansu, _proxy: proxy, addr, dir, log }
+    }
+
+    /// How many of the 50 lines arrived within `wait`, read back through the proxy as a client
+    /// with every certificate.
+    fn delivered(&self, certs: &Certs, wait: Duration) -> usize {
+        let (ca, cert, key) = (certs.path("ca.pem"), certs.path("client.pem"), certs.path("client.key"));
+        let props = [
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", ca.as_str()),
+            ("ssl.certificate.location", cert.as_str()),
+            ("ssl.key.location", key.as_str()),
+            // The reader checks the chain only: one reader serves every server certificate here.
+            ("ssl.endpoint.identification.algorithm", "none"),
+        ];
+        let seen = tally(&consume_with(&self.addr, "tls", 1, 50, wait, &props));
+        numbered("tls", 0..50).iter().filter(|l| seen.contains_key(*l)).count()
+    }
+}
+
+/// [`run`] with more of socat's options for the proxy (`proxy_options`, each after a comma).
+fn run_behind(
+    certs: &Certs,
+    server: &str,
+    client_ca: Option<&str>,
+    proxy_options: &str,
+    ssl: &str,
+    wait: Duration,
+) -> (usize, String) {
+    let b = Behind::start(certs, server, client_ca, proxy_options);
+    let cfg = b.dir.path().join("agent.yml");
     let http_port = free_port();
-    let text = config(&dir.path().join("data"), std::slice::from_ref(&log), &addr, "tls", "", ssl)
+    let text = config(&b.dir.path().join("data"), std::slice::from_ref(&b.log), &b.addr, "tls", "", ssl)
         .replace("logging:\n", &format!("http:\n  enabled: true\n  port: {http_port}\nlogging:\n"));
     std::fs::write(&cfg, text).unwrap();
     let mut agent = spawn_agent(&cfg);
-    let (ca, cert, key) = (certs.path("ca.pem"), certs.path("client.pem"), certs.path("client.key"));
-    let props = [
-        ("security.protocol", "ssl"),
-        ("ssl.ca.location", ca.as_str()),
-        ("ssl.certificate.location", cert.as_str()),
-        ("ssl.key.location", key.as_str()),
-        // The reader checks the chain only: one reader serves every server certificate here.
-        ("ssl.endpoint.identification.algorithm", "none"),
-    ];
-    let got = consume_with(&addr, "tls", 1, 50, wait, &props);
+    let delivered = b.delivered(certs, wait);
     let health = crate::ops::http(http_port, "GET", "/healthz", None).1;
     signal(&agent, libc::SIGTERM);
     let _ = wait_exit(&mut agent, Duration::from_secs(30));
-    let seen = tally(&got);
-    let delivered = numbered("tls", 0..50).iter().filter(|l| seen.contains_key(*l)).count();
     (delivered, format!("/healthz: {health}\nlog:\n{}", agent_log_tail(&cfg)))
+}
+
+/// The real Filebeat 8.1.3 ships the 50 lines through a proxy presenting `server`'s certificate,
+/// with `ssl` (the agent's `ssl.*` lines, as [`ssl`] writes them) under its `output.kafka`.
+/// Returns how many arrived within `wait`, and Filebeat's log.
+fn run_filebeat_behind(certs: &Certs, server: &str, proxy_options: &str, ssl: &str, wait: Duration) -> (usize, String) {
+    use crate::filebeat::{spawn_filebeat, write_config, Reaped};
+    let b = Behind::start(certs, server, None, proxy_options);
+    let d = b.dir.path();
+    // Filebeat's keys sit two spaces in; it sends the line alone with a format codec.
+    let ssl: String = ssl.replace("    codec: raw\n", "").lines().map(|l| format!("{}\n", &l[2..])).collect();
+    let text = format!(
+        "filebeat.inputs:\n  - type: filestream\n    id: fb\n    paths: [\"{}\"]\npath.data: {}\n\
+         output.kafka:\n  hosts: [\"{}\"]\n  topic: tls\n  codec.format:\n    string: '%{{[message]}}'\n{ssl}",
+        b.log.display(),
+        d.join("fb-data").display(),
+        b.addr
+    );
+    let cfg = d.join("filebeat.yml");
+    write_config(&cfg, &text);
+    let mut fb = Reaped(spawn_filebeat(&cfg, d));
+    let delivered = b.delivered(certs, wait);
+    signal(&fb.0, libc::SIGTERM);
+    let _ = wait_exit(&mut fb.0, Duration::from_secs(30));
+    (delivered, std::fs::read_to_string(d.join("filebeat.log")).unwrap_or_default())
 }
 
 fn ssl(certs: &Certs, mode: &str, ca: &str, client_cert: bool) -> String {
@@ -226,7 +288,7 @@ fn run_sink(certs: &Certs, server: &str, wait: Duration) -> (Vec<String>, String
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let tansu = Tansu::start_behind("tls", 1, &addr);
-    let _proxy = TlsProxy::start(certs, server, Some("ca"), port, &tansu.bootstrap);
+    let _proxy = TlsProxy::start(certs, server, Some("ca"), port, &tansu.bootstrap, "");
     let log = dir.path().join("a.log");
     append_lines(&log, numbered("tls", 0..50));
     let out = dir.path().join("sink.out");
@@ -277,4 +339,29 @@ fn a_sink_names_an_expired_broker_certificate() {
                 && l.contains("client=\"sink s\"")),
         "the sink's log line names the expiry:\n{log}"
     );
+}
+
+/// `ssl.supported_protocols` bounds the TLS version as the real Filebeat does: against a broker
+/// that speaks TLS 1.2 at most, `[TLSv1.3]` is refused (the agent names the version), and
+/// `[TLSv1.2, TLSv1.3]` delivers, for the agent and for Filebeat with the same keys.
+#[test]
+fn supported_protocols_bound_the_tls_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let at_most_1_2 = ",openssl-max-proto-version=TLS1.2";
+    let only_1_3 = format!("{}    ssl.supported_protocols: [TLSv1.3]\n", ssl(&certs, "full", "ca", false));
+    let (n, log) = run_behind(&certs, "server", None, at_most_1_2, &only_1_3, REFUSED);
+    assert_eq!(n, 0, "{log}");
+    assert!(log.contains("ssl.supported_protocols: every Kafka connection's TLS version is bounded"), "{log}");
+    assert!(log.contains("protocol version"), "the log names the version refused:\n{log}");
+    assert!(log.lines().next().unwrap_or_default().contains("Kafka refuses the connection (TLS: "), "{log}");
+    let both = format!("{}    ssl.supported_protocols: [TLSv1.2, TLSv1.3]\n", ssl(&certs, "full", "ca", false));
+    let (n, log) = run_behind(&certs, "server", None, at_most_1_2, &both, DELIVERS);
+    assert_eq!(n, 50, "TLS 1.2 is allowed; log:\n{log}");
+    // The real Filebeat, with the same keys against the same proxy, does the same.
+    let (n, log) = run_filebeat_behind(&certs, "server", at_most_1_2, &only_1_3, REFUSED);
+    // (Filebeat's log only says "client has run out of available brokers to talk to".)
+    assert_eq!(n, 0, "Filebeat refuses TLS 1.2 with [TLSv1.3] too; its log:\n{log}");
+    let (n, log) = run_filebeat_behind(&certs, "server", at_most_1_2, &both, DELIVERS);
+    assert_eq!(n, 50, "Filebeat delivers with [TLSv1.2, TLSv1.3]; its log:\n{log}");
 }
