@@ -445,6 +445,25 @@ fn format_codec_records_equal_filebeats() {
     assert_eq!(texts(&fb), texts(&ag));
 }
 
+/// `output.kafka.headers`: the agent puts them on every record (after the event's `_id`); the
+/// real Filebeat 8.1.3 accepts the key and sends none. A capture of its Produce request (v3,
+/// record batch v2: headers possible) shows no header there, so it is Filebeat, not the broker:
+/// the agent's headers come through the same tansu. A deliberate difference (README).
+#[test]
+fn configured_headers_are_sent_where_filebeat_8_1_3_sends_none() {
+    let inputs = "filebeat.inputs:\n- type: filestream\n  id: f\n  paths: ['{logs}/f.log']\n";
+    let output = "  headers:\n    - key: env\n      value: production\n";
+    let (fb, ag) = run_both_raw(&[("f.log", b"one\ntwo\n")], inputs, 1, output);
+    assert_eq!(fb.len(), 2, "{fb:?}");
+    assert!(fb.iter().all(|r| r.headers.is_empty()), "Filebeat 8.1.3 sends no headers: {:?}", fb[0].headers);
+    assert_eq!(ag.len(), 2, "{ag:?}");
+    for r in &ag {
+        let keys: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["_id", "env"], "{:?}", r.headers);
+        assert_eq!(r.headers[1].1, b"production");
+    }
+}
+
 /// The corpus `tests/fixtures/filebeat/corpus`: filebeat.yml files shaped like Filebeat's
 /// reference examples and users' posts. Each is checked by the real `filebeat test config` (it
 /// must accept it, unless the file says `# filebeat: refuses`) and by `agent test config`, which
