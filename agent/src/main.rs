@@ -296,20 +296,11 @@ fn init_logging(
         let files = &cfg.files;
         let (w, g) = match files.interval {
             Some(every) => {
-                use tracing_appender::rolling::Rotation;
-                let rotation = match every.0.as_secs() {
-                    60 => Rotation::MINUTELY,
-                    3600 => Rotation::HOURLY,
-                    _ => Rotation::DAILY,
-                };
-                let appender = tracing_appender::rolling::Builder::new()
-                    .rotation(rotation)
-                    .filename_prefix(&files.name)
-                    .filename_suffix("log")
-                    .max_log_files(files.keepfiles)
-                    .build(&dir)
-                    .with_context(|| format!("cannot open log files in {}", dir.display()))?;
-                tracing_appender::non_blocking(appender)
+                let mode = files.permissions.unwrap_or(0o600);
+                let file =
+                    agent::logging::TimeRotatingFile::open(&dir, &files.name, every.0.as_secs(), files.keepfiles, mode)
+                        .with_context(|| format!("cannot open the log file in {}", dir.display()))?;
+                tracing_appender::non_blocking(file)
             }
             None => {
                 let mode = files.permissions.unwrap_or(0o600);
@@ -348,9 +339,6 @@ fn init_logging(
     let unknown = agent::logging::unknown_selectors(&cfg.selectors);
     if !unknown.is_empty() {
         tracing::warn!(selectors = ?unknown, "logging.selectors: these name no part of the agent and select nothing");
-    }
-    if cfg.files.permissions.is_some() && cfg.files.interval.is_some() {
-        tracing::warn!("logging.files.permissions is not applied with logging.files.interval: time-rotated files get the default mode (0666 less the umask)");
     }
     Ok(guard)
 }

@@ -426,6 +426,36 @@ fn logs_go_to_files_rotated_by_size_when_configured() {
     assert!(current.contains("stopped"), "{current}");
 }
 
+/// `interval` rotation: the binary writes `<name>.<minute>.log` with `logging.files.permissions`.
+#[test]
+fn logs_rotated_by_interval_are_named_by_period_with_the_mode_asked_for() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("own-logs");
+    let cfg = dir.path().join("agent.yml");
+    let files = format!(
+        "logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n    name: shipper\n    interval: 1m\n    permissions: 0640\n",
+        logdir.display()
+    );
+    let text = config(&dir.path().join("d"), &[dir.path().join("*.log")], "127.0.0.1:1", "t", "", "")
+        .replace("logging:\n", &files);
+    std::fs::write(&cfg, text).unwrap();
+    let mut agent = spawn_agent(&cfg);
+    let started = || std::fs::read_dir(&logdir).map_or(0, |d| d.count()) > 0;
+    wait_for("a log file", Duration::from_secs(30), started);
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
+    let names: Vec<String> =
+        std::fs::read_dir(&logdir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.is_empty());
+    for n in &names {
+        let period = n.strip_prefix("shipper.").and_then(|r| r.strip_suffix(".log")).unwrap_or_default();
+        assert_eq!(period.len(), "2026-11-26-16-05".len(), "{n}: <name>.<minute>.log");
+        let mode = std::fs::metadata(logdir.join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{n}");
+    }
+}
+
 /// The spool cursor saved on disk (0 when there is none yet).
 fn spool_cursor(data: &Path) -> u64 {
     std::fs::read(data.join("spool/cursor")).ok().map_or(0, |b| u64::from_le_bytes(b[8..16].try_into().unwrap()))
