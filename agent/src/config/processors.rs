@@ -134,7 +134,7 @@ pub struct Convert {
     pub fail_on_error: bool,
     #[serde(default)]
     pub mode: ConvertMode,
-    /// Added to `tags` when a conversion fails.
+    /// libbeat names the processor instance with it in its log; accepted, changes no event.
     #[serde(default)]
     pub tag: Option<String>,
     pub when: Option<Condition>,

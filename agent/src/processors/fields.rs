@@ -1,9 +1,10 @@
 //! What each processor does to an event map, step by step as libbeat does it.
 //!
 //! Owns the compiled steps. Invariant: a step that fails with `fail_on_error` leaves the event as
-//! it was before the step and puts libbeat's message in `error.message`; one without it, or a
-//! step Filebeat only logs a failure of (`drop_fields`, `add_tags`, `decode_json_fields` without
-//! `add_error_key`), leaves what it could do and goes on.
+//! it was before the step and puts libbeat's message in `error.message` (but `convert`, which
+//! Filebeat 8.1.3 only logs); one without it, or a step Filebeat only logs a failure of
+//! (`drop_fields`, `add_tags`, `decode_json_fields` without `add_error_key`), leaves what it could
+//! do and goes on.
 
 use super::host;
 use crate::config::{
@@ -117,9 +118,7 @@ impl Step {
             Step::Truncate(t) => {
                 guarded(ev, t.fail_on_error, "Failed to truncate fields", |ev| truncate(ev, t));
             }
-            Step::Convert(c) => {
-                guarded(ev, c.fail_on_error, "Failed to convert fields in processor", |ev| convert(ev, c));
-            }
+            Step::Convert(c) => convert(ev, c),
             Step::DecodeJson(d) => decode_json(ev, d),
             Step::Dissect(d, trim) => super::dissect::run(ev, d, trim.as_ref()),
             // Deliberate: Filebeat 8.1.3 drops an event it cannot fingerprint (missing or
@@ -234,52 +233,95 @@ fn truncate(ev: &mut Map<String, Value>, t: &TruncateFields) -> Result<(), Strin
     Ok(())
 }
 
-fn convert(ev: &mut Map<String, Value>, c: &crate::config::Convert) -> Result<(), String> {
+/// `convert`, as libbeat 8.1.3 runs it: every value is converted first, then written. With
+/// `fail_on_error` (the default) a failure leaves the event as it was and adds no error field:
+/// Filebeat's pipeline only logs the processor's error at debug level. Without it, a field that
+/// fails is skipped and the others are written.
+fn convert(ev: &mut Map<String, Value>, c: &crate::config::Convert) {
+    let mut converted = Vec::with_capacity(c.fields.len());
     for f in &c.fields {
-        let Some(v) = lookup_value(ev, &f.from).cloned() else {
-            if c.ignore_missing {
-                continue;
-            }
-            return Err(format!("field [{}] is missing", f.from));
+        let value = match lookup_value(ev, &f.from) {
+            None if c.ignore_missing => None,
+            None => Some(Err(format!("field [{}] is missing", f.from))),
+            Some(v) => Some(match f.kind {
+                Some(kind) => convert_value(v, kind).ok_or_else(|| format!("unable to convert value [{}]", show(v))),
+                None => Ok(v.clone()),
+            }),
         };
-        let converted = match f.kind {
-            Some(kind) => {
-                convert_value(&v, kind).ok_or_else(|| format!("unable to convert value [{}] to {kind:?}", show(&v)))?
+        match value {
+            Some(Err(why)) if c.fail_on_error => {
+                tracing::debug!(field = %f.from, "convert: {why}; the event is left as it was");
+                return;
             }
-            None => v,
-        };
-        let to = f.to.as_deref().unwrap_or(&f.from);
-        if c.mode == ConvertMode::Rename && to != f.from {
-            take_value(ev, &f.from);
+            Some(Ok(v)) => converted.push(Some(v)),
+            _ => converted.push(None),
         }
-        put(ev, to, converted);
     }
-    Ok(())
+    for (f, value) in c.fields.iter().zip(converted) {
+        let Some(value) = value else { continue };
+        match f.to.as_deref().filter(|to| !to.is_empty()) {
+            Some(to) => {
+                put(ev, to, value);
+                // libbeat deletes `from` after writing `to`, even when they are the same field.
+                if c.mode == ConvertMode::Rename {
+                    take_value(ev, &f.from);
+                }
+            }
+            None => put(ev, &f.from, value),
+        }
+    }
 }
 
 fn show(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+    match v {
+        Value::String(s) => s.clone(),
+        // Go's `%v` of a float64.
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            crate::event::gofmt::float(n.as_f64().unwrap_or_default(), 21, false)
+        }
+        other => other.to_string(),
+    }
 }
 
+/// One value converted as libbeat's `convert` does (Go's `strconv` on strings, Go's numeric
+/// conversions on numbers); `None` where it fails.
 fn convert_value(v: &Value, kind: ConvertType) -> Option<Value> {
-    let text = show(v);
-    let t = text.trim();
-    match kind {
-        ConvertType::Integer => t
-            .parse::<i32>()
-            .ok()
-            .map(Value::from)
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i32))),
-        ConvertType::Long => t
-            .parse::<i64>()
-            .ok()
-            .map(Value::from)
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| Value::from(f as i64))),
-        ConvertType::Float | ConvertType::Double => t.parse::<f64>().ok().map(Value::from),
-        ConvertType::String => Some(Value::String(text)),
-        ConvertType::Boolean => crate::event::gofmt::parse_bool(t).map(Value::Bool),
-        ConvertType::Ip => t.parse::<std::net::IpAddr>().ok().map(|ip| Value::String(ip.to_string())),
+    match (kind, v) {
+        (ConvertType::String, Value::Null) => None,
+        (ConvertType::String, v) => Some(Value::String(show(v))),
+        (ConvertType::Long, Value::String(s)) => go_parse_int(s, 64).map(Value::from),
+        (ConvertType::Integer, Value::String(s)) => go_parse_int(s, 32).map(Value::from),
+        // Go's int64(f) and int32(x) truncate and wrap.
+        (ConvertType::Long, Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(Value::from),
+        (ConvertType::Integer, Value::Number(n)) => {
+            n.as_i64().map(|i| i as i32).or_else(|| n.as_f64().map(|f| f as i32)).map(Value::from)
+        }
+        (ConvertType::Float | ConvertType::Double, Value::String(s)) => s.parse::<f64>().ok().map(Value::from),
+        (ConvertType::Float | ConvertType::Double, Value::Number(n)) => n.as_f64().map(Value::from),
+        (ConvertType::Boolean, Value::String(s)) => crate::event::gofmt::parse_bool(s).map(Value::Bool),
+        (ConvertType::Boolean, Value::Bool(b)) => Some(Value::Bool(*b)),
+        // A valid address is kept as written (Go's net.ParseIP only checks it).
+        (ConvertType::Ip, Value::String(s)) => s.parse::<std::net::IpAddr>().is_ok().then(|| v.clone()),
+        _ => None,
     }
+}
+
+/// Go's `strconv.ParseInt(s, base, bits)` as libbeat calls it: base 10, or base 16 after a
+/// `0x`/`0X` prefix (with an optional sign); no spaces; out of range fails.
+fn go_parse_int(s: &str, bits: u32) -> Option<i64> {
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() && !hex.starts_with(['+', '-']) => i128::from_str_radix(hex, 16).ok()?,
+        _ if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse::<i128>().ok()?,
+        _ => return None,
+    };
+    let value = if negative { -magnitude } else { magnitude };
+    let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+    (min..=max).contains(&value).then_some(value as i64)
 }
 
 /// `decode_json_fields`: each field holding JSON text gets the decoded value (in place, under
@@ -288,16 +330,17 @@ fn convert_value(v: &Value, kind: ConvertType) -> Option<Value> {
 fn decode_json(ev: &mut Map<String, Value>, d: &DecodeJsonFields) {
     for field in &d.fields {
         let Some(Value::String(text)) = lookup_value(ev, field).cloned() else { continue };
-        let decoded = match serde_json::Deserializer::from_str(&text).into_iter::<Value>().next() {
-            Some(Ok(v)) if v.is_object() || (d.process_array && v.is_array()) => {
+        let decoded = match first_json_value(&text) {
+            Ok(v) if v.is_object() || (d.process_array && v.is_array()) => {
                 decode_nested(v, d.max_depth.saturating_sub(1))
             }
-            Some(Ok(_)) => continue,
-            _ => {
+            Ok(_) => continue,
+            Err(why) => {
                 if d.add_error_key {
-                    let why = crate::decode::gojson::decode_error(text.as_bytes()).unwrap_or_default();
+                    // libbeat 8.1.3's error object for this processor: the field and its text.
                     put(ev, "error.message", Value::String(format!("parsing input as JSON: {why}")));
-                    put(ev, "error.type", Value::String("json".into()));
+                    put(ev, "error.field", Value::String(field.clone()));
+                    put(ev, "error.data", Value::String(text.clone()));
                 }
                 continue;
             }
@@ -315,6 +358,23 @@ fn decode_json(ev: &mut Map<String, Value>, d: &DecodeJsonFields) {
             },
             Some(target) => put(ev, target, decoded),
         }
+    }
+}
+
+/// The JSON value `text` starts with, as Go's `json.Decoder` reads it for libbeat: anything but
+/// blanks after it is "multiple json elements found", unless it starts with `]` or `}` (the
+/// decoder's `More()` says no more elements then); errors in Go's words.
+fn first_json_value(text: &str) -> Result<Value, String> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let value = match values.next() {
+        Some(Ok(v)) => v,
+        _ => return Err(crate::decode::gojson::decode_error(text.as_bytes()).unwrap_or_default()),
+    };
+    let rest = text[values.byte_offset()..].trim_start_matches([' ', '\t', '\n', '\r']);
+    if rest.is_empty() || rest.starts_with([']', '}']) {
+        Ok(value)
+    } else {
+        Err("multiple json elements found".into())
     }
 }
 
@@ -341,5 +401,67 @@ fn flatten_text(prefix: String, v: &Value, out: &mut Map<String, Value>) {
         other => {
             out.insert(prefix, Value::String(show(other)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integers_parse_as_go_parses_them() {
+        assert_eq!(go_parse_int("+5", 32), Some(5));
+        assert_eq!(go_parse_int("-0X10", 32), Some(-16));
+        assert_eq!(go_parse_int("0x7fffffff", 32), Some(i32::MAX as i64));
+        assert_eq!(go_parse_int("2147483648", 32), None, "out of range for 32 bits");
+        assert_eq!(go_parse_int("2147483648", 64), Some(2147483648));
+        for bad in [" 7", "7 ", "3.5", "", "-", "0x", "0x-1", "1_000", "٣"] {
+            assert_eq!(go_parse_int(bad, 64), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn values_convert_as_libbeat_converts_them() {
+        use ConvertType::*;
+        let c = |kind, v: Value| convert_value(&v, kind);
+        assert_eq!(c(Integer, json!(5000000000i64)), Some(json!(705032704)), "Go's int32() wraps");
+        assert_eq!(c(Long, json!(-2.5)), Some(json!(-2)), "and truncates floats");
+        assert_eq!(c(Boolean, json!(1)), None, "a number is no boolean");
+        assert_eq!(c(Boolean, json!("T")), Some(json!(true)));
+        assert_eq!(c(Ip, json!("::0001")), Some(json!("::0001")), "kept as written");
+        assert_eq!(c(Ip, json!("300.1.1.1")), None);
+        assert_eq!(c(String, json!(1e21)), Some(json!("1e+21")));
+        assert_eq!(c(String, Value::Null), None);
+    }
+
+    #[test]
+    fn a_failed_conversion_leaves_the_event_as_it_was_unless_told_otherwise() {
+        let cfg = |fail_on_error: bool| crate::config::Convert {
+            fields: serde_json::from_value(json!([
+                {"from": "a", "to": "a_int", "type": "integer"},
+                {"from": "b", "to": "b_int", "type": "integer"}
+            ]))
+            .unwrap(),
+            ignore_missing: false,
+            fail_on_error,
+            mode: ConvertMode::Copy,
+            tag: None,
+            when: None,
+        };
+        let event = || json!({"a": "1", "b": "x"}).as_object().unwrap().clone();
+        let mut ev = event();
+        convert(&mut ev, &cfg(true));
+        assert_eq!(ev, event(), "no field written, no error field (Filebeat 8.1.3 only logs it)");
+        convert(&mut ev, &cfg(false));
+        assert_eq!(Value::Object(ev), json!({"a": "1", "b": "x", "a_int": 1}), "the failed field is skipped");
+    }
+
+    #[test]
+    fn json_text_with_more_after_its_value_is_an_error_as_in_go() {
+        assert_eq!(first_json_value(" {\"a\":1}\n"), Ok(json!({"a": 1})));
+        assert_eq!(first_json_value("{\"a\":1}}"), Ok(json!({"a": 1})), "Go's More() stops at a closing brace");
+        assert_eq!(first_json_value("true 7"), Err("multiple json elements found".into()));
+        assert!(first_json_value("{broken").unwrap_err().contains("invalid character 'b'"));
     }
 }

@@ -590,6 +590,77 @@ processors:
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
 
+/// The CJK encodings (GBK, GB18030, Big5, EUC-JP, EUC-KR, Shift_JIS), bytes no encoding maps
+/// included, a `convert` that fails (Filebeat 8.1.3 leaves the event as it was, no error field)
+/// and `decode_json_fields` with `add_error_key` on text that is not JSON (Go's error wording):
+/// events equal to Filebeat's.
+#[test]
+fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
+    let text = "日志 第一行 中文\n第二行：錯誤 ①\n";
+    let japanese = "ログ 一行目 テスト\n二行目：エラー ～\n";
+    let korean = "로그 첫 줄\n두 번째 줄: 오류\n";
+    let enc = |e: &'static encoding_rs::Encoding, t: &str| e.encode(t).0.into_owned();
+    let mut broken = enc(encoding_rs::GBK, "前 ");
+    broken.extend_from_slice(b"\x81\x20 after a lone lead byte\n\xff\xfe end\n");
+    let files: Vec<(String, Vec<u8>, &str)> = vec![
+        ("gbk.log".into(), enc(encoding_rs::GBK, text), "gbk"),
+        ("gb18030.log".into(), enc(encoding_rs::GB18030, &format!("{text}ǹ 𠀀\n")), "gb18030"),
+        ("big5.log".into(), enc(encoding_rs::BIG5, "日誌 第一行 繁體\n第二行：錯誤\n"), "big5"),
+        ("eucjp.log".into(), enc(encoding_rs::EUC_JP, japanese), "euc-jp"),
+        ("euckr.log".into(), enc(encoding_rs::EUC_KR, korean), "euc-kr"),
+        ("sjis.log".into(), enc(encoding_rs::SHIFT_JIS, japanese), "shift-jis"),
+        ("broken.log".into(), broken, "gbk"),
+    ];
+    let mut inputs = String::from("filebeat.inputs:\n");
+    for (i, (name, _, encoding)) in files.iter().enumerate() {
+        inputs += &fs(&format!("e{i}"), name, &format!("  encoding: {encoding}\n"));
+    }
+    inputs += &fs(
+        "json",
+        "json.log",
+        "  processors:\n    - decode_json_fields: {fields: [message], target: j, add_error_key: true}\n",
+    );
+    inputs += &fs(
+        "conv",
+        "conv.log",
+        "  processors:\n    - dissect: {tokenizer: '%{word} %{count}', field: message, target_prefix: d}\n    - convert: {fields: [{from: d.count, to: count_int, type: integer}, {from: d.word, to: flag, type: boolean}]}\n",
+    );
+    let json = b"{\"ok\": 1}\nnot json 12\ntrue 7\n{broken\n[1, 2\n".to_vec();
+    inputs += &fs(
+        "nums",
+        "nums.log",
+        "  processors:\n    - decode_json_fields: {fields: [message], target: j}\n    - convert:\n        fail_on_error: false\n        fields: [{from: j.f, to: f_long, type: long}, {from: j.f, to: f_int, type: integer}, {from: j.big, to: big_int, type: integer}, {from: j.one, to: one_bool, type: boolean}, {from: j.ip, to: ip, type: ip}, {from: j.f, to: f_text, type: string}, {from: j.e, to: e_text, type: string}, {from: j.t, to: t_double, type: double}]\n",
+    );
+    let nums = br#"{"f": 3.9, "big": 5000000000, "one": 1, "ip": "::0001", "e": 1e21, "t": "2.50"}
+{"f": -2.5, "big": 12, "one": true, "ip": "10.0.0.1", "e": 0.000001, "t": "x"}
+"#
+    .to_vec();
+    let conv =
+        b"true 7\nword notanumber\nfalse 3.5\nyes 99999999999999999999\nT 0x1F\n1 +5\nTrue -0X10\nt  7\nF 2147483648\n"
+            .to_vec();
+    let mut all: Vec<(&str, &[u8])> = files.iter().map(|(n, b, _)| (n.as_str(), b.as_slice())).collect();
+    all.push(("json.log", &json));
+    all.push(("conv.log", &conv));
+    all.push(("nums.log", &nums));
+    let (fb, ag) = run_both(&all, &inputs);
+    let has = |m: &str| fb.keys().any(|k| k.ends_with(&format!("#{m}")));
+    assert!(has("日志 第一行 中文") && has("로그 첫 줄") && has("ログ 一行目 テスト"), "decoded: {:?}", fb.keys());
+    let event = |m: &str| fb.iter().find(|(k, _)| k.ends_with(&format!("#{m}"))).map(|(_, e)| e).unwrap();
+    // A failed convert leaves the event as it was, without an error field (Filebeat 8.1.3).
+    assert_eq!(event("true 7")["count_int"], 7);
+    assert!(event("word notanumber").get("count_int").is_none() && event("word notanumber").get("error").is_none());
+    assert!(event("{broken")["error"]["message"].as_str().unwrap().starts_with("parsing input as JSON: "));
+    // Go's conversions, not Rust's: hex, wrapping, the address as written, Go's %v of a float.
+    assert_eq!((event("T 0x1F")["count_int"].as_i64(), event("F 2147483648").get("count_int")), (Some(31), None));
+    let first = fb.iter().find(|(k, _)| k.contains("nums.log@       0#")).map(|(_, e)| e).unwrap();
+    assert_eq!(
+        (first["big_int"].as_i64(), first["ip"].as_str(), first["e_text"].as_str()),
+        (Some(705032704), Some("::0001"), Some("1e+21"))
+    );
+    let diffs = differences(&fb, &ag);
+    assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
+}
+
 /// `topics` rules: events go to the first rule whose condition holds, else to `topic`, as with
 /// Filebeat. The rule topics name `agent.type` ("filebeat" or "agent"), so both programs can
 /// write to one broker and their choices be compared.
