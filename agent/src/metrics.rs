@@ -64,6 +64,10 @@ counters! {
     lines_invalid_json,
     /// Lines with bytes invalid in the input's `encoding` (replaced by U+FFFD).
     lines_invalid_encoding,
+    /// Lines of a `container` input in neither Docker's nor CRI's format (shipped as they are).
+    lines_invalid_container,
+    /// Lines of the stream a `container` parser's `stream` setting leaves out.
+    lines_other_stream,
     /// Events not shipped because of include_lines / exclude_lines.
     lines_filtered,
     /// Events made of several lines by the multiline parser.

@@ -168,6 +168,37 @@ pub enum FileCompression {
 pub enum ParserConfig {
     Multiline(MultilineConfig),
     Ndjson(NdjsonConfig),
+    Container(ContainerConfig),
+}
+
+/// Filebeat's `container` parser: container runtimes' log files (Docker's json-file, CRI).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// Which stream's lines become events (`all`, the default, `stdout` or `stderr`).
+    #[serde(default)]
+    pub stream: ContainerStream,
+    /// `auto` (each line tells), `docker` (json-file) or `cri`.
+    #[serde(default)]
+    pub format: ContainerFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStream {
+    #[default]
+    All,
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerFormat {
+    #[default]
+    Auto,
+    Docker,
+    Cri,
 }
 
 /// Filebeat's `ndjson` parser options.
@@ -309,6 +340,14 @@ impl InputConfig {
         })
     }
 
+    /// The container parser, if configured (always the first parser).
+    pub fn container(&self) -> Option<&ContainerConfig> {
+        self.parsers.iter().find_map(|p| match p {
+            ParserConfig::Container(c) => Some(c),
+            _ => None,
+        })
+    }
+
     /// The ndjson parser, if configured.
     pub fn ndjson(&self) -> Option<&NdjsonConfig> {
         self.parsers.iter().find_map(|p| match p {
@@ -374,6 +413,11 @@ impl InputConfig {
                     seen_multiline = true;
                     m.validate(&|k| at(j, &format!("multiline.{k}")))?;
                 }
+                // It reads the runtime's line format: what the others parse is its content.
+                ParserConfig::Container(_) if j > 0 => {
+                    return Err(invalid(format!("inputs[{i}].parsers[{j}]"), "container must be the first parser"));
+                }
+                ParserConfig::Container(_) => {}
             }
         }
         Ok(())

@@ -26,10 +26,11 @@ mod units;
 
 pub use http::{is_loopback, HttpConfig, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT};
 pub use input::{
-    BackoffConfig, CloseConfig, CloseOnStateChange, FileCompression, InputConfig, InputType, LineTerminator,
-    MultilineConfig, MultilineKind, MultilineMatch, NdjsonConfig, ParserConfig, RateLimitConfig, StartPosition,
-    DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL, DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING,
-    DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT,
+    BackoffConfig, CloseConfig, CloseOnStateChange, ContainerConfig, ContainerFormat, ContainerStream, FileCompression,
+    InputConfig, InputType, LineTerminator, MultilineConfig, MultilineKind, MultilineMatch, NdjsonConfig, ParserConfig,
+    RateLimitConfig, StartPosition, DEFAULT_BACKOFF_INIT, DEFAULT_BACKOFF_MAX, DEFAULT_CHECK_INTERVAL,
+    DEFAULT_CLOSE_INACTIVE, DEFAULT_ENCODING, DEFAULT_MAX_BYTES, DEFAULT_MULTILINE_MAX_LINES,
+    DEFAULT_MULTILINE_TIMEOUT,
 };
 pub use kafka::{
     check_topic_name, is_secret_property, Codec, Compression, JsonCodecOptions, KafkaConfig, Partitioning, RoundRobin,

@@ -11,6 +11,7 @@
 //! An ndjson line is read as Filebeat's decoder reads it: the first JSON value of the line counts
 //! (anything after it is ignored), and only an object is a document.
 
+pub mod container;
 pub mod encoding;
 pub mod filter;
 pub mod gojson;

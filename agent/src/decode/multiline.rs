@@ -64,6 +64,8 @@ pub struct Multiline {
     last_matched: bool,
     /// When the last line was added (the timeout counts from there).
     touched: Option<Instant>,
+    /// The first line's stream and time (the container parser's), which the event keeps.
+    container: Option<crate::decode::container::ContainerMeta>,
 }
 
 impl Multiline {
@@ -114,6 +116,7 @@ impl Multiline {
         if self.lines == 0 {
             self.offset = line.offset;
             self.truncated = false;
+            self.container = line.container;
         }
         self.end_offset = line.end_offset;
         self.touched = Some(now);
@@ -155,6 +158,7 @@ impl Multiline {
             end_offset: self.end_offset,
             truncated: self.truncated,
             lines,
+            container: self.container,
         });
         self.buf.clear();
         self.lines = 0;
@@ -195,7 +199,14 @@ mod tests {
         };
         for text in lines {
             let end = off + text.len() as u64 + 1;
-            let line = Line { bytes: text.as_bytes(), offset: off, end_offset: end, truncated: false, lines: 1 };
+            let line = Line {
+                bytes: text.as_bytes(),
+                offset: off,
+                end_offset: end,
+                truncated: false,
+                lines: 1,
+                container: None,
+            };
             ml.push(rt, max_bytes, &line, Instant::now(), &mut emit);
             off = end;
         }
@@ -257,7 +268,7 @@ mod tests {
         let rt = rt("pattern: '^ '\nmatch: after\ntimeout: 1s\n");
         let mut ml = Multiline::default();
         let t0 = Instant::now();
-        let line = Line { bytes: b"x", offset: 0, end_offset: 2, truncated: false, lines: 1 };
+        let line = Line { bytes: b"x", offset: 0, end_offset: 2, truncated: false, lines: 1, container: None };
         ml.push(&rt, 100, &line, t0, &mut |_| panic!("nothing completes yet"));
         assert!(!ml.is_due(&rt, t0 + Duration::from_millis(500)));
         assert!(ml.is_due(&rt, t0 + Duration::from_secs(1)));

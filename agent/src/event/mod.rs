@@ -329,6 +329,11 @@ impl EventTemplate {
         out.extend_from_slice(line.timestamp.as_bytes());
         out.extend_from_slice(b"\",\"message\":");
         write_json_str(out, message);
+        if let Some(stream) = line.stream {
+            out.extend_from_slice(b",\"stream\":\"");
+            out.extend_from_slice(stream.as_bytes());
+            out.push(b'"');
+        }
         let _ = write!(VecWriter(out), ",\"log\":{{\"offset\":{},\"file\":{{\"path\":", line.offset);
         write_json_str(out, line.path);
         out.push(b'}');
@@ -376,7 +381,12 @@ impl EventTemplate {
             (None, Decoded::Plain(msg)) => ndjson::assemble_plain(line, &msg, None),
             (None, Decoded::Invalid { raw, error }) => ndjson::assemble_plain(line, &raw, Some(&error)),
         };
-        let mut ev = Value::Object(a.fields);
+        let mut fields = a.fields;
+        if let Some(stream) = line.stream {
+            // The container parser's field, under what a decoded document put there.
+            fields.entry("stream").or_insert_with(|| Value::String(stream.into()));
+        }
+        let mut ev = Value::Object(fields);
         ndjson::normalize(&mut ev);
         let Value::Object(mut ev) = ev else { unreachable!("an object stays an object") };
         if !self.tags.is_empty() {
@@ -427,6 +437,8 @@ pub struct LineCtx<'a> {
     pub ndjson: Option<&'a NdjsonConfig>,
     /// The event's id (`@metadata._id`).
     pub id: Option<id::EventId>,
+    /// The container stream the line came from (`stream`), when the container parser read it.
+    pub stream: Option<&'static str>,
 }
 
 struct VecWriter<'a>(&'a mut Vec<u8>);
@@ -486,6 +498,11 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
         Ok(d) => d.as_millis() as i64,
         Err(before) => -(before.duration().as_millis() as i64),
     };
+    rfc3339_from_millis(ms)
+}
+
+/// [`rfc3339_millis`] of a time in milliseconds since the epoch.
+pub fn rfc3339_from_millis(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
@@ -540,6 +557,7 @@ mod tests {
             timestamp: "2026-01-02T03:04:05.006Z",
             ndjson,
             id: None,
+            stream: None,
         }
     }
 
@@ -743,6 +761,7 @@ mod props {
             truncated in proptest::prelude::any::<bool>(),
             multiline in proptest::prelude::any::<bool>(),
             tags in proptest::prelude::any::<bool>(),
+            stream in proptest::prelude::any::<Option<bool>>(),
         ) {
             let extra = if tags { "    tags: [a, b]\n    fields: {env: \"x\\ny\"}\n" } else { "" };
             let text = format!("inputs:\n  - id: web\n    paths: [/x]\n{extra}output:\n  kafka:\n    hosts: [h]\n    topic: t\n");
@@ -758,6 +777,7 @@ mod props {
                 timestamp: "2026-01-02T03:04:05.006Z",
                 ndjson: None,
                 id: None,
+                stream: stream.map(|out| if out { "stdout" } else { "stderr" }),
             };
             let decoded = || match &error {
                 None => Decoded::Plain(Cow::Borrowed(message.as_str())),

@@ -11,6 +11,7 @@
 use crate::config::{
     Codec, GlobalFields, InputConfig, JsonCodecOptions, KafkaConfig, NdjsonConfig, Partitioning, ProcessorConfig,
 };
+use crate::decode::container::{ContainerParser, Pieces};
 use crate::decode::encoding::TextEncoding;
 use crate::decode::filter::LineFilter;
 use crate::decode::multiline::{Multiline, MultilineRt};
@@ -28,6 +29,8 @@ pub struct InputRt {
     pub config: InputConfig,
     pub encoding: TextEncoding,
     multiline: Option<MultilineRt>,
+    /// The container parser, first of the input's parsers when configured.
+    container: Option<ContainerParser>,
     decoder: Decoder,
     filter: LineFilter,
     template: EventTemplate,
@@ -87,6 +90,7 @@ pub struct Warned {
     utf8: bool,
     encoding: bool,
     json: bool,
+    container: bool,
     oversize: bool,
     format: bool,
     topic: bool,
@@ -101,6 +105,15 @@ pub struct FileState {
     pub multiline: Multiline,
     /// The file's first bytes, for its events' ids.
     pub id_head: IdHead,
+    /// The container parser's open pieces (unused without it).
+    pub pieces: Pieces,
+}
+
+impl FileState {
+    /// Whether lines wait to become an event: a multiline event or a container line's pieces.
+    pub fn is_pending(&self) -> bool {
+        self.multiline.is_pending() || self.pieces.is_open()
+    }
 }
 
 /// Per-file context the conversion needs.
@@ -128,6 +141,11 @@ impl InputRt {
             id_seed: kafka.event_id.then(|| input_seed(&config.id)),
             encoding: config.encoding.encoding(),
             multiline: config.multiline().map(MultilineRt::new),
+            // An open piece waits as long as a multiline event would.
+            container: config.container().map(|c| {
+                let timeout = config.multiline().map_or(crate::config::DEFAULT_MULTILINE_TIMEOUT, |m| m.timeout).0;
+                ContainerParser::new(c, timeout)
+            }),
             decoder: Decoder::for_input(&config),
             filter: LineFilter::new(&config.include_lines, &config.exclude_lines),
             template: EventTemplate::new(&config, global_fields, kafka.codec, agent),
@@ -188,15 +206,28 @@ impl InputRt {
             warn_once(&mut st.warned.encoding, f.path, line.offset, what);
         }
         let line = Line { bytes: &text, ..*line };
-        let FileState { warned, multiline, id_head } = st;
-        match &self.multiline {
-            None => out(self.event(&line, warned, id_head, f, m, scratch)),
-            Some(rt) => {
-                let max = self.config.max_bytes.0 as usize;
-                multiline.push(rt, max, &line, f.now, &mut |joined| {
-                    out(self.event(&joined, warned, id_head, f, m, scratch))
-                });
-            }
+        let FileState { warned, multiline, id_head, pieces } = st;
+        let max = self.config.max_bytes.0 as usize;
+        let mut next = |l: Line<'_>| match &self.multiline {
+            None => out(self.event(&l, warned, id_head, f, m, scratch)),
+            Some(rt) => multiline
+                .push(rt, max, &l, f.now, &mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch))),
+        };
+        let Some(cp) = &self.container else { return next(line) };
+        let mut other_stream = None;
+        let parsed = cp.push(pieces, max, &line, f.now, &mut next, &mut |end| other_stream = Some(end));
+        if let Err(why) = parsed {
+            Metrics::inc(&m.lines_invalid_container);
+            warn_once(
+                &mut warned.container,
+                f.path,
+                line.offset,
+                &format!("{why}; shipped as it is (counted in lines_invalid_container)"),
+            );
+        }
+        if let Some(end_offset) = other_stream {
+            Metrics::inc(&m.lines_other_stream);
+            out(skipped(f, end_offset));
         }
     }
 
@@ -211,11 +242,21 @@ impl InputRt {
         scratch: &mut Vec<u8>,
         out: &mut dyn FnMut(Event),
     ) -> bool {
-        let Some(rt) = &self.multiline else { return false };
-        if !st.multiline.is_pending() || !(force || st.multiline.is_due(rt, f.now)) {
-            return false;
+        let FileState { warned, multiline, id_head, pieces } = st;
+        let mut emitted = false;
+        // Open container pieces first: they go through multiline like any line.
+        if let Some(cp) = &self.container {
+            let max = self.config.max_bytes.0 as usize;
+            emitted |= cp.flush(pieces, force, f.now, &mut |l| match &self.multiline {
+                None => out(self.event(&l, warned, id_head, f, m, scratch)),
+                Some(rt) => multiline
+                    .push(rt, max, &l, f.now, &mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch))),
+            });
         }
-        let FileState { warned, multiline, id_head } = st;
+        let Some(rt) = &self.multiline else { return emitted };
+        if !multiline.is_pending() || !(force || multiline.is_due(rt, f.now)) {
+            return emitted;
+        }
         multiline.flush(&mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch)));
         true
     }
@@ -232,17 +273,7 @@ impl InputRt {
         m: &Metrics,
         scratch: &mut Vec<u8>,
     ) -> Event {
-        let skip = |slot| Event {
-            slot,
-            end_offset: line.end_offset,
-            topic: "".into(),
-            key: None,
-            partition_hash: None,
-            payload: Vec::new(),
-            deliver: false,
-            read_at: f.now,
-            id: None,
-        };
+        let skip = |_slot| skipped(f, line.end_offset);
         if line.lines > 1 {
             Metrics::inc(&m.multiline_events);
         }
@@ -293,15 +324,18 @@ impl InputRt {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
         let id = self.id_seed.map(|seed| id_head.id(seed, line.offset, line.end_offset));
+        // A container line's time is the event's (Filebeat's container parser sets it).
+        let container_time = line.container.map(|c| crate::event::rfc3339_from_millis(c.time_ms));
         let ctx = LineCtx {
             raw: line.bytes,
             offset: line.offset,
             path: f.path,
             truncated: line.truncated,
             multiline: line.lines > 1,
-            timestamp: f.timestamp,
+            timestamp: container_time.as_deref().unwrap_or(f.timestamp),
             ndjson: self.ndjson(),
             id,
+            stream: line.container.map(|c| c.stream.as_str()),
         };
         if with_map {
             // One event map through Filebeat's stages: the input's processors, the builtins, the
@@ -437,6 +471,21 @@ impl From<String> for Unroutable {
 fn checked_topic(topic: String) -> Result<String, Unroutable> {
     crate::config::check_topic_name(&topic).map_err(Unroutable::BadTopic)?;
     Ok(topic)
+}
+
+/// An event that is not shipped but moves the file's acknowledged offset to `end_offset`.
+fn skipped(f: &FileCtx<'_>, end_offset: u64) -> Event {
+    Event {
+        slot: f.slot,
+        end_offset,
+        topic: "".into(),
+        key: None,
+        partition_hash: None,
+        payload: Vec::new(),
+        deliver: false,
+        read_at: f.now,
+        id: None,
+    }
 }
 
 fn warn_once(flag: &mut bool, path: &str, offset: u64, what: &str) {

@@ -306,7 +306,7 @@ impl Reader {
                 && !f.detached
                 && quiet >= cfg.clean_inactive.0
                 && (f.at_eof || !f.is_open() || f.is_complete())
-                && !f.state.multiline.is_pending()
+                && !f.state.is_pending()
             {
                 cleaned.push(*key);
             } else if f.is_open() && idle {

@@ -24,6 +24,8 @@ pub struct Line<'a> {
     pub truncated: bool,
     /// Lines joined into this one (1 unless the multiline parser joined several).
     pub lines: u32,
+    /// The stream and time the container parser read from the line, if it ran.
+    pub container: Option<crate::decode::container::ContainerMeta>,
 }
 
 #[derive(Debug)]
@@ -107,12 +109,12 @@ impl LineSplitter {
                 let whole = &chunk[pos..nl];
                 let truncated = whole.len() > self.max_bytes;
                 let bytes = self.strip_cr(&whole[..whole.len().min(self.max_bytes)], truncated);
-                emit(Line { bytes, offset: self.line_start, end_offset, truncated, lines: 1 });
+                emit(Line { bytes, offset: self.line_start, end_offset, truncated, lines: 1, container: None });
             } else {
                 self.append(&chunk[pos..nl]);
                 let truncated = self.overflow;
                 let bytes = self.strip_cr(&self.carry, truncated);
-                emit(Line { bytes, offset: self.line_start, end_offset, truncated, lines: 1 });
+                emit(Line { bytes, offset: self.line_start, end_offset, truncated, lines: 1, container: None });
                 self.carry.clear();
                 self.overflow = false;
             }
@@ -135,7 +137,14 @@ impl LineSplitter {
         }
         let truncated = self.overflow;
         let bytes = self.strip_cr(&self.carry, truncated);
-        emit(Line { bytes, offset: self.line_start, end_offset: self.stream_pos, truncated, lines: 1 });
+        emit(Line {
+            bytes,
+            offset: self.line_start,
+            end_offset: self.stream_pos,
+            truncated,
+            lines: 1,
+            container: None,
+        });
         self.carry.clear();
         self.overflow = false;
         self.line_start = self.stream_pos;

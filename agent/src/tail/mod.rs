@@ -673,7 +673,7 @@ impl Reader {
         let Reader { p, files, batch, scratch, .. } = self;
         let metrics = &p.metrics;
         let mut any = false;
-        for f in files.values_mut().filter(|f| f.state.multiline.is_pending()) {
+        for f in files.values_mut().filter(|f| f.state.is_pending()) {
             any |= with_emitter(p, batch, f, |rt, f, ctx, emit| {
                 rt.flush_pending(&mut f.state, false, ctx, metrics, scratch, emit)
             });
