@@ -608,12 +608,16 @@ fn input(mut node: Node, default_type: &str, at: &str, ids: &mut Vec<String>, t:
     match kind.as_str() {
         "filestream" => filestream(&mut node, at, t),
         "log" => log_input(&mut node, at, t),
+        "container" => {
+            log_input(&mut node, at, t);
+            container_input(&mut node);
+        }
         other => {
             let line = node.get("type").map_or(node.line, |n| n.line);
             t.error(
                 format!("{at}.type"),
                 line,
-                format!("input type {other:?} is not supported: filestream and log inputs are"),
+                format!("input type {other:?} is not supported: filestream, log and container inputs are"),
             );
             return None;
         }
@@ -828,6 +832,19 @@ fn parsers_from_log(node: &mut Node, at: &str, t: &mut Translation) {
     }
 }
 
+/// Filebeat's `container` input is its log input reading container runtimes' files: its
+/// `stream` and `format` become a `container` parser ahead of the others (`json`, `multiline`).
+fn container_input(node: &mut Node) {
+    let line = node.line;
+    let settings: Vec<Entry> = ["stream", "format"].iter().filter_map(|k| node.remove(k)).collect();
+    let parser = Node::map(line, vec![Entry { key: "container".into(), line, node: Node::map(line, settings) }]);
+    let map = node.as_map_mut().expect("map");
+    match map.iter_mut().find(|e| e.key == "parsers") {
+        Some(Entry { node: Node { value: Value::Seq(list), .. }, .. }) => list.insert(0, parser),
+        _ => map.push(Entry { key: "parsers".into(), line, node: Node { line, value: Value::Seq(vec![parser]) } }),
+    }
+}
+
 /// Settings both input types share that change nothing here, or are not supported.
 fn common(node: &mut Node, at: &str, t: &mut Translation) {
     for (key, what) in [
@@ -968,7 +985,7 @@ output.elasticsearch:\n  enabled: false\n  hosts: [es]\noutput.kafka:\n  hosts: 
     #[test]
     fn what_is_not_supported_is_an_error_naming_the_key() {
         let (_, t) = translated(
-            "filebeat.inputs:\n- type: container\n  paths: [/x]\n- type: log\n  paths: [/y]\n  close_timeout: 5m\noutput.elasticsearch.hosts: [es]\nfilebeat.modules:\n- module: nginx\n",
+            "filebeat.inputs:\n- type: syslog\n  paths: [/x]\n- type: log\n  paths: [/y]\n  close_timeout: 5m\noutput.elasticsearch.hosts: [es]\nfilebeat.modules:\n- module: nginx\n",
         );
         let keys: Vec<(&str, usize)> = t.errors.iter().map(|e| (e.key.as_deref().unwrap(), e.line)).collect();
         assert_eq!(

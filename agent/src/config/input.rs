@@ -117,6 +117,8 @@ pub enum InputType {
     #[default]
     Filestream,
     Log,
+    /// Filebeat's `container` input: the log input with a `container` parser.
+    Container,
 }
 
 impl InputType {
@@ -125,7 +127,13 @@ impl InputType {
         match self {
             InputType::Filestream => "filestream",
             InputType::Log => "log",
+            InputType::Container => "container",
         }
+    }
+
+    /// Filebeat runs it with its log input (events, registry keys).
+    pub fn is_log_input(self) -> bool {
+        matches!(self, InputType::Log | InputType::Container)
     }
 }
 

@@ -67,6 +67,8 @@ struct Piece {
 pub struct Pieces {
     stdout: Option<Piece>,
     stderr: Option<Piece>,
+    /// For the log input: where the lines of a left-out stream since the last event began.
+    skipped_from: Option<u64>,
 }
 
 /// The parser an input runs (from its `container` settings).
@@ -76,11 +78,30 @@ pub struct ContainerParser {
     format: ContainerFormat,
     /// How long an open piece waits for the rest.
     timeout: Duration,
+    /// Filebeat's `container` input (its log input) rather than a filestream parser: see
+    /// [`ContainerParser::hand_on`].
+    log_input: bool,
 }
 
 impl ContainerParser {
-    pub fn new(cfg: &ContainerConfig, timeout: Duration) -> ContainerParser {
-        ContainerParser { keep: cfg.stream, format: cfg.format, timeout }
+    pub fn new(cfg: &ContainerConfig, timeout: Duration, log_input: bool) -> ContainerParser {
+        ContainerParser { keep: cfg.stream, format: cfg.format, timeout, log_input }
+    }
+
+    /// Hands a finished line on. Filebeat's `container` input reads through its log input, which
+    /// differs from filestream's parser in two ways the events show: the text loses its newline
+    /// (stripped after the parser there, before it in filestream), and an event after lines of a
+    /// left-out stream has the offset where those lines began (the harvester's offset had not
+    /// moved past them).
+    fn hand_on(&self, pieces: &mut Pieces, mut line: Line<'_>, emit: &mut dyn FnMut(Line<'_>)) {
+        if self.log_input {
+            if let Some(from) = pieces.skipped_from.take() {
+                line.offset = line.offset.min(from);
+            }
+            let text = line.bytes.strip_suffix(b"\n").unwrap_or(line.bytes);
+            line.bytes = text.strip_suffix(b"\r").unwrap_or(text);
+        }
+        emit(line)
     }
 
     /// Takes one line of the file. `emit` gets the lines this completes (the text as the line,
@@ -100,7 +121,7 @@ impl ContainerParser {
             Ok(p) => p,
             Err(why) => {
                 let end_offset = pieces.held_back(line.end_offset);
-                emit(Line { end_offset, ..*line });
+                self.hand_on(pieces, Line { end_offset, ..*line }, emit);
                 return Err(why);
             }
         };
@@ -112,6 +133,7 @@ impl ContainerParser {
         };
         if !wanted {
             // Another stream's pieces are not kept: nothing of them is shipped.
+            pieces.skipped_from.get_or_insert(line.offset);
             skip(pieces.held_back(line.end_offset));
             return Ok(());
         }
@@ -129,20 +151,23 @@ impl ContainerParser {
             }
             let piece = slot.take().expect("just filled");
             let end_offset = pieces.held_back(line.end_offset);
-            emit(Line {
+            let joined = Line {
                 bytes: &piece.buf,
                 offset: piece.offset,
                 end_offset,
                 truncated: piece.truncated,
                 lines: 1,
                 container: piece.meta,
-            });
+            };
+            self.hand_on(pieces, joined, emit);
             return Ok(());
         }
         let end_offset = pieces.held_back(line.end_offset);
         let text = &parsed.text[..parsed.text.len().min(max_bytes)];
         let truncated = line.truncated || parsed.text.len() > max_bytes;
-        emit(Line { bytes: text, offset: line.offset, end_offset, truncated, lines: 1, container: Some(parsed.meta) });
+        let one =
+            Line { bytes: text, offset: line.offset, end_offset, truncated, lines: 1, container: Some(parsed.meta) };
+        self.hand_on(pieces, one, emit);
         Ok(())
     }
 
@@ -161,14 +186,15 @@ impl ContainerParser {
             };
             let piece = if first_stdout { pieces.stdout.take() } else { pieces.stderr.take() }.expect("due");
             let end_offset = pieces.held_back(piece.end_offset);
-            emit(Line {
+            let open = Line {
                 bytes: &piece.buf,
                 offset: piece.offset,
                 end_offset,
                 truncated: piece.truncated,
                 lines: 1,
                 container: piece.meta,
-            });
+            };
+            self.hand_on(pieces, open, emit);
             emitted = true;
         }
         emitted
@@ -296,7 +322,11 @@ mod tests {
     }
 
     fn parser(keep: ContainerStream) -> ContainerParser {
-        ContainerParser::new(&ContainerConfig { stream: keep, format: ContainerFormat::Auto }, Duration::from_secs(5))
+        ContainerParser::new(
+            &ContainerConfig { stream: keep, format: ContainerFormat::Auto },
+            Duration::from_secs(5),
+            false,
+        )
     }
 
     #[test]

@@ -184,10 +184,7 @@ pub fn take_over(states: &[State], inputs: &[InputConfig], now_s: u64) -> (Vec<E
                 inputs.iter().find(|i| i.input_type == InputType::Filestream && &i.id == input).map(|i| i.id.clone())
             }
             Kind::Log => s.source.as_ref().and_then(|src| {
-                inputs
-                    .iter()
-                    .find(|i| i.input_type == InputType::Log && globs_match(&i.paths, src))
-                    .map(|i| i.id.clone())
+                inputs.iter().find(|i| i.input_type.is_log_input() && globs_match(&i.paths, src)).map(|i| i.id.clone())
             }),
         };
         let Some(input) = input else {

@@ -144,7 +144,7 @@ impl InputRt {
             // An open piece waits as long as a multiline event would.
             container: config.container().map(|c| {
                 let timeout = config.multiline().map_or(crate::config::DEFAULT_MULTILINE_TIMEOUT, |m| m.timeout).0;
-                ContainerParser::new(c, timeout)
+                ContainerParser::new(c, timeout, config.input_type.is_log_input())
             }),
             decoder: Decoder::for_input(&config),
             filter: LineFilter::new(&config.include_lines, &config.exclude_lines),
@@ -286,7 +286,8 @@ impl InputRt {
                 "line longer than max_bytes (or max_lines) truncated",
             );
         }
-        if line.bytes.is_empty() && self.template.codec() == Codec::Json {
+        // An empty container line is an event (its stream is a field), as in Filebeat.
+        if line.bytes.is_empty() && line.container.is_none() && self.template.codec() == Codec::Json {
             Metrics::inc(&m.lines_skipped_empty);
             return skip(f.slot);
         }

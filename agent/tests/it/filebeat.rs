@@ -666,8 +666,10 @@ fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
 
 /// The `container` parser on Docker json-file and CRI files: text, `stream`, `@timestamp` from
 /// the line, pieces of a long line joined, the `stream` filter, escapes and non-ASCII: events
-/// equal to Filebeat's. (Pieces of two streams interleaved are left out: Filebeat 8.1.3 joins a
-/// piece with whatever line follows it, the agent per stream; see the README.)
+/// equal to Filebeat's, for the parser in a filestream input and for Filebeat's `container`
+/// input. Left out, as deliberate differences (README): pieces of two streams interleaved
+/// (Filebeat 8.1.3 joins a piece with whatever line follows it, the agent per stream), and lines
+/// Filebeat cannot parse (its harvester stops at them; the agent ships them as they are).
 #[test]
 fn container_events_equal_filebeats() {
     let docker = concat!(
@@ -693,17 +695,31 @@ fn container_events_equal_filebeats() {
         "\n2026-11-26T10:00:01.200000000Z stderr F three pieces\n",
         "2026-11-26T10:00:02+02:00 stdout F offset time zone\n",
         "2026-11-26T10:00:03Z stdout F  two  spaces \n",
-        "2026-11-26T10:00:04Z stdout F\n",
+        "2026-11-26T10:00:04Z stdout F \n",
     );
     let inputs = [
         "filebeat.inputs:\n".to_string(),
         fs("docker", "docker.log", "  parsers:\n    - container: ~\n"),
         fs("cri", "cri.log", "  parsers:\n    - container:\n        format: cri\n"),
         fs("errs", "errs.log", "  parsers:\n    - container:\n        stream: stderr\n"),
+        // Filebeat's container input (the log input with the parser), with a JSON parser after it.
+        "- type: container\n  paths: ['{logs}/ctr.log']\n  stream: stdout\n".to_string(),
+        "- type: container\n  paths: ['{logs}/ctr-json.log']\n  json.keys_under_root: true\n  json.add_error_key: true\n".to_string(),
     ]
     .concat();
-    let files: Vec<(&str, &[u8])> =
-        vec![("docker.log", docker.as_bytes()), ("cri.log", cri.as_bytes()), ("errs.log", cri.as_bytes())];
+    let app_json = concat!(
+        r#"{"log":"{\"level\":\"info\",\"msg\":\"started\"}\n","stream":"stdout","time":"2026-11-26T10:00:00Z"}"#,
+        "\n",
+        r#"{"log":"not json\n","stream":"stderr","time":"2026-11-26T10:00:01Z"}"#,
+        "\n",
+    );
+    let files: Vec<(&str, &[u8])> = vec![
+        ("docker.log", docker.as_bytes()),
+        ("cri.log", cri.as_bytes()),
+        ("errs.log", cri.as_bytes()),
+        ("ctr.log", docker.as_bytes()),
+        ("ctr-json.log", app_json.as_bytes()),
+    ];
     let (fb, ag) = run_both(&files, &inputs);
     let has = |m: &str| fb.values().any(|e| e["message"] == m);
     // Docker's text keeps its newline in Filebeat 8.1.3's events; CRI's has none.
