@@ -6,9 +6,10 @@
 # machine with dpkg -i, checks what the maintainer scripts did, runs `agent test config` on the
 # installed config as the agent user, checks that an edited conffile survives a reinstall, that
 # an upgrade copes with a deleted conffile and keeps the admin's owner and mode, that the
-# enabled state survives remove and reinstall (and a fresh install is not enabled), and purges
-# the package again. Needs root (dpkg -i); installs systemd (for systemd-analyze), adduser and
-# strace from Debian's packages if they are missing.
+# enabled state survives remove and reinstall (and a fresh install is not enabled), runs the
+# installed unit under a real systemd (scripts/systemd-test.sh), and purges the package again.
+# Needs root (dpkg -i); installs systemd (for systemd-analyze), adduser and strace from Debian's
+# packages if they are missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 fail() { echo "package test FAILED: $*" >&2; exit 1; }
@@ -95,6 +96,9 @@ score="$(systemd-analyze security --offline=true /lib/systemd/system/agent.servi
 [ -n "$score" ] || fail "no exposure score from systemd-analyze security"
 echo "exposure $score"
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "the unit's exposure is $score, more than 2.0"
+
+echo "== the installed unit under a real systemd (scripts/systemd-test.sh)"
+"$root/scripts/systemd-test.sh"
 
 echo "== every system call of a running agent passes the unit's SystemCallFilter"
 # What the unit allows: @system-service without @privileged (its two SystemCallFilter lines).
