@@ -492,9 +492,10 @@ fn outputs(root: &mut Node, t: &mut Translation) {
     }
 }
 
-/// Processors that look metadata up from a cloud provider, Docker or Kubernetes: accepted and
-/// noted as inactive (the agent never probes a network address or a socket for them).
-const INACTIVE_PROCESSORS: &[&str] = &["add_cloud_metadata", "add_docker_metadata", "add_kubernetes_metadata"];
+/// Processors that look metadata up from a cloud provider or Docker: accepted and noted as
+/// inactive (the agent never probes a network address or a socket for them).
+/// `add_kubernetes_metadata` runs, with only what a log file's path names.
+const INACTIVE_PROCESSORS: &[&str] = &["add_cloud_metadata", "add_docker_metadata"];
 
 fn inactive_processors(node: &mut Node, at: &str, t: &mut Translation) {
     let Some(Value::Seq(list)) = node.get_mut("processors").map(|n| &mut n.value) else { return };
@@ -502,9 +503,13 @@ fn inactive_processors(node: &mut Node, at: &str, t: &mut Translation) {
     list.retain(|p| {
         let name = p.as_map().filter(|m| m.len() == 1).map(|m| m[0].key.as_str());
         let inactive = name.is_some_and(|n| INACTIVE_PROCESSORS.contains(&n));
+        if name == Some("add_kubernetes_metadata") {
+            let what = "add_kubernetes_metadata: only the fields a kubelet log path names (pod, namespace, container, container id); the Kubernetes API is not called";
+            t.note(format!("{at}[{i}]"), p.line, what);
+        }
         if inactive {
             let what = format!(
-                "{} accepted, inactive: no cloud, Docker or Kubernetes metadata is looked up",
+                "{} accepted, inactive: no cloud or Docker metadata is looked up",
                 name.unwrap_or_default()
             );
             t.note(format!("{at}[{i}]"), p.line, what);

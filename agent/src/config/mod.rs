@@ -37,10 +37,10 @@ pub use kafka::{
     SaslConfig, SslConfig, TlsVersion, TopicRule,
 };
 pub use processors::{
-    AddFields, AddHostMetadata, AddId, AddLabels, AddLocale, AddTags, Condition, Convert, ConvertField, ConvertMode,
-    ConvertType, DecodeJsonFields, Dissect, DropEvent, DropFields, Fingerprint, FingerprintEncoding, FingerprintMethod,
-    FromTo, LocaleFormat, MoveFields, ProcessorConfig, RangeBounds, TimestampConfig, TrimValues, TruncateFields,
-    DEFAULT_ADD_FIELDS_TARGET,
+    AddFields, AddHostMetadata, AddId, AddKubernetesMetadata, AddLabels, AddLocale, AddTags, Condition, Convert,
+    ConvertField, ConvertMode, ConvertType, DecodeJsonFields, Dissect, DropEvent, DropFields, Fingerprint,
+    FingerprintEncoding, FingerprintMethod, FromTo, LocaleFormat, MoveFields, ProcessorConfig, RangeBounds,
+    TimestampConfig, TrimValues, TruncateFields, DEFAULT_ADD_FIELDS_TARGET,
 };
 pub use sink::{InitialOffset, SinkConfig, SinkFormat, DEFAULT_SINK_CLIENT_ID, DEFAULT_SINK_COMMIT_INTERVAL};
 pub use spool::{FsyncPolicy, SpoolConfig, WhenFull};

@@ -29,6 +29,7 @@ pub enum ProcessorConfig {
     DecodeJsonFields(DecodeJsonFields),
     AddLocale(AddLocale),
     AddHostMetadata(AddHostMetadata),
+    AddKubernetesMetadata(AddKubernetesMetadata),
     Dissect(Dissect),
     Fingerprint(Fingerprint),
     AddId(AddId),
@@ -203,6 +204,94 @@ pub struct AddHostMetadata {
 impl Default for AddHostMetadata {
     fn default() -> Self {
         Self { netinfo: NetInfo::default(), replace_fields: true, cache: None, when: None }
+    }
+}
+
+/// Filebeat's `add_kubernetes_metadata`, as far as a log file's path tells. The agent never calls
+/// the Kubernetes API, so of what Filebeat adds it gives what the `logs_path` matcher reads from
+/// the path: pod, namespace, container name and container id (`/var/log/containers/...`), or pod
+/// uid (`/var/log/pods/...`). The settings for the API are accepted and change nothing.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AddKubernetesMetadata {
+    /// The `logs_path` matchers: their directories (default `/var/log/containers/`).
+    #[serde(default)]
+    pub matchers: Vec<KubernetesMatcher>,
+    #[serde(default)]
+    pub host: Option<serde_json::Value>,
+    #[serde(default)]
+    pub node: Option<serde_json::Value>,
+    #[serde(default)]
+    pub kube_config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub kube_client_options: Option<serde_json::Value>,
+    #[serde(default)]
+    pub in_cluster: Option<serde_json::Value>,
+    #[serde(default)]
+    pub namespace: Option<serde_json::Value>,
+    #[serde(default)]
+    pub scope: Option<serde_json::Value>,
+    #[serde(default)]
+    pub default_indexers: Option<serde_json::Value>,
+    #[serde(default)]
+    pub default_matchers: Option<serde_json::Value>,
+    #[serde(default)]
+    pub indexers: Option<serde_json::Value>,
+    #[serde(default)]
+    pub add_resource_metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub labels: Option<serde_json::Value>,
+    #[serde(default)]
+    pub annotations: Option<serde_json::Value>,
+    #[serde(default)]
+    pub include_labels: Option<serde_json::Value>,
+    #[serde(default)]
+    pub exclude_labels: Option<serde_json::Value>,
+    #[serde(default)]
+    pub include_annotations: Option<serde_json::Value>,
+    #[serde(default)]
+    pub sync_period: Option<serde_json::Value>,
+    #[serde(default)]
+    pub cleanup_timeout: Option<serde_json::Value>,
+    pub when: Option<Condition>,
+}
+
+/// One of `add_kubernetes_metadata`'s matchers; only `logs_path` reads anything here.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesMatcher {
+    #[serde(default)]
+    pub logs_path: Option<LogsPathMatcher>,
+    #[serde(default)]
+    pub fields: Option<serde_json::Value>,
+    #[serde(default)]
+    pub field_format: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogsPathMatcher {
+    #[serde(default)]
+    pub logs_path: Option<String>,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+}
+
+impl AddKubernetesMetadata {
+    /// The directories whose files it reads fields from (Filebeat's default matcher's when none
+    /// is given).
+    pub fn log_dirs(&self) -> Vec<String> {
+        let dirs: Vec<String> = self
+            .matchers
+            .iter()
+            .filter_map(|m| m.logs_path.as_ref())
+            .map(|l| l.logs_path.clone().unwrap_or_else(|| "/var/log/containers/".into()))
+            .collect();
+        if dirs.is_empty() {
+            vec!["/var/log/containers/".into(), "/var/log/pods/".into()]
+        } else {
+            dirs
+        }
     }
 }
 
@@ -429,6 +518,7 @@ impl ProcessorConfig {
             ProcessorConfig::DecodeJsonFields(p) => ("decode_json_fields", &p.when),
             ProcessorConfig::AddLocale(p) => ("add_locale", &p.when),
             ProcessorConfig::AddHostMetadata(p) => ("add_host_metadata", &p.when),
+            ProcessorConfig::AddKubernetesMetadata(p) => ("add_kubernetes_metadata", &p.when),
             ProcessorConfig::Dissect(p) => ("dissect", &p.when),
             ProcessorConfig::Fingerprint(p) => ("fingerprint", &p.when),
             ProcessorConfig::AddId(p) => ("add_id", &p.when),

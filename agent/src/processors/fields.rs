@@ -40,6 +40,8 @@ pub(super) enum Step {
     Timestamp(Box<crate::config::TimestampConfig>),
     /// `add_id`: the target field and the generator.
     AddId(String, super::ids::IdGen),
+    /// `add_kubernetes_metadata`: the fields a log path names, in these directories.
+    Kubernetes(Vec<String>),
     /// `add_host_metadata`: this machine's `host`, read once.
     Host {
         host: Map<String, Value>,
@@ -92,6 +94,7 @@ impl Step {
             ProcessorConfig::AddHostMetadata(h) => {
                 Step::Host { host: host::fields(h.netinfo.enabled), replace: h.replace_fields }
             }
+            ProcessorConfig::AddKubernetesMetadata(k) => Step::Kubernetes(k.log_dirs()),
         }
     }
 
@@ -131,6 +134,7 @@ impl Step {
             Step::Timestamp(t) => super::timestamp::run(ev, t),
             Step::AddId(target, ids) => put(ev, target, Value::String(ids.next())),
             Step::Locale(tz) => put(ev, "event.timezone", Value::String(tz.clone())),
+            Step::Kubernetes(dirs) => super::kubernetes::run(ev, dirs),
             Step::Host { host, replace } => {
                 let mut wrapped = Map::new();
                 wrapped.insert("host".into(), Value::Object(host.clone()));

@@ -15,6 +15,7 @@ mod dissect;
 mod fields;
 mod host;
 mod ids;
+mod kubernetes;
 mod timestamp;
 
 pub use dissect::Tokenizer;

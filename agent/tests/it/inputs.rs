@@ -492,3 +492,53 @@ fn gzip_archive_still_being_written_is_finished_once_it_is_complete() {
     assert_exactly_once(&got, &lines);
     assert_eq!(Metrics::get(&summary.metrics.gz_files_read), 1);
 }
+
+/// Container logs: a stdout piece stays open while a stderr line passes it; the registry stays at
+/// the open piece through a clean stop; after a restart the piece is read again and joined with
+/// its end, and the stderr line sent again carries its first id. `add_kubernetes_metadata` names
+/// the pod, namespace, container and container id from the file's name alone.
+#[test]
+fn container_pieces_join_per_stream_across_a_restart_with_kubernetes_fields_from_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let containers = dir.path().join("containers");
+    std::fs::create_dir(&containers).unwrap();
+    let id = "c0ffee".repeat(10) + "beef";
+    let log = containers.join(format!("web-1_shop_app-{id}.log"));
+    let data = dir.path().join("data");
+    let kc = cluster("ctr", 1);
+    let extra = format!(
+        "    parsers:\n      - container: ~\n    processors:\n      - add_kubernetes_metadata:\n          matchers:\n            - logs_path:\n                logs_path: \"{}/\"\n",
+        containers.display()
+    );
+    let cfg = config(&data, &[containers.join("*.log")], &kc.bootstrap_servers(), "ctr", &extra, "    codec: json\n");
+    append_lines(
+        &log,
+        ["2026-11-26T10:00:00Z stdout P first ", "2026-11-26T10:00:01Z stderr F between"].map(String::from),
+    );
+    let agent = RunningAgent::start(&cfg);
+    let first = consume(&kc.bootstrap_servers(), "ctr", 1, 1, T);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].json()["message"], "between");
+    agent.stop();
+    assert_eq!(registry_offset_of(&data, &log), Some(0), "held at the open stdout piece");
+    append_lines(&log, ["2026-11-26T10:00:02Z stdout F last"].map(String::from));
+    let agent = RunningAgent::start(&cfg);
+    let all = consume(&kc.bootstrap_servers(), "ctr", 1, 3, T);
+    agent.stop();
+    let events: Vec<serde_json::Value> = all.iter().map(Record::json).collect();
+    let messages: Vec<&str> = events.iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["between", "between", "first last"]);
+    assert_eq!(events[0]["@metadata"]["_id"], events[1]["@metadata"]["_id"], "the re-send keeps its id");
+    let joined = &events[2];
+    assert_eq!((joined["stream"].as_str(), joined["log"]["offset"].as_u64()), (Some("stdout"), Some(0)));
+    assert_eq!(joined["@timestamp"], "2026-11-26T10:00:00.000Z", "the first piece's time");
+    assert_eq!(
+        (
+            joined["kubernetes"]["pod"]["name"].as_str(),
+            joined["kubernetes"]["namespace"].as_str(),
+            joined["kubernetes"]["container"]["name"].as_str(),
+            joined["container"]["id"].as_str()
+        ),
+        (Some("web-1"), Some("shop"), Some("app"), Some(id.as_str()))
+    );
+}
