@@ -29,7 +29,8 @@ pub enum ProcessorConfig {
     DecodeJsonFields(DecodeJsonFields),
     AddLocale(AddLocale),
     AddHostMetadata(AddHostMetadata),
-    AddKubernetesMetadata(AddKubernetesMetadata),
+    // Boxed: its many accepted API settings make it the largest variant by far.
+    AddKubernetesMetadata(Box<AddKubernetesMetadata>),
     Dissect(Dissect),
     Fingerprint(Fingerprint),
     AddId(AddId),
