@@ -838,9 +838,19 @@ fn parsers_from_log(node: &mut Node, at: &str, t: &mut Translation) {
 }
 
 /// Filebeat's `container` input is its log input reading container runtimes' files: its
-/// `stream` and `format` become a `container` parser ahead of the others (`json`, `multiline`).
+/// `stream` and `format` become a `container` parser ahead of the others (`json`, `multiline`),
+/// and symlinks are followed.
 fn container_input(node: &mut Node) {
     let line = node.line;
+    // /var/log/containers/*.log are symlinks into /var/log/pods: Filebeat's container input
+    // follows them (the file is known by its target's identity, so it is read once).
+    if node.get("symlinks").is_none() {
+        node.as_map_mut().expect("map").push(Entry {
+            key: "symlinks".into(),
+            line,
+            node: Node::scalar(line, "true", true),
+        });
+    }
     let settings: Vec<Entry> = ["stream", "format"].iter().filter_map(|k| node.remove(k)).collect();
     let parser = Node::map(line, vec![Entry { key: "container".into(), line, node: Node::map(line, settings) }]);
     let map = node.as_map_mut().expect("map");
@@ -985,6 +995,18 @@ output.elasticsearch:\n  enabled: false\n  hosts: [es]\noutput.kafka:\n  hosts: 
         assert!(n.get("setup").is_none() && n.lookup("output.elasticsearch").is_none());
         let noted: Vec<&str> = t.notes.iter().map(|n| n.key.as_str()).collect();
         assert_eq!(noted, ["setup", "output.elasticsearch"]);
+    }
+
+    #[test]
+    fn the_container_input_is_the_log_input_with_a_container_parser_first() {
+        let (n, t) = translated(
+            "filebeat.inputs:\n- type: container\n  paths: [/var/log/containers/*.log]\n  stream: stderr\n  json.keys_under_root: true\n",
+        );
+        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        assert_eq!(text(&n, "inputs[0].type"), "container");
+        assert_eq!(text(&n, "inputs[0].symlinks"), "true");
+        assert_eq!(text(&n, "inputs[0].parsers[0].container.stream"), "stderr");
+        assert!(n.lookup("inputs[0].parsers[1].ndjson").is_some(), "json after the container parser");
     }
 
     #[test]
