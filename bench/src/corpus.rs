@@ -24,6 +24,8 @@ pub struct Spec {
     pub bytes: u64,
     pub files: usize,
     pub seed: u64,
+    /// Each line written as Docker's json-file driver writes it (the container case).
+    pub container: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +36,20 @@ pub struct Corpus {
     pub bytes: u64,
     pub seed: u64,
     pub kind: Kind,
+    /// The lines are wrapped in Docker json-file lines (`lines` counts the wrapped lines).
+    pub container: bool,
+}
+
+/// Line `text` as Docker's json-file driver writes it, with its newline.
+pub fn docker_line(text: &str, n: u64) -> String {
+    let log = serde_json::to_string(&format!("{text}\n")).expect("a string");
+    let (s, ns) = (n / 1000, (n % 1000) * 1_000_000);
+    format!(
+        "{{\"log\":{log},\"stream\":\"stdout\",\"time\":\"2026-11-26T{:02}:{:02}:{:02}.{ns:09}Z\"}}\n",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 impl Corpus {
@@ -128,14 +144,23 @@ pub fn seq_of(text: &str) -> Option<u64> {
 
 /// Generates the corpus into `cache/<name>/` unless a complete copy is already there.
 pub fn ensure(spec: &Spec, cache: &Path) -> anyhow::Result<Corpus> {
-    let name = format!("{:?}-{}b-{}f-s{}", spec.kind, spec.bytes, spec.files, spec.seed).to_lowercase();
+    let docker = if spec.container { "-docker" } else { "" };
+    let name = format!("{:?}-{}b-{}f-s{}{docker}", spec.kind, spec.bytes, spec.files, spec.seed).to_lowercase();
     let dir = cache.join(name);
     let files: Vec<PathBuf> = (0..spec.files).map(|i| dir.join(format!("part-{i:04}.log"))).collect();
     let manifest = dir.join("manifest");
     if let Ok(text) = std::fs::read_to_string(&manifest) {
         let mut it = text.split_whitespace().map(|x| x.parse::<u64>());
         if let (Some(Ok(lines)), Some(Ok(bytes))) = (it.next(), it.next()) {
-            return Ok(Corpus { dir, files, lines, bytes, seed: spec.seed, kind: spec.kind });
+            return Ok(Corpus {
+                dir,
+                files,
+                lines,
+                bytes,
+                seed: spec.seed,
+                kind: spec.kind,
+                container: spec.container,
+            });
         }
     }
     if dir.exists() {
@@ -149,7 +174,11 @@ pub fn ensure(spec: &Spec, cache: &Path) -> anyhow::Result<Corpus> {
     let (mut n, mut bytes) = (0u64, 0u64);
     while bytes < spec.bytes {
         let mut l = line(spec.kind, spec.seed, n);
-        l.push('\n');
+        if spec.container {
+            l = docker_line(&l, n);
+        } else {
+            l.push('\n');
+        }
         writers[(n % spec.files as u64) as usize].write_all(l.as_bytes())?;
         bytes += l.len() as u64;
         n += 1;
@@ -158,7 +187,7 @@ pub fn ensure(spec: &Spec, cache: &Path) -> anyhow::Result<Corpus> {
         w.flush()?;
     }
     std::fs::write(&manifest, format!("{n} {bytes}\n"))?;
-    Ok(Corpus { dir, files, lines: n, bytes, seed: spec.seed, kind: spec.kind })
+    Ok(Corpus { dir, files, lines: n, bytes, seed: spec.seed, kind: spec.kind, container: spec.container })
 }
 
 #[cfg(test)]
@@ -183,7 +212,7 @@ mod tests {
     #[test]
     fn corpus_is_generated_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = Spec { kind: Kind::Mix, bytes: 100_000, files: 3, seed: 7 };
+        let spec = Spec { kind: Kind::Mix, bytes: 100_000, files: 3, seed: 7, container: false };
         let c = ensure(&spec, dir.path()).unwrap();
         assert!(c.bytes >= 100_000 && c.lines > 0);
         let on_disk: u64 = c.files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
@@ -192,5 +221,11 @@ mod tests {
         assert_eq!((again.lines, again.bytes), (c.lines, c.bytes));
         let first = std::fs::read_to_string(&c.files[1]).unwrap();
         assert_eq!(first.lines().next().unwrap(), line(Kind::Mix, 7, 1));
+        // The container corpus: the same lines inside Docker json-file lines.
+        let d = ensure(&Spec { container: true, ..spec }, dir.path()).unwrap();
+        let wrapped = std::fs::read_to_string(&d.files[1]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(wrapped.lines().next().unwrap()).unwrap();
+        assert_eq!(v["log"], format!("{}\n", line(Kind::Mix, 7, 1)));
+        assert_eq!((v["stream"].as_str(), d.container), (Some("stdout"), true));
     }
 }

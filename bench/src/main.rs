@@ -47,6 +47,9 @@ enum Case {
     /// `--ct-every-ms` (logrotate's copytruncate) for `--duration-s`: lines lost, and lost though
     /// a copy still held them.
     Copytruncate,
+    /// Catch-up of one Docker json-file log (`--size-mb` of lines, wrapped) through Filebeat's
+    /// `container` parser: the agent against Filebeat.
+    Container,
 }
 
 #[derive(clap::Args, Clone)]
@@ -203,7 +206,7 @@ fn run(mut a: RunArgs) -> anyhow::Result<()> {
         let (name, rows) = run_case(*case, &a, &ctx, &targets, &cache)?;
         all_complete &= rows.iter().all(|r| r.skipped.is_some() || r.all_complete());
         report.push_str(&format!("\n### {name}\n\n{}", report::markdown(case_key(*case), &rows)));
-        if matches!(case, Case::Catchup | Case::Many) {
+        if matches!(case, Case::Catchup | Case::Many | Case::Container) {
             let base = a.out.join(format!("chart-{}", case_key(*case)));
             match report::write_chart(&report::svg(&name, &rows), &base)? {
                 Some(png) => report.push_str(&format!("\n![{name}]({})\n", png.file_name().unwrap().to_string_lossy())),
@@ -238,6 +241,7 @@ fn case_key(c: Case) -> &'static str {
         Case::Ratelimit => "ratelimit",
         Case::Outage => "outage",
         Case::Copytruncate => "copytruncate",
+        Case::Container => "container",
     }
 }
 
@@ -248,7 +252,13 @@ fn run_case(
     targets: &[Target],
     cache: &Path,
 ) -> anyhow::Result<(String, Vec<report::Row>)> {
-    let spec = |mb: u64, files: usize| corpus::Spec { kind: a.kind, bytes: mb * 1_000_000, files, seed: a.seed };
+    let spec = |mb: u64, files: usize| corpus::Spec {
+        kind: a.kind,
+        bytes: mb * 1_000_000,
+        files,
+        seed: a.seed,
+        container: case == Case::Container,
+    };
     let corpus = match case {
         Case::Many => corpus::ensure(&spec(a.many_size_mb, a.many_files), cache)?,
         _ => corpus::ensure(&spec(a.size_mb, 1), cache)?,
@@ -258,6 +268,12 @@ fn run_case(
             format!("Catch-up: one {:.0} MB file ({} lines, {:?})", corpus.bytes as f64 / 1e6, corpus.lines, a.kind)
         }
         Case::Many => format!("Catch-up: {} files, {:.0} MB in all", corpus.files.len(), corpus.bytes as f64 / 1e6),
+        Case::Container => format!(
+            "Container logs: one {:.0} MB Docker json-file log ({} lines, {:?}) through the container parser",
+            corpus.bytes as f64 / 1e6,
+            corpus.lines,
+            a.kind
+        ),
         Case::Live => format!("Live tail at {:?} MB/s for {} s", a.rate_mb, a.duration_s),
         Case::Restart => {
             format!("Restart in the middle: one {:.0} MB file, SIGTERM at half, restart", corpus.bytes as f64 / 1e6)
@@ -291,6 +307,9 @@ fn run_case(
             }
             Case::Live | Case::Copytruncate if t == Target::Ceiling => {
                 Some("skipped: the ceiling does not tail".into())
+            }
+            Case::Container if !(t.is_filebeat() || t.is_agent()) => {
+                Some("skipped: has no parser for container runtimes' lines here".into())
             }
             Case::Ratelimit if t != Target::AgentRaw => {
                 Some("skipped: measured on the agent (raw); the peers' rate limits drop events instead".into())
@@ -334,7 +353,7 @@ fn run_case(
         for &(i, limit) in &plans {
             let (t, rate_mb) = (rows[i].target, rows[i].rate_mb);
             let s = match case {
-                Case::Catchup | Case::Many => measure::catch_up(ctx, t, &corpus, run),
+                Case::Catchup | Case::Many | Case::Container => measure::catch_up(ctx, t, &corpus, run),
                 Case::Restart => measure::restart(ctx, t, &corpus, run, false),
                 Case::Crash => measure::restart(ctx, t, &corpus, run, true),
                 Case::Outage => {

@@ -160,13 +160,18 @@ fn follow_records(ctx: &Ctx<'_>, topic: &str, expect: u64, from: u64, since: Ins
 
 /// The line text inside a record value, for the codec the target uses.
 fn line_of(target: Target, value: &[u8]) -> Option<String> {
-    match target {
+    let mut text = match target {
         t if t.is_json() => {
             let v: serde_json::Value = serde_json::from_slice(value).ok()?;
-            v["message"].as_str().map(str::to_string)
+            v["message"].as_str().map(str::to_string)?
         }
-        _ => Some(String::from_utf8_lossy(value).into_owned()),
+        _ => String::from_utf8_lossy(value).into_owned(),
+    };
+    // A Docker line's text keeps its newline through the container parser (as in Filebeat).
+    if text.ends_with('\n') {
+        text.pop();
     }
+    Some(text)
 }
 
 /// Fetches every record back: how many arrived, how many distinct lines, and whether the sample
@@ -270,7 +275,7 @@ fn written_file(ctx: &Ctx<'_>, target: Target, run: usize, case: &str) -> anyhow
     let dir = target_dir(ctx, target, run)?;
     let file = dir.join(format!("{case}.log"));
     std::fs::write(&file, b"")?;
-    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()] };
+    let input = Input { glob: file.display().to_string(), paths: vec![file.clone()], container: false };
     Ok(Written { topic, dir, file, input })
 }
 
@@ -278,7 +283,7 @@ fn written_file(ctx: &Ctx<'_>, target: Target, run: usize, case: &str) -> anyhow
 pub fn catch_up(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize) -> anyhow::Result<Sample> {
     let topic = fresh_topic(ctx, &format!("{target:?}").to_lowercase())?;
     let dir = target_dir(ctx, target, run)?;
-    let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
+    let input = Input { glob: corpus.glob(), paths: corpus.files.clone(), container: corpus.container };
     let cmd = ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, ctx.settings, &dir);
     let t0 = Instant::now();
     let proc = Proc::spawn(cmd)?;
@@ -312,7 +317,7 @@ pub fn restart(ctx: &Ctx<'_>, target: Target, corpus: &Corpus, run: usize, crash
     let case = if crash { "crash" } else { "restart" };
     let topic = fresh_topic(ctx, &format!("{case}-{target:?}").to_lowercase())?;
     let dir = target_dir(ctx, target, run)?;
-    let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
+    let input = Input { glob: corpus.glob(), paths: corpus.files.clone(), container: corpus.container };
     let s = ctx.settings;
     let t0 = Instant::now();
     let first = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
@@ -670,7 +675,7 @@ pub fn rate_limited(
 ) -> anyhow::Result<Sample> {
     let topic = fresh_topic(ctx, "ratelimit")?;
     let dir = target_dir(ctx, Target::AgentRaw, run)?;
-    let input = Input { glob: corpus.glob(), paths: corpus.files.clone() };
+    let input = Input { glob: corpus.glob(), paths: corpus.files.clone(), container: corpus.container };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let http = format!("http:\n  enabled: true\n  host: 127.0.0.1\n  port: {port}\n");
     let cmd = ctx.tools.agent_command(

@@ -75,6 +75,11 @@ impl Target {
         !matches!(self, Target::Ceiling | Target::Vector | Target::FluentBit)
     }
 
+    /// The agent, this build or the `BASE_AGENT_BIN` one.
+    pub fn is_agent(self) -> bool {
+        matches!(self, Target::AgentRaw | Target::AgentJson) || self.is_base()
+    }
+
     pub fn is_filebeat(self) -> bool {
         matches!(self, Target::Filebeat | Target::FilebeatJson | Target::FilebeatTuned | Target::FilebeatDisk)
     }
@@ -202,7 +207,8 @@ impl Tools {
             Target::AgentRaw | Target::AgentJson | Target::BaseRaw | Target::BaseJson => {
                 let codec = if matches!(t, Target::AgentRaw | Target::BaseRaw) { "raw" } else { "json" };
                 let bin = if t.is_base() { self.base.as_deref().expect("checked by skip_reason") } else { &self.agent };
-                self.agent_command(bin, files, bootstrap, topic, s, codec, work, "", "")
+                let parser = if files.container { "    parsers:\n      - container: ~\n" } else { "" };
+                self.agent_command(bin, files, bootstrap, topic, s, codec, work, parser, "")
             }
             Target::Ceiling => {
                 let mut c = Command::new(&self.bench);
@@ -245,6 +251,8 @@ impl Tools {
 pub struct Input {
     pub glob: String,
     pub paths: Vec<PathBuf>,
+    /// Docker json-file lines: read through Filebeat's `container` parser (agent and Filebeat).
+    pub container: bool,
 }
 
 fn write(work: &Path, name: &str, text: String) -> PathBuf {
@@ -368,13 +376,14 @@ fn filebeat_config(files: &Input, bootstrap: &str, topic: &str, s: &Settings, wo
     } else {
         String::new()
     };
+    let parser = if files.container { "  parsers:\n    - container: ~\n" } else { "" };
     let text = format!(
         r#"filebeat.inputs:
 - type: filestream
   id: bench
   paths: ["{glob}"]
   prospector.scanner.check_interval: 1s
-output.kafka:
+{parser}output.kafka:
   hosts: ["{bootstrap}"]
   topic: {topic}
   partition.round_robin:

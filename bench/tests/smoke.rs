@@ -12,7 +12,7 @@ fn smoke_run_delivers_every_line_for_every_installed_target() {
     assert!(status.success());
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["run", "--smoke", "--cases", "catchup,many,live,restart,crash,ratelimit,outage", "--out"])
+        .args(["run", "--smoke", "--cases", "catchup,many,live,restart,crash,ratelimit,outage,container", "--out"])
         .arg(out.path())
         .output()
         .unwrap();
