@@ -1,12 +1,13 @@
-//! One input's recipe for turning a line into an event: character decoding, multiline joining,
-//! JSON decoding, line filters, encoding, processors, topic and key.
+//! One input's recipe for turning a line into an event: character decoding, the container parser,
+//! multiline joining, JSON decoding, line filters, encoding, processors, topic and key.
 //!
 //! Owns nothing mutable; built once per input (each file's mutable part is its [`FileState`]).
 //! Invariant: every line ends up in exactly one [`Event`], alone or joined with its neighbours by
-//! the multiline parser: a deliverable one, or a `deliver: false` one (empty line under the JSON
-//! codec, filtered, dropped by a processor, oversize, missing format field) that still carries its
-//! end offset so the file's acknowledged offset moves past it. Skips are counted in [`Metrics`]
-//! and logged once per file.
+//! the container or the multiline parser: a deliverable one, or a `deliver: false` one (empty line
+//! under the JSON codec, another container stream, filtered, dropped by a processor, oversize,
+//! missing format field) that still carries its end offset so the file's acknowledged offset
+//! moves past it (no further than an open container piece). Skips are counted in [`Metrics`] and
+//! logged once per file.
 
 use crate::config::{
     Codec, GlobalFields, InputConfig, JsonCodecOptions, KafkaConfig, NdjsonConfig, Partitioning, ProcessorConfig,
@@ -187,8 +188,10 @@ impl InputRt {
         }
     }
 
-    /// Turns one line from the splitter into zero or more events (multiline may hold it, or
-    /// complete an earlier event with it), handed to `out` in file order.
+    /// Turns one line from the splitter into zero or more events, handed to `out` in file order:
+    /// decoded from the input's encoding, then through the container parser (which may hold a
+    /// piece, or skip another stream's line) and multiline (which may hold it, or complete an
+    /// earlier event with it), then made an event.
     pub fn on_line(
         &self,
         line: &Line<'_>,
@@ -231,8 +234,8 @@ impl InputRt {
         }
     }
 
-    /// Emits the file's pending multiline event when its timeout passed (or `force`: the file is
-    /// finished). Returns whether one was emitted.
+    /// Emits the file's open container pieces and its pending multiline event once their timeout
+    /// passed (or `force`: the file is finished). Returns whether one was emitted.
     pub fn flush_pending(
         &self,
         st: &mut FileState,
