@@ -702,6 +702,12 @@ fn container_events_equal_filebeats() {
         fs("docker", "docker.log", "  parsers:\n    - container: ~\n"),
         fs("cri", "cri.log", "  parsers:\n    - container:\n        format: cri\n"),
         fs("errs", "errs.log", "  parsers:\n    - container:\n        stream: stderr\n"),
+        // Multiline after the container parser: a stack trace written line by line.
+        fs(
+            "trace",
+            "trace.log",
+            "  parsers:\n    - container: ~\n    - multiline:\n        pattern: '^[[:space:]]+at '\n        match: after\n        timeout: 1s\n",
+        ),
         // Filebeat's container input (the log input with the parser), with a JSON parser after it.
         "- type: container\n  paths: ['{logs}/ctr.log']\n  stream: stdout\n".to_string(),
         "- type: container\n  paths: ['{logs}/ctr-json.log']\n  json.keys_under_root: true\n  json.add_error_key: true\n".to_string(),
@@ -713,7 +719,18 @@ fn container_events_equal_filebeats() {
         r#"{"log":"not json\n","stream":"stderr","time":"2026-11-26T10:00:01Z"}"#,
         "\n",
     );
+    let trace = concat!(
+        r#"{"log":"Exception in thread main java.lang.IllegalStateException: boom\n","stream":"stderr","time":"2026-11-26T10:00:00Z"}"#,
+        "\n",
+        r#"{"log":"    at com.example.App.run(App.java:10)\n","stream":"stderr","time":"2026-11-26T10:00:00.001Z"}"#,
+        "\n",
+        r#"{"log":"    at com.example.App.main(App.java:3)\n","stream":"stderr","time":"2026-11-26T10:00:00.002Z"}"#,
+        "\n",
+        r#"{"log":"next line\n","stream":"stdout","time":"2026-11-26T10:00:01Z"}"#,
+        "\n",
+    );
     let files: Vec<(&str, &[u8])> = vec![
+        ("trace.log", trace.as_bytes()),
         ("docker.log", docker.as_bytes()),
         ("cri.log", cri.as_bytes()),
         ("errs.log", cri.as_bytes()),
@@ -724,6 +741,9 @@ fn container_events_equal_filebeats() {
     let has = |m: &str| fb.values().any(|e| e["message"] == m);
     // Docker's text keeps its newline in Filebeat 8.1.3's events; CRI's has none.
     assert!(has("first piece second piece last piece\n") && has("long line in three pieces"), "joined: {fb:?}");
+    let trace = fb.values().find(|e| e["message"].as_str().is_some_and(|m| m.contains("boom")));
+    let trace = trace.and_then(|e| e["message"].as_str()).unwrap_or_default();
+    assert!(trace.contains("App.run") && trace.contains("App.main"), "multiline joined the trace: {trace:?}");
     let diffs = differences(&fb, &ag);
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
