@@ -667,9 +667,10 @@ fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
 /// The `container` parser on Docker json-file and CRI files: text, `stream`, `@timestamp` from
 /// the line, pieces of a long line joined, the `stream` filter, escapes and non-ASCII: events
 /// equal to Filebeat's, for the parser in a filestream input and for Filebeat's `container`
-/// input. Left out, as deliberate differences (README): pieces of two streams interleaved
-/// (Filebeat 8.1.3 joins a piece with whatever line follows it, the agent per stream), and lines
-/// Filebeat cannot parse (its harvester stops at them; the agent ships them as they are).
+/// input. Deliberate differences (README): pieces of two streams interleaved (Filebeat 8.1.3
+/// joins a piece with whatever line follows it, the agent per stream: both checked as such), and
+/// lines Filebeat cannot parse (its harvester stops at them; the agent ships them as they are;
+/// left out).
 #[test]
 fn container_events_equal_filebeats() {
     let docker = concat!(
@@ -702,6 +703,8 @@ fn container_events_equal_filebeats() {
         fs("docker", "docker.log", "  parsers:\n    - container: ~\n"),
         fs("cri", "cri.log", "  parsers:\n    - container:\n        format: cri\n"),
         fs("errs", "errs.log", "  parsers:\n    - container:\n        stream: stderr\n"),
+        // Pieces of two streams interleaved: the deliberate difference, checked below.
+        fs("mixed", "mixed.log", "  parsers:\n    - container: ~\n"),
         // Multiline after the container parser: a stack trace written line by line.
         fs(
             "trace",
@@ -729,7 +732,13 @@ fn container_events_equal_filebeats() {
         r#"{"log":"next line\n","stream":"stdout","time":"2026-11-26T10:00:01Z"}"#,
         "\n",
     );
+    let mixed = concat!(
+        "2026-11-26T10:00:00Z stdout P out-a \n",
+        "2026-11-26T10:00:01Z stderr F err line\n",
+        "2026-11-26T10:00:02Z stdout F out-b\n",
+    );
     let files: Vec<(&str, &[u8])> = vec![
+        ("mixed.log", mixed.as_bytes()),
         ("trace.log", trace.as_bytes()),
         ("docker.log", docker.as_bytes()),
         ("cri.log", cri.as_bytes()),
@@ -737,7 +746,22 @@ fn container_events_equal_filebeats() {
         ("ctr.log", docker.as_bytes()),
         ("ctr-json.log", app_json.as_bytes()),
     ];
-    let (fb, ag) = run_both(&files, &inputs);
+    let (mut fb, mut ag) = run_both(&files, &inputs);
+    // Deliberate: Filebeat 8.1.3 joins a stdout piece with the stderr line after it; the agent
+    // joins pieces per stream.
+    let take_mixed = |events: &mut Events| -> Vec<(String, String)> {
+        let keys: Vec<String> = events.keys().filter(|k| k.contains("/mixed.log@")).cloned().collect();
+        let mut got: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| events.remove(k).unwrap())
+            .map(|e| (e["message"].as_str().unwrap_or("").to_string(), e["stream"].as_str().unwrap_or("").to_string()))
+            .collect();
+        got.sort();
+        got
+    };
+    let pair = |m: &str, s: &str| (m.to_string(), s.to_string());
+    assert_eq!(take_mixed(&mut fb), [pair("out-a err line", "stdout"), pair("out-b", "stdout")], "Filebeat mixes them");
+    assert_eq!(take_mixed(&mut ag), [pair("err line", "stderr"), pair("out-a out-b", "stdout")], "the agent does not");
     let has = |m: &str| fb.values().any(|e| e["message"] == m);
     // Docker's text keeps its newline in Filebeat 8.1.3's events; CRI's has none.
     assert!(has("first piece second piece last piece\n") && has("long line in three pieces"), "joined: {fb:?}");
