@@ -150,16 +150,7 @@ impl ContainerParser {
                 return Ok(());
             }
             let piece = slot.take().expect("just filled");
-            let end_offset = pieces.held_back(line.end_offset);
-            let joined = Line {
-                bytes: &piece.buf,
-                offset: piece.offset,
-                end_offset,
-                truncated: piece.truncated,
-                lines: 1,
-                container: piece.meta,
-            };
-            self.hand_on(pieces, joined, emit);
+            self.hand_on_piece(pieces, piece, emit);
             return Ok(());
         }
         let end_offset = pieces.held_back(line.end_offset);
@@ -169,6 +160,20 @@ impl ContainerParser {
             Line { bytes: text, offset: line.offset, end_offset, truncated, lines: 1, container: Some(parsed.meta) };
         self.hand_on(pieces, one, emit);
         Ok(())
+    }
+
+    /// Hands on a piece taken out of `pieces` (complete, or flushed open) as one line, from its
+    /// first piece's start to its last piece's end (held back to the other stream's open piece).
+    fn hand_on_piece(&self, pieces: &mut Pieces, piece: Piece, emit: &mut dyn FnMut(Line<'_>)) {
+        let line = Line {
+            bytes: &piece.buf,
+            offset: piece.offset,
+            end_offset: pieces.held_back(piece.end_offset),
+            truncated: piece.truncated,
+            lines: 1,
+            container: piece.meta,
+        };
+        self.hand_on(pieces, line, emit);
     }
 
     /// Emits the open pieces that waited longer than the timeout (or all of them: `force`, the
@@ -185,16 +190,7 @@ impl ContainerParser {
                 _ => due(&pieces.stdout),
             };
             let piece = if first_stdout { pieces.stdout.take() } else { pieces.stderr.take() }.expect("due");
-            let end_offset = pieces.held_back(piece.end_offset);
-            let open = Line {
-                bytes: &piece.buf,
-                offset: piece.offset,
-                end_offset,
-                truncated: piece.truncated,
-                lines: 1,
-                container: piece.meta,
-            };
-            self.hand_on(pieces, open, emit);
+            self.hand_on_piece(pieces, piece, emit);
             emitted = true;
         }
         emitted

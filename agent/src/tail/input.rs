@@ -211,11 +211,8 @@ impl InputRt {
         let line = Line { bytes: &text, ..*line };
         let FileState { warned, multiline, id_head, pieces } = st;
         let max = self.config.max_bytes.0 as usize;
-        let mut next = |l: Line<'_>| match &self.multiline {
-            None => out(self.event(&l, warned, id_head, f, m, scratch)),
-            Some(rt) => multiline
-                .push(rt, max, &l, f.now, &mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch))),
-        };
+        let mut to_event = |l: &Line<'_>| out(self.event(l, warned, id_head, f, m, scratch));
+        let mut next = |l: Line<'_>| self.join_lines(&l, multiline, f.now, &mut to_event);
         let Some(cp) = &self.container else { return next(line) };
         let mut other_stream = None;
         let parsed = cp.push(pieces, max, &line, f.now, &mut next, &mut |end| other_stream = Some(end));
@@ -246,22 +243,27 @@ impl InputRt {
         out: &mut dyn FnMut(Event),
     ) -> bool {
         let FileState { warned, multiline, id_head, pieces } = st;
+        let mut to_event = |l: &Line<'_>| out(self.event(l, warned, id_head, f, m, scratch));
         let mut emitted = false;
         // Open container pieces first: they go through multiline like any line.
         if let Some(cp) = &self.container {
-            let max = self.config.max_bytes.0 as usize;
-            emitted |= cp.flush(pieces, force, f.now, &mut |l| match &self.multiline {
-                None => out(self.event(&l, warned, id_head, f, m, scratch)),
-                Some(rt) => multiline
-                    .push(rt, max, &l, f.now, &mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch))),
-            });
+            emitted |= cp.flush(pieces, force, f.now, &mut |l| self.join_lines(&l, multiline, f.now, &mut to_event));
         }
         let Some(rt) = &self.multiline else { return emitted };
         if !multiline.is_pending() || !(force || multiline.is_due(rt, f.now)) {
             return emitted;
         }
-        multiline.flush(&mut |joined| out(self.event(&joined, warned, id_head, f, m, scratch)));
+        multiline.flush(&mut |joined| to_event(&joined));
         true
+    }
+
+    /// A line past the container parser: joined with its neighbours when the input has a
+    /// multiline parser (which may hold it), else handed to `to_event` as it is.
+    fn join_lines(&self, l: &Line<'_>, multiline: &mut Multiline, now: Instant, to_event: &mut dyn FnMut(&Line<'_>)) {
+        match &self.multiline {
+            None => to_event(l),
+            Some(rt) => multiline.push(rt, self.config.max_bytes.0 as usize, l, now, &mut |joined| to_event(&joined)),
+        }
     }
 
     /// Converts one line (or joined multiline event) into an event. `scratch` is a reusable
