@@ -284,22 +284,17 @@ fn an_expired_server_certificate_is_refused_and_named_expired() {
 /// certificate included), writes them to a file. Returns the lines written, once 50 are or after
 /// `wait`, and the agent's log.
 fn run_sink(certs: &Certs, server: &str, wait: Duration) -> (Vec<String>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let tansu = Tansu::start_behind("tls", 1, &addr);
-    let _proxy = TlsProxy::start(certs, server, Some("ca"), port, &tansu.bootstrap, "");
-    let log = dir.path().join("a.log");
-    append_lines(&log, numbered("tls", 0..50));
-    let out = dir.path().join("sink.out");
+    let b = Behind::start(certs, server, Some("ca"), "");
+    let (dir, addr) = (b.dir.path(), &b.addr);
+    let out = dir.join("sink.out");
     let ssl_keys = ssl(certs, "full", "ca", true);
     let sink = format!(
         "sinks:\n  - id: s\n    topics: [tls]\n    file: \"{}\"\n    hosts: [\"{addr}\"]\n    group_id: g\n    initial_offset: earliest\n    commit_interval: 200ms\n{}",
         out.display(),
         ssl_keys.replace("    codec: raw\n", "")
     );
-    let cfg = dir.path().join("agent.yml");
-    let text = config(&dir.path().join("data"), std::slice::from_ref(&log), &addr, "tls", "", &ssl_keys);
+    let cfg = dir.join("agent.yml");
+    let text = config(&dir.join("data"), std::slice::from_ref(&b.log), addr, "tls", "", &ssl_keys);
     std::fs::write(&cfg, format!("{text}{sink}")).unwrap();
     let mut agent = spawn_agent(&cfg);
     let written = || crate::sink::file_lines(&out);
