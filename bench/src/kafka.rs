@@ -30,43 +30,64 @@ pub struct ReadSpec<'a> {
     pub sample: usize,
 }
 
-/// Reads every partition from the beginning by explicit assignment (no consumer group: tansu's
-/// group support is not needed and the mock cluster's rebalance delay is avoided) until the
-/// spec says to stop. `on_record` sees each value.
-pub fn read_back(spec: &ReadSpec<'_>, mut on_record: impl FnMut(&[u8])) -> anyhow::Result<ReadBack> {
-    let ReadSpec { bootstrap, topic, partitions, expect, idle, timeout, sample } = *spec;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-readback")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let start = Instant::now();
-    let mut rb = ReadBack { records: 0, bytes: 0, sample: Vec::new(), last_at: None };
-    let mut last_progress = Instant::now();
-    while rb.records < expect && start.elapsed() < timeout && last_progress.elapsed() < idle {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let v = m.payload().unwrap_or_default();
-                rb.records += 1;
-                rb.bytes += v.len() as u64;
-                if rb.sample.len() < sample {
-                    rb.sample.push(v.to_vec());
-                }
-                on_record(v);
-                rb.last_at = Some(Instant::now());
-                last_progress = Instant::now();
-            }
-            Some(Err(e)) => eprintln!("read-back error: {e}"),
-            None => {}
+/// A consumer assigned to every partition of a topic from the beginning, by explicit assignment
+/// (no consumer group: tansu's group support is not needed and the mock cluster's rebalance
+/// delay is avoided). It can be opened before anything is written (the live case), so the
+/// time it takes to connect and look up offsets is not counted as a target's delay.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+}
+
+impl TopicReader {
+    /// `fetch_wait_ms` is how long the broker may hold a fetch that finds nothing new: short for
+    /// the live case (a record is seen as soon as it is in), longer to read a backlog.
+    pub fn open(bootstrap: &str, topic: &str, partitions: i32, fetch_wait_ms: u32) -> anyhow::Result<TopicReader> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "bench-readback")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         }
+        consumer.assign(&tpl)?;
+        Ok(TopicReader { consumer })
     }
-    Ok(rb)
+
+    /// Polls until the spec says to stop; `on_record` sees each value. Can be called again to
+    /// go on from where the last call stopped.
+    pub fn read(&self, spec: &ReadSpec<'_>, mut on_record: impl FnMut(&[u8])) -> ReadBack {
+        let start = Instant::now();
+        let mut rb = ReadBack { records: 0, bytes: 0, sample: Vec::new(), last_at: None };
+        let mut last_progress = Instant::now();
+        while rb.records < spec.expect && start.elapsed() < spec.timeout && last_progress.elapsed() < spec.idle {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let v = m.payload().unwrap_or_default();
+                    rb.records += 1;
+                    rb.bytes += v.len() as u64;
+                    if rb.sample.len() < spec.sample {
+                        rb.sample.push(v.to_vec());
+                    }
+                    on_record(v);
+                    rb.last_at = Some(Instant::now());
+                    last_progress = Instant::now();
+                }
+                Some(Err(e)) => eprintln!("read-back error: {e}"),
+                None => {}
+            }
+        }
+        rb
+    }
+}
+
+/// Reads every partition from the beginning until the spec says to stop; `on_record` sees each
+/// value.
+pub fn read_back(spec: &ReadSpec<'_>, on_record: impl FnMut(&[u8])) -> anyhow::Result<ReadBack> {
+    let reader = TopicReader::open(spec.bootstrap, spec.topic, spec.partitions, 50)?;
+    Ok(reader.read(spec, on_record))
 }
 
 /// The ceiling: read each file, one record per line, explicit round robin over the partitions,

@@ -8,7 +8,7 @@
 
 use crate::broker::Broker;
 use crate::corpus::{self, Corpus};
-use crate::kafka::{read_back, ReadSpec};
+use crate::kafka::{read_back, ReadSpec, TopicReader};
 use crate::targets::{Input, Settings, Target, Tools};
 use std::io::Write;
 use std::path::Path;
@@ -118,6 +118,21 @@ impl Proc {
             self.peak_kb.fetch_max(hwm_kb(self.pid), Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl Proc {
+    /// CPU seconds (user + system) the live process has used so far, from `/proc/<pid>/stat`:
+    /// lets a case count only the CPU of a window (the live case's writing), not start-up's.
+    pub fn cpu_s_so_far(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start after the last ')'; utime
+        // and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let ticks: f64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<f64>().ok()).sum();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks / hz
     }
 }
 
@@ -368,28 +383,39 @@ pub fn live(
 ) -> anyhow::Result<Sample> {
     let Written { topic, dir, file, input } = written_file(ctx, target, run, "live")?;
     let s = ctx.settings;
-    let t0 = Instant::now();
+    // The consumer is assigned and fetching, and the target is tailing, before the measured
+    // writing starts: one warm-up line must come through first. Otherwise the first records'
+    // delays hold the target's start-up and the consumer's own connection and offset lookup.
+    let reader = TopicReader::open(&ctx.broker.bootstrap, &topic, s.partitions, 5)?;
     let proc = Proc::spawn(ctx.tools.command(target, &input, &ctx.broker.bootstrap, &topic, s, &dir))?;
-    std::thread::sleep(Duration::from_secs(2));
-    let (kind, seed) = (corpus.kind, corpus.seed);
-    let writer = std::thread::spawn(move || write_paced(&file, kind, seed, rate, duration, Paced::Stamped));
-    let mut delays = Vec::new();
-    let spec = ReadSpec {
+    std::fs::OpenOptions::new().append(true).open(&file)?.write_all(b"warm-up\n")?;
+    let mut spec = ReadSpec {
         bootstrap: &ctx.broker.bootstrap,
         topic: &topic,
         partitions: s.partitions,
-        expect: u64::MAX,
-        idle: ctx.stall.min(Duration::from_secs(10)),
-        timeout: duration + Duration::from_secs(120),
+        expect: 1,
+        idle: Duration::from_secs(120),
+        timeout: Duration::from_secs(120),
         sample: 0,
     };
-    let rb = read_back(&spec, |v| {
+    let warm = reader.read(&spec, |_| {});
+    anyhow::ensure!(warm.records == 1, "{target:?}: the warm-up line did not reach the topic within 120 s");
+    let (t0, cpu0) = (Instant::now(), proc.cpu_s_so_far());
+    let (kind, seed) = (corpus.kind, corpus.seed);
+    let writer = std::thread::spawn(move || write_paced(&file, kind, seed, rate, duration, Paced::Stamped));
+    let mut delays = Vec::new();
+    spec.expect = u64::MAX;
+    spec.idle = ctx.stall.min(Duration::from_secs(10));
+    spec.timeout = duration + Duration::from_secs(120);
+    let rb = reader.read(&spec, |v| {
         if let Some(ts) = find_ts(v) {
             delays.push((now_nanos().saturating_sub(ts)) as f64 / 1e6);
         }
-    })?;
+    });
     let (lines, bytes) = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    let wall = t0.elapsed().as_secs_f64();
+    // CPU % over the writing and the read-back that followed it (the window ends when nothing
+    // new arrived for `idle`, so it holds that idle time too, for every target alike).
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), proc.cpu_s_so_far() - cpu0);
     let usage = proc.stop(Duration::from_secs(30));
     delays.sort_by(f64::total_cmp);
     let pct = |p: f64| delays.get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1))).copied();
@@ -402,7 +428,7 @@ pub fn live(
         rss_kb: usage.rss_kb,
         delay_p50_ms: pct(0.5),
         delay_p99_ms: pct(0.99),
-        cpu_percent: Some(100.0 * usage.cpu_s / wall),
+        cpu_percent: Some(100.0 * cpu / wall),
         complete: rb.records >= lines,
         note: if rb.records >= lines { String::new() } else { format!("{} of {lines} records", rb.records) },
         ..Sample::default()
@@ -445,7 +471,8 @@ fn write_paced(
         let due = (rate as f64 * start.elapsed().as_secs_f64()) as u64;
         buf.clear();
         let ts = now_nanos();
-        while bytes + buf.len() as u64 <= due {
+        // Rate 0 writes nothing (the live case's idle row).
+        while rate > 0 && bytes + buf.len() as u64 <= due {
             if let Paced::Plain { max_lines } = what {
                 if n == max_lines {
                     break;
