@@ -23,6 +23,9 @@
 
 pub mod kafka;
 pub mod partition;
+#[cfg(test)]
+mod tests;
+pub mod transport;
 
 use crate::ack::{unpack, AckTracker};
 use crate::config::{Config, FsyncPolicy, KafkaConfig, SpoolConfig, WhenFull};
@@ -36,6 +39,7 @@ use crate::status::{Heartbeat, Refusals};
 use kafka::{KafkaOutput, Parked, HELD_LIMIT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use transport::Transport;
 
 /// Most replayed records in flight at once (the producers' own queues bound it too).
 const MAX_REPLAY_IN_FLIGHT: usize = 50_000;
@@ -46,8 +50,10 @@ const SPOOL_BEFORE_DEADLINE: Duration = Duration::from_millis(500);
 /// Replay tolerates stalls of up to `unhealthy_after` × 2^this after repeated stalls.
 const MAX_REPLAY_BACKOFF_DOUBLINGS: u32 = 4;
 
-pub struct Output {
-    kafka: KafkaOutput,
+/// The output stage over a [`Transport`]: librdkafka's producers in the agent, a fake in the
+/// mode tests.
+pub struct Output<T = KafkaOutput> {
+    kafka: T,
     /// `None` when `queue.spool.enabled` is false: the output then waits for Kafka, as Filebeat does.
     spooling: Option<Spooling>,
     tracker: Arc<AckTracker>,
@@ -96,7 +102,7 @@ impl Phase {
     }
 }
 
-impl Output {
+impl Output<KafkaOutput> {
     pub fn new(
         config: &Config,
         kafka: &KafkaConfig,
@@ -130,7 +136,9 @@ impl Output {
     pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
         self.kafka.set_heartbeat(heartbeat);
     }
+}
 
+impl<T: Transport> Output<T> {
     /// Delivers everything from the queue until it is closed and empty (and nothing is held for
     /// the spool), or the stop's drain deadline passes.
     pub fn run(&mut self, queue: &Queue, stop: &Shutdown) {
@@ -306,7 +314,7 @@ impl Output {
 /// The spooling mode's steps; each takes the Kafka output it sends through.
 impl Spooling {
     /// Kafka counts as unreachable: takes every event back from librdkafka and spools it first.
-    fn enter(&mut self, kafka: &mut KafkaOutput, tracker: &AckTracker, metrics: &Metrics) {
+    fn enter(&mut self, kafka: &mut impl Transport, tracker: &AckTracker, metrics: &Metrics) {
         let parked = kafka.park_all();
         self.phase = Phase::Waiting;
         self.spool.rewind();
@@ -330,7 +338,7 @@ impl Spooling {
 
     /// Starts replay once the probe reached Kafka, goes back to waiting when replay stalls, and
     /// otherwise sends the next records for up to [`REPLAY_SLICE`].
-    fn replay_step(&mut self, kafka: &mut KafkaOutput, tracker: &AckTracker, metrics: &Metrics) {
+    fn replay_step(&mut self, kafka: &mut impl Transport, tracker: &AckTracker, metrics: &Metrics) {
         if let Phase::Waiting = self.phase {
             if !kafka.answered() {
                 return;
@@ -397,7 +405,7 @@ impl Spooling {
     }
 
     /// Moves the spool cursor to the oldest replayed record not yet acknowledged.
-    fn acknowledge(&mut self, kafka: &KafkaOutput, metrics: &Metrics) {
+    fn acknowledge(&mut self, kafka: &impl Transport, metrics: &Metrics) {
         let upto = kafka
             .replay_oldest_unacked()
             .or(self.waiting_record().map(|r| r.seq))
@@ -419,7 +427,7 @@ impl Spooling {
     }
 
     /// Back to direct sending once the spool is empty and nothing of it is in flight.
-    fn leave_if_drained(&mut self, kafka: &mut KafkaOutput) {
+    fn leave_if_drained(&mut self, kafka: &mut impl Transport) {
         let drained = self.spool.is_empty()
             && self.held.is_empty()
             && self.unsynced.is_empty()

@@ -33,6 +33,7 @@ mod delivery;
 mod probe;
 
 use super::partition::RoundRobin;
+use super::transport::Transport;
 use crate::ack::{pack, unpack, AckTracker, ReplayWindow, REPLAY_BIT};
 use crate::config::{is_secret_property, KafkaConfig, Partitioning};
 use crate::event::id::EventId;
@@ -400,74 +401,6 @@ impl KafkaOutput {
         self.heartbeat = heartbeat;
     }
 
-    /// One turn of the output thread's loop (`/livez`).
-    pub fn beat(&self) {
-        self.heartbeat.beat();
-    }
-
-    /// Copies per-batch state (reachable partitions) before a batch is sent.
-    pub fn begin_batch(&mut self) {
-        if matches!(&self.partitioning, Partitioning::RoundRobin(rr) if rr.reachable_only) {
-            self.reachable.clone_from(&self.producers[0].context().reachable.lock().unwrap());
-        }
-    }
-
-    /// Registers one event with the ack tracker and hands it to a producer. Returns it, still
-    /// registered, when Kafka counts as unreachable while the producer's queue is full (only with
-    /// a spool) or the stop's drain deadline passed.
-    pub fn send_event(&mut self, ev: Event, stop: &Shutdown) -> Result<(), Parked> {
-        let Some(p) = Parked::register(ev, &self.shared.tracker, &self.shared.metrics) else { return Ok(()) };
-        let partition = self.choose_partition(&p.topic, p.key.as_deref(), p.hash);
-        let producer = self.producer_for(partition);
-        let out = Outgoing {
-            producer,
-            topic: &p.topic,
-            partition,
-            key: p.key.as_deref(),
-            payload: &p.payload,
-            id: p.id,
-            opaque: p.opaque,
-        };
-        match self.send(out, stop, true) {
-            Sent::Queued => Ok(()),
-            Sent::GaveUp => Err(p),
-        }
-    }
-
-    /// Sends one replayed spool record; false when the producer's queue is full (try again later).
-    pub fn send_replay(&mut self, rec: &Record) -> bool {
-        let partition = self.choose_partition(&rec.topic, rec.key.as_deref(), rec.hash);
-        let producer = self.producer_for(partition);
-        let opaque = REPLAY_BIT | rec.seq as usize;
-        let out = Outgoing {
-            producer,
-            topic: &rec.topic,
-            partition,
-            key: rec.key.as_deref(),
-            payload: &rec.payload,
-            id: rec.id,
-            opaque,
-        };
-        // In the window before the attempt, so a permanent failure inside it can mark it done.
-        self.shared.replay.sent(rec.seq);
-        match self.try_send(&out) {
-            Ok(()) => true,
-            Err(()) => {
-                self.shared.replay.unsend(rec.seq);
-                false
-            }
-        }
-    }
-
-    /// The lowest replayed sequence number not yet acknowledged; `None` when none is in flight.
-    pub fn replay_oldest_unacked(&self) -> Option<u64> {
-        self.shared.replay.oldest_unacked()
-    }
-
-    pub fn replay_in_flight(&self) -> usize {
-        self.shared.replay.len()
-    }
-
     /// The producer that owns `partition`; records without one go to each producer in turn.
     fn producer_for(&mut self, partition: Option<i32>) -> usize {
         match partition {
@@ -523,21 +456,6 @@ impl KafkaOutput {
             Err(e) => {
                 tracing::warn!(topic, error = %e, "cannot fetch topic metadata; librdkafka will place records until the next refresh");
                 Vec::new()
-            }
-        }
-    }
-
-    /// Refreshes the partitions of known topics every `metadata.refresh_frequency`.
-    pub fn refresh_topics_if_due(&mut self) {
-        if self.last_refresh.elapsed() < self.refresh_every {
-            return;
-        }
-        self.last_refresh = Instant::now();
-        let names: Vec<Arc<str>> = self.topics.keys().cloned().collect();
-        for name in names {
-            let fresh = self.fetch_partitions(&name);
-            if !fresh.is_empty() {
-                self.topics.get_mut(&name).expect("listed").partitions = fresh;
             }
         }
     }
@@ -620,9 +538,103 @@ impl KafkaOutput {
         }
     }
 
+    /// Records waiting for Kafka to answer: [`KafkaOutput::outstanding`] without the held ones,
+    /// which wait for an operator, not for Kafka.
+    fn awaiting_kafka(&self) -> usize {
+        self.producers
+            .iter()
+            .map(|p| p.in_flight_count().max(0) as usize + p.context().pending.retries.lock().unwrap().len())
+            .sum()
+    }
+}
+
+impl Transport for KafkaOutput {
+    /// One turn of the output thread's loop (`/livez`).
+    fn beat(&self) {
+        self.heartbeat.beat();
+    }
+
+    /// Copies per-batch state (reachable partitions) before a batch is sent.
+    fn begin_batch(&mut self) {
+        if matches!(&self.partitioning, Partitioning::RoundRobin(rr) if rr.reachable_only) {
+            self.reachable.clone_from(&self.producers[0].context().reachable.lock().unwrap());
+        }
+    }
+
+    /// Registers one event with the ack tracker and hands it to a producer. Returns it, still
+    /// registered, when Kafka counts as unreachable while the producer's queue is full (only with
+    /// a spool) or the stop's drain deadline passed.
+    fn send_event(&mut self, ev: Event, stop: &Shutdown) -> Result<(), Parked> {
+        let Some(p) = Parked::register(ev, &self.shared.tracker, &self.shared.metrics) else { return Ok(()) };
+        let partition = self.choose_partition(&p.topic, p.key.as_deref(), p.hash);
+        let producer = self.producer_for(partition);
+        let out = Outgoing {
+            producer,
+            topic: &p.topic,
+            partition,
+            key: p.key.as_deref(),
+            payload: &p.payload,
+            id: p.id,
+            opaque: p.opaque,
+        };
+        match self.send(out, stop, true) {
+            Sent::Queued => Ok(()),
+            Sent::GaveUp => Err(p),
+        }
+    }
+
+    /// Sends one replayed spool record; false when the producer's queue is full (try again later).
+    fn send_replay(&mut self, rec: &Record) -> bool {
+        let partition = self.choose_partition(&rec.topic, rec.key.as_deref(), rec.hash);
+        let producer = self.producer_for(partition);
+        let opaque = REPLAY_BIT | rec.seq as usize;
+        let out = Outgoing {
+            producer,
+            topic: &rec.topic,
+            partition,
+            key: rec.key.as_deref(),
+            payload: &rec.payload,
+            id: rec.id,
+            opaque,
+        };
+        // In the window before the attempt, so a permanent failure inside it can mark it done.
+        self.shared.replay.sent(rec.seq);
+        match self.try_send(&out) {
+            Ok(()) => true,
+            Err(()) => {
+                self.shared.replay.unsend(rec.seq);
+                false
+            }
+        }
+    }
+
+    /// The lowest replayed sequence number not yet acknowledged; `None` when none is in flight.
+    fn replay_oldest_unacked(&self) -> Option<u64> {
+        self.shared.replay.oldest_unacked()
+    }
+
+    fn replay_in_flight(&self) -> usize {
+        self.shared.replay.len()
+    }
+
+    /// Refreshes the partitions of known topics every `metadata.refresh_frequency`.
+    fn refresh_topics_if_due(&mut self) {
+        if self.last_refresh.elapsed() < self.refresh_every {
+            return;
+        }
+        self.last_refresh = Instant::now();
+        let names: Vec<Arc<str>> = self.topics.keys().cloned().collect();
+        for name in names {
+            let fresh = self.fetch_partitions(&name);
+            if !fresh.is_empty() {
+                self.topics.get_mut(&name).expect("listed").partitions = fresh;
+            }
+        }
+    }
+
     /// Sends again the records whose delivery failed with a retriable error, once their backoff passed.
     /// Held records (refused topics) go again once `backoff.max` passed.
-    pub fn send_retries(&mut self, stop: &Shutdown) {
+    fn send_retries(&mut self, stop: &Shutdown) {
         self.restart_failed();
         let now = Instant::now();
         for i in 0..self.producers.len() {
@@ -670,34 +682,25 @@ impl KafkaOutput {
 
     /// Records in librdkafka (queued, in flight, or with an unserved report), retries waiting, and
     /// records held for refused topics.
-    pub fn outstanding(&self) -> usize {
+    fn outstanding(&self) -> usize {
         self.awaiting_kafka() + self.held()
     }
 
     /// Records held because Kafka refuses their topic.
-    pub fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.shared.held.load(Ordering::Relaxed)
-    }
-
-    /// Records waiting for Kafka to answer: [`KafkaOutput::outstanding`] without the held ones,
-    /// which wait for an operator, not for Kafka.
-    fn awaiting_kafka(&self) -> usize {
-        self.producers
-            .iter()
-            .map(|p| p.in_flight_count().max(0) as usize + p.context().pending.retries.lock().unwrap().len())
-            .sum()
     }
 
     /// True when a spool exists and Kafka counts as unreachable: records are outstanding and
     /// none was acknowledged for `unhealthy_after` times `patience` (1 s once librdkafka reports
     /// all brokers down).
-    pub fn unhealthy(&mut self, patience: u32) -> bool {
+    fn unhealthy(&mut self, patience: u32) -> bool {
         self.spool_backed && self.stalled(patience)
     }
 
     /// Whether records are outstanding and none was acknowledged for `unhealthy_after` times
     /// `patience`, with or without a spool (`/healthz`; without a spool reading then waits).
-    pub fn stalled(&mut self, patience: u32) -> bool {
+    fn stalled(&mut self, patience: u32) -> bool {
         if self.awaiting_kafka() == 0 {
             self.idle_at = Instant::now();
             return false;
@@ -710,7 +713,7 @@ impl KafkaOutput {
     }
 
     /// Why the brokers refuse the connection (TLS or SASL), when that is why nothing gets through.
-    pub fn connection_refused(&self) -> Option<String> {
+    fn connection_refused(&self) -> Option<String> {
         self.shared.refused.connection()
     }
 
@@ -718,7 +721,7 @@ impl KafkaOutput {
     /// producers' queues and in-flight requests, and collects what comes back plus the retries
     /// waiting, in per-file order (slot, then offset). Replayed records are dropped from librdkafka
     /// and the replay window (replay restarts from the spool cursor).
-    pub fn park_all(&mut self) -> Vec<Parked> {
+    fn park_all(&mut self) -> Vec<Parked> {
         self.shared.parking.store(true, Ordering::Relaxed);
         for p in &self.producers {
             p.purge(PurgeConfig::default().queue().inflight());
@@ -761,23 +764,23 @@ impl KafkaOutput {
     }
 
     /// File events that came back from librdkafka since the last call (while parking).
-    pub fn take_parked(&self) -> Vec<Parked> {
+    fn take_parked(&self) -> Vec<Parked> {
         std::mem::take(&mut *self.shared.parked.lock().unwrap())
     }
 
     /// Whether the probe reached Kafka since parking began (Kafka is worth trying again).
-    pub fn answered(&self) -> bool {
+    fn answered(&self) -> bool {
         self.probe.as_ref().is_some_and(|p| p.answered.load(Ordering::Relaxed))
     }
 
     /// Replay starts now: a stall is measured from this moment, not from when Kafka went away.
-    pub fn restart_stall_clock(&mut self) {
+    fn restart_stall_clock(&mut self) {
         self.idle_at = Instant::now();
         self.shared.all_down.store(false, Ordering::Relaxed);
     }
 
     /// Back to sending directly: parking and probing off.
-    pub fn unpark(&mut self) {
+    fn unpark(&mut self) {
         self.shared.parking.store(false, Ordering::Relaxed);
         if let Some(probe) = &self.probe {
             probe.wanted.store(false, Ordering::Relaxed);
@@ -786,7 +789,7 @@ impl KafkaOutput {
     }
 
     /// Serves delivery reports for up to `wait`.
-    pub fn flush(&self, wait: Duration) {
+    fn flush(&self, wait: Duration) {
         for p in &self.producers {
             let _ = p.flush(wait);
         }
