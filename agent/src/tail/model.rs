@@ -597,3 +597,62 @@ proptest! {
         }
     }
 }
+
+/// The reader's lifecycle decisions one by one, as fixed sequences through the same harness and
+/// oracle (the random sequences above mix them; these name them).
+mod decisions {
+    use super::{run, Op::*};
+
+    #[test]
+    fn a_new_file_is_read_from_its_start_and_lines_appended_later_follow() {
+        run(&[Append { f: 0, n: 3 }, Tick, Append { f: 1, n: 2 }, Append { f: 0, n: 2 }, Tick]).unwrap();
+    }
+
+    #[test]
+    fn a_file_renamed_away_is_read_to_its_end_and_the_new_one_from_its_start() {
+        run(&[Append { f: 2, n: 3 }, Tick, Append { f: 2, n: 2 }, Rotate { f: 2 }, Append { f: 2, n: 2 }, Tick])
+            .unwrap();
+    }
+
+    #[test]
+    fn copytruncate_reads_the_rest_from_the_copy_then_the_file_again() {
+        run(&[Append { f: 0, n: 3 }, Tick, Append { f: 0, n: 3 }, CopyTruncate { f: 0 }, Append { f: 0, n: 1 }, Tick])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_truncated_file_is_read_again_from_its_start() {
+        run(&[Append { f: 1, n: 4 }, Tick, Truncate { f: 1 }, Append { f: 1, n: 2 }, Tick]).unwrap();
+    }
+
+    #[test]
+    fn an_inode_reused_by_a_new_file_is_not_taken_for_the_old_one() {
+        run(&[Append { f: 0, n: 3 }, Tick, Idle, Recreate { f: 0, n: 2 }, Tick, Recreate { f: 1, n: 3 }, Tick])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_file_deleted_while_open_is_read_to_its_end() {
+        run(&[Append { f: 1, n: 2 }, Tick, Append { f: 1, n: 3 }, Delete { f: 1 }, Tick]).unwrap();
+    }
+
+    #[test]
+    fn a_restart_resumes_at_the_registered_offsets_without_sending_a_line_twice() {
+        run(&[
+            Append { f: 0, n: 3 },
+            Partial { f: 1 },
+            Tick,
+            Restart,
+            Append { f: 0, n: 2 },
+            Append { f: 1, n: 1 },
+            Tick,
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn a_crash_resumes_from_the_last_registry_write() {
+        run(&[Append { f: 0, n: 3 }, Tick, Flush, Append { f: 0, n: 3 }, Tick, Crash, Append { f: 0, n: 1 }, Tick])
+            .unwrap();
+    }
+}
