@@ -29,7 +29,9 @@ pub const READ_BUDGET: usize = 1 << 20;
 #[derive(Debug)]
 pub struct TailFile {
     pub input: usize,
-    pub slot: u32,
+    /// Its ack-tracker slot; `None` once forgotten by `clean_inactive` (the slot was handed over
+    /// with the registry entry), until it grows and gets a new one.
+    pub slot: Option<u32>,
     pub path: PathBuf,
     /// `path` as text, for events and logs.
     pub path_str: String,
@@ -46,8 +48,6 @@ pub struct TailFile {
     pub sent_upto: u64,
     /// No scanned path leads to this file any more (renamed away or deleted).
     pub gone: bool,
-    /// Forgotten by `clean_inactive`: no slot and no registry entry until it grows again.
-    pub detached: bool,
     /// The rotated copy of a truncated file, read from that file's offset: nothing is written to
     /// it any more, so it is closed once read to its end (finished, when the globs do not find it).
     pub copy: bool,
@@ -148,7 +148,7 @@ impl TailFile {
         let now = Instant::now();
         TailFile {
             input,
-            slot,
+            slot: Some(slot),
             path_str: path.to_string_lossy().into_owned(),
             path,
             id,
@@ -159,7 +159,6 @@ impl TailFile {
             sent_upto: splitter.line_start(),
             splitter,
             gone: false,
-            detached: false,
             copy: false,
             at_eof: false,
             last_data: now,
@@ -347,7 +346,7 @@ impl TailFile {
 
     /// Restarts from offset 0 after truncation.
     pub fn restart_from_zero(&mut self, slot: u32) {
-        self.slot = slot;
+        self.slot = Some(slot);
         self.splitter.reset(0);
         self.state.id_head.reset();
         self.sent_upto = 0;

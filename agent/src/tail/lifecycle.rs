@@ -228,12 +228,10 @@ impl Reader {
             self.by_path.remove(&f.path);
         }
         tracing::info!(path = %f.path.display(), offset = f.splitter.line_start(), "finished reading file");
-        if f.detached {
-            // Its slot was handed over when it was detached (and no new one could be had).
-            return;
-        }
+        // Without a slot, it was handed over when the file was detached (and no new one could be had).
+        let Some(slot) = f.slot else { return };
         let forget = forget.then(|| (self.p.inputs[key.0].config.id.clone(), key.1));
-        self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
+        self.draining.push(Draining { slot, sent: f.sent_upto, forget });
     }
 
     /// [`Reader::finish_file`] for a file no longer at its path. A closed one could not be read
@@ -257,9 +255,10 @@ impl Reader {
         tracing::debug!(path = %f.path.display(), "nothing read for clean_inactive: forgetting the file's registry entry");
         let was_open = f.is_open();
         f.close();
-        f.detached = true;
-        let forget = Some((self.p.inputs[key.0].config.id.clone(), key.1));
-        self.draining.push(Draining { slot: f.slot, sent: f.sent_upto, forget });
+        if let Some(slot) = f.slot.take() {
+            let forget = Some((self.p.inputs[key.0].config.id.clone(), key.1));
+            self.draining.push(Draining { slot, sent: f.sent_upto, forget });
+        }
         if was_open {
             self.note_closed(key.0);
         }
@@ -273,8 +272,7 @@ impl Reader {
         match self.p.tracker.open(file, f.splitter.line_start(), Some(self.p.connectors[f.input].latency.clone())) {
             Some(slot) => {
                 tracing::debug!(path = %f.path.display(), offset = f.splitter.line_start(), "forgotten file grew; tracking it again");
-                f.slot = slot;
-                f.detached = false;
+                f.slot = Some(slot);
                 true
             }
             None => false,
@@ -290,8 +288,8 @@ impl Reader {
         let mut cleaned = Vec::new();
         let mut closed = Vec::new();
         for (key, f) in self.files.iter_mut() {
-            if let Some(fp) = f.refresh_fingerprint() {
-                self.p.tracker.update_file(f.slot, |s| s.fingerprint = fp);
+            if let (Some(fp), Some(slot)) = (f.refresh_fingerprint(), f.slot) {
+                self.p.tracker.update_file(slot, |s| s.fingerprint = fp);
             }
             let cfg = &self.p.inputs[f.input].config;
             let quiet = f.last_data.elapsed();
@@ -303,7 +301,7 @@ impl Reader {
             if f.gone && (!f.is_open() || idle || (f.at_eof && f.is_deleted())) {
                 finished.push(*key);
             } else if !cfg.clean_inactive.is_off()
-                && !f.detached
+                && f.slot.is_some()
                 && quiet >= cfg.clean_inactive.0
                 && (f.at_eof || !f.is_open() || f.is_complete())
                 && !f.state.is_pending()

@@ -269,8 +269,8 @@ impl Reader {
                         f.set_path(fd.path.clone());
                         self.by_path.insert(fd.path, key);
                         let path = f.path.clone();
-                        if !f.detached {
-                            self.p.tracker.update_file(f.slot, |s| s.path = path);
+                        if let Some(slot) = f.slot {
+                            self.p.tracker.update_file(slot, |s| s.path = path);
                         }
                     }
                     f.gone = false;
@@ -543,10 +543,8 @@ impl Reader {
     /// to the registry too, so a restart checks the file against as many bytes as a reopen does.
     fn close_file(&mut self, key: FileKey) {
         let f = self.files.get_mut(&key).expect("closed file exists");
-        if let Some(fp) = f.close() {
-            if !f.detached {
-                self.p.tracker.update_file(f.slot, |s| s.fingerprint = fp);
-            }
+        if let (Some(fp), Some(slot)) = (f.close(), f.slot) {
+            self.p.tracker.update_file(slot, |s| s.fingerprint = fp);
         }
         self.note_closed(key.0);
     }
@@ -575,7 +573,9 @@ impl Reader {
                 Metrics::inc(&p.metrics.files_inode_reused);
             }
         }
-        p.tracker.supersede(f.slot, f.sent_upto);
+        if let Some(old) = f.slot {
+            p.tracker.supersede(old, f.sent_upto);
+        }
         let rt = &p.inputs[f.input];
         let file = SlotFile {
             input: rt.config.id.clone(),
@@ -603,7 +603,7 @@ impl Reader {
             f.next_poll = Instant::now() + max_backoff;
             return false;
         }
-        if !self.make_room(key.0) || (self.files[&key].detached && !self.reattach(key)) {
+        if !self.make_room(key.0) || (self.files[&key].slot.is_none() && !self.reattach(key)) {
             self.files.get_mut(&key).expect("exists").next_poll = Instant::now() + max_backoff;
             return false;
         }
@@ -643,7 +643,7 @@ impl Reader {
     /// when a rotated copy of the file will give it whole).
     fn flush_lines(&mut self, key: FileKey, partial: bool) {
         // A detached file has no slot to account for what it ships: it gets one back first.
-        if self.files[&key].detached && !self.reattach(key) {
+        if self.files[&key].slot.is_none() && !self.reattach(key) {
             return;
         }
         let Reader { p, files, batch, scratch, .. } = self;
@@ -695,7 +695,9 @@ fn with_emitter<R>(
 ) -> R {
     let timestamp = rfc3339_millis(SystemTime::now());
     let path = f.path_str.clone();
-    let ctx = FileCtx { slot: f.slot, path: &path, timestamp: &timestamp, now: Instant::now() };
+    // Reading and flushing reattach a detached file first (`ensure_open`, `flush_lines`).
+    let slot = f.slot.expect("a file read or flushed holds a slot");
+    let ctx = FileCtx { slot, path: &path, timestamp: &timestamp, now: Instant::now() };
     let mut sent = f.sent_upto;
     let mut events = 0;
     let out = body(&p.inputs[f.input], f, &ctx, &mut |ev| {
