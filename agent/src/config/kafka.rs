@@ -518,9 +518,6 @@ impl KafkaConfig {
         if self.worker > 64 {
             return Err(invalid(k("worker"), "must be at most 64"));
         }
-        if self.hosts.is_empty() {
-            return Err(invalid(k("hosts"), "needs at least one broker address"));
-        }
         if self.topic.as_str().trim().is_empty() {
             return Err(invalid(k("topic"), "must not be empty"));
         }
@@ -567,7 +564,7 @@ impl KafkaConfig {
             }
             _ => {}
         }
-        validate_security("output.kafka.", &self.username, &self.password, &self.sasl, &self.ssl)?;
+        self.connection().validate("output.kafka.")?;
         self.validate_pass_through()
     }
 
@@ -699,8 +696,6 @@ impl KafkaConfig {
         let mut set = |k: &str, v: String| {
             p.insert(k.to_string(), v);
         };
-        set("bootstrap.servers", self.hosts.join(","));
-        set("client.id", self.client_id.clone());
         set("acks", self.required_acks.to_string());
         set("enable.idempotence", self.idempotent().to_string());
         set("compression.codec", self.compression.librdkafka_name().into());
@@ -734,8 +729,20 @@ impl KafkaConfig {
         if !self.keep_alive.is_off() {
             p.insert("socket.keepalive.enable".into(), "true".into());
         }
-        security_properties(&self.username, &self.password, &self.sasl, &self.ssl, &mut p);
+        self.connection().properties(&mut p);
         p
+    }
+
+    /// The brokers, client id, TLS and SASL settings, as every Kafka client of the agent has them.
+    pub fn connection(&self) -> Connection<'_> {
+        Connection {
+            hosts: &self.hosts,
+            client_id: &self.client_id,
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+            sasl: &self.sasl,
+            ssl: &self.ssl,
+        }
     }
 }
 
@@ -762,80 +769,88 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
     parts.all(|p| p.parse::<u32>().is_ok()).then_some((major, minor))
 }
 
-/// Checks the TLS/SASL settings shared by the output and the sinks; `prefix` ends with a dot.
-pub(super) fn validate_security(
-    prefix: &str,
-    username: &Option<String>,
-    password: &Option<String>,
-    sasl: &SaslConfig,
-    ssl: &SslConfig,
-) -> Result<(), Invalid> {
-    let k = |s: &str| format!("{prefix}{s}");
-    if let Some(m) = &sasl.mechanism {
-        if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
-            return Err(invalid(k("sasl.mechanism"), "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
-        }
-    }
-    if username.is_some() != password.is_some() {
-        return Err(invalid(k("password"), "username and password must be set together"));
-    }
-    if let Some(v) = &ssl.verification_mode {
-        if !["full", "strict", "certificate", "none"].contains(&v.as_str()) {
-            return Err(invalid(k("ssl.verification_mode"), "must be full, strict, certificate or none"));
-        }
-    }
-    if ssl.certificate_authorities.len() > 1 {
-        return Err(invalid(
-            k("ssl.certificate_authorities"),
-            "give one CA bundle file (concatenate the certificates)",
-        ));
-    }
-    Ok(())
+/// How a Kafka client reaches and logs in to the brokers: the settings the output and every sink
+/// share, borrowed from either config. Their serde schemas each declare these keys, because
+/// `serde(flatten)` would lose `deny_unknown_fields` and with it the "unknown key" errors; this
+/// one view validates them and turns them into librdkafka properties for both.
+pub struct Connection<'a> {
+    pub hosts: &'a [String],
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub sasl: &'a SaslConfig,
+    pub ssl: &'a SslConfig,
 }
 
-/// librdkafka's security properties from the TLS/SASL settings shared by the output and the sinks.
-pub(super) fn security_properties(
-    username: &Option<String>,
-    password: &Option<String>,
-    sasl: &SaslConfig,
-    ssl: &SslConfig,
-    p: &mut BTreeMap<String, String>,
-) {
-    let with_sasl = username.is_some();
-    let with_ssl = ssl.is_enabled();
-    let protocol = match (with_sasl, with_ssl) {
-        (false, false) => "plaintext",
-        (false, true) => "ssl",
-        (true, false) => "sasl_plaintext",
-        (true, true) => "sasl_ssl",
-    };
-    p.insert("security.protocol".into(), protocol.into());
-    if let (Some(user), Some(pass)) = (username, password) {
-        p.insert("sasl.mechanism".into(), sasl.mechanism.clone().unwrap_or_else(|| "PLAIN".into()));
-        p.insert("sasl.username".into(), user.clone());
-        p.insert("sasl.password".into(), pass.clone());
+impl Connection<'_> {
+    /// Checks the settings; `prefix` is the client's key with its dot (`output.kafka.`, `sinks[0].`).
+    pub(super) fn validate(&self, prefix: &str) -> Result<(), Invalid> {
+        let k = |s: &str| format!("{prefix}{s}");
+        if self.hosts.is_empty() {
+            return Err(invalid(k("hosts"), "needs at least one broker address"));
+        }
+        if let Some(m) = &self.sasl.mechanism {
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                return Err(invalid(k("sasl.mechanism"), "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
+            }
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(invalid(k("password"), "username and password must be set together"));
+        }
+        if let Some(v) = &self.ssl.verification_mode {
+            if !["full", "strict", "certificate", "none"].contains(&v.as_str()) {
+                return Err(invalid(k("ssl.verification_mode"), "must be full, strict, certificate or none"));
+            }
+        }
+        if self.ssl.certificate_authorities.len() > 1 {
+            return Err(invalid(
+                k("ssl.certificate_authorities"),
+                "give one CA bundle file (concatenate the certificates)",
+            ));
+        }
+        Ok(())
     }
-    if with_ssl {
-        if let Some(ca) = ssl.certificate_authorities.first() {
-            p.insert("ssl.ca.location".into(), ca.clone());
+
+    /// librdkafka's properties for the brokers, the client id, TLS and SASL.
+    pub(super) fn properties(&self, p: &mut BTreeMap<String, String>) {
+        p.insert("bootstrap.servers".into(), self.hosts.join(","));
+        p.insert("client.id".into(), self.client_id.into());
+        let (with_sasl, with_ssl) = (self.username.is_some(), self.ssl.is_enabled());
+        let protocol = match (with_sasl, with_ssl) {
+            (false, false) => "plaintext",
+            (false, true) => "ssl",
+            (true, false) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        p.insert("security.protocol".into(), protocol.into());
+        if let (Some(user), Some(pass)) = (self.username, self.password) {
+            p.insert("sasl.mechanism".into(), self.sasl.mechanism.clone().unwrap_or_else(|| "PLAIN".into()));
+            p.insert("sasl.username".into(), user.into());
+            p.insert("sasl.password".into(), pass.into());
         }
-        if let Some(c) = &ssl.certificate {
-            p.insert("ssl.certificate.location".into(), c.clone());
-        }
-        if let Some(k) = &ssl.key {
-            p.insert("ssl.key.location".into(), k.clone());
-        }
-        if let Some(k) = &ssl.key_passphrase {
-            p.insert("ssl.key.password".into(), k.clone());
-        }
-        // full and strict check the chain and the host name; certificate only the chain.
-        let mode = ssl.verification_mode.as_deref().unwrap_or("full");
-        p.insert("enable.ssl.certificate.verification".into(), (mode != "none").to_string());
-        let hostname = if matches!(mode, "full" | "strict") { "https" } else { "none" };
-        p.insert("ssl.endpoint.identification.algorithm".into(), hostname.into());
-        let suites: Vec<&str> = ssl.cipher_suites.iter().filter_map(|c| c.openssl).collect();
-        if !suites.is_empty() {
-            p.insert("ssl.cipher.suites".into(), suites.join(":"));
+        let ssl = self.ssl;
+        if with_ssl {
+            if let Some(ca) = ssl.certificate_authorities.first() {
+                p.insert("ssl.ca.location".into(), ca.clone());
+            }
+            if let Some(c) = &ssl.certificate {
+                p.insert("ssl.certificate.location".into(), c.clone());
+            }
+            if let Some(k) = &ssl.key {
+                p.insert("ssl.key.location".into(), k.clone());
+            }
+            if let Some(k) = &ssl.key_passphrase {
+                p.insert("ssl.key.password".into(), k.clone());
+            }
+            // full and strict check the chain and the host name; certificate only the chain.
+            let mode = ssl.verification_mode.as_deref().unwrap_or("full");
+            p.insert("enable.ssl.certificate.verification".into(), (mode != "none").to_string());
+            let hostname = if matches!(mode, "full" | "strict") { "https" } else { "none" };
+            p.insert("ssl.endpoint.identification.algorithm".into(), hostname.into());
+            let suites: Vec<&str> = ssl.cipher_suites.iter().filter_map(|c| c.openssl).collect();
+            if !suites.is_empty() {
+                p.insert("ssl.cipher.suites".into(), suites.join(":"));
+            }
         }
     }
 }
@@ -853,6 +868,29 @@ mod tests {
     fn kafka(extra: &str) -> Result<Config, String> {
         let text = format!("output:\n  kafka:\n    hosts: [h:9092]\n    topic: t\n{extra}");
         Config::from_str_at(&text, Path::new("a.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_output_and_a_sink_reach_and_log_in_to_kafka_alike() {
+        let conn = "    client_id: c\n    username: u\n    password: p\n    sasl.mechanism: SCRAM-SHA-512\n    ssl.certificate_authorities: [/ca.pem]\n    ssl.verification_mode: certificate\n";
+        let sink = format!(
+            "sinks:\n  - id: s\n    topics: [t]\n    file: /tmp/s.out\n    hosts: [h:9092]\n    group_id: g\n{conn}"
+        );
+        let c = kafka(&format!("{conn}{sink}")).unwrap();
+        let (out, sink) = (c.kafka().unwrap().client_properties(), c.sinks[0].client_properties());
+        let keys = ["bootstrap.servers", "client.id", "security.protocol", "sasl.mechanism", "sasl.username"];
+        let keys = keys.iter().chain(&["ssl.ca.location", "ssl.endpoint.identification.algorithm"]);
+        for k in keys {
+            assert_eq!(out.get(*k), sink.get(*k), "{k}");
+        }
+        assert_eq!((out["security.protocol"].as_str(), out["client.id"].as_str()), ("sasl_ssl", "c"));
+        // One check, each client's key named.
+        let half = "    username: u\n";
+        assert!(kafka(half).unwrap_err().contains("output.kafka.password"));
+        let sink = format!(
+            "sinks:\n  - id: s\n    topics: [t]\n    file: /tmp/s.out\n    hosts: [h:9092]\n    group_id: g\n{half}"
+        );
+        assert!(kafka(&sink).unwrap_err().contains("sinks[0].password"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! never share a consumer group (each sink's file position and group offsets move together); a
 //! key of a sink's `librdkafka` map never sets a property a named setting sets.
 
-use super::kafka::{security_properties, validate_security, SaslConfig, SslConfig};
+use super::kafka::{Connection, SaslConfig, SslConfig};
 use super::{invalid, HumanDuration, Invalid};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -141,16 +141,13 @@ impl SinkConfig {
         if self.file.as_os_str().is_empty() {
             return Err(invalid(k("file"), "must not be empty (stdout is not supported)"));
         }
-        if self.hosts.is_empty() {
-            return Err(invalid(k("hosts"), "needs at least one broker address"));
-        }
         if self.group_id.trim().is_empty() {
             return Err(invalid(k("group_id"), "must not be empty"));
         }
         if self.commit_interval.is_off() {
             return Err(invalid(k("commit_interval"), "must be greater than 0"));
         }
-        validate_security(&k(""), &self.username, &self.password, &self.sasl, &self.ssl)?;
+        self.connection().validate(&k(""))?;
         // As for the output: the pass-through map may not silently undo a named setting.
         let named = self.named_properties();
         for key in self.librdkafka.keys() {
@@ -188,9 +185,7 @@ impl SinkConfig {
 
     fn named_properties(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
-        p.insert("bootstrap.servers".into(), self.hosts.join(","));
         p.insert("group.id".into(), self.group_id.clone());
-        p.insert("client.id".into(), self.client_id.clone());
         p.insert("enable.auto.commit".into(), "false".into());
         p.insert("enable.auto.offset.store".into(), "false".into());
         let reset = match self.initial_offset {
@@ -198,7 +193,19 @@ impl SinkConfig {
             InitialOffset::Latest => "latest",
         };
         p.insert("auto.offset.reset".into(), reset.into());
-        security_properties(&self.username, &self.password, &self.sasl, &self.ssl, &mut p);
+        self.connection().properties(&mut p);
         p
+    }
+
+    /// The brokers, client id, TLS and SASL settings, as every Kafka client of the agent has them.
+    pub fn connection(&self) -> Connection<'_> {
+        Connection {
+            hosts: &self.hosts,
+            client_id: &self.client_id,
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+            sasl: &self.sasl,
+            ssl: &self.ssl,
+        }
     }
 }
