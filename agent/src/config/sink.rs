@@ -15,9 +15,11 @@ use std::path::PathBuf;
 /// How often a sink flushes, fsyncs its file and then commits its consumer offsets.
 pub const DEFAULT_SINK_COMMIT_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
 pub const DEFAULT_SINK_CLIENT_ID: &str = "agent-sink";
-/// Ids a sink remembers by default: more than a crashed agent re-sends at catch-up speed (one
-/// registry flush second), for about 4 MB.
-pub const DEFAULT_SINK_DEDUP_WINDOW: usize = 100_000;
+/// Ranges of written lines (and other ids) a sink remembers by default. A file whose lines came
+/// in order is one range; the limit is for gaps: lines of one file consumed through partitions
+/// that are far apart (a backlog read one partition after another) or filtered out by the agent.
+/// About 40 bytes each at most, so about 40 MB when every one is used.
+pub const DEFAULT_SINK_DEDUP_WINDOW: usize = 1_000_000;
 
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -42,9 +44,11 @@ pub struct SinkConfig {
     pub format: SinkFormat,
     #[serde(default = "d_commit_interval")]
     pub commit_interval: HumanDuration,
-    /// How many record ids (the `_id` header every agent record carries) the sink remembers, to
-    /// drop a record sent again after a crash instead of writing it twice; 0 turns it off. Each
-    /// costs about 40 bytes of memory and 16 bytes of the sink's id journal.
+    /// How many ranges of written lines the sink remembers, by the records' ids (the `_id` header
+    /// every agent record carries, which names its bytes of its file), to drop a record sent
+    /// again instead of writing it twice; as many other ids (another producer's `_id`) are
+    /// remembered one by one. 0 turns it off. Each costs at most about 40 bytes of memory and 24
+    /// bytes of the sink's journal.
     #[serde(default = "d_dedup_window")]
     pub dedup_window: usize,
     #[serde(default = "d_client_id")]

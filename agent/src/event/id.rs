@@ -2,14 +2,19 @@
 //! duplicates at-least-once delivery makes (a re-send after a crash, a retry, a spool replay).
 //!
 //! An id is 48 bits of a digest of the input's id and the file's first bytes, then the event's
-//! start offset in 48 bits, in URL-safe base64 (16 characters):
+//! start offset and its end offset in 48 bits each, in URL-safe base64 (24 characters):
 //! the bytes before the event's end are already written when the event is read and never change
 //! for that file, so `min(end, FINGERPRINT_MAX)` first bytes name the file as the event saw it.
 //! It survives renames and rotation (no path or inode in it), a gzip archive of a file read
 //! before gives its lines the ids they had, and a file that replaced another (inode reuse,
 //! copytruncate) gives other ids as soon as its first bytes differ. Two lines of one file never
-//! share an id (their start offsets differ); lines of files whose first KiB and input are the
-//! same do (the limit of any fingerprint).
+//! share an id (their offsets differ); lines of files whose first KiB and input are the same do
+//! (the limit of any fingerprint). Because an id names the bytes `start..end` of its file
+//! ([`Span`]), a consumer can remember what it wrote as ranges of offsets per file, which merge
+//! as lines arrive, instead of one id per line (the FileStream sink does: `sink::dedup`).
+//!
+//! Ids of 16 characters (digest and start only) were sent before the end was added; they are
+//! still read back (from an older spool) and sent as they were.
 //!
 //! Owns [`IdHead`], each file's first bytes as far as they were read, kept in the file's state.
 //! Invariant: `IdHead` holds exactly the file's bytes `0..len` (it only grows by bytes read at
@@ -17,33 +22,74 @@
 
 use crate::fingerprint::FINGERPRINT_MAX;
 
-/// Characters in an id (URL-safe base64 of 96 bits).
-pub const ID_LEN: usize = 16;
+/// Characters in an id (URL-safe base64 of 144 bits).
+pub const ID_LEN: usize = 24;
+/// Characters in an id sent before ids carried the event's end (96 bits).
+pub const OLD_ID_LEN: usize = 16;
 
-/// An event's id: 16 URL-safe base64 characters.
+/// An event's id: 24 URL-safe base64 characters (16 for one read back from an older spool).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EventId([u8; ID_LEN]);
+pub struct EventId {
+    chars: [u8; ID_LEN],
+    len: u8,
+}
 
 impl EventId {
     pub fn as_str(&self) -> &str {
         // Only base64url characters are ever stored.
-        std::str::from_utf8(&self.0).expect("ASCII")
+        std::str::from_utf8(self.as_bytes()).expect("ASCII")
     }
 
-    pub fn as_bytes(&self) -> &[u8; ID_LEN] {
-        &self.0
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.chars[..self.len as usize]
     }
 
-    /// An id read back (from the spool); `None` unless it has an id's form.
+    /// An id read back (from the spool, a record header); `None` unless it has an id's form.
     pub fn from_bytes(b: &[u8]) -> Option<EventId> {
-        let arr: [u8; ID_LEN] = b.try_into().ok()?;
-        arr.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_').then_some(EventId(arr))
+        if !(b.len() == ID_LEN || b.len() == OLD_ID_LEN) {
+            return None;
+        }
+        if !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_') {
+            return None;
+        }
+        let mut chars = [0u8; ID_LEN];
+        chars[..b.len()].copy_from_slice(b);
+        Some(EventId { chars, len: b.len() as u8 })
     }
 }
 
 impl std::fmt::Debug for EventId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a 24-character id names: bytes `start..end` of the file whose digest is `file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// 48 bits of the digest of the input's id and the file's first `min(end, 1 KiB)` bytes.
+    pub file: u64,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Span {
+    /// The span of an id of the agent's form (24 characters, its start before its end); `None`
+    /// for anything else (an older 16-character id, another producer's `_id`).
+    pub fn of(id: &[u8]) -> Option<Span> {
+        if id.len() != ID_LEN {
+            return None;
+        }
+        let mut raw = [0u8; 18];
+        let n = data_encoding::BASE64URL_NOPAD.decode_mut(id, &mut raw).ok()?;
+        (n == 18).then_some(())?;
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b[2..].copy_from_slice(&raw[i..i + 6]);
+            u64::from_be_bytes(b)
+        };
+        let span = Span { file: word(0), start: word(6), end: word(12) };
+        (span.start < span.end).then_some(span)
     }
 }
 
@@ -110,17 +156,18 @@ impl IdHead {
         } else {
             xxhash_rust::xxh3::xxh3_64_with_seed(&self.bytes[..k], seed)
         };
-        // 48 bits of the head's digest, then the start offset in 48 bits (files up to 256 TiB),
-        // big-endian: the first 8 characters stay the same for a file's lines past its first KiB
-        // and the last 8 count up, so a batch of ids compresses (a hash of both did not: gzip
-        // then cost a third of the raw codec's throughput).
-        let mut raw = [0u8; 12];
+        // 48 bits of the head's digest, then the start and the end offsets in 48 bits each
+        // (files up to 256 TiB), big-endian: the first 8 characters stay the same for a file's
+        // lines past its first KiB and the offsets count up, so a batch of ids compresses (a
+        // hash of them all did not: gzip then cost a third of the raw codec's throughput).
+        let mut raw = [0u8; 18];
         raw[..6].copy_from_slice(&digest.to_be_bytes()[..6]);
-        raw[6..].copy_from_slice(&start.to_be_bytes()[2..]);
-        let mut out = [0u8; ID_LEN];
-        let n = data_encoding::BASE64URL_NOPAD.encode_mut_str(&raw, &mut out);
+        raw[6..12].copy_from_slice(&start.to_be_bytes()[2..]);
+        raw[12..].copy_from_slice(&end.to_be_bytes()[2..]);
+        let mut chars = [0u8; ID_LEN];
+        let n = data_encoding::BASE64URL_NOPAD.encode_mut_str(&raw, &mut chars);
         debug_assert_eq!(n.len(), ID_LEN);
-        EventId(out)
+        EventId { chars, len: ID_LEN as u8 }
     }
 }
 
@@ -192,5 +239,25 @@ mod tests {
         assert_eq!(a[0].1.as_str().len(), ID_LEN);
         assert!(EventId::from_bytes(a[0].1.as_bytes()).is_some());
         assert!(EventId::from_bytes(b"not an id!!!!!!!").is_none());
+        let old = EventId::from_bytes(b"AbCdEfGhIjKlMn-_").expect("a 16-character id from an older spool");
+        assert_eq!(old.as_str(), "AbCdEfGhIjKlMn-_");
+    }
+
+    #[test]
+    fn an_id_names_its_file_and_the_bytes_of_its_event() {
+        let content = file(0..200);
+        let all = ids(&content, 4096, 0);
+        let spans: Vec<Span> = all.iter().map(|(_, id)| Span::of(id.as_bytes()).expect("the agent's form")).collect();
+        let mut start = 0;
+        for s in &spans {
+            assert_eq!(s.start, start, "each line's span starts where the one before ended");
+            start = s.end;
+        }
+        assert_eq!(start, content.len() as u64);
+        // Past the first KiB, every line names the same file.
+        let late: std::collections::HashSet<u64> = spans.iter().filter(|s| s.end >= 1024).map(|s| s.file).collect();
+        assert_eq!(late.len(), 1);
+        assert_eq!(Span::of(b"AbCdEfGhIjKlMn-_"), None, "an older id has no end");
+        assert_eq!(Span::of(b"some-other-producers-id!"), None);
     }
 }

@@ -3,7 +3,9 @@
 //! Owns the open descriptor (append mode) and the committed length. The state file
 //! `<path.data>/sinks/<id>.json` records, after every fsync, the file's identity (device, inode),
 //! its length at that moment and the durable length of the sink's id journal
-//! ([`super::dedup`]): `{"dev":..,"ino":..,"len":..,"ids":..}`, written atomically.
+//! ([`super::dedup`]): `{"dev":..,"ino":..,"len":..,"seen":..}`, written atomically. (States
+//! written before ids carried their event's end named the older journal's length `ids`; it is
+//! ignored, and the new journal starts from nothing.)
 //!
 //! Invariants:
 //! - the state is written only after the bytes it covers are fsynced, and the consumer offsets
@@ -27,7 +29,7 @@ struct State {
     ino: u64,
     len: u64,
     /// The id journal's length at this commit (absent in states written before it existed).
-    #[serde(default)]
+    #[serde(default, rename = "seen")]
     ids: u64,
 }
 

@@ -231,7 +231,7 @@ struct Sink {
     consumer: Arc<BaseConsumer<SinkContext>>,
     committer: Committer,
     file: SinkFile,
-    /// The ids of the records written (within `dedup_window`), to drop records sent again.
+    /// What was written, by the records' ids (bounded by `dedup_window`), to drop records sent again.
     seen: dedup::Seen,
     /// Lines consumed since the last commit cycle; the first `written` bytes are in the file
     /// (not yet fsynced), the rest not yet.
@@ -269,8 +269,11 @@ impl Sink {
     ) -> anyhow::Result<Sink> {
         let state = data.join("sinks").join(format!("{}.json", cfg.id));
         let opened = SinkFile::open(&cfg.file, &state)?;
-        let seen =
-            dedup::Seen::open(&data.join("sinks").join(format!("{}.ids", cfg.id)), opened.ids, cfg.dedup_window)?;
+        let sinks = data.join("sinks");
+        // The journal of one id per record from before ids carried their event's end (`.ids`)
+        // is replaced by the journal of ranges (`.seen`); the state's length for it is new too.
+        let _ = std::fs::remove_file(sinks.join(format!("{}.ids", cfg.id)));
+        let seen = dedup::Seen::open(&sinks.join(format!("{}.seen", cfg.id)), opened.ids, cfg.dedup_window)?;
         if opened.cut > 0 {
             Metrics::add(&metrics.sink_uncommitted_bytes_cut, opened.cut);
             tracing::info!(sink = %cfg.id, file = %cfg.file.display(), bytes = opened.cut,
@@ -364,8 +367,8 @@ impl Sink {
             let id = msg
                 .headers()
                 .and_then(|h| h.iter().find(|h| h.key == crate::output::kafka::ID_HEADER).and_then(|h| h.value))
-                .map(dedup::key);
-            if id.is_some_and(|k| self.seen.contains(k)) {
+                .map(dedup::Id::of);
+            if id.is_some_and(|k| self.seen.contains(&k)) {
                 Metrics::inc(&self.metrics.sink_duplicates_dropped);
                 self.positions.insert(position.0, position.1);
                 continue;

@@ -13,9 +13,11 @@
 //! 16      4     CRC-32 (IEEE, as in gzip) of bytes 4..16 and of the body, u32 little-endian
 //! 20      N     body:
 //!                 0   2  topic word, u16 LE: the topic length T; bit 15 set = the event's
-//!                        id follows the topic, and T is the word without bit 15
+//!                        id follows the topic, bit 14 set = that id has 24 characters
+//!                        (else 16: written before ids carried the event's end); T is the
+//!                        word without bits 15 and 14
 //!                 2   T  topic, UTF-8
-//!                 ... 16 the event id (URL-safe base64), when the topic word says so
+//!                 ... 24 the event id (URL-safe base64), when the topic word says so (or 16)
 //!                 ... 4  key word W, u32 LE: FFFF FFFF = no key; FFFF FFFE = no key and a
 //!                        partition hash; else bit 30 set = a partition hash after the key,
 //!                        and the key length K is W without bit 30
@@ -25,8 +27,8 @@
 //! ```
 //! The partition is not stored: it is chosen again when the record is replayed (from the hash
 //! when there is one: `partition.hash.hash`). Records written before the hash or the id existed
-//! read the same (their key lengths never have bit 30 set, their topic lengths never bit 15:
-//! topics are at most 249 bytes).
+//! read the same (their key lengths never have bit 30 set, their topic lengths never bit 15 or
+//! 14: topics are at most 249 bytes).
 //!
 //! The `cursor` file is 20 bytes: `AGCURSR1`, the sequence number (u64 LE), and the CRC-32 of
 //! those 8 bytes (u32 LE). It is replaced atomically (temp file, fsync, rename, directory fsync).
@@ -36,7 +38,7 @@
 //! reported as damage, so one bad record never hides the records after it.
 
 use super::Entry;
-use crate::event::id::{EventId, ID_LEN};
+use crate::event::id::{EventId, ID_LEN, OLD_ID_LEN};
 use memchr::memmem;
 use std::fs::File;
 use std::io;
@@ -50,6 +52,7 @@ const NO_KEY: u32 = u32::MAX;
 const NO_KEY_WITH_HASH: u32 = u32::MAX - 1;
 const HASH_FLAG: u32 = 1 << 30;
 const ID_FLAG: u16 = 1 << 15;
+const LONG_ID_FLAG: u16 = 1 << 14;
 
 /// One event as the spool stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +68,14 @@ pub struct Record {
 /// Appends one record (header and body) to `out`.
 pub fn encode(out: &mut Vec<u8>, seq: u64, e: &Entry<'_>) {
     let Entry { topic, key, hash, id, payload } = *e;
-    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway (bit 15
-    // of the topic word marks an id).
-    let topic = &topic.as_bytes()[..topic.len().min(ID_FLAG as usize - 1)];
+    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway (bits 15
+    // and 14 of the topic word mark an id and its length).
+    let topic = &topic.as_bytes()[..topic.len().min(LONG_ID_FLAG as usize - 1)];
     // Kafka keys are far below 1 GiB (bit 30 of the key word marks a hash).
     let key = key.map(|k| &k[..k.len().min(HASH_FLAG as usize - 1)]);
     let body_len = 2
         + topic.len()
-        + id.map_or(0, |_| ID_LEN)
+        + id.map_or(0, |id| id.as_bytes().len())
         + 4
         + key.map_or(0, <[u8]>::len)
         + hash.map_or(0, |_| 4)
@@ -82,7 +85,12 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, e: &Entry<'_>) {
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&[0; 4]); // CRC, filled in below
-    let topic_word = topic.len() as u16 | if id.is_some() { ID_FLAG } else { 0 };
+    let id_bits = match id.map(|id| id.as_bytes().len()) {
+        None => 0,
+        Some(ID_LEN) => ID_FLAG | LONG_ID_FLAG,
+        Some(_) => ID_FLAG,
+    };
+    let topic_word = topic.len() as u16 | id_bits;
     out.extend_from_slice(&topic_word.to_le_bytes());
     out.extend_from_slice(topic);
     if let Some(id) = &id {
@@ -159,13 +167,14 @@ fn parse(buf: &[u8], max_len: u64) -> Parsed {
 /// inner lengths do not fit.
 fn decode_body(body: &[u8]) -> Option<Record> {
     let tword = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?);
-    let tlen = (tword & !ID_FLAG) as usize;
+    let tlen = (tword & !(ID_FLAG | LONG_ID_FLAG)) as usize;
     let topic = std::str::from_utf8(body.get(2..2 + tlen)?).ok()?.to_string();
     let mut at = 2 + tlen;
     let id = match tword & ID_FLAG != 0 {
         true => {
-            let id = EventId::from_bytes(body.get(at..at + ID_LEN)?)?;
-            at += ID_LEN;
+            let n = if tword & LONG_ID_FLAG != 0 { ID_LEN } else { OLD_ID_LEN };
+            let id = EventId::from_bytes(body.get(at..at + n)?)?;
+            at += n;
             Some(id)
         }
         false => None,
@@ -438,11 +447,13 @@ mod tests {
 
     #[test]
     fn records_carry_the_event_id_and_records_without_one_read_as_before() {
-        let id = EventId::from_bytes(b"AbCdEfGhIjKlMn-_").unwrap();
+        let id = EventId::from_bytes(b"AbCdEfGhIjKlMn-_AbCdEfGh").unwrap();
+        // An older spool's 16-character id reads back as it was written.
+        let old = EventId::from_bytes(b"AbCdEfGhIjKlMn-_").unwrap();
         let mut bytes = SEGMENT_HEADER.to_vec();
         let with = |topic, key, hash| Entry { topic, key, hash, id: Some(id), payload: b"p" };
         encode(&mut bytes, 1, &with("logs", None, None));
-        encode(&mut bytes, 2, &with("t", Some(b"k"), Some(9)));
+        encode(&mut bytes, 2, &Entry { id: Some(old), ..with("t", Some(b"k"), Some(9)) });
         encode(&mut bytes, 3, &Entry { topic: "t", key: None, hash: None, id: None, payload: b"q" });
         let items = scan(&bytes);
         let ids: Vec<Option<EventId>> = items
@@ -452,7 +463,7 @@ mod tests {
                 Item::Damaged { .. } => panic!("damage: {items:?}"),
             })
             .collect();
-        assert_eq!(ids, vec![Some(id), Some(id), None]);
+        assert_eq!(ids, vec![Some(id), Some(old), None]);
         let Item::Record(second) = &items[1] else { unreachable!() };
         assert_eq!((second.topic.as_str(), second.key.as_deref(), second.hash), ("t", Some(&b"k"[..]), Some(9)));
     }
@@ -533,7 +544,7 @@ mod tests {
             flip in 1u8..=255,
             cut in proptest::prelude::any::<bool>(),
         ) {
-            let id = EventId::from_bytes(b"AAAAAAAAAAAAAAAA").unwrap();
+            let id = EventId::from_bytes(b"AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
             let mut bytes = SEGMENT_HEADER.to_vec();
             let mut spans = Vec::new();
             let mut want = Vec::new();

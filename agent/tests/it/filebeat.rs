@@ -280,12 +280,12 @@ fn events(records: &[Record]) -> Events {
             if let Some(m) = o.get_mut("@metadata").and_then(|m| m.as_object_mut()) {
                 m.remove("beat");
                 m.remove("version");
-                // Deliberate: the agent's events carry their line's id (16 URL-safe characters),
+                // Deliberate: the agent's events carry their line's id (24 URL-safe characters),
                 // Filebeat's none. An id of that form is taken out on both sides; `add_id`'s (20
                 // characters) and `document_id`'s stay and are compared.
                 let ours = |v: &serde_json::Value| {
                     v.as_str().is_some_and(|s| {
-                        s.len() == 16 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        s.len() == 24 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                     })
                 };
                 if m.get("_id").is_some_and(ours) {

@@ -747,7 +747,7 @@ fn records_carry_the_configured_headers() {
     assert_eq!(got.len(), 20);
     for r in &got {
         let (first, rest) = r.headers.split_first().expect("headers");
-        assert_eq!((first.0.as_str(), first.1.len()), ("_id", 16), "{:?}", r.headers);
+        assert_eq!((first.0.as_str(), first.1.len()), ("_id", 24), "{:?}", r.headers);
         assert_eq!(rest, want.as_slice(), "{:?}", r.headers);
     }
 }

@@ -474,7 +474,7 @@ impl KafkaOutput {
         if r.id.is_some() || !self.headers.is_empty() {
             let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len() + 1);
             if let Some(id) = &r.id {
-                h = h.insert(rdkafka::message::Header { key: ID_HEADER, value: Some(id.as_bytes().as_slice()) });
+                h = h.insert(rdkafka::message::Header { key: ID_HEADER, value: Some(id.as_bytes()) });
             }
             for (key, value) in &self.headers {
                 h = h.insert(rdkafka::message::Header { key, value: Some(value.as_bytes()) });
