@@ -262,6 +262,64 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_windo
     assert_ids_name_lines(&got, |r| r.text());
 }
 
+/// Issue #19 with JSON events: the agent killed (-9) twice while it ships a growing file; grouped
+/// by `_id`, the topic's records make exactly one group per line written, and no group holds two
+/// lines (`@metadata._id` is the header's id).
+#[test]
+fn kill_9_twice_with_json_events_leaves_one_id_per_line() {
+    let tansu = Tansu::start("crashjson", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, data) = (dir.path().join("app.log"), dir.path().join("data"));
+    let lines: Vec<String> = (0..60_000).map(|i| format!("json-{i:06} POST /orders {}", i % 613)).collect();
+    let cfg = dir.path().join("agent.yml");
+    let text = config(&data, std::slice::from_ref(&log), &tansu.bootstrap, "crashjson", "", "    codec: json\n")
+        .replace("registry:\n  flush: 200ms", "registry:\n  flush: 1s\n  progress_every: 0s");
+    std::fs::write(&cfg, text).unwrap();
+    let writer = {
+        let (log, lines) = (log.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(2000) {
+                append_lines(&log, chunk.to_vec());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let mut agent = spawn_agent(&cfg);
+    for _ in 0..2 {
+        let acked = registry_offset_of(&data, &log).unwrap_or(0);
+        wait_for("the agent to move on", Duration::from_secs(60), || {
+            registry_offset_of(&data, &log).is_some_and(|o| o > acked)
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        signal(&agent, libc::SIGKILL);
+        agent.wait().unwrap();
+        agent = spawn_agent(&cfg);
+    }
+    writer.join().unwrap();
+    let got = consume(&tansu.bootstrap, "crashjson", 3, usize::MAX, Duration::from_secs(10));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30)).success());
+    let message = |r: &Record| r.json()["message"].as_str().unwrap().to_string();
+    let mut groups: std::collections::HashMap<Vec<u8>, Vec<String>> = std::collections::HashMap::new();
+    for r in &got {
+        let id = r.headers.iter().find(|(k, _)| k == "_id").map(|(_, v)| v.clone()).expect("an _id header");
+        assert_eq!(r.json()["@metadata"]["_id"].as_str().map(str::as_bytes), Some(&id[..]));
+        groups.entry(id).or_default().push(message(r));
+    }
+    assert!(got.len() > lines.len(), "the kills made the agent send lines again (else this proves nothing)");
+    assert_eq!(groups.len(), lines.len(), "one group per line written ({} records)", got.len());
+    let mixed: Vec<_> = groups.values().filter(|g| g.iter().any(|m| *m != g[0])).take(3).collect();
+    assert!(mixed.is_empty(), "groups naming two lines: {mixed:?}");
+    let named: std::collections::HashSet<&String> = groups.values().map(|g| &g[0]).collect();
+    assert!(lines.iter().all(|l| named.contains(l)), "every line in a group of its own");
+    eprintln!(
+        "kill -9 twice, JSON: {} lines, {} records, {} sent again",
+        lines.len(),
+        got.len(),
+        got.len() - lines.len()
+    );
+}
+
 /// Every record carries an `_id` header, and ids and lines (`line_of` gives a record's line)
 /// match one to one: no id names two lines, no line has two ids, however often it was sent.
 pub fn assert_ids_name_lines(records: &[Record], line_of: impl Fn(&Record) -> String) {

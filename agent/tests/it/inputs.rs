@@ -52,7 +52,7 @@ fn joined(text: &str, starts: impl Fn(&str) -> bool) -> Vec<String> {
     out
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()

@@ -818,6 +818,54 @@ fn json_events_carry_their_lines_id_in_metadata_and_header_across_a_resend() {
     assert_eq!(paths.len(), 2, "read under both names: {paths:?}");
 }
 
+/// Issue #19: ids through what changes a file under the agent. Multiline events, a file copied
+/// and truncated, a file replaced under a reused inode (the same offsets with other lines), and a
+/// gzip archive of a file read before; then the registry is lost and everything still there is
+/// sent again. Each line (each multiline event) has one id over all its sends, and no id names
+/// two of them.
+#[test]
+fn ids_hold_through_multiline_copytruncate_inode_reuse_and_gzip_archives() {
+    let kc = cluster("ids2", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let at = |name: &str| dir.path().join(name);
+    let events: Vec<String> = (0..50).map(|i| format!("event-{i:03}\n  at frame {i}.1\n  at frame {i}.2")).collect();
+    append_lines(&at("m.log"), events.clone());
+    let (c1, c2) = (numbered("c1", 0..100), numbered("c2", 0..100));
+    let (r1, r2) = (numbered("r1", 0..100), numbered("r2", 0..100));
+    let g = numbered("g", 0..100);
+    append_lines(&at("c.log"), c1.clone());
+    append_lines(&at("r.log"), r1.clone());
+    append_lines(&at("g.log"), g.clone());
+    let multiline = "    parsers:\n      - multiline:\n          type: pattern\n          pattern: '^\\s'\n          negate: false\n          match: after\n          timeout: 300ms\n";
+    let cfg = config(&data, &[at("*.log*")], &kc.bootstrap_servers(), "ids2", multiline, "    codec: json\n");
+    let agent = RunningAgent::start(&cfg);
+    consume(&kc.bootstrap_servers(), "ids2", 2, 350, T);
+    // copytruncate; a new file under the old one's name and (likely) inode, its lines at the same
+    // offsets; logrotate's `compress` of a file read.
+    std::fs::copy(at("c.log"), at("c.log.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(at("c.log")).unwrap().set_len(0).unwrap();
+    append_lines(&at("c.log"), c2.clone());
+    std::fs::remove_file(at("r.log")).unwrap();
+    append_lines(&at("r.log"), r2.clone());
+    std::fs::write(at("g.log.1.gz"), crate::inputs::gzip(std::fs::read(at("g.log")).unwrap().as_slice())).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::remove_file(at("g.log")).unwrap();
+    consume(&kc.bootstrap_servers(), "ids2", 2, 550, T);
+    agent.stop();
+    // The registry lost: every file there is read again from its start.
+    std::fs::remove_dir_all(data.join("registry")).unwrap();
+    let agent = RunningAgent::start(&cfg);
+    let all = consume(&kc.bootstrap_servers(), "ids2", 2, 1000, T);
+    agent.stop();
+    let message = |r: &Record| r.json()["message"].as_str().unwrap().to_string();
+    let distinct: HashSet<String> = all.iter().map(message).collect();
+    let written: HashSet<String> = [&events, &c1, &c2, &r1, &r2, &g].into_iter().flatten().cloned().collect();
+    assert_eq!(distinct, written, "every multiline event and line arrived");
+    assert_eq!(all.len(), 1000, "all but r1 (gone) sent twice");
+    crate::e2e::assert_ids_name_lines(&all, message);
+}
+
 /// `output.kafka.event_id: false` turns the ids off: no `_id` header, no `@metadata._id`.
 #[test]
 fn event_ids_can_be_turned_off() {
