@@ -15,6 +15,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+// With the `jemalloc` feature, Rust's allocations go to jemalloc directly (sized deallocation);
+// C's `malloc` is jemalloc's too (`tikv-jemalloc-sys`'s unprefixed symbols).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "agent", version, about = "Tails log files and ships every line to Kafka, at least once")]
 struct Cli {

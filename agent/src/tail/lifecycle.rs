@@ -6,8 +6,18 @@
 //! entry is only forgotten after its file's slot drained, and a start offset is only trusted when
 //! the file's fingerprint still matches.
 
-use super::*;
+use super::{copy, gzip, Draining, FileKey, Reader, FINGERPRINTS_KEPT};
+use crate::ack::SlotFile;
+use crate::config::StartPosition;
+use crate::discover::Found;
+use crate::fingerprint::{FileId, Fingerprint};
+use crate::metrics::Metrics;
+use crate::registry::{Entry, Key, Recovery};
+use std::collections::HashSet;
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 impl Reader {
     /// `clean_removed` at start-up: registry entries of this input whose file the first scan did

@@ -39,7 +39,7 @@ pub mod lines;
 mod model;
 
 use crate::ack::{AckTracker, SlotFile};
-use crate::config::{FileCompression, StartPosition};
+use crate::config::FileCompression;
 use crate::discover::{DiscoverMsg, DiscoverRx, Found};
 use crate::event::{rfc3339_millis, Event};
 use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
