@@ -2,7 +2,7 @@
 //! duplicates at-least-once delivery makes (a re-send after a crash, a retry, a spool replay).
 //!
 //! An id is 48 bits of a digest of the input's id and the file's first bytes, then the event's
-//! start offset and its end offset in 48 bits each, in URL-safe base64 (24 characters):
+//! start offset and its length in 48 bits each, in URL-safe base64 (24 characters):
 //! the bytes before the event's end are already written when the event is read and never change
 //! for that file, so `min(end, FINGERPRINT_MAX)` first bytes name the file as the event saw it.
 //! It survives renames and rotation (no path or inode in it), a gzip archive of a file read
@@ -74,7 +74,7 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span of an id of the agent's form (24 characters, its start before its end); `None`
+    /// The span of an id of the agent's form (24 characters, a length above 0); `None`
     /// for anything else (an older 16-character id, another producer's `_id`).
     pub fn of(id: &[u8]) -> Option<Span> {
         if id.len() != ID_LEN {
@@ -88,8 +88,8 @@ impl Span {
             b[2..].copy_from_slice(&raw[i..i + 6]);
             u64::from_be_bytes(b)
         };
-        let span = Span { file: word(0), start: word(6), end: word(12) };
-        (span.start < span.end).then_some(span)
+        let (start, len) = (word(6), word(12));
+        (len > 0).then_some(Span { file: word(0), start, end: start + len })
     }
 }
 
@@ -156,14 +156,15 @@ impl IdHead {
         } else {
             xxhash_rust::xxh3::xxh3_64_with_seed(&self.bytes[..k], seed)
         };
-        // 48 bits of the head's digest, then the start and the end offsets in 48 bits each
+        // 48 bits of the head's digest, then the start offset and the length in 48 bits each
         // (files up to 256 TiB), big-endian: the first 8 characters stay the same for a file's
-        // lines past its first KiB and the offsets count up, so a batch of ids compresses (a
-        // hash of them all did not: gzip then cost a third of the raw codec's throughput).
+        // lines past its first KiB, the start counts up and the length's high bytes are zero, so
+        // a batch of ids compresses (a hash of them all did not: gzip then cost a third of the
+        // raw codec's throughput; the end instead of the length cost more than this does).
         let mut raw = [0u8; 18];
         raw[..6].copy_from_slice(&digest.to_be_bytes()[..6]);
         raw[6..12].copy_from_slice(&start.to_be_bytes()[2..]);
-        raw[12..].copy_from_slice(&end.to_be_bytes()[2..]);
+        raw[12..].copy_from_slice(&end.saturating_sub(start).to_be_bytes()[2..]);
         let mut chars = [0u8; ID_LEN];
         let n = data_encoding::BASE64URL_NOPAD.encode_mut_str(&raw, &mut chars);
         debug_assert_eq!(n.len(), ID_LEN);
