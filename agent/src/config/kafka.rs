@@ -28,7 +28,7 @@ pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(60);
 pub const DEFAULT_GROUP_EVENTS: usize = 1;
 /// librdkafka producer queue bounds set by the agent (overridable through `librdkafka`).
 pub const DEFAULT_PRODUCER_QUEUE_MESSAGES: usize = 16_384;
-pub const DEFAULT_PRODUCER_QUEUE_KBYTES: usize = 8_192;
+pub const DEFAULT_PRODUCER_QUEUE_KBYTES: usize = 4_096;
 /// `worker: 0` (the default) means one producer per core, up to this many.
 pub const MAX_AUTO_WORKERS: usize = 4;
 

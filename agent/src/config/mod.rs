@@ -62,7 +62,7 @@ pub const DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER: HumanDuration = HumanDuration::f
 /// Most files held open at once by the reader; idle files are closed first.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
 /// Bytes of encoded events waiting between the reader and the output.
-pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(8);
+pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(4);
 /// Time allowed at shutdown to deliver what was read; shorter than the unit's TimeoutStopSec.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(15);
 pub const DEFAULT_LOG_KEEPFILES: usize = 7;
