@@ -66,9 +66,6 @@ pub mod registry;
 
 pub mod durable;
 
-// The process's allocator settings, applied before any thread starts.
-pub mod malloc;
-
 // Telling: counters, connector status, the HTTP endpoint, the agent's own log files.
 pub mod metrics;
 /// The process's own figures (`process_*` metrics).

@@ -89,10 +89,8 @@ enum RecoveryArg {
 }
 
 fn main() -> ExitCode {
-    // Before any thread: arenas are made as threads first allocate.
-    let malloc = agent::malloc::tune();
     let cli = Cli::parse();
-    match run(cli, malloc) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agent: {e:#}");
@@ -104,7 +102,7 @@ fn main() -> ExitCode {
 /// Loads the configuration the command line names (again on every SIGHUP).
 type Loader = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
-fn run(cli: Cli, malloc: agent::malloc::Tuned) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::ConvertConnect { worker, connectors }) = &cli.command {
         print!("{}", agent::connect::translate(worker, connectors)?);
         return Ok(());
@@ -156,7 +154,7 @@ fn run(cli: Cli, malloc: agent::malloc::Tuned) -> anyhow::Result<()> {
             print!("{}", pipeline::import_filebeat(&config, &dir)?);
             Ok(())
         }
-        Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery, load, malloc),
+        Some(Command::ConnectStandalone { .. }) | None => run_agent(config, cli.registry_recovery, load),
         Some(Command::ConvertConnect { .. }) => unreachable!("handled above"),
     }
 }
@@ -173,19 +171,8 @@ fn check_writable(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_agent(
-    config: Config,
-    recovery: Option<RecoveryArg>,
-    load: Loader,
-    malloc: agent::malloc::Tuned,
-) -> anyhow::Result<()> {
+fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> anyhow::Result<()> {
     let _log_guard = init_logging(&config.logging, &config.path.data)?;
-    match malloc {
-        agent::malloc::Tuned::Refused => {
-            tracing::warn!("glibc refused the malloc settings (mmap threshold, arenas): its defaults stand")
-        }
-        tuned => tracing::debug!(?tuned, "malloc settings"),
-    }
     for note in &config.notes {
         tracing::info!(setting = %note.key, line = note.line, "Filebeat setting: {}", note.what);
     }
