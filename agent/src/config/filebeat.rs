@@ -404,7 +404,9 @@ fn queue(root: &mut Node, t: &mut Translation) {
     let mut linger = None;
     if let Some(mem) = q.get_mut("mem") {
         if let Some(e) = mem.get("events") {
-            t.note("queue.mem.events", e.line, "applied: at most this many events wait in the agent's queue, which queue.mem.max_bytes (4 MiB) bounds as well; librdkafka's buffer holds more");
+            // The default is named from its constant, so the note cannot drift from it.
+            let mib = super::DEFAULT_QUEUE_MAX_BYTES.0 >> 20;
+            t.note("queue.mem.events", e.line, format!("applied: at most this many events wait in the agent's queue, which queue.mem.max_bytes ({mib} MiB by default) bounds as well; librdkafka's buffer holds more"));
         }
         if let Some(mut flush) = mem.remove("flush") {
             linger = flush.node.remove("timeout");
