@@ -239,28 +239,17 @@ pub fn registry_offset_by_ino(data: &Path, ino: u64) -> Option<u64> {
     found.entries.values().find(|e| e.ino == ino).map(|e| e.offset)
 }
 
-/// Takes all three brokers of a [`cluster`] down, or brings them back.
-pub fn all_down(kc: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>, up: bool) {
-    for b in 1..=3 {
-        if up {
-            kc.broker_up(b).unwrap();
-        } else {
-            kc.broker_down(b).unwrap();
-        }
-    }
-}
-
 pub fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).unwrap().len()
 }
 
-/// A port for a process a test starts (tansu, a TLS proxy, Connect's REST, the agent's HTTP).
+/// A port for a process a test starts (tansu, a TLS proxy, Connect's REST, the agent's HTTP, a
+/// mock broker's relay in [`crate::outage`]).
 ///
-/// Taken below the kernel's ephemeral range on purpose: librdkafka's mock brokers listen on
-/// ephemeral ports and, when a test takes one down, close and re-bind the same port; a port
-/// handed out here and bound a moment later by another process could be that one, and the mock
-/// then aborts the whole test binary. Ports below the range are never picked by `bind(0)` or
-/// `connect()`, and the counter keeps two tests in this process from getting the same one.
+/// Taken below the kernel's ephemeral range on purpose: a port here is never picked by `bind(0)`
+/// or `connect()`, so a relay that closes its port while its broker is down can bind it again,
+/// and nothing started here lands on a port a mock broker (ephemeral) is using. The counter keeps
+/// two tests in this process from getting the same one.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -3,6 +3,7 @@
 //! clean_inactive / clean_removed, harvester_limit and close.on_state_change.
 
 use crate::common::*;
+use crate::outage::DownableCluster;
 use agent::metrics::Metrics;
 use agent::pipeline::Summary;
 use flate2::write::GzEncoder;
@@ -396,13 +397,13 @@ fn gone_while_blocked(close_option: &str, rename: bool) -> (usize, Summary) {
     let lines = 50_000;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("a.log");
-    let kc = cluster("gone", 1);
+    let kc = DownableCluster::new("gone", 1);
     let extra = format!("    close:\n      on_state_change:\n        {close_option}\n");
     let output = "    librdkafka:\n      queue.buffering.max.messages: \"1000\"\n";
     let cfg =
         config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), "gone", &extra, output)
             .replace("inputs:\n", "queue:\n  mem:\n    max_bytes: 64KiB\n  spool:\n    enabled: false\ninputs:\n");
-    all_down(&kc, false);
+    kc.all_down(false);
     let agent = RunningAgent::start(&cfg);
     append_lines(&log, padded("line", 0..lines, 100));
     std::thread::sleep(Duration::from_secs(1));
@@ -412,7 +413,7 @@ fn gone_while_blocked(close_option: &str, rename: bool) -> (usize, Summary) {
         std::fs::remove_file(&log).unwrap();
     }
     std::thread::sleep(Duration::from_millis(800));
-    all_down(&kc, true);
+    kc.all_down(true);
     let got = consume(&kc.bootstrap_servers(), "gone", 1, lines, Duration::from_secs(20));
     let summary = agent.stop();
     let distinct: std::collections::HashSet<String> = texts(&got).into_iter().collect();

@@ -9,6 +9,7 @@ mod filebeat;
 mod inputs;
 mod mock;
 mod ops;
+mod outage;
 mod sasl;
 mod sink;
 mod spool;

@@ -676,8 +676,7 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_no_line() {
 
 #[test]
 fn reachable_only_avoids_partitions_whose_leader_is_down() {
-    let kc = MockCluster::new(3).unwrap();
-    kc.create_topic("reach", 3, 1).unwrap();
+    let kc = crate::outage::DownableCluster::new("reach", 3);
     for p in 0..3 {
         kc.partition_leader("reach", p, Some(p + 1)).unwrap();
     }
@@ -688,13 +687,13 @@ fn reachable_only_avoids_partitions_whose_leader_is_down() {
     let cfg = config(&dir.path().join("data"), std::slice::from_ref(&log), &kc.bootstrap_servers(), "reach", "", extra);
     let agent = RunningAgent::start(&cfg);
     consume(&kc.bootstrap_servers(), "reach", 3, 30, T);
-    kc.broker_down(2).unwrap();
+    kc.broker_down(2);
     // librdkafka's statistics (every second) report the broker down.
     std::thread::sleep(Duration::from_secs(4));
     let after = numbered("after", 0..60);
     append_lines(&log, after.clone());
     let got = consume(&kc.bootstrap_servers(), "reach", 3, 90, Duration::from_secs(20));
-    kc.broker_up(2).unwrap();
+    kc.broker_up(2);
     agent.stop();
     let after_set: HashSet<&String> = after.iter().collect();
     let after_got: Vec<&Record> = got.iter().filter(|r| after_set.contains(&r.text())).collect();

@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use crate::e2e::{agent_log_tail, signal, spawn_agent, spawn_agent_via, wait_exit, Tansu};
+use crate::outage::DownableCluster;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -235,7 +236,7 @@ fn health_follows_the_brokers_and_the_spool() {
     use agent::status::Status;
     use std::sync::Arc;
     for spool in [false, true] {
-        let kc = cluster("health", 1);
+        let kc = DownableCluster::new("health", 1);
         let dir = tempfile::tempdir().unwrap();
         let text =
             config(&dir.path().join("data"), &[dir.path().join("*.log")], &kc.bootstrap_servers(), "health", "", "")
@@ -243,7 +244,7 @@ fn health_follows_the_brokers_and_the_spool() {
         let status = Arc::new(Status::default());
         let agent = RunningAgent::start_with(&text, RunOptions { status: status.clone(), ..Default::default() });
         wait_for("ready", Duration::from_secs(20), || status.health().is_ok());
-        all_down(&kc, false);
+        kc.all_down(false);
         wait_for("no broker up", Duration::from_secs(30), || {
             agent::metrics::Metrics::get(&status.metrics.output_brokers_up) == 0
         });
@@ -253,7 +254,7 @@ fn health_follows_the_brokers_and_the_spool() {
             false => assert!(why.contains("reading waits"), "{why}"),
             true => assert!(why.contains("events go to the spool"), "{why}"),
         }
-        all_down(&kc, true);
+        kc.all_down(true);
         wait_for("ready again", Duration::from_secs(30), || status.health().is_ok());
         agent.stop();
     }

@@ -2,6 +2,7 @@
 //! from committed offsets, rotation, inputs and sinks in one process, and start-up errors.
 
 use crate::common::*;
+use crate::outage::DownableCluster;
 use agent::config::Config;
 use agent::metrics::Metrics;
 use agent::pipeline::{self, RunOptions};
@@ -159,7 +160,7 @@ fn sink_file_that_cannot_be_created_stops_start_up_with_its_path() {
 #[test]
 fn a_sink_cut_off_from_kafka_is_not_ready() {
     use agent::status::Status;
-    let kc = cluster("cutoff", 1);
+    let kc = DownableCluster::new("cutoff", 1);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.txt");
     let text = sink_config(&dir.path().join("data"), &out, &kc.bootstrap_servers(), "cutoff", "");
@@ -169,12 +170,12 @@ fn a_sink_cut_off_from_kafka_is_not_ready() {
     produce(&kc.bootstrap_servers(), "cutoff", 1, &numbered("a", 0..10));
     wait_for("the first records copied", T, || file_lines(&out).len() == 10);
     assert_eq!(status.readiness(), Ok(()));
-    all_down(&kc, false);
+    kc.all_down(false);
     wait_for("not ready while the brokers are down", T, || {
         status.readiness().is_err_and(|r| r.iter().any(|u| u.reason.contains("sink out: no Kafka broker connected")))
     });
     assert_eq!(status.find("out").unwrap().state().0, "FAILED");
-    all_down(&kc, true);
+    kc.all_down(true);
     wait_for("ready again", T, || status.readiness().is_ok());
     assert_eq!(status.find("out").unwrap().state().0, "RUNNING");
     produce(&kc.bootstrap_servers(), "cutoff", 1, &numbered("b", 0..10));

@@ -2,6 +2,7 @@
 //! files are written and rotated; a full spool; damaged spool files written byte by byte.
 
 use crate::common::*;
+use crate::outage::DownableCluster;
 use agent::metrics::Metrics;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ fn duplicates(records: &[Record]) -> usize {
 
 #[test]
 fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
-    let kc = cluster("outage", 1);
+    let kc = DownableCluster::new("outage", 1);
     let dir = tempfile::tempdir().unwrap();
     let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
     std::fs::create_dir(&logs).unwrap();
@@ -60,7 +61,7 @@ fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
     }
     consume(&kc.bootstrap_servers(), "outage", 1, 3000, T);
 
-    all_down(&kc, false);
+    kc.all_down(false);
     for chunk in (1000..2000).collect::<Vec<_>>().chunks(100) {
         for n in names {
             append_lines(&logs.join(format!("{n}.log")), numbered(n, chunk[0]..chunk[0] + chunk.len()));
@@ -81,7 +82,7 @@ fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
     });
     assert!(spool_bytes(&data) > 0, "the spool holds the lines");
 
-    all_down(&kc, true);
+    kc.all_down(true);
     let expected: Vec<String> = names
         .iter()
         .flat_map(|n| numbered(n, 0..2000).into_iter().chain(numbered(&format!("{n}2"), 0..1000)))
@@ -114,7 +115,7 @@ fn broker_outage_mid_run_spools_and_replays_every_line_in_file_order() {
 
 fn small_spool_run(policy: &str) -> (Vec<Record>, Vec<String>, agent::pipeline::Summary, bool) {
     let topic = format!("full-{}", policy.replace('_', "-"));
-    let kc = cluster(&topic, 1);
+    let kc = DownableCluster::new(&topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let (log, data) = (dir.path().join("f.log"), dir.path().join("data"));
     // Lines of 100 bytes, so the 32 KiB spool fills after a few hundred.
@@ -124,14 +125,14 @@ fn small_spool_run(policy: &str) -> (Vec<Record>, Vec<String>, agent::pipeline::
     let agent = RunningAgent::start(&cfg);
     append_lines(&log, padded("f", 0..10, 100));
     consume(&kc.bootstrap_servers(), &topic, 1, 10, T);
-    all_down(&kc, false);
+    kc.all_down(false);
     append_lines(&log, padded("f", 10..4000, 100));
     // Let the spool fill and the reader settle (paused, or reading on while dropping).
     std::thread::sleep(Duration::from_secs(6));
     assert!(spool_bytes(&data) <= 32 * 1024 + 8 * 1024, "spool stays near max_size: {}", spool_bytes(&data));
     let offset_while_full = registry_offset_of(&data, &log).unwrap_or(0);
     let reading_paused = offset_while_full < file_len(&log);
-    all_down(&kc, true);
+    kc.all_down(true);
     let expected: Vec<String> = padded("f", 0..4000, 100);
     let got = consume(&kc.bootstrap_servers(), &topic, 1, expected.len(), Duration::from_secs(20));
     wait_for("the whole file to be acknowledged", T, || registry_offset_of(&data, &log) == Some(file_len(&log)));
@@ -237,7 +238,7 @@ fn damaged_spool_fixtures_replay_everything_else_and_count_the_damage() {
 /// brings the brokers back, restarts and reads the topic. Returns the first run's summary, what
 /// was read back, and the temp dir (so the caller can look at `data/`). Both runs' counters add up.
 fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summary, Vec<Record>, tempfile::TempDir) {
-    let kc = cluster(topic, 1);
+    let kc = DownableCluster::new(topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("d.log");
     append_lines(&log, numbered("up", 0..50));
@@ -253,13 +254,13 @@ fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summa
         + queue;
     let agent = RunningAgent::start(&cfg);
     consume(&kc.bootstrap_servers(), topic, 1, 50, T);
-    all_down(&kc, false);
+    kc.all_down(false);
     append_lines(&log, numbered("while-down", 0..50));
     std::thread::sleep(Duration::from_secs(1));
     let started = std::time::Instant::now();
     let summary = agent.stop();
     assert!(started.elapsed() < Duration::from_secs(6), "stop took {:?} with a 2s drain deadline", started.elapsed());
-    all_down(&kc, true);
+    kc.all_down(true);
     let agent = RunningAgent::start(&cfg);
     let got = consume(&kc.bootstrap_servers(), topic, 1, 100, T);
     wait_for("the spool to drain", T, || segments(&dir.path().join("data")).is_empty());
