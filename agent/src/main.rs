@@ -20,6 +20,12 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
+compile_error!("the `jemalloc` and `mimalloc` features each replace the allocator: choose one");
+// With the `mimalloc` feature, both go to mimalloc (`override` replaces C's `malloc`/`free`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(name = "agent", version, about = "Tails log files and ships every line to Kafka, at least once")]
@@ -172,6 +178,13 @@ fn check_writable(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Taken before anything else starts: a SIGTERM from the moment the agent's own log file
+    // exists (or earlier) is a clean stop, not the default action that ends the process.
+    let signals = {
+        let _rt = rt.enter();
+        Signals::new()?
+    };
     let _log_guard = init_logging(&config.logging, &config.path.data)?;
     for note in &config.notes {
         tracing::info!(setting = %note.key, line = note.line, "Filebeat setting: {}", note.what);
@@ -187,7 +200,6 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
         status: Arc::new(Status::default()),
         reload: Arc::new(Mutex::new(None)),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if config.http.enabled {
         let hostname = pipeline::host_name();
         let name = config.name.clone().unwrap_or_else(|| hostname.clone());
@@ -243,7 +255,7 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
         let shutdown = shutdown.clone();
         std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(config, opts, shutdown))?
     };
-    rt.block_on(wait_for_signal(&shutdown, on_hangup, period, on_period, &worker))?;
+    rt.block_on(wait_for_signal(signals, &shutdown, on_hangup, period, on_period, &worker));
     let summary = worker.join().map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
     let (unacknowledged, spooled) = (summary.unacknowledged, summary.spooled);
     tracing::info!(
@@ -254,19 +266,37 @@ fn run_agent(config: Config, recovery: Option<RecoveryArg>, load: Loader) -> any
     Ok(())
 }
 
+/// The signals the agent handles. Once created, a signal is kept for [`wait_for_signal`] even
+/// when it arrives before that runs.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; must run inside the runtime that waits for them.
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Stops `shutdown` on the first SIGTERM or SIGINT (or when the pipeline ends by itself); calls
 /// `on_hangup` at every SIGHUP (reload) and `on_period` every `period` when one is set.
 async fn wait_for_signal(
+    signals: Signals,
     shutdown: &Shutdown,
     on_hangup: impl Fn(),
     period: Option<std::time::Duration>,
     on_period: impl Fn(),
     worker: &std::thread::JoinHandle<anyhow::Result<pipeline::Summary>>,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+) {
+    let Signals { mut term, mut int, mut hup } = signals;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     // Without a period the timer never fires (a year, far past any run between restarts).
     let every = period.unwrap_or(std::time::Duration::from_secs(365 * 86_400));
@@ -281,7 +311,6 @@ async fn wait_for_signal(
         }
     }
     shutdown.stop();
-    Ok(())
 }
 
 fn init_logging(

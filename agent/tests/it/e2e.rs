@@ -514,6 +514,33 @@ fn logs_rotated_by_interval_are_named_by_period_with_the_mode_asked_for() {
     }
 }
 
+/// A SIGTERM sent the moment the agent's own log file appears (watched in a tight loop, so it
+/// lands early in the start-up) is a clean stop: exit status 0, not the default action of the
+/// signal. Regression: the handlers were installed after the log files, the HTTP server and the
+/// pipeline thread, and a SIGTERM in between ended the process without a shutdown.
+#[test]
+fn sigterm_as_soon_as_the_log_file_exists_is_a_clean_stop() {
+    for attempt in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let logdir = dir.path().join("own-logs");
+        let cfg = dir.path().join("agent.yml");
+        let files =
+            format!("logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n", logdir.display());
+        let text = config(&dir.path().join("d"), &[dir.path().join("*.log")], "127.0.0.1:1", "t", "", "")
+            .replace("logging:\n", &files);
+        std::fs::write(&cfg, text).unwrap();
+        let mut agent = spawn_agent(&cfg);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_dir(&logdir).map_or(0, |d| d.count()) == 0 {
+            assert!(Instant::now() < deadline, "no log file");
+            std::hint::spin_loop();
+        }
+        signal(&agent, libc::SIGTERM);
+        let status = wait_exit(&mut agent, Duration::from_secs(30));
+        assert!(status.success(), "attempt {attempt}: {status}");
+    }
+}
+
 /// The spool cursor saved on disk (0 when there is none yet).
 fn spool_cursor(data: &Path) -> u64 {
     std::fs::read(data.join("spool/cursor")).ok().map_or(0, |b| u64::from_le_bytes(b[8..16].try_into().unwrap()))
