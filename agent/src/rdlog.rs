@@ -80,6 +80,20 @@ impl RdLog {
     }
 }
 
+/// `reason` without librdkafka's suffix of the moment, " (after 12ms in state APIVERSION_QUERY,
+/// 3 identical error(s) suppressed)": a cause shown while it lasts (`/healthz`) then reads the
+/// same at every reconnect attempt instead of changing with each.
+pub fn without_timing(reason: &str) -> &str {
+    let Some(i) = reason.rfind(" (after ") else { return reason };
+    let tail = &reason[i + " (after ".len()..];
+    let millis = tail.split_once("ms").map(|(n, _)| n).unwrap_or_default();
+    if tail.ends_with(')') && !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit()) {
+        &reason[..i]
+    } else {
+        reason
+    }
+}
+
 /// A message as a cause: without librdkafka's thread prefix (`[thrd:...]: `), its count of
 /// "identical error(s) suppressed" and its numbers (ports, milliseconds, attempts), so one cause
 /// repeating with other numbers, or as a log line and as an error, counts once.
@@ -95,6 +109,22 @@ fn shape(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_suffix_of_the_moment_is_taken_off_a_reason() {
+        let base = "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: Authentication failed";
+        for suffix in [
+            " (after 12ms in state AUTH_REQ)",
+            " (after 0ms in state AUTH_REQ, 4 identical error(s) suppressed)",
+            " (after 3ms)",
+        ] {
+            assert_eq!(without_timing(&format!("{base}{suffix}")), base);
+        }
+        // Anything else in parentheses is the cause's own words and stays.
+        for kept in ["connect failed (after the handshake)", "x (after 12 tries)", "no suffix"] {
+            assert_eq!(without_timing(kept), kept);
+        }
+    }
 
     #[test]
     fn a_cause_is_logged_once_per_period_and_others_still_are() {

@@ -163,13 +163,14 @@ impl Refusals {
     /// refusal and, for a certificate librdkafka could not verify, has `check` find out why.
     /// `/healthz` then names that cause instead of an unreachable Kafka.
     pub fn on_client_error(self: &Arc<Self>, client: &str, error: &KafkaError, reason: &str, check: Option<&TlsCheck>) {
+        let words = crate::rdlog::without_timing(reason);
         let cause = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::SSL) => format!("TLS: {reason}"),
-            Some(RDKafkaErrorCode::Authentication) => format!("SASL: {reason}"),
+            Some(RDKafkaErrorCode::SSL) => format!("TLS: {words}"),
+            Some(RDKafkaErrorCode::Authentication) => format!("SASL: {words}"),
             // With TLS 1.3 the server checks the client's certificate after the handshake: its
             // refusal (an alert such as "certificate required") arrives as a failed receive.
             Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
-                format!("TLS: {reason}")
+                format!("TLS: {words}")
             }
             _ => return,
         };
@@ -401,6 +402,20 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_refusal_reads_the_same_at_every_attempt() {
+        let refused = Arc::new(Refusals::default());
+        let (ssl, sasl) =
+            (KafkaError::Global(RDKafkaErrorCode::SSL), KafkaError::Global(RDKafkaErrorCode::Authentication));
+        let tls = "ssl://b:9093/bootstrap: SSL handshake failed: certificate verify failed";
+        refused.on_client_error("output", &ssl, &format!("{tls} (after 5ms in state SSL_HANDSHAKE)"), None);
+        assert_eq!(refused.connection(), Some(format!("TLS: {tls}")));
+        let login = "sasl_ssl://b:9093/1: SASL authentication error: Authentication failed";
+        let again = format!("{login} (after 12ms in state AUTH_REQ, 3 identical error(s) suppressed)");
+        refused.on_client_error("output", &sasl, &again, None);
+        assert_eq!(refused.connection(), Some(format!("SASL: {login}")));
+    }
 
     #[test]
     fn install_keeps_flags_and_counters_of_the_same_name() {
