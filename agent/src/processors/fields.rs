@@ -276,12 +276,21 @@ fn convert(ev: &mut Map<String, Value>, c: &crate::config::Convert) {
     }
 }
 
+/// A value as text, as Go's `%v` prints what libbeat holds: a string as it is, a float in Go's
+/// form, an array as `[a b c]` with its members the same way (a null member as `<nil>`), an
+/// object as JSON (an event's objects are `MapStr`s, whose `String()` is JSON). Checked against
+/// Filebeat 8.1.3's `convert`. Not covered: objects `decode_json_fields` made, which Go holds as
+/// plain maps and prints as `map[k:v]`; the agent prints them as JSON too.
 fn show(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         // Go's `%v` of a float64.
         Value::Number(n) if !n.is_i64() && !n.is_u64() => {
             crate::event::gofmt::float(n.as_f64().unwrap_or_default(), 21, false)
+        }
+        Value::Array(a) => {
+            let member = |m: &Value| if m.is_null() { "<nil>".to_string() } else { show(m) };
+            format!("[{}]", a.iter().map(member).collect::<Vec<_>>().join(" "))
         }
         other => other.to_string(),
     }
@@ -437,6 +446,13 @@ mod tests {
         assert_eq!(c(Ip, json!("300.1.1.1")), None);
         assert_eq!(c(String, json!(1e21)), Some(json!("1e+21")));
         assert_eq!(c(String, Value::Null), None);
+        // Go's %v of a slice; an object (a MapStr) as JSON, inside one too (Filebeat 8.1.3).
+        assert_eq!(
+            c(String, json!([1, "x", 2.5, true, null, [1, 2], 1e21, {"k": "v"}])),
+            Some(json!(r#"[1 x 2.5 true <nil> [1 2] 1e+21 {"k":"v"}]"#))
+        );
+        assert_eq!(c(String, json!([])), Some(json!("[]")));
+        assert_eq!(c(String, json!({"k": "v", "n": [1]})), Some(json!(r#"{"k":"v","n":[1]}"#)));
     }
 
     #[test]

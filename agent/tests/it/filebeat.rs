@@ -595,8 +595,8 @@ processors:
 
 /// The CJK encodings (GBK, GB18030, Big5, EUC-JP, EUC-KR, Shift_JIS), bytes no encoding maps
 /// included, a `convert` that fails (Filebeat 8.1.3 leaves the event as it was, no error field)
-/// and `decode_json_fields` with `add_error_key` on text that is not JSON (Go's error wording):
-/// events equal to Filebeat's.
+/// `decode_json_fields` with `add_error_key` on text that is not JSON (Go's error wording), and
+/// `convert` of arrays and objects to text: events equal to Filebeat's.
 #[test]
 fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
     let text = "日志 第一行 中文\n第二行：錯誤 ①\n";
@@ -632,10 +632,20 @@ fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
     inputs += &fs(
         "nums",
         "nums.log",
-        "  processors:\n    - decode_json_fields: {fields: [message], target: j}\n    - convert:\n        fail_on_error: false\n        fields: [{from: j.f, to: f_long, type: long}, {from: j.f, to: f_int, type: integer}, {from: j.big, to: big_int, type: integer}, {from: j.one, to: one_bool, type: boolean}, {from: j.ip, to: ip, type: ip}, {from: j.f, to: f_text, type: string}, {from: j.e, to: e_text, type: string}, {from: j.t, to: t_double, type: double}]\n",
+        "  processors:\n    - decode_json_fields: {fields: [message], target: j}\n    - convert:\n        fail_on_error: false\n        fields: [{from: j.f, to: f_long, type: long}, {from: j.f, to: f_int, type: integer}, {from: j.big, to: big_int, type: integer}, {from: j.one, to: one_bool, type: boolean}, {from: j.ip, to: ip, type: ip}, {from: j.f, to: f_text, type: string}, {from: j.e, to: e_text, type: string}, {from: j.t, to: t_double, type: double}, {from: j.a, to: a_text, type: string}]\n",
     );
-    let nums = br#"{"f": 3.9, "big": 5000000000, "one": 1, "ip": "::0001", "e": 1e21, "t": "2.50"}
-{"f": -2.5, "big": 12, "one": true, "ip": "10.0.0.1", "e": 0.000001, "t": "x"}
+    // Arrays and objects to text after the ndjson parser (its objects are MapStrs: JSON).
+    inputs += &fs(
+        "arrays",
+        "arrays.log",
+        "  parsers:\n    - ndjson: {target: doc}\n  processors:\n    - convert:\n        fail_on_error: false\n        fields: [{from: doc.a, to: a_text, type: string}, {from: doc.o, to: o_text, type: string}]\n",
+    );
+    let arrays = br#"{"a": [1, "x", 2.5, true, null, [1, 2], {"k": "v", "z": [3]}], "o": {"k": "v", "n": [1, "y"]}}
+{"a": [], "o": {}}
+"#
+    .to_vec();
+    let nums = br#"{"f": 3.9, "big": 5000000000, "one": 1, "ip": "::0001", "e": 1e21, "t": "2.50", "a": [1, "x", 2.5, true, null, [1, 2], 1e21]}
+{"f": -2.5, "big": 12, "one": true, "ip": "10.0.0.1", "e": 0.000001, "t": "x", "a": []}
 "#
     .to_vec();
     let conv =
@@ -645,6 +655,7 @@ fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
     all.push(("json.log", &json));
     all.push(("conv.log", &conv));
     all.push(("nums.log", &nums));
+    all.push(("arrays.log", &arrays));
     let (fb, ag) = run_both(&all, &inputs);
     let has = |m: &str| fb.keys().any(|k| k.ends_with(&format!("#{m}")));
     assert!(has("日志 第一行 中文") && has("로그 첫 줄") && has("ログ 一行目 テスト"), "decoded: {:?}", fb.keys());
@@ -660,6 +671,8 @@ fn cjk_encodings_and_processor_error_messages_equal_filebeats() {
         (first["big_int"].as_i64(), first["ip"].as_str(), first["e_text"].as_str()),
         (Some(705032704), Some("::0001"), Some("1e+21"))
     );
+    // Go's %v of a slice (checked here so a shared mistake cannot pass as equal).
+    assert_eq!(first["a_text"], "[1 x 2.5 true <nil> [1 2] 1e+21]");
     let diffs = differences(&fb, &ag);
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
