@@ -126,24 +126,31 @@ impl AckTracker {
     /// Marks the event ending at `end_offset` as done without a delivery to Kafka (spooled, or
     /// refused for good).
     pub fn done(&self, slot: u32, end_offset: u64) {
-        self.mark(slot, end_offset, false);
+        self.mark(slot, end_offset, None);
     }
 
-    /// Marks the event ending at `end_offset` as acknowledged by Kafka, and observes the time
+    /// Marks the event ending at `end_offset` as acknowledged by Kafka now, and observes the time
     /// since its line was read in its input's latency histogram.
     pub fn delivered(&self, slot: u32, end_offset: u64) {
-        self.mark(slot, end_offset, true);
+        self.delivered_at(slot, end_offset, Instant::now());
     }
 
-    fn mark(&self, slot: u32, end_offset: u64, delivered: bool) {
+    /// [`Self::delivered`] with the clock the caller read already (a delivery report reads it
+    /// once for all it records).
+    pub fn delivered_at(&self, slot: u32, end_offset: u64, at: Instant) {
+        self.mark(slot, end_offset, Some(at));
+    }
+
+    /// `delivered_at`: `None` for an event done without a delivery.
+    fn mark(&self, slot: u32, end_offset: u64, delivered_at: Option<Instant>) {
         let mut slots = self.slots.lock().unwrap();
         let Some(Some(s)) = slots.get_mut(slot as usize) else { return };
         // Offsets within a slot increase in send order, so the entry can be found by bisection.
         if let Ok(i) = s.pending.binary_search_by_key(&end_offset, |p| p.end) {
             let p = &mut s.pending[i];
             p.done = true;
-            if let (true, Some(read_at), Some(h)) = (delivered, p.read_at, &s.latency) {
-                h.observe(read_at.elapsed());
+            if let (Some(at), Some(read_at), Some(h)) = (delivered_at, p.read_at, &s.latency) {
+                h.observe(at.saturating_duration_since(read_at));
             }
             advance(s);
         }

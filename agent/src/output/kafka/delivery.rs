@@ -178,7 +178,9 @@ impl ProducerContext for AgentContext {
         }
         match result {
             Ok(msg) => {
-                sh.last_ack_ms.store(sh.now_ms(), Ordering::Relaxed);
+                // One clock read per report: for the last acknowledgement and the latency.
+                let now = Instant::now();
+                sh.last_ack_ms.store(sh.ms_at(now), Ordering::Relaxed);
                 if Metrics::get(&sh.metrics.output_topics_refused) > 0 && sh.refused.accept(msg.topic()) {
                     Metrics::set(&sh.metrics.output_topics_refused, sh.refused.len() as u64);
                     tracing::info!(topic = msg.topic(), "Kafka takes this topic again: its held events are sent");
@@ -196,7 +198,7 @@ impl ProducerContext for AgentContext {
                     sh.replay.done((opaque & !REPLAY_BIT) as u64);
                 } else {
                     let (slot, end) = unpack(opaque);
-                    sh.tracker.delivered(slot, end);
+                    sh.tracker.delivered_at(slot, end, now);
                 }
             }
             Err((err, msg)) if refuses_topic(err) => {
