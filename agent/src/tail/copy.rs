@@ -1,7 +1,9 @@
 //! Finding the rotated copy of a file that was truncated (copytruncate), so that what the copy
 //! holds past the read position is read from it instead of being lost.
 //!
-//! Owns no state: a lookup in the truncated file's directory. Invariant: a file is only taken for
+//! Owns no state beyond [`Listings`], the directory listings one pass of lookups shares (at
+//! start-up, every registry entry whose file is gone is looked up: its directory is listed once,
+//! not once per entry). Invariant: a file is only taken for
 //! the copy when all of these hold, so an unrelated file is never read from the middle:
 //! - its name is the truncated file's name followed by `.`, `-` or `_` (`app.log.1`,
 //!   `app.log-20261126`), and it is not compressed (`.gz`, `.bz2`, `.xz`, `.zst`, `.zip`: a
@@ -17,6 +19,8 @@
 //! returned too, oldest first, to be read from their start.
 
 use crate::fingerprint::{FileId, Fingerprint};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -50,7 +54,15 @@ pub struct Copies {
 /// still there (truncated): that file is not its own copy; without it (the file is gone from the
 /// globs), a file with its old inode under a rotated name is the file itself, renamed, and the
 /// file still at `truncated` is taken too.
-pub fn find(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64) -> Option<Copies> {
+///
+/// The directory's listing is taken from `listings` (listed at its first lookup).
+pub fn find(
+    truncated: &Path,
+    was: Option<FileId>,
+    fp: Fingerprint,
+    offset: u64,
+    listings: &mut Listings,
+) -> Option<Copies> {
     if fp.len == 0 {
         // Nothing to recognise the copy by.
         return None;
@@ -58,15 +70,14 @@ pub fn find(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64)
     let name = truncated.file_name()?.to_str()?;
     let dir = truncated.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut rotated = Vec::new();
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let file_name = entry.file_name();
+    for file_name in listings.names(dir)? {
         // Gone from the globs, the file may still be at its own path (a copy that was being
         // read, or a file the globs no longer match): the rest of it is there.
         let itself = was.is_none() && file_name.to_str() == Some(name);
         if !itself && !file_name.to_str().is_some_and(|other| is_rotated_name(name, other)) {
             continue;
         }
-        let path = entry.path();
+        let path = dir.join(file_name);
         let Ok(file) = File::open(&path) else { continue };
         let Ok(meta) = file.metadata() else { continue };
         let id = FileId::of(&meta);
@@ -87,6 +98,28 @@ pub fn find(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64)
     Some(Copies { rest, later })
 }
 
+/// The names in each directory [`find`] looked in, listed once per pass of lookups. A pass is
+/// short (start-up, or one truncation), so a file created during it may be missed, as it would be
+/// by a lookup a moment earlier.
+#[derive(Debug, Default)]
+pub struct Listings {
+    by_dir: HashMap<PathBuf, Vec<OsString>>,
+    /// Directories listed, for the tests.
+    listed: usize,
+}
+
+impl Listings {
+    /// The names in `dir`; `None` when it cannot be listed.
+    fn names(&mut self, dir: &Path) -> Option<&[OsString]> {
+        if !self.by_dir.contains_key(dir) {
+            let names = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.file_name()).collect();
+            self.listed += 1;
+            self.by_dir.insert(dir.to_path_buf(), names);
+        }
+        self.by_dir.get(dir).map(Vec::as_slice)
+    }
+}
+
 /// Whether `other` is named like a rotated copy of `name`.
 fn is_rotated_name(name: &str, other: &str) -> bool {
     let Some(rest) = other.strip_prefix(name) else { return false };
@@ -99,6 +132,11 @@ fn is_rotated_name(name: &str, other: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`find`] in a pass of its own.
+    fn lookup(truncated: &Path, was: Option<FileId>, fp: Fingerprint, offset: u64) -> Option<Copies> {
+        find(truncated, was, fp, offset, &mut Listings::default())
+    }
 
     /// Rotated twice while the reader was held back: the copy of what it read is followed by the
     /// copy of the generation written after it, whatever their names say.
@@ -117,10 +155,28 @@ mod tests {
         std::fs::write(dir.path().join("app.log.2"), b"gen two\n").unwrap();
         pause();
         std::fs::write(dir.path().join("app.log.1"), b"gen three\n").unwrap();
-        let c = find(&p, Some(id), fp, 8).expect("the copy");
+        let c = lookup(&p, Some(id), fp, 8).expect("the copy");
         assert_eq!(c.rest.path, dir.path().join("app.log.3"));
         let later: Vec<_> = c.later.iter().map(|c| c.path.file_name().unwrap().to_owned()).collect();
         assert_eq!(later, ["app.log.2", "app.log.1"]);
+    }
+
+    /// Many files gone from one directory, looked up in one pass: the directory is listed once,
+    /// and each finds its own copy.
+    #[test]
+    fn one_pass_lists_a_directory_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = |i: usize| dir.path().join(format!("f{i}.log.1"));
+        for i in 0..20 {
+            std::fs::write(copy(i), format!("file {i}\nrest\n")).unwrap();
+        }
+        let mut listings = Listings::default();
+        for i in 0..20 {
+            let fp = Fingerprint::read(&File::open(copy(i)).unwrap(), 7).unwrap();
+            let c = find(&dir.path().join(format!("f{i}.log")), None, fp, 7, &mut listings).expect("its copy");
+            assert_eq!(c.rest.path, copy(i));
+        }
+        assert_eq!(listings.listed, 1);
     }
 
     #[test]
@@ -142,29 +198,29 @@ mod tests {
         std::fs::write(&p, b"first line\nsecond line\n").unwrap();
         let f = File::open(&p).unwrap();
         let (id, fp) = (FileId::of(&f.metadata().unwrap()), Fingerprint::read(&f, 23).unwrap());
-        assert!(find(&p, Some(id), fp, 11).is_none(), "no copy yet");
+        assert!(lookup(&p, Some(id), fp, 11).is_none(), "no copy yet");
         std::fs::write(dir.path().join("app.log.2"), b"first line\n").unwrap();
-        assert!(find(&p, Some(id), fp, 11).is_none(), "too short for the fingerprint");
+        assert!(lookup(&p, Some(id), fp, 11).is_none(), "too short for the fingerprint");
         std::fs::write(dir.path().join("other.log.1"), b"first line\nsecond line\nthird\n").unwrap();
         std::fs::write(dir.path().join("app.log.3"), b"another start\nsecond line\nthird\n").unwrap();
-        assert!(find(&p, Some(id), fp, 11).is_none(), "other name, other start");
+        assert!(lookup(&p, Some(id), fp, 11).is_none(), "other name, other start");
         std::fs::write(dir.path().join("app.log.1"), b"first line\nsecond line\nthird line\n").unwrap();
-        let c = find(&p, Some(id), fp, 23).expect("the copy");
+        let c = lookup(&p, Some(id), fp, 23).expect("the copy");
         assert_eq!(c.rest.path, dir.path().join("app.log.1"));
         assert_eq!(c.rest.size, 34);
         assert!(c.later.is_empty(), "{c:?}");
-        assert!(find(&p, Some(id), fp, 35).is_none(), "shorter than the offset");
+        assert!(lookup(&p, Some(id), fp, 35).is_none(), "shorter than the offset");
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("app.log-new"), b"first line\nsecond line\n").unwrap();
-        assert_eq!(find(&p, Some(id), fp, 23).unwrap().rest.path, dir.path().join("app.log-new"), "the newer one");
-        assert!(find(&p, Some(id), Fingerprint::default(), 0).is_none(), "an empty fingerprint recognises nothing");
+        assert_eq!(lookup(&p, Some(id), fp, 23).unwrap().rest.path, dir.path().join("app.log-new"), "the newer one");
+        assert!(lookup(&p, Some(id), Fingerprint::default(), 0).is_none(), "an empty fingerprint recognises nothing");
         // A hard link to the truncated file itself is not its copy.
         std::fs::remove_file(dir.path().join("app.log-new")).unwrap();
         std::fs::remove_file(dir.path().join("app.log.1")).unwrap();
         std::fs::hard_link(&p, dir.path().join("app.log.1")).unwrap();
-        assert!(find(&p, Some(id), fp, 0).is_none());
+        assert!(lookup(&p, Some(id), fp, 0).is_none());
         // Gone from its name (renamed to app.log.1): that is where the rest of it is.
         std::fs::remove_file(&p).unwrap();
-        assert_eq!(find(&p, None, fp, 0).unwrap().rest.path, dir.path().join("app.log.1"));
+        assert_eq!(lookup(&p, None, fp, 0).unwrap().rest.path, dir.path().join("app.log.1"));
     }
 }

@@ -28,8 +28,10 @@ impl Reader {
         let id = self.p.inputs[input].config.id.clone();
         let unfound: Vec<Entry> =
             self.p.known.iter().filter(|(k, _)| k.0 == id && !present.contains(&k.1)).map(|(_, e)| e.clone()).collect();
+        // One listing per directory for all of them (there may be thousands).
+        let mut listings = copy::Listings::default();
         for e in unfound {
-            self.read_copy(input, &e.path, Lost::Unfound, e.fingerprint(), e.offset);
+            self.read_copy_in(input, &e.path, Lost::Unfound, e.fingerprint(), e.offset, &mut listings);
         }
         let cfg = &self.p.inputs[input].config;
         if !cfg.clean_removed {
@@ -115,11 +117,24 @@ impl Reader {
     /// Returns whether a copy covers the rest of the file (also when the copy is a file this
     /// input reads anyway).
     pub(super) fn read_copy(&mut self, input: usize, path: &Path, lost: Lost, fp: Fingerprint, offset: u64) -> bool {
+        self.read_copy_in(input, path, lost, fp, offset, &mut copy::Listings::default())
+    }
+
+    /// [`Reader::read_copy`] with directory listings shared by a pass of lookups.
+    fn read_copy_in(
+        &mut self,
+        input: usize,
+        path: &Path,
+        lost: Lost,
+        fp: Fingerprint,
+        offset: u64,
+        listings: &mut copy::Listings,
+    ) -> bool {
         let was = match lost {
             Lost::Truncated(id) => Some(id),
             Lost::Unfound => None,
         };
-        let Some(copy::Copies { rest, later }) = copy::find(path, was, fp, offset) else {
+        let Some(copy::Copies { rest, later }) = copy::find(path, was, fp, offset, listings) else {
             return false;
         };
         let covered = self.track_copy(input, path, rest, offset, lost);
