@@ -176,6 +176,26 @@ pub fn agent_log_tail(config: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// The application writing `lines` to `log`, `chunk` lines at a time with `pause` after each, in
+/// a thread of its own; the counter says how many it has written.
+fn spawn_writer(
+    log: &Path,
+    lines: &[String],
+    chunk: usize,
+    pause: Duration,
+) -> (std::thread::JoinHandle<()>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (log, lines, counter) = (log.to_path_buf(), lines.to_vec(), written.clone());
+    let thread = std::thread::spawn(move || {
+        for piece in lines.chunks(chunk) {
+            append_lines(&log, piece.to_vec());
+            counter.fetch_add(piece.len(), std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(pause);
+        }
+    });
+    (thread, written)
+}
+
 pub fn signal(child: &Child, sig: i32) {
     // SAFETY: plain kill(2) on a child we started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -210,15 +230,7 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_stay_within_one_flush_windo
         .replace("200ms", "1s");
     std::fs::write(&cfg, text).unwrap();
     // The application keeps writing (5,000 lines every 50 ms) while the agent runs and is killed.
-    let writer = {
-        let (log, lines) = (log.clone(), lines.clone());
-        std::thread::spawn(move || {
-            for chunk in lines.chunks(5000) {
-                append_lines(&log, chunk.to_vec());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let (writer, _) = spawn_writer(&log, &lines, 5000, Duration::from_millis(50));
     let mut agent = spawn_agent(&cfg);
     wait_for("some lines acknowledged", Duration::from_secs(60), || {
         registry_offset_of(&data, &log).is_some_and(|o| o > 0)
@@ -275,15 +287,7 @@ fn kill_9_twice_with_json_events_leaves_one_id_per_line() {
     let text = config(&data, std::slice::from_ref(&log), &tansu.bootstrap, "crashjson", "", "    codec: json\n")
         .replace("registry:\n  flush: 200ms", "registry:\n  flush: 1s\n  progress_every: 0s");
     std::fs::write(&cfg, text).unwrap();
-    let writer = {
-        let (log, lines) = (log.clone(), lines.clone());
-        std::thread::spawn(move || {
-            for chunk in lines.chunks(2000) {
-                append_lines(&log, chunk.to_vec());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let (writer, _) = spawn_writer(&log, &lines, 2000, Duration::from_millis(50));
     let mut agent = spawn_agent(&cfg);
     for _ in 0..2 {
         let acked = registry_offset_of(&data, &log).unwrap_or(0);
@@ -648,17 +652,7 @@ fn source_to_topic_to_sink_with_kill_9_on_both_sides_writes_every_line_once() {
     )
     .unwrap();
     // The application writes 1,000 lines every 60 ms (about 9 s); the kills follow its progress.
-    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let writer = {
-        let (log, lines, written) = (log.clone(), lines.clone(), written.clone());
-        std::thread::spawn(move || {
-            for chunk in lines.chunks(1000) {
-                append_lines(&log, chunk.to_vec());
-                written.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(60));
-            }
-        })
-    };
+    let (writer, written) = spawn_writer(&log, &lines, 1000, Duration::from_millis(60));
     let out_lines = || std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
     let mut source = spawn_agent(&src_cfg);
     let mut sink = spawn_agent(&sink_cfg);
