@@ -488,20 +488,27 @@ fn logs_go_to_files_rotated_by_size_when_configured() {
     assert!(current.contains("stopped"), "{current}");
 }
 
+/// A config in `dir` whose agent logs only to files in `<dir>/own-logs` (with `files` added under
+/// `logging.files`) and ships to nowhere; returns the config's path and the log directory.
+fn own_log_files_config(dir: &Path, files: &str) -> (PathBuf, PathBuf) {
+    let logdir = dir.join("own-logs");
+    let logging = format!(
+        "logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n{files}",
+        logdir.display()
+    );
+    let text = config(&dir.join("d"), &[dir.join("*.log")], "127.0.0.1:1", "t", "", "").replace("logging:\n", &logging);
+    let cfg = dir.join("agent.yml");
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, logdir)
+}
+
 /// `interval` rotation: the binary writes `<name>.<minute>.log` with `logging.files.permissions`.
 #[test]
 fn logs_rotated_by_interval_are_named_by_period_with_the_mode_asked_for() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let logdir = dir.path().join("own-logs");
-    let cfg = dir.path().join("agent.yml");
-    let files = format!(
-        "logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n    name: shipper\n    interval: 1m\n    permissions: 0640\n",
-        logdir.display()
-    );
-    let text = config(&dir.path().join("d"), &[dir.path().join("*.log")], "127.0.0.1:1", "t", "", "")
-        .replace("logging:\n", &files);
-    std::fs::write(&cfg, text).unwrap();
+    let (cfg, logdir) =
+        own_log_files_config(dir.path(), "    name: shipper\n    interval: 1m\n    permissions: 0640\n");
     let mut agent = spawn_agent(&cfg);
     let started = || std::fs::read_dir(&logdir).map_or(0, |d| d.count()) > 0;
     wait_for("a log file", Duration::from_secs(30), started);
@@ -526,13 +533,7 @@ fn logs_rotated_by_interval_are_named_by_period_with_the_mode_asked_for() {
 fn sigterm_as_soon_as_the_log_file_exists_is_a_clean_stop() {
     for attempt in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let logdir = dir.path().join("own-logs");
-        let cfg = dir.path().join("agent.yml");
-        let files =
-            format!("logging:\n  to_stderr: false\n  to_files: true\n  files:\n    path: \"{}\"\n", logdir.display());
-        let text = config(&dir.path().join("d"), &[dir.path().join("*.log")], "127.0.0.1:1", "t", "", "")
-            .replace("logging:\n", &files);
-        std::fs::write(&cfg, text).unwrap();
+        let (cfg, logdir) = own_log_files_config(dir.path(), "");
         let mut agent = spawn_agent(&cfg);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::fs::read_dir(&logdir).map_or(0, |d| d.count()) == 0 {

@@ -41,17 +41,15 @@ impl DownableCluster {
         let kc: MockCluster<'static, DefaultProducerContext> =
             unsafe { std::mem::transmute(holder.client().mock_cluster().expect("a mock cluster")) };
         let raw = unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(holder.client().native_ptr()) };
-        let brokers: Vec<String> = kc.bootstrap_servers().split(',').map(str::to_owned).collect();
         let mut relays = Vec::new();
-        for (i, target) in brokers.iter().enumerate() {
-            let relay = Relay::start(target.clone());
-            let host = std::ffi::CString::new("127.0.0.1").unwrap();
+        for (i, target) in kc.bootstrap_servers().split(',').enumerate() {
+            let relay = Relay::start(target.to_owned());
             // SAFETY: `raw` is the live mock cluster; the call copies the host name.
             unsafe {
                 rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
                     raw,
                     i as i32 + 1,
-                    host.as_ptr(),
+                    c"127.0.0.1".as_ptr(),
                     relay.port as i32,
                 )
             };
