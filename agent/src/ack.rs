@@ -44,6 +44,9 @@ struct Pending {
     done: bool,
     /// When its line was read (`None` for an event with nothing to deliver).
     read_at: Option<Instant>,
+    /// Its record's timestamp: a record that comes back from librdkafka failed carries none
+    /// (librdkafka reports it only for delivered ones), and is sent again or spooled with this.
+    time: Option<i64>,
 }
 
 /// The contiguous acknowledged offset of one file, as the registry stores it.
@@ -107,18 +110,26 @@ impl AckTracker {
     }
 
     /// Records that an event ending at `end_offset`, whose line was read at `read_at`, is about
-    /// to be sent.
-    pub fn register(&self, slot: u32, end_offset: u64, read_at: Instant) {
+    /// to be sent with the record timestamp `time`.
+    pub fn register(&self, slot: u32, end_offset: u64, read_at: Instant, time: Option<i64>) {
         if let Some(Some(s)) = self.slots.lock().unwrap().get_mut(slot as usize) {
-            s.pending.push_back(Pending { end: end_offset, done: false, read_at: Some(read_at) });
+            s.pending.push_back(Pending { end: end_offset, done: false, read_at: Some(read_at), time });
         }
+    }
+
+    /// The record timestamp an event in flight was registered with.
+    pub fn record_time(&self, slot: u32, end_offset: u64) -> Option<i64> {
+        let slots = self.slots.lock().unwrap();
+        let s = slots.get(slot as usize)?.as_ref()?;
+        let i = s.pending.binary_search_by_key(&end_offset, |p| p.end).ok()?;
+        s.pending[i].time
     }
 
     /// Registers an event that needs no delivery (skipped or dropped line): done at once.
     pub fn register_done(&self, slot: u32, end_offset: u64) {
         let mut slots = self.slots.lock().unwrap();
         if let Some(Some(s)) = slots.get_mut(slot as usize) {
-            s.pending.push_back(Pending { end: end_offset, done: true, read_at: None });
+            s.pending.push_back(Pending { end: end_offset, done: true, read_at: None, time: None });
             advance(s);
         }
     }
@@ -224,18 +235,26 @@ const _: () = assert!(((MAX_SLOTS - 1) << 48) & REPLAY_BIT == 0);
 /// acknowledged, so the spool cursor moved to it never passes an undelivered record.
 #[derive(Debug, Default)]
 pub struct ReplayWindow {
-    pending: Mutex<VecDeque<(u64, bool)>>,
+    /// Sequence number, done, the record's timestamp (see [`Pending`]'s `time`).
+    pending: Mutex<VecDeque<(u64, bool, Option<i64>)>>,
 }
 
 impl ReplayWindow {
-    pub fn sent(&self, seq: u64) {
-        self.pending.lock().unwrap().push_back((seq, false));
+    pub fn sent(&self, seq: u64, time: Option<i64>) {
+        self.pending.lock().unwrap().push_back((seq, false, time));
+    }
+
+    /// The record timestamp a replayed record in flight was sent with.
+    pub fn record_time(&self, seq: u64) -> Option<i64> {
+        let p = self.pending.lock().unwrap();
+        let i = p.binary_search_by_key(&seq, |e| e.0).ok()?;
+        p[i].2
     }
 
     /// Takes back the newest entry when the record could not be handed to the producer after all.
     pub fn unsend(&self, seq: u64) {
         let mut p = self.pending.lock().unwrap();
-        if p.back().is_some_and(|(s, _)| *s == seq) {
+        if p.back().is_some_and(|e| e.0 == seq) {
             p.pop_back();
         }
     }
@@ -243,17 +262,17 @@ impl ReplayWindow {
     /// Marks a record delivered (or refused for good: it is skipped either way).
     pub fn done(&self, seq: u64) {
         let mut p = self.pending.lock().unwrap();
-        if let Ok(i) = p.binary_search_by_key(&seq, |(s, _)| *s) {
+        if let Ok(i) = p.binary_search_by_key(&seq, |e| e.0) {
             p[i].1 = true;
         }
-        while p.front().is_some_and(|(_, done)| *done) {
+        while p.front().is_some_and(|e| e.1) {
             p.pop_front();
         }
     }
 
     /// The lowest sequence number sent and not acknowledged; `None` when nothing is in flight.
     pub fn oldest_unacked(&self) -> Option<u64> {
-        self.pending.lock().unwrap().front().map(|(s, _)| *s)
+        self.pending.lock().unwrap().front().map(|e| e.0)
     }
 
     pub fn len(&self) -> usize {
@@ -301,8 +320,8 @@ mod tests {
         let h = Arc::new(Histogram::default());
         let s = t.open(file(), 0, Some(h.clone())).unwrap();
         let long_ago = Instant::now() - std::time::Duration::from_millis(30);
-        t.register(s, 10, long_ago);
-        t.register(s, 20, Instant::now());
+        t.register(s, 10, long_ago, None);
+        t.register(s, 20, Instant::now(), None);
         t.register_done(s, 25);
         t.done(s, 20); // spooled or refused for good: not a delivery
         t.delivered(s, 10);
@@ -313,11 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn events_in_flight_keep_their_record_time_until_done() {
+        let t = AckTracker::default();
+        let s = t.open(file(), 0, None).unwrap();
+        t.register(s, 10, Instant::now(), Some(1_000));
+        t.register(s, 20, Instant::now(), None);
+        t.register(s, 30, Instant::now(), Some(3_000));
+        assert_eq!(
+            (t.record_time(s, 10), t.record_time(s, 20), t.record_time(s, 30)),
+            (Some(1_000), None, Some(3_000))
+        );
+        assert_eq!(t.record_time(s, 25), None, "no event ends there");
+        t.delivered(s, 10);
+        assert_eq!(t.record_time(s, 10), None, "acknowledged and gone");
+        assert_eq!(t.record_time(s, 30), Some(3_000));
+        let w = ReplayWindow::default();
+        w.sent(7, Some(70));
+        w.sent(8, None);
+        w.sent(9, Some(90));
+        w.done(8);
+        assert_eq!((w.record_time(7), w.record_time(8), w.record_time(9)), (Some(70), None, Some(90)));
+    }
+
+    #[test]
     fn replay_window_reports_the_oldest_unacknowledged_record() {
         let w = ReplayWindow::default();
         assert_eq!(w.oldest_unacked(), None);
         for seq in 10..15 {
-            w.sent(seq);
+            w.sent(seq, None);
         }
         w.done(12);
         w.done(10);
@@ -335,7 +377,7 @@ mod tests {
         let t = AckTracker::default();
         let s = t.open(file(), 100, None).unwrap();
         for end in [110, 120, 130] {
-            t.register(s, end, Instant::now());
+            t.register(s, end, Instant::now(), None);
         }
         t.done(s, 120);
         assert_eq!(t.acked(s), Some((100, false)), "110 is still in flight");
@@ -350,7 +392,7 @@ mod tests {
     fn skipped_events_advance_in_order() {
         let t = AckTracker::default();
         let s = t.open(file(), 0, None).unwrap();
-        t.register(s, 10, Instant::now());
+        t.register(s, 10, Instant::now(), None);
         t.register_done(s, 20);
         assert_eq!(t.acked(s), Some((0, false)));
         t.done(s, 10);
@@ -361,7 +403,7 @@ mod tests {
     fn slots_are_reused_only_when_drained_and_superseded_ones_are_hidden() {
         let t = AckTracker::default();
         let a = t.open(file(), 0, None).unwrap();
-        t.register(a, 5, Instant::now());
+        t.register(a, 5, Instant::now(), None);
         assert!(!t.close_if_drained(a));
         // Sent up to 9: the event ending there is still in the queue, not registered yet.
         t.supersede(a, 9);
@@ -371,7 +413,7 @@ mod tests {
         t.done(a, 5);
         t.reap_superseded();
         assert_ne!(t.open(file(), 0, None).unwrap(), a, "not free while an event sent under it is unregistered");
-        t.register(a, 9, Instant::now());
+        t.register(a, 9, Instant::now(), None);
         t.delivered(a, 9);
         t.reap_superseded();
         let c = t.open(file(), 0, None).unwrap();
@@ -383,7 +425,7 @@ mod tests {
         let t = AckTracker::default();
         let s = t.open(file(), 0, None).unwrap();
         for end in 1..=5000 {
-            t.register(s, end, Instant::now());
+            t.register(s, end, Instant::now(), None);
         }
         for end in 1..=5000 {
             t.done(s, end);

@@ -128,6 +128,7 @@ mod tests {
             deliver: true,
             read_at: std::time::Instant::now(),
             id: None,
+            timestamp: None,
         });
         b
     }

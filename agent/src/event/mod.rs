@@ -43,6 +43,8 @@ pub struct Event {
     pub read_at: Instant,
     /// The same for every send of this line ([`id`]); `None` for an event with nothing to deliver.
     pub id: Option<id::EventId>,
+    /// The record's timestamp, milliseconds since 1970 ([`record_time`]); `None`: the send time.
+    pub timestamp: Option<i64>,
 }
 
 impl Event {
@@ -284,11 +286,13 @@ impl EventTemplate {
         }
     }
 
-    /// Encodes one line's event into `out` (cleared first).
-    pub fn encode(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) {
+    /// Encodes one line's event into `out` (cleared first); returns its record timestamp (see
+    /// [`record_time`]; for the raw codec the line's time, for Kafka Connect's codecs none, as
+    /// Connect's FileStreamSource sets none).
+    pub fn encode(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) -> Option<i64> {
         out.clear();
         if self.encode_line(line, &decoded, out) {
-            return;
+            return (self.codec == Codec::Raw).then_some(line.timestamp_ms);
         }
         match decoded {
             // The format codec renders from the whole event (see `tail::input`).
@@ -324,7 +328,7 @@ impl EventTemplate {
     }
 
     /// The fast path: plain lines are written as JSON text directly, without building a tree.
-    fn encode_plain(&self, line: &LineCtx<'_>, message: &str, error: Option<&str>, out: &mut Vec<u8>) {
+    fn encode_plain(&self, line: &LineCtx<'_>, message: &str, error: Option<&str>, out: &mut Vec<u8>) -> Option<i64> {
         out.extend_from_slice(b"{\"@timestamp\":\"");
         out.extend_from_slice(line.timestamp.as_bytes());
         out.push(b'"');
@@ -363,14 +367,17 @@ impl EventTemplate {
         out.push(b'}');
         out.extend_from_slice(self.json_tail.as_bytes());
         out.push(b'}');
+        Some(line.timestamp_ms)
     }
 
     /// An ndjson line's event: [`EventTemplate::event_map`] and the builtins, written once.
-    fn encode_ndjson(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) {
+    fn encode_ndjson(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) -> Option<i64> {
         let mut ev = self.event_map(line, decoded);
         self.add_builtin(&mut ev);
         // Writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, &ev);
+        // A document's own `@timestamp` may have replaced the line's.
+        record_time(&ev)
     }
 
     /// The event as a map, up to where an input's processors see it in Filebeat: the line's
@@ -445,7 +452,10 @@ pub struct LineCtx<'a> {
     pub truncated: bool,
     /// Several lines joined by the multiline parser (`log.flags: [multiline]`, as Filebeat).
     pub multiline: bool,
+    /// The event's time as `@timestamp` writes it (the read time, or a container line's own)...
     pub timestamp: &'a str,
+    /// ...and in milliseconds since 1970, for the record's timestamp.
+    pub timestamp_ms: i64,
     pub ndjson: Option<&'a NdjsonConfig>,
     /// The event's id (`@metadata._id`).
     pub id: Option<id::EventId>,
@@ -506,11 +516,22 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 /// RFC 3339 UTC timestamp with milliseconds, as Filebeat writes `@timestamp`.
 /// Times before 1970 too (a `timestamp` processor's value); milliseconds are cut toward 1970.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    let ms: i64 = match t.duration_since(UNIX_EPOCH) {
+    rfc3339_from_millis(unix_millis(t))
+}
+
+/// Milliseconds since 1970 (negative before), cut toward 1970.
+pub fn unix_millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(before) => -(before.duration().as_millis() as i64),
-    };
-    rfc3339_from_millis(ms)
+    }
+}
+
+/// The Kafka record timestamp of a finished event: its `@timestamp`, as Filebeat sets each
+/// record's (Kafka 0.10 and later). `None` (the producer then uses the send time) when the event
+/// has no time Kafka takes: none, not a time, or before 1970 (brokers refuse negative timestamps).
+pub fn record_time(ev: &Map<String, Value>) -> Option<i64> {
+    ev.get("@timestamp").and_then(Value::as_str).and_then(ndjson::parse_timestamp_millis)
 }
 
 /// [`rfc3339_millis`] of a time in milliseconds since the epoch.
@@ -567,6 +588,7 @@ mod tests {
             truncated: false,
             multiline: false,
             timestamp: "2026-01-02T03:04:05.006Z",
+            timestamp_ms: 1_767_323_045_006,
             ndjson,
             id: None,
             stream: None,
@@ -787,6 +809,7 @@ mod props {
                 truncated,
                 multiline,
                 timestamp: "2026-01-02T03:04:05.006Z",
+            timestamp_ms: 1_767_323_045_006,
                 ndjson: None,
                 id: None,
                 stream: stream.map(|out| if out { "stdout" } else { "stderr" }),

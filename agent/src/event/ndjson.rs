@@ -18,11 +18,10 @@
 //! Invariant: every step that Filebeat reports as an `error` field (with `add_error_key`) is
 //! reported the same way, with Filebeat's wording.
 
-use super::{rfc3339_millis, LineCtx};
+use super::LineCtx;
 use crate::config::NdjsonConfig;
 use crate::decode::Decoded;
 use serde_json::{Map, Value};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The parts of an ndjson event before the input's constant fields are added.
 pub struct Assembled {
@@ -288,6 +287,11 @@ pub fn normalize(v: &mut Value) {
 /// A document's `@timestamp` as Filebeat accepts it (RFC 3339, or ISO 8601 with `+hhmm`), in
 /// Filebeat's own format (UTC, milliseconds).
 pub fn parse_timestamp(s: &str) -> Option<String> {
+    parse_timestamp_millis(s).map(super::rfc3339_from_millis)
+}
+
+/// [`parse_timestamp`] as milliseconds since 1970 (`None` before 1970, which it does not take).
+pub fn parse_timestamp_millis(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
@@ -325,8 +329,8 @@ pub fn parse_timestamp(s: &str) -> Option<String> {
     };
     let days = days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?) + Duration::from_nanos(nanos);
-    Some(rfc3339_millis(t))
+    // Milliseconds are cut, as Filebeat cuts them when it writes the time.
+    (secs >= 0).then(|| secs * 1000 + (nanos / 1_000_000) as i64)
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's days-from-civil).

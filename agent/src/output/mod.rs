@@ -490,7 +490,14 @@ impl Spooling {
             let entries: Vec<Entry<'_>> = self
                 .held
                 .iter()
-                .map(|p| Entry { topic: &p.topic, key: p.key.as_deref(), hash: p.hash, id: p.id, payload: &p.payload })
+                .map(|p| Entry {
+                    topic: &p.topic,
+                    key: p.key.as_deref(),
+                    hash: p.hash,
+                    id: p.id,
+                    timestamp: p.timestamp,
+                    payload: &p.payload,
+                })
                 .collect();
             match self.spool.append(&entries) {
                 Ok(n) => {

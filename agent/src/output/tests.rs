@@ -137,6 +137,7 @@ fn events(slot: u32, lines: std::ops::Range<u64>) -> Vec<Event> {
             deliver: true,
             read_at: Instant::now(),
             id: None,
+            timestamp: None,
         })
         .collect()
 }

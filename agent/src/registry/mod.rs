@@ -525,10 +525,10 @@ mod tests {
         let (tracker, metrics) = (AckTracker::default(), Metrics::default());
         let mut r = Registry::open(dir.path(), None).unwrap().registry;
         let slot = tracked(&tracker, 1);
-        tracker.register(slot, 100, std::time::Instant::now());
+        tracker.register(slot, 100, std::time::Instant::now(), None);
         tracker.delivered(slot, 100);
         r.flush_from(&tracker, &metrics, Duration::from_secs(3600));
-        tracker.register(slot, 250, std::time::Instant::now());
+        tracker.register(slot, 250, std::time::Instant::now(), None);
         tracker.delivered(slot, 250);
         r.note_progress(&tracker, &metrics, Duration::from_secs(3600));
         assert_eq!(Metrics::get(&metrics.registry_journal_appends), 1);

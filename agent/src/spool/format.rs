@@ -14,10 +14,12 @@
 //! 20      N     body:
 //!                 0   2  topic word, u16 LE: the topic length T; bit 15 set = the event's
 //!                        id follows the topic, bit 14 set = that id has 24 characters
-//!                        (else 16: written before ids carried the event's end); T is the
-//!                        word without bits 15 and 14
+//!                        (else 16: written before ids carried the event's end), bit 13 set =
+//!                        the record's timestamp follows; T is the word without bits 15, 14, 13
 //!                 2   T  topic, UTF-8
 //!                 ... 24 the event id (URL-safe base64), when the topic word says so (or 16)
+//!                 ... 8  the record's timestamp, i64 LE, milliseconds since 1970, when the
+//!                        topic word says so
 //!                 ... 4  key word W, u32 LE: FFFF FFFF = no key; FFFF FFFE = no key and a
 //!                        partition hash; else bit 30 set = a partition hash after the key,
 //!                        and the key length K is W without bit 30
@@ -26,9 +28,9 @@
 //!                 ... payload: the rest of the body, the record value as it goes to Kafka
 //! ```
 //! The partition is not stored: it is chosen again when the record is replayed (from the hash
-//! when there is one: `partition.hash.hash`). Records written before the hash or the id existed
-//! read the same (their key lengths never have bit 30 set, their topic lengths never bit 15 or
-//! 14: topics are at most 249 bytes).
+//! when there is one: `partition.hash.hash`). Records written before the hash, the id or the
+//! timestamp existed read the same (their key lengths never have bit 30 set, their topic lengths
+//! never bit 15, 14 or 13: topics are at most 249 bytes); they are sent with the replay's time.
 //!
 //! The `cursor` file is 20 bytes: `AGCURSR1`, the sequence number (u64 LE), and the CRC-32 of
 //! those 8 bytes (u32 LE). It is replaced atomically (temp file, fsync, rename, directory fsync).
@@ -53,6 +55,7 @@ const NO_KEY_WITH_HASH: u32 = u32::MAX - 1;
 const HASH_FLAG: u32 = 1 << 30;
 const ID_FLAG: u16 = 1 << 15;
 const LONG_ID_FLAG: u16 = 1 << 14;
+const TIME_FLAG: u16 = 1 << 13;
 
 /// One event as the spool stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,20 +65,23 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub hash: Option<u32>,
     pub id: Option<EventId>,
+    /// The record's timestamp (milliseconds since 1970), sent again on replay.
+    pub timestamp: Option<i64>,
     pub payload: Vec<u8>,
 }
 
 /// Appends one record (header and body) to `out`.
 pub fn encode(out: &mut Vec<u8>, seq: u64, e: &Entry<'_>) {
-    let Entry { topic, key, hash, id, payload } = *e;
-    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway (bits 15
-    // and 14 of the topic word mark an id and its length).
-    let topic = &topic.as_bytes()[..topic.len().min(LONG_ID_FLAG as usize - 1)];
+    let Entry { topic, key, hash, id, timestamp, payload } = *e;
+    // Topics are at most 249 bytes in Kafka; a longer one could not be produced anyway (bits 15,
+    // 14 and 13 of the topic word mark an id, its length and a timestamp).
+    let topic = &topic.as_bytes()[..topic.len().min(TIME_FLAG as usize - 1)];
     // Kafka keys are far below 1 GiB (bit 30 of the key word marks a hash).
     let key = key.map(|k| &k[..k.len().min(HASH_FLAG as usize - 1)]);
     let body_len = 2
         + topic.len()
         + id.map_or(0, |id| id.as_bytes().len())
+        + timestamp.map_or(0, |_| 8)
         + 4
         + key.map_or(0, <[u8]>::len)
         + hash.map_or(0, |_| 4)
@@ -90,11 +96,15 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, e: &Entry<'_>) {
         Some(ID_LEN) => ID_FLAG | LONG_ID_FLAG,
         Some(_) => ID_FLAG,
     };
-    let topic_word = topic.len() as u16 | id_bits;
+    let time_bit = if timestamp.is_some() { TIME_FLAG } else { 0 };
+    let topic_word = topic.len() as u16 | id_bits | time_bit;
     out.extend_from_slice(&topic_word.to_le_bytes());
     out.extend_from_slice(topic);
     if let Some(id) = &id {
         out.extend_from_slice(id.as_bytes());
+    }
+    if let Some(t) = timestamp {
+        out.extend_from_slice(&t.to_le_bytes());
     }
     let word = match (key, hash) {
         (Some(k), None) => k.len() as u32,
@@ -167,7 +177,7 @@ fn parse(buf: &[u8], max_len: u64) -> Parsed {
 /// inner lengths do not fit.
 fn decode_body(body: &[u8]) -> Option<Record> {
     let tword = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?);
-    let tlen = (tword & !(ID_FLAG | LONG_ID_FLAG)) as usize;
+    let tlen = (tword & !(ID_FLAG | LONG_ID_FLAG | TIME_FLAG)) as usize;
     let topic = std::str::from_utf8(body.get(2..2 + tlen)?).ok()?.to_string();
     let mut at = 2 + tlen;
     let id = match tword & ID_FLAG != 0 {
@@ -176,6 +186,14 @@ fn decode_body(body: &[u8]) -> Option<Record> {
             let id = EventId::from_bytes(body.get(at..at + n)?)?;
             at += n;
             Some(id)
+        }
+        false => None,
+    };
+    let timestamp = match tword & TIME_FLAG != 0 {
+        true => {
+            let t = i64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?);
+            at += 8;
+            Some(t)
         }
         false => None,
     };
@@ -202,7 +220,7 @@ fn decode_body(body: &[u8]) -> Option<Record> {
         }
         false => None,
     };
-    Some(Record { seq: 0, topic, key, hash, id, payload: body[at..].to_vec() })
+    Some(Record { seq: 0, topic, key, hash, id, timestamp, payload: body[at..].to_vec() })
 }
 
 /// What [`Scanner::next_item`] found.
@@ -388,7 +406,7 @@ mod tests {
     fn segment(records: &[Spec<'_>]) -> Vec<u8> {
         let mut out = SEGMENT_HEADER.to_vec();
         for &(seq, topic, key, hash, payload) in records {
-            encode(&mut out, seq, &Entry { topic, key, hash, id: None, payload });
+            encode(&mut out, seq, &Entry { topic, key, hash, id: None, timestamp: None, payload });
         }
         out
     }
@@ -430,6 +448,7 @@ mod tests {
                 key: key.map(<[u8]>::to_vec),
                 hash,
                 id: None,
+                timestamp: None,
                 payload: payload.to_vec(),
             })
         };
@@ -451,10 +470,10 @@ mod tests {
         // An older spool's 16-character id reads back as it was written.
         let old = EventId::from_bytes(b"AbCdEfGhIjKlMn-_").unwrap();
         let mut bytes = SEGMENT_HEADER.to_vec();
-        let with = |topic, key, hash| Entry { topic, key, hash, id: Some(id), payload: b"p" };
+        let with = |topic, key, hash| Entry { topic, key, hash, id: Some(id), timestamp: None, payload: b"p" };
         encode(&mut bytes, 1, &with("logs", None, None));
         encode(&mut bytes, 2, &Entry { id: Some(old), ..with("t", Some(b"k"), Some(9)) });
-        encode(&mut bytes, 3, &Entry { topic: "t", key: None, hash: None, id: None, payload: b"q" });
+        encode(&mut bytes, 3, &Entry { topic: "t", key: None, hash: None, id: None, timestamp: None, payload: b"q" });
         let items = scan(&bytes);
         let ids: Vec<Option<EventId>> = items
             .iter()
@@ -469,10 +488,54 @@ mod tests {
     }
 
     #[test]
+    fn records_carry_the_timestamp_with_or_without_id_key_and_hash() {
+        let id = EventId::from_bytes(b"AbCdEfGhIjKlMn-_AbCdEfGh").unwrap();
+        let entries = [
+            Entry {
+                topic: "logs",
+                key: None,
+                hash: None,
+                id: Some(id),
+                timestamp: Some(1_600_000_000_123),
+                payload: b"a",
+            },
+            Entry { topic: "t", key: Some(b"k"), hash: Some(9), id: None, timestamp: Some(0), payload: b"b" },
+            Entry { topic: "t", key: None, hash: Some(1), id: Some(id), timestamp: Some(i64::MAX), payload: b"" },
+            Entry { topic: "t", key: None, hash: None, id: None, timestamp: None, payload: b"d" },
+        ];
+        let mut bytes = SEGMENT_HEADER.to_vec();
+        for (seq, e) in entries.iter().enumerate() {
+            encode(&mut bytes, seq as u64, e);
+        }
+        let got: Vec<Record> = scan(&bytes)
+            .into_iter()
+            .map(|i| match i {
+                Item::Record(r) => r,
+                Item::Damaged { .. } => panic!("damage"),
+            })
+            .collect();
+        let want: Vec<Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(seq, e)| Record {
+                seq: seq as u64,
+                topic: e.topic.into(),
+                key: e.key.map(<[u8]>::to_vec),
+                hash: e.hash,
+                id: e.id,
+                timestamp: e.timestamp,
+                payload: e.payload.to_vec(),
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn a_torn_tail_is_reported_as_damage_after_the_good_records() {
         let mut bytes = segment(&[(1, "t", None, None, b"one"), (2, "t", None, None, b"two")]);
         let full = bytes.len();
-        encode(&mut bytes, 3, &Entry { topic: "t", key: None, hash: None, id: None, payload: b"three, cut short" });
+        let torn = Entry { topic: "t", key: None, hash: None, id: None, timestamp: None, payload: b"three, cut short" };
+        encode(&mut bytes, 3, &torn);
         bytes.truncate(full + 10);
         let items = scan(&bytes);
         assert_eq!(seqs(&items), vec![1, 2]);
@@ -519,7 +582,7 @@ mod tests {
     }
 
     /// One record for the property test: (topic, key, hash, has an id, payload).
-    type Spec2 = (String, Option<Vec<u8>>, Option<u32>, bool, Vec<u8>);
+    type Spec2 = (String, Option<Vec<u8>>, Option<u32>, bool, Option<i64>, Vec<u8>);
 
     fn spec() -> impl proptest::strategy::Strategy<Value = Spec2> {
         use proptest::prelude::*;
@@ -528,6 +591,7 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
             proptest::option::of(any::<u32>()),
             any::<bool>(),
+            proptest::option::of(any::<i64>()),
             proptest::collection::vec(any::<u8>(), 0..200),
         )
     }
@@ -548,12 +612,12 @@ mod tests {
             let mut bytes = SEGMENT_HEADER.to_vec();
             let mut spans = Vec::new();
             let mut want = Vec::new();
-            for (i, (topic, key, hash, has_id, payload)) in specs.iter().enumerate() {
+            for (i, (topic, key, hash, has_id, timestamp, payload)) in specs.iter().enumerate() {
                 let from = bytes.len();
-                let e = Entry { topic, key: key.as_deref(), hash: *hash, id: has_id.then_some(id), payload };
+                let e = Entry { topic, key: key.as_deref(), hash: *hash, id: has_id.then_some(id), timestamp: *timestamp, payload };
                 encode(&mut bytes, i as u64, &e);
                 spans.push(from..bytes.len());
-                let rec = Record { seq: i as u64, topic: topic.clone(), key: key.clone(), hash: *hash, id: has_id.then_some(id), payload: payload.clone() };
+                let rec = Record { seq: i as u64, topic: topic.clone(), key: key.clone(), hash: *hash, id: has_id.then_some(id), timestamp: *timestamp, payload: payload.clone() };
                 want.push(rec);
             }
             let at = at % bytes.len();

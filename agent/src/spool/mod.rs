@@ -47,6 +47,8 @@ pub struct Entry<'a> {
     pub key: Option<&'a [u8]>,
     pub hash: Option<u32>,
     pub id: Option<EventId>,
+    /// The record's timestamp (milliseconds since 1970).
+    pub timestamp: Option<i64>,
     pub payload: &'a [u8],
 }
 
@@ -442,7 +444,7 @@ mod tests {
     fn entries(payloads: &[String]) -> Vec<Entry<'_>> {
         payloads
             .iter()
-            .map(|p| Entry { topic: "logs", key: None, hash: None, id: None, payload: p.as_bytes() })
+            .map(|p| Entry { topic: "logs", key: None, hash: None, id: None, timestamp: None, payload: p.as_bytes() })
             .collect()
     }
 
@@ -539,7 +541,7 @@ mod tests {
         format::encode(
             &mut torn,
             10,
-            &Entry { topic: "logs", key: None, hash: None, id: None, payload: b"half written" },
+            &Entry { topic: "logs", key: None, hash: None, id: None, timestamp: None, payload: b"half written" },
         );
         fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&torn[..15]).unwrap();
         let (mut s, opened) = Spool::open(dir.path(), 1 << 20, 4 << 20).unwrap();

@@ -121,7 +121,9 @@ impl FileState {
 pub struct FileCtx<'a> {
     pub slot: u32,
     pub path: &'a str,
+    /// The read time as `@timestamp` writes it, and in milliseconds since 1970.
     pub timestamp: &'a str,
+    pub timestamp_ms: i64,
     pub now: Instant,
 }
 
@@ -326,6 +328,7 @@ impl InputRt {
             && !self.json_options.pretty);
         let mut route = None;
         let mut partition_hash = None;
+        let record_time;
         if !with_map {
             route = Some(self.route(|p| self.template.lookup(&out.decoded, p, f.path)));
         }
@@ -339,6 +342,7 @@ impl InputRt {
             truncated: line.truncated,
             multiline: line.lines > 1,
             timestamp: container_time.as_deref().unwrap_or(f.timestamp),
+            timestamp_ms: line.container.map_or(f.timestamp_ms, |c| c.time_ms),
             ndjson: self.ndjson(),
             id,
             stream: line.container.map(|c| c.stream.as_str()),
@@ -362,6 +366,12 @@ impl InputRt {
             if !self.hash_fields.is_empty() {
                 partition_hash = crate::output::partition::hash_fields(&ev, &self.hash_fields).ok();
             }
+            // The finished event's time (processors may have set it), as Filebeat sends it;
+            // Kafka Connect's codecs send none, as Connect does.
+            record_time = match self.template.codec() {
+                Codec::ConnectJson | Codec::ConnectJsonSchemaless => None,
+                _ => crate::event::record_time(&ev),
+            };
             let routed = self.route_event(&ev);
             route = Some(match (&self.format, routed) {
                 // `codec: format`: the record is the format rendered from the finished event.
@@ -381,7 +391,7 @@ impl InputRt {
                 (_, Err(why)) => Err(why),
             });
         } else {
-            self.template.encode(&ctx, out.decoded, scratch);
+            record_time = self.template.encode(&ctx, out.decoded, scratch);
         }
         let (topic, key) = match route.expect("set on both paths") {
             Ok(r) => r,
@@ -426,6 +436,7 @@ impl InputRt {
             deliver: true,
             read_at: f.now,
             id,
+            timestamp: record_time,
         }
     }
 
@@ -491,6 +502,7 @@ fn skipped(f: &FileCtx<'_>, end_offset: u64) -> Event {
         deliver: false,
         read_at: f.now,
         id: None,
+        timestamp: None,
     }
 }
 

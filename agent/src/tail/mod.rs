@@ -41,7 +41,7 @@ mod model;
 use crate::ack::{AckTracker, SlotFile};
 use crate::config::FileCompression;
 use crate::discover::{DiscoverMsg, DiscoverRx, Found};
-use crate::event::{rfc3339_millis, Event};
+use crate::event::{rfc3339_from_millis, unix_millis, Event};
 use crate::fingerprint::{FileId, Fingerprint, FINGERPRINT_MAX};
 use crate::metrics::Metrics;
 use crate::queue::{Batch, Queue};
@@ -693,11 +693,12 @@ fn with_emitter<R>(
     f: &mut TailFile,
     body: impl FnOnce(&InputRt, &mut TailFile, &FileCtx<'_>, &mut dyn FnMut(Event)) -> R,
 ) -> R {
-    let timestamp = rfc3339_millis(SystemTime::now());
+    let timestamp_ms = unix_millis(SystemTime::now());
+    let timestamp = rfc3339_from_millis(timestamp_ms);
     let path = f.path_str.clone();
     // Reading and flushing reattach a detached file first (`ensure_open`, `flush_lines`).
     let slot = f.slot.expect("a file read or flushed holds a slot");
-    let ctx = FileCtx { slot, path: &path, timestamp: &timestamp, now: Instant::now() };
+    let ctx = FileCtx { slot, path: &path, timestamp: &timestamp, timestamp_ms, now: Instant::now() };
     let mut sent = f.sent_upto;
     let mut events = 0;
     let out = body(&p.inputs[f.input], f, &ctx, &mut |ev| {

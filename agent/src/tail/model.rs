@@ -206,7 +206,7 @@ impl World {
         while let Popped::Batch(b) = self.queue.pop(Duration::ZERO) {
             for ev in b.events {
                 if ev.deliver {
-                    self.tracker.register(ev.slot, ev.end_offset, ev.read_at);
+                    self.tracker.register(ev.slot, ev.end_offset, ev.read_at, ev.timestamp);
                     self.delivered.push(String::from_utf8(ev.payload).expect("lines are ASCII"));
                     self.tracker.delivered(ev.slot, ev.end_offset);
                 } else {

@@ -56,6 +56,8 @@ pub struct Record {
     pub value: Vec<u8>,
     /// Record headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The record's timestamp in milliseconds (its create time, as the producer set it).
+    pub timestamp: Option<i64>,
 }
 
 impl Record {
@@ -113,6 +115,7 @@ pub fn consume_with(
                 headers: m.headers().map_or_else(Vec::new, |h| {
                     h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect()
                 }),
+                timestamp: m.timestamp().to_millis(),
             }),
             Some(Err(e)) => eprintln!("consume error: {e}"),
             None => {}

@@ -1012,6 +1012,64 @@ fn timestamp_events_equal_filebeats() {
     assert!(diffs.is_empty(), "{} of {} events differ:\n{}", diffs.len(), fb.len(), diffs.join("\n"));
 }
 
+/// Filebeat sets each record's timestamp (Kafka 0.10 and later) to its event's `@timestamp`: the
+/// read time, a document's own under `overwrite_keys`, or what a `timestamp` processor set. The
+/// agent's records carry the same.
+#[test]
+fn record_timestamps_are_the_events_time_as_filebeats() {
+    let plain = "first plain line\nsecond plain line\n";
+    let docs = concat!(
+        r#"{"k":"utc","@timestamp":"2020-05-06T07:08:09.123Z"}"#,
+        "\n",
+        r#"{"k":"offset","@timestamp":"2019-01-01T00:00:00.5+02:00"}"#,
+        "\n",
+        r#"{"k":"bad","@timestamp":"not a time"}"#,
+        "\n",
+    );
+    let stamped = concat!(r#"{"k":"processor","t":"2018-03-04 05:06:07"}"#, "\n");
+    let inputs = r#"filebeat.inputs:
+- type: filestream
+  id: p
+  paths: ['{logs}/p.log']
+- type: filestream
+  id: j
+  paths: ['{logs}/j.log']
+  parsers: [{ndjson: {target: '', overwrite_keys: true, add_error_key: true}}]
+- type: filestream
+  id: t
+  paths: ['{logs}/t.log']
+  parsers: [{ndjson: {target: ''}}]
+  processors:
+    - timestamp: {field: t, layouts: ['2006-01-02 15:04:05']}
+"#;
+    let files: [(&str, &[u8]); 3] =
+        [("p.log", plain.as_bytes()), ("j.log", docs.as_bytes()), ("t.log", stamped.as_bytes())];
+    let (fb, ag) = run_both_raw(&files, inputs, 1, "");
+    // (what the record holds, its timestamp) for every record, after checking that the timestamp
+    // is the event's `@timestamp`.
+    let stamps = |who: &str, records: &[Record]| -> std::collections::BTreeMap<String, i64> {
+        records
+            .iter()
+            .map(|r| {
+                let e = r.json();
+                let at: jiff::Timestamp = e["@timestamp"].as_str().unwrap().parse().unwrap();
+                assert_eq!(r.timestamp, Some(at.as_millisecond()), "{who}: record timestamp against {e}");
+                let what = e["k"].as_str().or(e["message"].as_str()).unwrap().to_string();
+                (what, r.timestamp.unwrap())
+            })
+            .collect()
+    };
+    let (fb_stamps, ag_stamps) = (stamps("Filebeat", &fb), stamps("agent", &ag));
+    assert_eq!(fb_stamps.len(), 6, "{fb_stamps:?}");
+    // The documents' and the processor's times are far from the read time, and equal.
+    let old: Vec<_> = fb_stamps.iter().filter(|(_, &t)| t < 1_600_000_000_000).collect();
+    assert_eq!(old.len(), 3, "{fb_stamps:?}");
+    for (what, t) in old {
+        assert_eq!(ag_stamps.get(what), Some(t), "{what}");
+    }
+    assert_eq!(fb_stamps.keys().collect::<Vec<_>>(), ag_stamps.keys().collect::<Vec<_>>());
+}
+
 /// `partition.hash.hash`: each event lands on the partition Filebeat picks from the named fields'
 /// values (text, floats, booleans and the integer `log.offset`), not where the key would put it.
 /// (An integer decoded from a JSON line is left out: Filebeat 8.1.3 places such events at

@@ -51,7 +51,13 @@ pub fn file_lines(p: &Path) -> Vec<String> {
 fn assert_file_exactly_once_in_partition_order(lines: &[String], expected: &[String]) {
     let records: Vec<Record> = lines
         .iter()
-        .map(|l| Record { partition: 0, key: None, value: l.clone().into_bytes(), headers: Vec::new() })
+        .map(|l| Record {
+            partition: 0,
+            key: None,
+            value: l.clone().into_bytes(),
+            headers: Vec::new(),
+            timestamp: None,
+        })
         .collect();
     assert_exactly_once(&records, expected);
     let mut last: HashMap<&str, usize> = HashMap::new();

@@ -237,7 +237,12 @@ fn damaged_spool_fixtures_replay_everything_else_and_count_the_damage() {
 /// Ships 50 lines, takes every broker down, writes 50 more, stops (2 s drain deadline, timed),
 /// brings the brokers back, restarts and reads the topic. Returns the first run's summary, what
 /// was read back, and the temp dir (so the caller can look at `data/`). Both runs' counters add up.
-fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summary, Vec<Record>, tempfile::TempDir) {
+/// Returns the first run's summary, the records, the directory and when the second run started
+/// (milliseconds since 1970).
+fn stop_while_kafka_is_down(
+    topic: &str,
+    queue: &str,
+) -> (agent::pipeline::Summary, Vec<Record>, tempfile::TempDir, i64) {
     let kc = DownableCluster::new(topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("d.log");
@@ -261,19 +266,27 @@ fn stop_while_kafka_is_down(topic: &str, queue: &str) -> (agent::pipeline::Summa
     let summary = agent.stop();
     assert!(started.elapsed() < Duration::from_secs(6), "stop took {:?} with a 2s drain deadline", started.elapsed());
     kc.all_down(true);
+    let restarted = jiff::Timestamp::now().as_millisecond();
     let agent = RunningAgent::start(&cfg);
     let got = consume(&kc.bootstrap_servers(), topic, 1, 100, T);
     wait_for("the spool to drain", T, || segments(&dir.path().join("data")).is_empty());
     let second = agent.stop();
     assert_counters_add_up(&summary);
     assert_counters_add_up(&second);
-    (summary, got, dir)
+    (summary, got, dir, restarted)
 }
 
 #[test]
 fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
-    let (summary, got, _dir) = stop_while_kafka_is_down("down", &with_spool(String::new(), ""));
+    let (summary, got, _dir, restarted) = stop_while_kafka_is_down("down", &with_spool(String::new(), ""));
     assert_eq!(summary.unacknowledged, 0, "what Kafka did not take by the deadline is in the spool");
+    // A replayed record keeps its event's time (the spool stores it), as the first send had it.
+    let late: Vec<_> = got
+        .iter()
+        .filter(|r| r.text().starts_with("while-down") && r.timestamp.is_none_or(|t| t >= restarted))
+        .map(|r| (r.text(), r.timestamp))
+        .collect();
+    assert!(late.is_empty(), "replayed with the replay's time (restart at {restarted}), not the line's: {late:?}");
     assert_eq!(Metrics::get(&summary.metrics.events_spooled), 50);
     assert_eq!(summary.spooled, 50, "the shutdown summary says what waits in the spool");
     assert_exactly_once(&got, &[numbered("up", 0..50), numbered("while-down", 0..50)].concat());
@@ -281,7 +294,7 @@ fn shutdown_with_kafka_down_spools_what_is_left_and_replays_it_after_restart() {
 
 #[test]
 fn without_a_spool_the_shutdown_deadline_leaves_lines_unacknowledged_and_nothing_is_lost() {
-    let (summary, got, dir) = stop_while_kafka_is_down("nospool", "queue:\n  spool:\n    enabled: false\n");
+    let (summary, got, dir, _) = stop_while_kafka_is_down("nospool", "queue:\n  spool:\n    enabled: false\n");
     assert!(summary.unacknowledged > 0, "the lines sent while Kafka was down were not acknowledged");
     assert!(!dir.path().join("data/spool").exists(), "no spool directory when the spool is off");
     let texts: HashSet<String> = got.iter().map(Record::text).collect();

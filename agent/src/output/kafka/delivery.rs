@@ -202,8 +202,11 @@ impl ProducerContext for AgentContext {
                 }
             }
             Err((err, msg)) if refuses_topic(err) => {
-                let id = header_id(msg);
-                self.hold(err, Retry::of(msg.topic(), -1, msg.key(), msg.payload().unwrap_or_default(), id, opaque));
+                let (id, at) = (header_id(msg), sh.record_time(opaque));
+                self.hold(
+                    err,
+                    Retry::of(msg.topic(), -1, msg.key(), msg.payload().unwrap_or_default(), id, at, opaque),
+                );
             }
             Err((err, msg)) if !replay && sh.parking.load(Ordering::Relaxed) && !is_permanent(err) => {
                 sh.parked.lock().unwrap().push(Parked {
@@ -212,6 +215,7 @@ impl ProducerContext for AgentContext {
                     hash: sh.kept_hash(msg.partition()),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     id: header_id(msg),
+                    timestamp: sh.record_time(opaque),
                     opaque,
                 });
             }
@@ -223,8 +227,9 @@ impl ProducerContext for AgentContext {
             }
             Err((err, msg)) if !is_permanent(err) => {
                 let partition = if partition_unknown(err) { -1 } else { msg.partition() };
-                let id = header_id(msg);
-                let again = Retry::of(msg.topic(), partition, msg.key(), msg.payload().unwrap_or_default(), id, opaque);
+                let (id, at) = (header_id(msg), sh.record_time(opaque));
+                let again =
+                    Retry::of(msg.topic(), partition, msg.key(), msg.payload().unwrap_or_default(), id, at, opaque);
                 self.retry_later(err, again);
             }
             Err((err, msg)) => {

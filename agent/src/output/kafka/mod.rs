@@ -73,6 +73,7 @@ struct Retry {
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     id: Option<EventId>,
+    timestamp: Option<i64>,
     opaque: usize,
     not_before: Instant,
 }
@@ -85,6 +86,7 @@ impl Retry {
         key: Option<&[u8]>,
         payload: &[u8],
         id: Option<EventId>,
+        timestamp: Option<i64>,
         opaque: usize,
     ) -> Retry {
         Retry {
@@ -93,6 +95,7 @@ impl Retry {
             key: key.map(<[u8]>::to_vec),
             payload: payload.to_vec(),
             id,
+            timestamp,
             opaque,
             not_before: Instant::now(),
         }
@@ -112,6 +115,8 @@ pub struct Parked {
     pub payload: Vec<u8>,
     /// The event's id, sent as the `_id` header and kept in the spool.
     pub id: Option<EventId>,
+    /// The record's timestamp ([`Event::timestamp`]), kept in the spool.
+    pub timestamp: Option<i64>,
     /// Slot and end offset, packed ([`pack`]).
     pub opaque: usize,
 }
@@ -126,9 +131,17 @@ impl Parked {
             return None;
         }
         Metrics::inc(&metrics.events_published);
-        tracker.register(ev.slot, ev.end_offset, ev.read_at);
+        tracker.register(ev.slot, ev.end_offset, ev.read_at, ev.timestamp);
         let opaque = pack(ev.slot, ev.end_offset);
-        Some(Parked { topic: ev.topic, key: ev.key, hash: ev.partition_hash, payload: ev.payload, id: ev.id, opaque })
+        Some(Parked {
+            topic: ev.topic,
+            key: ev.key,
+            hash: ev.partition_hash,
+            payload: ev.payload,
+            id: ev.id,
+            timestamp: ev.timestamp,
+            opaque,
+        })
     }
 
     pub fn slot_end(&self) -> (u32, u64) {
@@ -178,6 +191,17 @@ impl Shared {
     fn ms_at(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_millis() as u64
     }
+
+    /// The timestamp a record in flight was sent with, by its opaque: librdkafka reports a failed
+    /// record without it, and it is sent again (or spooled) with the time it had.
+    fn record_time(&self, opaque: usize) -> Option<i64> {
+        if opaque & REPLAY_BIT != 0 {
+            self.replay.record_time((opaque & !REPLAY_BIT) as u64)
+        } else {
+            let (slot, end) = unpack(opaque);
+            self.tracker.record_time(slot, end)
+        }
+    }
 }
 
 /// Builds the librdkafka client configuration from the output settings.
@@ -224,6 +248,8 @@ struct Outgoing<'a> {
     key: Option<&'a [u8]>,
     payload: &'a [u8],
     id: Option<EventId>,
+    /// Milliseconds since 1970; `None`: librdkafka stamps the send time.
+    timestamp: Option<i64>,
     /// Slot and end offset ([`pack`]), or [`REPLAY_BIT`] and a spool sequence number.
     opaque: usize,
 }
@@ -474,6 +500,9 @@ impl KafkaOutput {
         if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
+        if let Some(t) = r.timestamp {
+            rec = rec.timestamp(t);
+        }
         // The event's id as `_id`, then `output.kafka.headers`, on every record (replayed spool
         // records included).
         if r.id.is_some() || !self.headers.is_empty() {
@@ -497,13 +526,13 @@ impl KafkaOutput {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(()),
             Err((e, _)) if refuses_topic(&e) => {
                 let ctx = self.producers[r.producer].context();
-                ctx.hold(&e, Retry::of(r.topic, -1, r.key, r.payload, r.id, r.opaque));
+                ctx.hold(&e, Retry::of(r.topic, -1, r.key, r.payload, r.id, r.timestamp, r.opaque));
                 Ok(())
             }
             Err((e, _)) if !is_permanent(&e) => {
                 let partition = if partition_unknown(&e) { -1 } else { r.partition.unwrap_or(-1) };
                 let ctx = self.producers[r.producer].context();
-                ctx.retry_later(&e, Retry::of(r.topic, partition, r.key, r.payload, r.id, r.opaque));
+                ctx.retry_later(&e, Retry::of(r.topic, partition, r.key, r.payload, r.id, r.timestamp, r.opaque));
                 Ok(())
             }
             Err((e, _)) => {
@@ -580,6 +609,7 @@ impl Transport for KafkaOutput {
             key: p.key.as_deref(),
             payload: &p.payload,
             id: p.id,
+            timestamp: p.timestamp,
             opaque: p.opaque,
         };
         match self.send(out, stop, true) {
@@ -600,10 +630,11 @@ impl Transport for KafkaOutput {
             key: rec.key.as_deref(),
             payload: &rec.payload,
             id: rec.id,
+            timestamp: rec.timestamp,
             opaque,
         };
         // In the window before the attempt, so a permanent failure inside it can mark it done.
-        self.shared.replay.sent(rec.seq);
+        self.shared.replay.sent(rec.seq, rec.timestamp);
         match self.try_send(&out) {
             Ok(()) => true,
             Err(()) => {
@@ -667,6 +698,7 @@ impl Transport for KafkaOutput {
                     key: r.key.as_deref(),
                     payload: &r.payload,
                     id: r.id,
+                    timestamp: r.timestamp,
                     opaque: r.opaque,
                 };
                 if let Sent::GaveUp = self.send(out, stop, true) {
@@ -746,6 +778,7 @@ impl Transport for KafkaOutput {
                         hash,
                         payload: r.payload,
                         id: r.id,
+                        timestamp: r.timestamp,
                         opaque: r.opaque,
                     });
                 }
