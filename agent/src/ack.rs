@@ -4,7 +4,9 @@
 //! each event's end offset in send order, and delivery reports (on librdkafka's thread) mark them
 //! done. Invariant: a slot's `acked` offset only ever moves to the end of the highest *contiguous*
 //! done event, so the registry never records an offset past a line that is still in flight, even
-//! when acknowledgements arrive out of order (several partitions).
+//! when acknowledgements arrive out of order (several partitions). It also keeps each in-flight
+//! event's record timestamp, which librdkafka does not report for a failed record, so a record
+//! sent again or spooled keeps the time it was first sent with.
 
 use crate::fingerprint::{FileId, Fingerprint};
 use crate::metrics::Histogram;

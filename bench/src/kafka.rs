@@ -91,14 +91,17 @@ pub fn read_back(spec: &ReadSpec<'_>, on_record: impl FnMut(&[u8])) -> anyhow::R
 }
 
 /// The ceiling: read each file, one record per line, explicit round robin over the partitions,
-/// the same librdkafka settings as the agent; nothing else (no offsets, no events).
+/// the same librdkafka settings as the agent; nothing else (no offsets, no events). With
+/// `id_header`, each record also carries an `_id` header shaped like the agent's event ids.
 pub fn ceiling(
     bootstrap: &str,
     topic: &str,
     spec: &crate::targets::Settings,
+    id_header: bool,
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<u64> {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
     use std::io::BufRead;
     let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
@@ -112,18 +115,26 @@ pub fn ceiling(
         .create()?;
     let mut sent = 0u64;
     let mut line = Vec::with_capacity(1024);
-    for path in files {
+    for (n, path) in files.iter().enumerate() {
         let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let mut offset = 0u64;
         loop {
             line.clear();
-            if r.read_until(b'\n', &mut line)? == 0 {
+            let read = r.read_until(b'\n', &mut line)?;
+            if read == 0 {
                 break;
             }
+            let id = id_header.then(|| event_id_like(n as u64, offset, read as u64));
+            offset += read as u64;
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
             let partition = (sent % spec.partitions.max(1) as u64) as i32;
             let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&line[..]).partition(partition);
+            if let Some(id) = &id {
+                let h = OwnedHeaders::new_with_capacity(1).insert(Header { key: "_id", value: Some(&id[..]) });
+                rec = rec.headers(h);
+            }
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -139,4 +150,32 @@ pub fn ceiling(
     }
     producer.flush(rdkafka::util::Timeout::Never)?;
     Ok(sent)
+}
+
+/// 24 URL-safe base64 characters of 48 bits of a per-file constant, the line's start and its
+/// length: the agent's event id layout (`agent::event::id`), so the header compresses as the
+/// agent's does.
+fn event_id_like(file: u64, start: u64, len: u64) -> [u8; 24] {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let constant = 0x5bd1_e995_u64.wrapping_mul(file + 1);
+    let mut out = [0u8; 24];
+    for (i, v) in [constant, start, len].into_iter().enumerate() {
+        // 48 bits big-endian as 8 characters of 6 bits.
+        for j in 0..8 {
+            out[i * 8 + j] = B64[((v >> (42 - 6 * j)) & 63) as usize];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ceiling_ids_are_laid_out_as_the_agents() {
+        let id = super::event_id_like(0, 0x0102_0304_0506, 5);
+        // Base64 (URL-safe) of the 6 bytes 01..06 and of 5 in 6 bytes, as the agent encodes them.
+        assert_eq!(&id[8..], b"AQIDBAUGAAAAAAAF");
+        assert_eq!(id[..8], super::event_id_like(0, 7, 8)[..8], "the file's part stays");
+        assert_ne!(id[..8], super::event_id_like(1, 0, 5)[..8], "and differs between files");
+    }
 }

@@ -126,6 +126,9 @@ enum Cmd {
         topic: String,
         #[command(flatten)]
         settings: Settings,
+        /// Sends an `_id` header with every record, laid out as the agent's event ids.
+        #[arg(long)]
+        id_header: bool,
         files: Vec<PathBuf>,
     },
     /// Reads a topic from the beginning of each partition and prints every record, one per line.
@@ -148,8 +151,8 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => run(args),
-        Cmd::Ceiling { bootstrap, topic, settings, files } => {
-            kafka::ceiling(&bootstrap, &topic, &settings, &files).map(|_| ())
+        Cmd::Ceiling { bootstrap, topic, settings, id_header, files } => {
+            kafka::ceiling(&bootstrap, &topic, &settings, id_header, &files).map(|_| ())
         }
         Cmd::Consume { bootstrap, topic, partitions, expect, timeout } => {
             consume(&bootstrap, &topic, partitions, expect, timeout)
@@ -305,7 +308,7 @@ fn run_case(
             Case::Restart | Case::Crash | Case::Outage if !t.keeps_offsets() => {
                 Some("skipped: the restart cases measure tools that keep offsets".to_string())
             }
-            Case::Live | Case::Copytruncate if t == Target::Ceiling => {
+            Case::Live | Case::Copytruncate if matches!(t, Target::Ceiling | Target::CeilingId) => {
                 Some("skipped: the ceiling does not tail".into())
             }
             Case::Container if !(t.is_filebeat() || t.is_agent()) => {

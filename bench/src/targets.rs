@@ -20,6 +20,9 @@ pub enum Target {
     BaseJson,
     /// A raw librdkafka producer (`bench ceiling`): read, one record per line, nothing else.
     Ceiling,
+    /// The ceiling with a 24-character `_id` record header per record, laid out as the agent's
+    /// event ids (`bench ceiling --id-header`): what librdkafka's per-record header costs.
+    CeilingId,
     /// Kafka Connect 3.9 FileStreamSource (standalone worker).
     KafkaConnect,
     /// Filebeat 8.1.3 sending the line only (`codec.format: '%{[message]}'`), its defaults otherwise.
@@ -50,6 +53,7 @@ impl Target {
             Target::BaseRaw => "agent before (raw)",
             Target::BaseJson => "agent before (json)",
             Target::Ceiling => "librdkafka ceiling",
+            Target::CeilingId => "librdkafka ceiling + _id header",
             Target::KafkaConnect => "Kafka Connect FileStream",
             Target::Filebeat => "Filebeat",
             Target::FilebeatJson => "Filebeat (its JSON events)",
@@ -72,7 +76,7 @@ impl Target {
 
     /// Whether the target remembers how far it read, so a restart can resume (the restart cases).
     pub fn keeps_offsets(self) -> bool {
-        !matches!(self, Target::Ceiling | Target::Vector | Target::FluentBit)
+        !matches!(self, Target::Ceiling | Target::CeilingId | Target::Vector | Target::FluentBit)
     }
 
     /// The agent, this build or the `BASE_AGENT_BIN` one.
@@ -85,10 +89,11 @@ impl Target {
     }
 
     /// Every target a plain `bench run` measures (the A/B targets only when asked for).
-    pub const ALL: [Target; 10] = [
+    pub const ALL: [Target; 11] = [
         Target::AgentRaw,
         Target::AgentJson,
         Target::Ceiling,
+        Target::CeilingId,
         Target::KafkaConnect,
         Target::Filebeat,
         Target::FilebeatJson,
@@ -169,7 +174,7 @@ impl Tools {
                 Some(b) => Some(format!("BASE_AGENT_BIN {} not found", b.display())),
                 None => Some("skipped: set BASE_AGENT_BIN to the agent binary to compare with".into()),
             },
-            Target::Ceiling => None,
+            Target::Ceiling | Target::CeilingId => None,
             Target::KafkaConnect if self.connect_classpath.is_none() => {
                 Some("skipped: not installed (scripts/install-peers.sh)".into())
             }
@@ -210,9 +215,12 @@ impl Tools {
                 let parser = if files.container { "    parsers:\n      - container: ~\n" } else { "" };
                 self.agent_command(bin, files, bootstrap, topic, s, codec, work, parser, "")
             }
-            Target::Ceiling => {
+            Target::Ceiling | Target::CeilingId => {
                 let mut c = Command::new(&self.bench);
                 c.arg("ceiling").args(["--bootstrap", bootstrap, "--topic", topic]);
+                if t == Target::CeilingId {
+                    c.arg("--id-header");
+                }
                 c.args(["--partitions", &s.partitions.to_string(), "--level", &s.level.to_string()]);
                 c.args(["--acks", &s.acks.to_string(), "--batch", &s.batch.to_string()]);
                 c.args(["--linger-ms", &s.linger_ms.to_string()]);

@@ -12,6 +12,8 @@
 //!   queue order, and is marked done exactly once: on delivery, on a permanent failure (logged with
 //!   the topic and counted), at once when it carries nothing to deliver, or by the spooling output
 //!   once it is parked and fsynced in the spool;
+//! - a record keeps its timestamp (the event's time) through every send: retried, held, parked
+//!   and spooled, or replayed (`Shared::record_time` for the records librdkafka hands back);
 //! - every failure except a refusal of the record itself (`is_permanent`) is sent again (after
 //!   `backoff.init`) for as long as it takes; librdkafka's own `message.timeout.ms` is infinite,
 //!   so this is the rare path;
