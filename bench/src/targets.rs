@@ -122,6 +122,9 @@ pub struct Settings {
     /// Runs the agent with `event_id: false` (no per-event id: measures what the ids cost).
     #[arg(long)]
     pub no_event_id: bool,
+    /// Runs the agent with `event_id_header: false` (the id in `@metadata._id` only).
+    #[arg(long)]
+    pub no_id_header: bool,
 }
 
 /// Where the tools are.
@@ -307,7 +310,7 @@ inputs:
     bulk_max_size: {batch}
     bulk_flush_frequency: {linger}ms
     event_id: {event_id}
-{tail}"#,
+{id_header}{tail}"#,
             data = work.join("agent-data").display(),
             glob = files.glob,
             level = s.level,
@@ -315,6 +318,8 @@ inputs:
             batch = s.batch,
             linger = s.linger_ms,
             event_id = !s.no_event_id,
+            // Only when asked: an older `BASE_AGENT_BIN` does not know the key.
+            id_header = if s.no_id_header { "    event_id_header: false\n" } else { "" },
         );
         let cfg = write(work, "agent.yml", text);
         let mut c = Command::new(bin);

@@ -865,21 +865,38 @@ fn ids_hold_through_multiline_copytruncate_inode_reuse_and_gzip_archives() {
     crate::e2e::assert_ids_name_lines(&all, message);
 }
 
+/// Runs the agent on `n` lines with `output` under `output.kafka` and returns the records.
+fn id_run(topic: &str, n: usize, output: &str) -> Vec<Record> {
+    let kc = cluster(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    append_lines(&log, numbered("l", 0..n));
+    let agent =
+        RunningAgent::start(&config(&dir.path().join("data"), &[log], &kc.bootstrap_servers(), topic, "", output));
+    let got = consume(&kc.bootstrap_servers(), topic, 1, n, T);
+    agent.stop();
+    assert_eq!(got.len(), n);
+    got
+}
+
 /// `output.kafka.event_id: false` turns the ids off: no `_id` header, no `@metadata._id`.
 #[test]
 fn event_ids_can_be_turned_off() {
-    let kc = cluster("noids", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("a.log");
-    append_lines(&log, numbered("l", 0..20));
-    let out = "    codec: json\n    event_id: false\n";
-    let agent =
-        RunningAgent::start(&config(&dir.path().join("data"), &[log], &kc.bootstrap_servers(), "noids", "", out));
-    let got = consume(&kc.bootstrap_servers(), "noids", 1, 20, T);
-    agent.stop();
-    assert_eq!(got.len(), 20);
-    for r in &got {
+    for r in &id_run("noids", 20, "    codec: json\n    event_id: false\n") {
         assert!(r.headers.iter().all(|(k, _)| k != "_id"), "{:?}", r.headers);
         assert!(r.json()["@metadata"].get("_id").is_none(), "{}", r.text());
+    }
+}
+
+/// `event_id_header: false`: the id stays in `@metadata._id` and no record carries an `_id`
+/// header (configured headers still go out).
+#[test]
+fn without_the_id_header_json_events_keep_their_id_in_metadata_only() {
+    let out = "    codec: json\n    event_id_header: false\n    headers:\n      - key: env\n        value: prod\n";
+    for r in &id_run("noidh", 100, out) {
+        let keys: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["env"], "only the configured header");
+        let id = r.json()["@metadata"]["_id"].as_str().map(str::len);
+        assert_eq!(id, Some(24), "the id is still in the event: {}", r.text());
     }
 }

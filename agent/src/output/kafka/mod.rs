@@ -296,6 +296,8 @@ pub struct KafkaOutput {
     probe: Option<Probe>,
     /// `headers`: added to every record.
     headers: Vec<(String, String)>,
+    /// `event_id_header`: the event's id goes in the `_id` header too.
+    id_header: bool,
     /// The output thread's heartbeat (`/livez`), beaten by the output's loops ([`Self::beat`])
     /// and while a send waits for room in librdkafka's queue.
     heartbeat: Heartbeat,
@@ -379,6 +381,7 @@ impl KafkaOutput {
             spool_backed: probe_every.is_some(),
             probe,
             headers: cfg.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
+            id_header: cfg.event_id_header,
             heartbeat: Heartbeat::detached("output"),
             recipe,
         })
@@ -507,9 +510,10 @@ impl KafkaOutput {
         }
         // The event's id as `_id`, then `output.kafka.headers`, on every record (replayed spool
         // records included).
-        if r.id.is_some() || !self.headers.is_empty() {
+        let id = r.id.filter(|_| self.id_header);
+        if id.is_some() || !self.headers.is_empty() {
             let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len() + 1);
-            if let Some(id) = &r.id {
+            if let Some(id) = &id {
                 h = h.insert(rdkafka::message::Header { key: ID_HEADER, value: Some(id.as_bytes()) });
             }
             for (key, value) in &self.headers {
