@@ -809,7 +809,7 @@ mod props {
                 truncated,
                 multiline,
                 timestamp: "2026-01-02T03:04:05.006Z",
-            timestamp_ms: 1_767_323_045_006,
+                timestamp_ms: 1_767_323_045_006,
                 ndjson: None,
                 id: None,
                 stream: stream.map(|out| if out { "stdout" } else { "stderr" }),
