@@ -156,15 +156,14 @@ pub fn ceiling(
 /// length: the agent's event id layout (`agent::event::id`), so the header compresses as the
 /// agent's does.
 fn event_id_like(file: u64, start: u64, len: u64) -> [u8; 24] {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let constant = 0x5bd1_e995_u64.wrapping_mul(file + 1);
-    let mut out = [0u8; 24];
+    let mut raw = [0u8; 18];
     for (i, v) in [constant, start, len].into_iter().enumerate() {
-        // 48 bits big-endian as 8 characters of 6 bits.
-        for j in 0..8 {
-            out[i * 8 + j] = B64[((v >> (42 - 6 * j)) & 63) as usize];
-        }
+        // The low 48 bits, big-endian.
+        raw[i * 6..i * 6 + 6].copy_from_slice(&v.to_be_bytes()[2..]);
     }
+    let mut out = [0u8; 24];
+    data_encoding::BASE64URL_NOPAD.encode_mut(&raw, &mut out);
     out
 }
 

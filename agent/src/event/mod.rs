@@ -276,6 +276,12 @@ impl EventTemplate {
         self.codec
     }
 
+    /// Whether this codec's records carry the event's time ([`record_time`]): all but Kafka
+    /// Connect's, as Connect's FileStreamSource sets none (the producer stamps the send time).
+    pub fn stamps_records(&self) -> bool {
+        !matches!(self.codec, Codec::ConnectJson | Codec::ConnectJsonSchemaless)
+    }
+
     /// Looks up a field of an event built from this template (for topic and key formats).
     pub fn lookup(&self, decoded: &Decoded<'_>, path: &str, file: &str) -> Option<String> {
         match (path, decoded) {
@@ -287,12 +293,11 @@ impl EventTemplate {
     }
 
     /// Encodes one line's event into `out` (cleared first); returns its record timestamp (see
-    /// [`record_time`]; for the raw codec the line's time, for Kafka Connect's codecs none, as
-    /// Connect's FileStreamSource sets none).
+    /// [`record_time`] and [`Self::stamps_records`]; for the raw codec the line's time).
     pub fn encode(&self, line: &LineCtx<'_>, decoded: Decoded<'_>, out: &mut Vec<u8>) -> Option<i64> {
         out.clear();
         if self.encode_line(line, &decoded, out) {
-            return (self.codec == Codec::Raw).then_some(line.timestamp_ms);
+            return self.stamps_records().then_some(line.timestamp_ms);
         }
         match decoded {
             // The format codec renders from the whole event (see `tail::input`).

@@ -366,12 +366,8 @@ impl InputRt {
             if !self.hash_fields.is_empty() {
                 partition_hash = crate::output::partition::hash_fields(&ev, &self.hash_fields).ok();
             }
-            // The finished event's time (processors may have set it), as Filebeat sends it;
-            // Kafka Connect's codecs send none, as Connect does.
-            record_time = match self.template.codec() {
-                Codec::ConnectJson | Codec::ConnectJsonSchemaless => None,
-                _ => crate::event::record_time(&ev),
-            };
+            // The finished event's time (processors may have set it), as Filebeat sends it.
+            record_time = self.template.stamps_records().then(|| crate::event::record_time(&ev)).flatten();
             let routed = self.route_event(&ev);
             route = Some(match (&self.format, routed) {
                 // `codec: format`: the record is the format rendered from the finished event.
