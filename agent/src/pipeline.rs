@@ -295,7 +295,7 @@ impl Inputs {
         let tracker = Arc::new(AckTracker::default());
         let queue =
             Arc::new(Queue::new(config.queue.mem.max_bytes.0 as usize, config.queue.mem.events.unwrap_or(usize::MAX)));
-        tracing::info!(properties = %describe(kafka), zlib = %crate::output::kafka::zlib_version(), "kafka producer settings");
+        tracing::info!(properties = %describe(kafka), gzip = %crate::output::kafka::gzip::describe(), "kafka producer settings");
         let mut output = Output::new(config, kafka, tracker.clone(), metrics.clone(), opts.status.refused.clone())?;
 
         let enabled: Vec<_> = config.inputs.iter().filter(|i| i.enabled).cloned().collect();

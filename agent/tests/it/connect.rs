@@ -162,7 +162,7 @@ fn bad_connect_files_give_clear_errors() {
 /// Kafka Connect 3.9 itself (jars from `scripts/install-peers.sh`, which `.ci/run` runs) on one side,
 /// the agent on the other, in both directions, with JsonConverter envelopes on the wire:
 /// Connect's FileStreamSource → agent sink, and agent source → Connect's FileStreamSink. The
-/// agent's records are gzip (its default) made by zlib-rs: Connect's Java consumer inflates them
+/// agent's records are gzip (its default) made by libdeflate: Connect's Java consumer inflates them
 /// with the JDK's own zlib, so a stock-zlib consumer reads them.
 #[test]
 fn kafka_connect_and_the_agent_read_each_others_json_envelopes() {

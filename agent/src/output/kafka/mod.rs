@@ -32,6 +32,7 @@
 //!   is dropped are never marked done).
 
 mod delivery;
+pub mod gzip;
 mod probe;
 
 use super::partition::RoundRobin;
@@ -216,21 +217,6 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     // `reachable_only`, which partitions have a reachable leader.
     cc.set("statistics.interval.ms", "1000");
     cc
-}
-
-/// The zlib the process's gzip runs on, as librdkafka's calls resolve it (`zlibVersion`): zlib-rs
-/// (`1.x.y-zlib-rs-...`), which `libz-rs-sys` exports under zlib's names; the system's stock zlib
-/// only if that link ever broke (the unit test `gzip_is_zlib_rs` catches it). Taking
-/// `libz-rs-sys`'s own function's address keeps its objects in the link: without a reference the
-/// linker drops them and librdkafka binds to `libz.so` again.
-pub fn zlib_version() -> String {
-    extern "C" {
-        #[link_name = "zlibVersion"]
-        fn resolved_zlib_version() -> *const std::os::raw::c_char;
-    }
-    std::hint::black_box(libz_rs_sys::zlibVersion as *const () as usize);
-    // SAFETY: zlib's zlibVersion returns a static NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(resolved_zlib_version()) }.to_string_lossy().into_owned()
 }
 
 /// The librdkafka properties, with secrets masked, for a start-up log line.
@@ -844,19 +830,5 @@ impl Drop for KafkaOutput {
     fn drop(&mut self) {
         // The probe first (its thread holds a producer), as before the producers go.
         self.probe.take();
-    }
-}
-
-#[cfg(test)]
-mod zlib_tests {
-    /// librdkafka's gzip runs on zlib-rs, not on the system's zlib: the process resolves
-    /// `zlibVersion` (and with it `deflate`, `crc32`...) to zlib-rs, and `libz.so` is not even
-    /// loaded. Fails if a dependency change brings stock zlib back.
-    #[test]
-    fn gzip_is_zlib_rs() {
-        let version = super::zlib_version();
-        assert!(version.contains("zlib-rs"), "zlibVersion() is {version:?}");
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        assert!(!maps.contains("libz.so"), "libz.so is loaded:\n{maps}");
     }
 }
