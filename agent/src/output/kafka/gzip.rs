@@ -73,7 +73,15 @@ struct Stream {
     /// compress into directly), and how many of them have been copied.
     output: Vec<u8>,
     copied: usize,
-    finished: bool,
+    phase: Phase,
+}
+
+/// Where a stream is: taking input, handing out compressed output, or done.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Gathering,
+    Draining,
+    Ended,
 }
 
 thread_local! {
@@ -167,7 +175,7 @@ pub unsafe extern "C" fn deflateInit2_(
         return Z_STREAM_ERROR;
     }
     let input = SPARE_INPUT.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
-    let stream = Box::new(Stream { level, wrapper, input, output: Vec::new(), copied: 0, finished: false });
+    let stream = Box::new(Stream { level, wrapper, input, output: Vec::new(), copied: 0, phase: Phase::Gathering });
     strm.state = Box::into_raw(stream) as *mut _;
     strm.total_in = 0;
     strm.total_out = 0;
@@ -204,7 +212,7 @@ pub unsafe extern "C" fn deflate(strm: *mut z_stream, flush: c_int) -> c_int {
         return Z_STREAM_ERROR;
     }
     if strm.avail_in > 0 {
-        if stream.finished {
+        if stream.phase != Phase::Gathering {
             return Z_STREAM_ERROR;
         }
         // SAFETY: the caller's next_in holds avail_in readable bytes.
@@ -218,8 +226,10 @@ pub unsafe extern "C" fn deflate(strm: *mut z_stream, flush: c_int) -> c_int {
     if flush == Z_NO_FLUSH {
         return Z_OK;
     }
-    if !stream.finished {
-        stream.finished = true;
+    if stream.phase == Phase::Ended {
+        return Z_STREAM_END;
+    }
+    if stream.phase == Phase::Gathering {
         // Straight into the caller's buffer when it is large enough (librdkafka's is, sized by
         // deflateBound); otherwise into ours, handed out below.
         // SAFETY: the caller's next_out holds avail_out writable bytes.
@@ -235,6 +245,7 @@ pub unsafe extern "C" fn deflate(strm: *mut z_stream, flush: c_int) -> c_int {
                 let n = compress(stream, &mut output).expect("a buffer of the bound's size holds the output");
                 output.truncate(n);
                 stream.output = output;
+                stream.phase = Phase::Draining;
             }
         }
     }
@@ -265,6 +276,7 @@ fn advance_out(strm: &mut z_stream, n: usize) {
 
 /// A stream's output is all out: count it and give its input buffer back to the thread.
 fn done(stream: &mut Stream) {
+    stream.phase = Phase::Ended;
     FINISHED_STREAMS.fetch_add(1, Ordering::Relaxed);
     let mut input = std::mem::take(&mut stream.input);
     input.clear();
@@ -433,6 +445,11 @@ mod tests {
                 assert_eq!(r, Z_OK, "{name}");
             }
             assert_eq!(strm.total_in as usize, text.len());
+            assert_eq!(strm.total_out as usize, out.len());
+            // Finished is finished: no more output, no second stream.
+            strm.next_out = buf.as_mut_ptr();
+            strm.avail_out = buf.len() as c_uint;
+            assert_eq!(unsafe { deflate(&mut strm, Z_FINISH) }, Z_STREAM_END);
             assert_eq!(strm.total_out as usize, out.len());
             assert!(out.len() < text.len() / 3, "{name}: {} bytes", out.len());
             assert_eq!(unsafe { deflateEnd(&mut strm) }, Z_OK);
