@@ -308,9 +308,7 @@ fn run_case(
             Case::Restart | Case::Crash | Case::Outage if !t.keeps_offsets() => {
                 Some("skipped: the restart cases measure tools that keep offsets".to_string())
             }
-            Case::Live | Case::Copytruncate if matches!(t, Target::Ceiling | Target::CeilingId) => {
-                Some("skipped: the ceiling does not tail".into())
-            }
+            Case::Live | Case::Copytruncate if t.is_ceiling() => Some("skipped: the ceiling does not tail".into()),
             Case::Container if !(t.is_filebeat() || t.is_agent()) => {
                 Some("skipped: has no parser for container runtimes' lines here".into())
             }

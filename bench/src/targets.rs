@@ -76,12 +76,17 @@ impl Target {
 
     /// Whether the target remembers how far it read, so a restart can resume (the restart cases).
     pub fn keeps_offsets(self) -> bool {
-        !matches!(self, Target::Ceiling | Target::CeilingId | Target::Vector | Target::FluentBit)
+        !(self.is_ceiling() || matches!(self, Target::Vector | Target::FluentBit))
     }
 
     /// The agent, this build or the `BASE_AGENT_BIN` one.
     pub fn is_agent(self) -> bool {
         matches!(self, Target::AgentRaw | Target::AgentJson) || self.is_base()
+    }
+
+    /// The bare librdkafka producer, with or without the `_id` header: reads files, does not tail.
+    pub fn is_ceiling(self) -> bool {
+        matches!(self, Target::Ceiling | Target::CeilingId)
     }
 
     pub fn is_filebeat(self) -> bool {
