@@ -26,8 +26,13 @@ pub const DEFAULT_METADATA_REFRESH: HumanDuration = HumanDuration::from_secs(600
 pub const DEFAULT_BACKOFF_INIT: HumanDuration = HumanDuration::from_secs(1);
 pub const DEFAULT_BACKOFF_MAX: HumanDuration = HumanDuration::from_secs(60);
 pub const DEFAULT_GROUP_EVENTS: usize = 1;
-/// librdkafka producer queue bounds set by the agent (overridable through `librdkafka`).
-pub const DEFAULT_PRODUCER_QUEUE_MESSAGES: usize = 16_384;
+/// librdkafka producer queue bounds set by the agent (overridable through `librdkafka`). Each
+/// record held costs about 550 bytes beyond its payload (librdkafka's message, the `_id` header's
+/// three allocations), so on short lines the message count, not the kilobytes, bounds the memory:
+/// 8,192 records per producer (four batches of Filebeat's default `bulk_max_size`) ship a raw
+/// catch-up as fast as 16,384 did, with 9 MB less peak RSS; 4,096 was 10-20 % slower (README,
+/// "librdkafka's queue by records").
+pub const DEFAULT_PRODUCER_QUEUE_MESSAGES: usize = 8_192;
 pub const DEFAULT_PRODUCER_QUEUE_KBYTES: usize = 4_096;
 /// `worker: 0` (the default) means one producer per core, up to this many.
 pub const MAX_AUTO_WORKERS: usize = 4;
@@ -691,7 +696,7 @@ impl KafkaConfig {
     /// in flight to fill `bulk_max_size` batches on every partition.
     fn default_properties(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
-        let messages = (self.bulk_max_size * 8).max(DEFAULT_PRODUCER_QUEUE_MESSAGES);
+        let messages = (self.bulk_max_size * 4).max(DEFAULT_PRODUCER_QUEUE_MESSAGES);
         p.insert("queue.buffering.max.messages".into(), messages.to_string());
         p.insert("queue.buffering.max.kbytes".into(), DEFAULT_PRODUCER_QUEUE_KBYTES.to_string());
         p
@@ -941,6 +946,17 @@ mod tests {
         assert_eq!(p["max.in.flight"], "20");
         let err = kafka("    librdkafka:\n      enable.idempotence: \"false\"\n").unwrap_err();
         assert!(err.contains("output.kafka.librdkafka.enable.idempotence"), "{err}");
+    }
+
+    #[test]
+    fn librdkafka_holds_four_batches_per_producer_and_the_pass_through_overrides_it() {
+        let messages = |extra: &str| {
+            kafka(extra).unwrap().kafka().unwrap().client_properties()["queue.buffering.max.messages"].clone()
+        };
+        assert_eq!(messages(""), "8192");
+        assert_eq!(messages("    bulk_max_size: 4096\n"), "16384");
+        assert_eq!(messages("    bulk_max_size: 50\n"), "8192");
+        assert_eq!(messages("    librdkafka:\n      queue.buffering.max.messages: \"1000\"\n"), "1000");
     }
 
     #[test]
