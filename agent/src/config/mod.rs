@@ -62,9 +62,10 @@ pub const DEFAULT_REGISTRY_CLEAN_REMOVED_AFTER: HumanDuration = HumanDuration::f
 /// Most files held open at once by the reader; idle files are closed first.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
 /// Bytes of encoded events waiting between the reader and the output. librdkafka holds up to
-/// 8,192 records per producer behind it, so 1 MiB (about 3,600 raw lines or 1,500 JSON events, a
-/// few thousand like Filebeat's `queue.mem.events`) keeps the output fed: against 4 MiB it shipped
-/// a catch-up as fast, with 4.7 MB less peak RSS on JSON events (README, "The agent's own queue").
+/// `kafka::DEFAULT_PRODUCER_QUEUE_MESSAGES` records per producer behind it, so 1 MiB (about
+/// 3,600 raw lines or 1,500 JSON events; Filebeat 8.1.3's `queue.mem.events` is 4,096) keeps the
+/// output fed: against 4 MiB it shipped a catch-up as fast, with 4.7 MB less peak RSS on JSON
+/// events (README, "The agent's own queue").
 pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(1);
 /// Time allowed at shutdown to deliver what was read; shorter than the unit's TimeoutStopSec.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(15);
